@@ -1,0 +1,19 @@
+//! The domain: plain Rust, no actix, tokio or Redis. Time is an argument.
+
+pub mod entry_id;
+pub mod money;
+pub mod routing;
+pub mod rules;
+pub mod schema;
+pub mod shard_state;
+pub mod tripwire;
+pub mod user;
+
+pub use entry_id::EntryId;
+pub use money::Money;
+pub use routing::shard_of;
+pub use rules::{Model, ModelDef};
+pub use schema::{Event, EventKind, Rejection, Schema, ValidationError};
+pub use shard_state::{Outcome, ShardState};
+pub use tripwire::{RuleWindow, TripState, Transition, TripwireSettings};
+pub use user::UserState;

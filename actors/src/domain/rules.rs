@@ -1,0 +1,450 @@
+//! Rules, compiled from config once at start-up.
+//!
+//! An aggregate is a per-user count of an event, a sum of a numeric property, or
+//! a distinct count of a property. A rule listens to events, tests a condition
+//! over aggregates and restricts features. Conditions are conjunctions of
+//! comparisons of an aggregate, or a ratio of two, with a decimal constant:
+//! `scam_flags >= 2`, `spend > 0 and chargebacks / spend > 0.10`. Comparisons are
+//! exact integer arithmetic; a ratio whose denominator is zero is false.
+
+use std::collections::BTreeMap;
+
+use ahash::AHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::money::{self, SCALE};
+use super::schema::{EventDef, PropType, Schema};
+
+/// Most rules and features a deployment may declare (each is a bit in a `u64`).
+pub const MAX_RULES: usize = 64;
+pub const MAX_FEATURES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregateKind {
+    Count,
+    Sum,
+    Distinct,
+}
+
+/// `[aggregates.<name>]` in config.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateDef {
+    pub kind: AggregateKind,
+    /// The event whose occurrences are counted or whose property is read.
+    pub event: String,
+    /// The property summed or counted distinct (not for `count`).
+    #[serde(default)]
+    pub property: Option<String>,
+}
+
+/// `[rules.<name>]` in config.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    /// Event names that make the rule evaluate.
+    pub on: Vec<String>,
+    /// The condition, e.g. `"chargebacks / spend > 0.10"`.
+    pub when: String,
+    /// Features restricted when the condition holds.
+    pub restrict: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[features.<name>]` in config.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureDef {
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Everything the engine needs from config, as written.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+pub struct ModelDef {
+    #[serde(default)]
+    pub features: BTreeMap<String, FeatureDef>,
+    #[serde(default)]
+    pub events: BTreeMap<String, EventDef>,
+    #[serde(default)]
+    pub aggregates: BTreeMap<String, AggregateDef>,
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleDef>,
+}
+
+/// Where an aggregate lives in a user's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Index into `UserState::scalars` (counts and sums).
+    Scalar(u16),
+    /// Index into `UserState::sets` (distinct counts).
+    Set(u16),
+}
+
+/// A compiled aggregate.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    pub name: Box<str>,
+    pub kind: AggregateKind,
+    pub event: u16,
+    /// Index of the property in the event's declared properties.
+    pub property: Option<usize>,
+    pub slot: Slot,
+    /// Stored units per displayed unit: `SCALE` for sums of money, 1 otherwise.
+    pub unit: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+}
+
+impl Cmp {
+    fn holds(self, lhs: Option<u128>, rhs: Option<u128>) -> bool {
+        // `None` stands for a product too large for u128: larger than any Some.
+        use std::cmp::Ordering::*;
+        let ord = match (lhs, rhs) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (Some(_), None) => Less,
+            (None, Some(_)) => Greater,
+            (None, None) => return false,
+        };
+        match self {
+            Cmp::Gt => ord == Greater,
+            Cmp::Ge => ord != Less,
+            Cmp::Lt => ord == Less,
+            Cmp::Le => ord != Greater,
+            Cmp::Eq => ord == Equal,
+        }
+    }
+}
+
+/// One comparison: `num [/ den] cmp constant`, pre-scaled so evaluation is
+/// `num * lhs_factor cmp den * rhs_factor` (or `num * lhs_factor cmp rhs_factor`).
+#[derive(Debug, Clone)]
+pub struct Term {
+    pub num: u16,
+    pub den: Option<u16>,
+    pub cmp: Cmp,
+    lhs_factor: u128,
+    rhs_factor: u128,
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: Box<str>,
+    pub def: RuleDef,
+    pub terms: Vec<Term>,
+    /// Features it restricts, as a bit mask over `Model::features`.
+    pub features: u64,
+}
+
+/// The compiled model: schema, aggregates, rules and features.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub schema: Schema,
+    pub features: Vec<Box<str>>,
+    pub feature_descriptions: Vec<Option<String>>,
+    pub aggregates: Vec<Aggregate>,
+    pub rules: Vec<Rule>,
+    /// Per event: the aggregates it updates.
+    pub aggregates_by_event: Vec<Vec<u16>>,
+    /// Per event: the rules that listen to it, as a bit mask.
+    pub rules_by_event: Vec<u64>,
+    pub scalar_count: usize,
+    pub set_count: usize,
+}
+
+impl Model {
+    /// Compiles the config. An error names the key and what is wrong.
+    pub fn compile(def: &ModelDef, accept_unknown_events: bool) -> Result<Model, String> {
+        let schema = Schema::compile(&def.events, accept_unknown_events)?;
+        if def.features.len() > MAX_FEATURES {
+            return Err(format!("features: at most {MAX_FEATURES} features"));
+        }
+        if def.rules.len() > MAX_RULES {
+            return Err(format!("rules: at most {MAX_RULES} rules"));
+        }
+        let mut features: Vec<Box<str>> = Vec::new();
+        let mut feature_descriptions = Vec::new();
+        for (name, f) in &def.features {
+            if !name.starts_with("can_") || name.len() <= 4 {
+                return Err(format!("features.{name}: a feature name starts with \"can_\" (can_message)"));
+            }
+            if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return Err(format!("features.{name}: use lowercase letters, digits and _"));
+            }
+            features.push(name.as_str().into());
+            feature_descriptions.push(f.description.clone());
+        }
+
+        let mut aggregates = Vec::with_capacity(def.aggregates.len());
+        let mut by_name: AHashMap<&str, u16> = AHashMap::new();
+        let (mut scalars, mut sets) = (0u16, 0u16);
+        for (name, a) in &def.aggregates {
+            let key = format!("aggregates.{name}");
+            let event = schema
+                .event_index(&a.event)
+                .ok_or_else(|| format!("{key}.event: {:?} is not a declared event", a.event))?;
+            let property = match (a.kind, &a.property) {
+                (AggregateKind::Count, None) => None,
+                (AggregateKind::Count, Some(_)) => {
+                    return Err(format!("{key}.property: a count takes no property"))
+                }
+                (_, None) => return Err(format!("{key}.property: required for {:?}", a.kind)),
+                (kind, Some(p)) => {
+                    let (index, ty) = schema.property_index(event, p).ok_or_else(|| {
+                        format!("{key}.property: event {:?} declares no property {p:?}", a.event)
+                    })?;
+                    if kind == AggregateKind::Sum && ty != PropType::Money {
+                        return Err(format!(
+                            "{key}.property: sums are of money properties (declare {p:?} as \"money\")"
+                        ));
+                    }
+                    Some(index)
+                }
+            };
+            let slot = if a.kind == AggregateKind::Distinct {
+                sets += 1;
+                Slot::Set(sets - 1)
+            } else {
+                scalars += 1;
+                Slot::Scalar(scalars - 1)
+            };
+            let unit = if a.kind == AggregateKind::Sum { SCALE } else { 1 };
+            by_name.insert(name.as_str(), aggregates.len() as u16);
+            aggregates.push(Aggregate {
+                name: name.as_str().into(),
+                kind: a.kind,
+                event,
+                property,
+                slot,
+                unit,
+            });
+        }
+
+        let mut rules = Vec::with_capacity(def.rules.len());
+        let mut rules_by_event = vec![0u64; schema.events.len()];
+        for (i, (name, r)) in def.rules.iter().enumerate() {
+            let key = format!("rules.{name}");
+            if r.on.is_empty() {
+                return Err(format!("{key}.on: name at least one event"));
+            }
+            for event in &r.on {
+                let e = schema
+                    .event_index(event)
+                    .ok_or_else(|| format!("{key}.on: {event:?} is not a declared event"))?;
+                rules_by_event[usize::from(e)] |= 1 << i;
+            }
+            if r.restrict.is_empty() {
+                return Err(format!("{key}.restrict: name at least one feature"));
+            }
+            let mut mask = 0u64;
+            for f in &r.restrict {
+                let fi = features.iter().position(|x| &**x == f).ok_or_else(|| {
+                    format!("{key}.restrict: {f:?} is not a declared feature (add [features.{f}])")
+                })?;
+                mask |= 1 << fi;
+            }
+            let terms = parse_condition(&r.when, &by_name, &aggregates)
+                .map_err(|e| format!("{key}.when: {e}"))?;
+            rules.push(Rule { name: name.as_str().into(), def: r.clone(), terms, features: mask });
+        }
+
+        let mut aggregates_by_event = vec![Vec::new(); schema.events.len()];
+        for (i, a) in aggregates.iter().enumerate() {
+            aggregates_by_event[usize::from(a.event)].push(i as u16);
+        }
+        Ok(Model {
+            schema,
+            features,
+            feature_descriptions,
+            aggregates,
+            rules,
+            aggregates_by_event,
+            rules_by_event,
+            scalar_count: usize::from(scalars),
+            set_count: usize::from(sets),
+        })
+    }
+
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.features.iter().position(|f| &**f == name)
+    }
+
+    pub fn rule_index(&self, name: &str) -> Option<usize> {
+        self.rules.iter().position(|r| &*r.name == name)
+    }
+}
+
+/// The stored value of an aggregate, given a reader of the user's aggregates.
+pub trait AggregateValues {
+    fn value(&self, aggregate: u16) -> u64;
+}
+
+impl Rule {
+    /// Whether the condition holds. Allocates nothing.
+    pub fn holds(&self, values: &impl AggregateValues) -> bool {
+        self.terms.iter().all(|t| {
+            let num = u128::from(values.value(t.num));
+            match t.den {
+                None => t.cmp.holds(num.checked_mul(t.lhs_factor), Some(t.rhs_factor)),
+                Some(d) => {
+                    let den = u128::from(values.value(d));
+                    den != 0
+                        && t.cmp.holds(num.checked_mul(t.lhs_factor), den.checked_mul(t.rhs_factor))
+                }
+            }
+        })
+    }
+}
+
+fn parse_condition(
+    text: &str,
+    by_name: &AHashMap<&str, u16>,
+    aggregates: &[Aggregate],
+) -> Result<Vec<Term>, String> {
+    let mut terms = Vec::new();
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    if tokens.is_empty() {
+        return Err("empty condition".into());
+    }
+    for part in tokens.split(|t| t.eq_ignore_ascii_case("and")) {
+        let agg = |name: &str| -> Result<u16, String> {
+            by_name.get(name).copied().ok_or_else(|| {
+                format!(
+                    "{name:?} is not a declared aggregate (known: {})",
+                    aggregates.iter().map(|a| &*a.name).collect::<Vec<_>>().join(", ")
+                )
+            })
+        };
+        let (num, den, cmp, constant) = match part {
+            [a, op, c] => (agg(a)?, None, *op, *c),
+            [a, "/", b, op, c] => (agg(a)?, Some(agg(b)?), *op, *c),
+            _ => {
+                return Err(format!(
+                    "cannot read {:?}: write `aggregate OP number` or `aggregate / aggregate OP number`, joined by `and`",
+                    part.join(" ")
+                ))
+            }
+        };
+        let cmp = match cmp {
+            ">" => Cmp::Gt,
+            ">=" => Cmp::Ge,
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            "==" => Cmp::Eq,
+            other => return Err(format!("unknown comparison {other:?} (use > >= < <= ==)")),
+        };
+        // constant = p / q exactly; p, q fit well inside u128.
+        let p = u128::from(
+            money::parse_decimal(constant)
+                .map_err(|e| format!("constant {constant:?} {e}"))?
+                .0,
+        );
+        let q = u128::from(SCALE);
+        let unit_num = u128::from(aggregates[usize::from(num)].unit);
+        let (lhs_factor, rhs_factor) = match den {
+            // (num/unit_num) cmp p/q  <=>  num*q cmp p*unit_num
+            None => (q, p * unit_num),
+            // (num/unit_num)/(den/unit_den) cmp p/q  <=>  num*unit_den*q cmp den*p*unit_num
+            Some(d) => (u128::from(aggregates[usize::from(d)].unit) * q, p * unit_num),
+        };
+        terms.push(Term { num, den, cmp, lhs_factor, rhs_factor });
+    }
+    Ok(terms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Vals(Vec<u64>);
+    impl AggregateValues for Vals {
+        fn value(&self, a: u16) -> u64 {
+            self.0[usize::from(a)]
+        }
+    }
+
+    fn model(when: &str) -> Model {
+        let def: ModelDef = toml::from_str(&format!(
+            r#"
+            [features.can_purchase]
+            [events.purchase_made]
+            properties = {{ amount = "money" }}
+            [events.chargeback_occurred]
+            properties = {{ amount = "money" }}
+            [aggregates.chargebacks]
+            kind = "sum"
+            event = "chargeback_occurred"
+            property = "amount"
+            [aggregates.purchases]
+            kind = "count"
+            event = "purchase_made"
+            [aggregates.spend]
+            kind = "sum"
+            event = "purchase_made"
+            property = "amount"
+            [rules.r]
+            on = ["purchase_made", "chargeback_occurred"]
+            when = "{when}"
+            restrict = ["can_purchase"]
+            "#
+        ))
+        .unwrap();
+        Model::compile(&def, false).unwrap()
+    }
+
+    #[test]
+    fn ratio_of_sums_is_exact_at_the_boundary() {
+        // aggregates sorted by name: chargebacks=0, purchases=1, spend=2
+        let m = model("chargebacks / spend > 0.10");
+        let r = &m.rules[0];
+        assert!(!r.holds(&Vals(vec![10 * SCALE, 1, 100 * SCALE])), "10/100 is not > 0.10");
+        assert!(r.holds(&Vals(vec![10 * SCALE + 1, 1, 100 * SCALE])));
+        assert!(!r.holds(&Vals(vec![5 * SCALE, 0, 0])), "zero denominator is false");
+    }
+
+    #[test]
+    fn plain_comparisons_scale_money_and_counts() {
+        let m = model("spend >= 100 and purchases >= 2");
+        let r = &m.rules[0];
+        assert!(r.holds(&Vals(vec![0, 2, 100 * SCALE])));
+        assert!(!r.holds(&Vals(vec![0, 1, 100 * SCALE])));
+        assert!(!r.holds(&Vals(vec![0, 2, 100 * SCALE - 1])));
+    }
+
+    #[test]
+    fn huge_values_do_not_overflow_into_wrong_answers() {
+        let m = model("chargebacks / spend > 0.10");
+        assert!(m.rules[0].holds(&Vals(vec![u64::MAX, 0, u64::MAX / 2])));
+        assert!(!m.rules[0].holds(&Vals(vec![1, 0, u64::MAX])));
+    }
+
+    #[test]
+    fn bad_conditions_name_the_problem() {
+        let def: ModelDef = toml::from_str(
+            r#"
+            [features.can_x]
+            [events.e]
+            [aggregates.n]
+            kind = "count"
+            event = "e"
+            [rules.r]
+            on = ["e"]
+            when = "m >= 2"
+            restrict = ["can_x"]
+            "#,
+        )
+        .unwrap();
+        let err = Model::compile(&def, false).unwrap_err();
+        assert!(err.contains("rules.r.when") && err.contains("\"m\""), "{err}");
+    }
+}

@@ -1,0 +1,354 @@
+//! Event schemas: which events exist, which properties each requires and of
+//! what type. Validation turns a JSON event into a borrowed, typed [`Event`]
+//! without copying its strings; it is used both at the HTTP edge and again by
+//! the shard before applying (entries may come from other producers).
+
+use ahash::AHashMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::money::{Money, MoneyError};
+
+/// Properties an event may require besides `user_id`.
+pub const MAX_PROPERTIES: usize = 8;
+/// The longest accepted `user_id`, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 256;
+/// The longest accepted `event_id`, in bytes.
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+
+/// The type of a required property, as written in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PropType {
+    /// A non-empty string.
+    String,
+    /// A finite number >= 0, summed exactly (see [`Money`]).
+    Money,
+    /// A whole number.
+    Integer,
+    /// `true` or `false`.
+    Bool,
+}
+
+/// One event as declared in config: `[events.<name>] properties = { amount = "money" }`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EventDef {
+    /// Required properties (besides `user_id`, always required) and their types.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, PropType>,
+}
+
+/// A typed property value borrowed from the JSON it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PropValue<'a> {
+    #[default]
+    Absent,
+    Str(&'a str),
+    Money(Money),
+    Integer(i64),
+    Bool(bool),
+}
+
+/// Which event an input is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A declared event: index into [`Schema::events`].
+    Known(u16),
+    /// Not declared; accepted only when `ingest.unknown_events = "accept"`.
+    Unknown,
+}
+
+/// A validated event, borrowing from its JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub name: &'a str,
+    pub kind: EventKind,
+    pub user_id: &'a str,
+    /// Optional producer id: a repeated one (for the same user) is applied once.
+    pub event_id: Option<&'a str>,
+    /// Values of the declared properties, in [`Schema::properties`] order.
+    pub values: [PropValue<'a>; MAX_PROPERTIES],
+}
+
+/// Whether a bad input is malformed (400) or well-formed but unacceptable (422).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    Malformed,
+    Unprocessable,
+}
+
+/// Why an event was refused, in words a producer can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    pub kind: Rejection,
+    /// A short stable reason code, for metrics and dead letters.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ValidationError {
+    fn malformed(reason: &'static str, message: impl Into<String>) -> Self {
+        ValidationError { kind: Rejection::Malformed, reason, message: message.into() }
+    }
+    fn unprocessable(reason: &'static str, message: impl Into<String>) -> Self {
+        ValidationError { kind: Rejection::Unprocessable, reason, message: message.into() }
+    }
+}
+
+/// The compiled event schemas.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    /// Declared event names, indexed by `EventKind::Known`.
+    pub events: Vec<Box<str>>,
+    /// Per event: its required properties (name, type), at most [`MAX_PROPERTIES`].
+    pub properties: Vec<Vec<(Box<str>, PropType)>>,
+    by_name: AHashMap<Box<str>, u16>,
+    accept_unknown: bool,
+}
+
+impl Schema {
+    /// Compiles the `[events]` table. Errors name the event and property.
+    pub fn compile(
+        defs: &std::collections::BTreeMap<String, EventDef>,
+        accept_unknown: bool,
+    ) -> Result<Schema, String> {
+        let mut schema = Schema {
+            events: Vec::with_capacity(defs.len()),
+            properties: Vec::with_capacity(defs.len()),
+            by_name: AHashMap::with_capacity(defs.len()),
+            accept_unknown,
+        };
+        if defs.len() > usize::from(u16::MAX) {
+            return Err("too many events".into());
+        }
+        for (name, def) in defs {
+            if name.is_empty() {
+                return Err("events: an event name is empty".into());
+            }
+            if def.properties.len() > MAX_PROPERTIES {
+                return Err(format!(
+                    "events.{name}: at most {MAX_PROPERTIES} properties besides user_id"
+                ));
+            }
+            if def.properties.contains_key("user_id") {
+                return Err(format!(
+                    "events.{name}.properties: user_id is always required and is a string; do not declare it"
+                ));
+            }
+            schema.by_name.insert(name.as_str().into(), schema.events.len() as u16);
+            schema.events.push(name.as_str().into());
+            schema.properties.push(
+                def.properties.iter().map(|(p, t)| (p.as_str().into(), *t)).collect(),
+            );
+        }
+        Ok(schema)
+    }
+
+    /// The index of a declared event.
+    pub fn event_index(&self, name: &str) -> Option<u16> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The index of a property within an event's declared properties.
+    pub fn property_index(&self, event: u16, property: &str) -> Option<(usize, PropType)> {
+        self.properties[usize::from(event)]
+            .iter()
+            .enumerate()
+            .find(|(_, (p, _))| &**p == property)
+            .map(|(i, (_, t))| (i, *t))
+    }
+
+    /// Validates `{"name": ..., "event_properties": {...}, "event_id"?: ...}`.
+    pub fn validate<'a>(&self, value: &'a Value) -> Result<Event<'a>, ValidationError> {
+        let Value::Object(obj) = value else {
+            return Err(ValidationError::malformed(
+                "not_an_object",
+                "an event must be a JSON object with \"name\" and \"event_properties\"",
+            ));
+        };
+        let name = match obj.get("name") {
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            Some(Value::String(_)) => {
+                return Err(ValidationError::malformed("missing_name", "\"name\" must not be empty"))
+            }
+            Some(_) => {
+                return Err(ValidationError::malformed("missing_name", "\"name\" must be a string"))
+            }
+            None => {
+                return Err(ValidationError::malformed("missing_name", "\"name\" is required"))
+            }
+        };
+        let props = match obj.get("event_properties") {
+            Some(Value::Object(p)) => p,
+            Some(_) => {
+                return Err(ValidationError::malformed(
+                    "missing_properties",
+                    "\"event_properties\" must be an object",
+                ))
+            }
+            None => {
+                return Err(ValidationError::malformed(
+                    "missing_properties",
+                    "\"event_properties\" is required and must contain \"user_id\"",
+                ))
+            }
+        };
+        let user_id = validate_user_id(props.get("user_id"))?;
+        let event_id = match obj.get("event_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EVENT_ID_BYTES => Some(s.as_str()),
+            Some(_) => {
+                return Err(ValidationError::unprocessable(
+                    "bad_event_id",
+                    format!("\"event_id\" must be a non-empty string of at most {MAX_EVENT_ID_BYTES} bytes"),
+                ))
+            }
+        };
+        let mut event = Event {
+            name,
+            kind: EventKind::Unknown,
+            user_id,
+            event_id,
+            values: [PropValue::Absent; MAX_PROPERTIES],
+        };
+        let Some(index) = self.event_index(name) else {
+            if self.accept_unknown {
+                return Ok(event);
+            }
+            return Err(ValidationError::unprocessable(
+                "unknown_event",
+                format!(
+                    "unknown event name {name:?}; known events: {}",
+                    self.events.iter().map(|e| &**e).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
+        event.kind = EventKind::Known(index);
+        for (slot, (prop, ty)) in self.properties[usize::from(index)].iter().enumerate() {
+            let Some(raw) = props.get(&**prop) else {
+                return Err(ValidationError::unprocessable(
+                    "missing_property",
+                    format!("event {name:?} requires property {prop:?} ({})", type_name(*ty)),
+                ));
+            };
+            event.values[slot] = typed(raw, *ty).map_err(|why| {
+                ValidationError::unprocessable(
+                    "bad_property",
+                    format!("property {prop:?} of event {name:?} {why}"),
+                )
+            })?;
+        }
+        Ok(event)
+    }
+}
+
+fn validate_user_id(value: Option<&Value>) -> Result<&str, ValidationError> {
+    let id = match value {
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Number(_)) => {
+            return Err(ValidationError::malformed(
+                "bad_user_id",
+                "\"event_properties.user_id\" must be a string (quote it: \"12345\")",
+            ))
+        }
+        Some(_) => {
+            return Err(ValidationError::malformed(
+                "bad_user_id",
+                "\"event_properties.user_id\" must be a string",
+            ))
+        }
+        None => {
+            return Err(ValidationError::malformed(
+                "missing_user_id",
+                "\"event_properties.user_id\" is required",
+            ))
+        }
+    };
+    check_user_id(id).map_err(|why| ValidationError::malformed("bad_user_id", why))
+}
+
+/// The rules for a user id, shared by events and checks.
+pub fn check_user_id(id: &str) -> Result<&str, &'static str> {
+    if id.is_empty() {
+        Err("user_id must not be empty")
+    } else if id.len() > MAX_USER_ID_BYTES {
+        Err("user_id must be at most 256 bytes")
+    } else if id.chars().any(char::is_control) {
+        Err("user_id must not contain control characters")
+    } else {
+        Ok(id)
+    }
+}
+
+fn typed(raw: &Value, ty: PropType) -> Result<PropValue<'_>, String> {
+    match (ty, raw) {
+        (PropType::String, Value::String(s)) if !s.is_empty() => Ok(PropValue::Str(s)),
+        (PropType::String, Value::String(_)) => Err("must not be empty".into()),
+        (PropType::Money, v) => Money::from_json(v).map(PropValue::Money).map_err(|e| match e {
+            MoneyError::NotANumber => "must be a number".to_string(),
+            other => other.to_string(),
+        }),
+        (PropType::Integer, Value::Number(n)) => {
+            n.as_i64().map(PropValue::Integer).ok_or_else(|| "must be a whole number".into())
+        }
+        (PropType::Bool, Value::Bool(b)) => Ok(PropValue::Bool(*b)),
+        (ty, _) => Err(format!("must be {}", type_name(ty))),
+    }
+}
+
+fn type_name(ty: PropType) -> &'static str {
+    match ty {
+        PropType::String => "a non-empty string",
+        PropType::Money => "a number >= 0",
+        PropType::Integer => "a whole number",
+        PropType::Bool => "true or false",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn schema() -> Schema {
+        let mut defs = BTreeMap::new();
+        defs.insert("scam_message_flagged".to_string(), EventDef::default());
+        let mut props = BTreeMap::new();
+        props.insert("amount".to_string(), PropType::Money);
+        defs.insert("purchase_made".to_string(), EventDef { properties: props });
+        Schema::compile(&defs, false).unwrap()
+    }
+
+    #[test]
+    fn a_valid_event_borrows_its_values() {
+        let v = json!({"name": "purchase_made", "event_properties": {"user_id": "u1", "amount": 12.5}});
+        let e = schema().validate(&v).unwrap();
+        assert_eq!(e.user_id, "u1");
+        assert_eq!(e.values[0], PropValue::Money(Money(12_500_000)));
+    }
+
+    #[test]
+    fn bad_events_say_what_is_wrong() {
+        let s = schema();
+        let cases = [
+            (json!([1]), Rejection::Malformed, "JSON object"),
+            (json!({"name": "x"}), Rejection::Malformed, "event_properties"),
+            (json!({"name": "purchase_made", "event_properties": {}}), Rejection::Malformed, "user_id"),
+            (json!({"name": "purchase_made", "event_properties": {"user_id": ""}}), Rejection::Malformed, "empty"),
+            (json!({"name": "purchase_made", "event_properties": {"user_id": 5}}), Rejection::Malformed, "string"),
+            (json!({"name": "nope", "event_properties": {"user_id": "u"}}), Rejection::Unprocessable, "unknown event"),
+            (json!({"name": "purchase_made", "event_properties": {"user_id": "u"}}), Rejection::Unprocessable, "requires property \"amount\""),
+            (json!({"name": "purchase_made", "event_properties": {"user_id": "u", "amount": -1}}), Rejection::Unprocessable, "negative"),
+            (json!({"name": "purchase_made", "event_properties": {"user_id": "u", "amount": "5"}}), Rejection::Unprocessable, "must be a number"),
+            (json!({"name": "purchase_made", "event_properties": {"user_id": "a\u{0}b", "amount": 1}}), Rejection::Malformed, "control"),
+        ];
+        for (input, kind, needle) in cases {
+            let err = s.validate(&input).unwrap_err();
+            assert_eq!(err.kind, kind, "{input}");
+            assert!(err.message.contains(needle), "{input}: {}", err.message);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! One user's state: aggregates and the restrictions rules made.
+//!
+//! Laid out for memory: counts and sums in one boxed slice, distinct values as
+//! sorted 64-bit hashes, restrictions only where there are some.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::entry_id::EntryId;
+use super::rules::{AggregateKind, AggregateValues, Model, Slot};
+use super::schema::{Event, EventKind, PropValue};
+
+/// A restriction made by a rule, kept so it can be explained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Restriction {
+    /// Index of the rule in `Model::rules`.
+    pub rule: u16,
+    /// The stream entry whose event made the condition hold.
+    pub entry: EntryId,
+    /// Event time of that entry, in ms since the epoch.
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserState {
+    /// Counts and sums (micro-units for money), indexed by `Slot::Scalar`.
+    pub scalars: Box<[u64]>,
+    /// Distinct values as sorted xxh3 hashes, indexed by `Slot::Set`.
+    pub sets: Box<[Box<[u64]>]>,
+    /// Restrictions in the order rules made them. Restrictions are sticky: a
+    /// rule that fired stays in force until lifted.
+    pub restrictions: Vec<Restriction>,
+}
+
+impl UserState {
+    pub fn new(model: &Model) -> Self {
+        UserState {
+            scalars: vec![0; model.scalar_count].into_boxed_slice(),
+            sets: vec![Box::<[u64]>::default(); model.set_count].into_boxed_slice(),
+            restrictions: Vec::new(),
+        }
+    }
+
+    /// Updates the aggregates this event feeds. Returns false for an event the
+    /// model does not know (it changes nothing).
+    pub fn apply(&mut self, model: &Model, event: &Event<'_>) -> bool {
+        let EventKind::Known(kind) = event.kind else {
+            return false;
+        };
+        for &a in &model.aggregates_by_event[usize::from(kind)] {
+            let agg = &model.aggregates[usize::from(a)];
+            match (agg.kind, agg.slot) {
+                (AggregateKind::Count, Slot::Scalar(s)) => {
+                    let v = &mut self.scalars[usize::from(s)];
+                    *v = v.saturating_add(1);
+                }
+                (AggregateKind::Sum, Slot::Scalar(s)) => {
+                    if let Some(PropValue::Money(m)) = agg.property.map(|p| event.values[p]) {
+                        let v = &mut self.scalars[usize::from(s)];
+                        *v = v.saturating_add(m.0);
+                    }
+                }
+                (AggregateKind::Distinct, Slot::Set(s)) => {
+                    if let Some(value) = agg.property.map(|p| event.values[p]) {
+                        insert_sorted(&mut self.sets[usize::from(s)], hash_value(value));
+                    }
+                }
+                _ => unreachable!("compile assigns slots by kind"),
+            }
+        }
+        true
+    }
+
+    /// The features restricted, as a bit mask over `Model::features`.
+    pub fn restricted(&self, model: &Model) -> u64 {
+        self.restrictions
+            .iter()
+            .fold(0, |mask, r| mask | model.rules[usize::from(r.rule)].features)
+    }
+
+    /// Rules that already restricted this user, as a bit mask.
+    pub fn fired_rules(&self) -> u64 {
+        self.restrictions.iter().fold(0, |mask, r| mask | 1 << r.rule)
+    }
+
+    /// The value of aggregate `a` for display: count, sum in micro-units or distinct count.
+    pub fn aggregate(&self, model: &Model, a: u16) -> u64 {
+        match model.aggregates[usize::from(a)].slot {
+            Slot::Scalar(s) => self.scalars[usize::from(s)],
+            Slot::Set(s) => self.sets[usize::from(s)].len() as u64,
+        }
+    }
+}
+
+/// Aggregate values of one user under one model, for rule evaluation.
+pub struct Values<'a> {
+    pub user: &'a UserState,
+    pub model: &'a Model,
+}
+
+impl AggregateValues for Values<'_> {
+    fn value(&self, a: u16) -> u64 {
+        self.user.aggregate(self.model, a)
+    }
+}
+
+fn hash_value(v: PropValue<'_>) -> u64 {
+    match v {
+        PropValue::Str(s) => xxh3_64(s.as_bytes()),
+        PropValue::Integer(i) => xxh3_64(&i.to_le_bytes()),
+        PropValue::Money(m) => xxh3_64(&m.0.to_le_bytes()),
+        PropValue::Bool(b) => u64::from(b),
+        PropValue::Absent => 0,
+    }
+}
+
+fn insert_sorted(set: &mut Box<[u64]>, h: u64) {
+    if let Err(at) = set.binary_search(&h) {
+        let mut v = std::mem::take(set).into_vec();
+        v.insert(at, h);
+        *set = v.into_boxed_slice();
+    }
+}

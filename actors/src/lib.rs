@@ -1,0 +1,7 @@
+//! restrictd's engine: the domain (pure) and the actix actors that own it.
+//!
+//! `domain` knows nothing of actix, tokio or Redis. The actors are thin: they
+//! own domain state, receive messages, call the domain, record metrics and do
+//! the I/O.
+
+pub mod domain;
