@@ -1,1 +1,126 @@
-fn main() {}
+//! `restrictd` command line: serve (default) and check-config.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use restrictd::config::Settings;
+use restrictd::routes::check_path;
+use restrictd::{startup, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "restrictd",
+    version,
+    about = "Feature restriction service for trust & safety"
+)]
+struct Cli {
+    /// The configuration file (environment variables RESTRICTD_<SECTION>__<KEY> override it).
+    #[arg(long, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Validate the configuration and print the compiled rules; exit 2 when invalid.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("restrictd: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            print_rules(&settings);
+            ExitCode::SUCCESS
+        }
+        Command::Serve => serve(settings),
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    telemetry::init(&settings.log);
+    let listener = match TcpListener::bind(&settings.http_addr) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %settings.http_addr, error = %e, "cannot listen");
+            return ExitCode::from(1);
+        }
+    };
+    let metrics = match startup::install_metrics() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics");
+            return ExitCode::from(1);
+        }
+    };
+    match actix_rt::System::new().block_on(startup::serve(settings, listener, metrics)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "restrictd stopped");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_rules(s: &Settings) {
+    let m = &s.model;
+    println!("configuration is valid");
+    println!(
+        "shards: {}, redis: {} (prefix {:?})",
+        s.shard_count, s.redis_url, s.key_prefix
+    );
+    println!("features:");
+    for f in &m.features {
+        println!("  {f}  (GET {}?user_id=...)", check_path(f));
+    }
+    println!("events:");
+    for (name, props) in m.schema.events.iter().zip(&m.schema.properties) {
+        let props: Vec<String> = props.iter().map(|(p, t)| format!("{p}: {t:?}")).collect();
+        println!(
+            "  {name}  {{user_id: String{}{}}}",
+            if props.is_empty() { "" } else { ", " },
+            props.join(", ")
+        );
+    }
+    println!("aggregates:");
+    for a in &m.aggregates {
+        let event = &m.schema.events[usize::from(a.event)];
+        let prop = a
+            .property
+            .map(|p| m.schema.properties[usize::from(a.event)][p].0.to_string());
+        println!(
+            "  {} = {:?}({event}{})",
+            a.name,
+            a.kind,
+            prop.map(|p| format!(".{p}")).unwrap_or_default()
+        );
+    }
+    println!("rules:");
+    for r in &m.rules {
+        println!(
+            "  {}: on {:?} when {} restrict {:?}",
+            r.name, r.def.on, r.def.when, r.def.restrict
+        );
+    }
+    let t = &s.tripwire;
+    println!(
+        "tripwire: window {}s, threshold {}%, min_restricted {}, cooldown {}",
+        t.window_ms / 1000,
+        t.threshold_ppm as f64 / 10_000.0,
+        t.min_restricted,
+        t.cooldown_ms
+            .map_or("none".to_string(), |c| format!("{}s", c / 1000))
+    );
+}

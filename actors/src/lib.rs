@@ -5,3 +5,8 @@
 //! the I/O.
 
 pub mod domain;
+pub mod metrics;
+pub mod reader;
+pub mod shard;
+pub mod shared;
+pub mod tripwire;

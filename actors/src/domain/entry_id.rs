@@ -7,7 +7,17 @@ use std::fmt;
 
 /// The id Redis gave a stream entry. Ordered as Redis orders them.
 #[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, bincode::Encode, bincode::Decode,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    Default,
+    bincode::Encode,
+    bincode::Decode,
 )]
 pub struct EntryId {
     /// Milliseconds since the Unix epoch at which Redis appended the entry.

@@ -176,10 +176,17 @@ impl Model {
         let mut feature_descriptions = Vec::new();
         for (name, f) in &def.features {
             if !name.starts_with("can_") || name.len() <= 4 {
-                return Err(format!("features.{name}: a feature name starts with \"can_\" (can_message)"));
+                return Err(format!(
+                    "features.{name}: a feature name starts with \"can_\" (can_message)"
+                ));
             }
-            if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                return Err(format!("features.{name}: use lowercase letters, digits and _"));
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(format!(
+                    "features.{name}: use lowercase letters, digits and _"
+                ));
             }
             features.push(name.as_str().into());
             feature_descriptions.push(f.description.clone());
@@ -201,7 +208,10 @@ impl Model {
                 (_, None) => return Err(format!("{key}.property: required for {:?}", a.kind)),
                 (kind, Some(p)) => {
                     let (index, ty) = schema.property_index(event, p).ok_or_else(|| {
-                        format!("{key}.property: event {:?} declares no property {p:?}", a.event)
+                        format!(
+                            "{key}.property: event {:?} declares no property {p:?}",
+                            a.event
+                        )
                     })?;
                     if kind == AggregateKind::Sum && ty != PropType::Money {
                         return Err(format!(
@@ -218,7 +228,11 @@ impl Model {
                 scalars += 1;
                 Slot::Scalar(scalars - 1)
             };
-            let unit = if a.kind == AggregateKind::Sum { SCALE } else { 1 };
+            let unit = if a.kind == AggregateKind::Sum {
+                SCALE
+            } else {
+                1
+            };
             by_name.insert(name.as_str(), aggregates.len() as u16);
             aggregates.push(Aggregate {
                 name: name.as_str().into(),
@@ -255,7 +269,12 @@ impl Model {
             }
             let terms = parse_condition(&r.when, &by_name, &aggregates)
                 .map_err(|e| format!("{key}.when: {e}"))?;
-            rules.push(Rule { name: name.as_str().into(), def: r.clone(), terms, features: mask });
+            rules.push(Rule {
+                name: name.as_str().into(),
+                def: r.clone(),
+                terms,
+                features: mask,
+            });
         }
 
         let mut aggregates_by_event = vec![Vec::new(); schema.events.len()];
@@ -295,11 +314,14 @@ impl Rule {
         self.terms.iter().all(|t| {
             let num = u128::from(values.value(t.num));
             match t.den {
-                None => t.cmp.holds(num.checked_mul(t.lhs_factor), Some(t.rhs_factor)),
+                None => t
+                    .cmp
+                    .holds(num.checked_mul(t.lhs_factor), Some(t.rhs_factor)),
                 Some(d) => {
                     let den = u128::from(values.value(d));
                     den != 0
-                        && t.cmp.holds(num.checked_mul(t.lhs_factor), den.checked_mul(t.rhs_factor))
+                        && t.cmp
+                            .holds(num.checked_mul(t.lhs_factor), den.checked_mul(t.rhs_factor))
                 }
             }
         })
@@ -321,7 +343,11 @@ fn parse_condition(
             by_name.get(name).copied().ok_or_else(|| {
                 format!(
                     "{name:?} is not a declared aggregate (known: {})",
-                    aggregates.iter().map(|a| &*a.name).collect::<Vec<_>>().join(", ")
+                    aggregates
+                        .iter()
+                        .map(|a| &*a.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })
         };
@@ -355,9 +381,18 @@ fn parse_condition(
             // (num/unit_num) cmp p/q  <=>  num*q cmp p*unit_num
             None => (q, p * unit_num),
             // (num/unit_num)/(den/unit_den) cmp p/q  <=>  num*unit_den*q cmp den*p*unit_num
-            Some(d) => (u128::from(aggregates[usize::from(d)].unit) * q, p * unit_num),
+            Some(d) => (
+                u128::from(aggregates[usize::from(d)].unit) * q,
+                p * unit_num,
+            ),
         };
-        terms.push(Term { num, den, cmp, lhs_factor, rhs_factor });
+        terms.push(Term {
+            num,
+            den,
+            cmp,
+            lhs_factor,
+            rhs_factor,
+        });
     }
     Ok(terms)
 }
@@ -407,9 +442,15 @@ mod tests {
         // aggregates sorted by name: chargebacks=0, purchases=1, spend=2
         let m = model("chargebacks / spend > 0.10");
         let r = &m.rules[0];
-        assert!(!r.holds(&Vals(vec![10 * SCALE, 1, 100 * SCALE])), "10/100 is not > 0.10");
+        assert!(
+            !r.holds(&Vals(vec![10 * SCALE, 1, 100 * SCALE])),
+            "10/100 is not > 0.10"
+        );
         assert!(r.holds(&Vals(vec![10 * SCALE + 1, 1, 100 * SCALE])));
-        assert!(!r.holds(&Vals(vec![5 * SCALE, 0, 0])), "zero denominator is false");
+        assert!(
+            !r.holds(&Vals(vec![5 * SCALE, 0, 0])),
+            "zero denominator is false"
+        );
     }
 
     #[test]
@@ -445,6 +486,9 @@ mod tests {
         )
         .unwrap();
         let err = Model::compile(&def, false).unwrap_err();
-        assert!(err.contains("rules.r.when") && err.contains("\"m\""), "{err}");
+        assert!(
+            err.contains("rules.r.when") && err.contains("\"m\""),
+            "{err}"
+        );
     }
 }

@@ -41,7 +41,10 @@ pub struct Dedup {
 
 impl Dedup {
     pub fn new(window_ms: u64) -> Self {
-        Dedup { window_ms, ..Default::default() }
+        Dedup {
+            window_ms,
+            ..Default::default()
+        }
     }
 
     fn key(user_id: &str, event_id: &str) -> u128 {
@@ -107,12 +110,21 @@ pub struct ShardState {
 
 impl ShardState {
     pub fn new(dedup_window_ms: u64) -> Self {
-        ShardState { dedup: Dedup::new(dedup_window_ms), ..Default::default() }
+        ShardState {
+            dedup: Dedup::new(dedup_window_ms),
+            ..Default::default()
+        }
     }
 
     /// Applies one validated event carried by entry `id`. `tripped` is the mask
     /// of rules that may not restrict anyone new.
-    pub fn apply(&mut self, model: &Model, id: EntryId, event: &Event<'_>, tripped: u64) -> Outcome {
+    pub fn apply(
+        &mut self,
+        model: &Model,
+        id: EntryId,
+        event: &Event<'_>,
+        tripped: u64,
+    ) -> Outcome {
         let mut out = Outcome::default();
         if id > self.applied {
             self.applied = id;
@@ -131,7 +143,9 @@ impl ShardState {
             Some(u) => u,
             None => {
                 out.new_user = true;
-                self.users.entry(event.user_id.into()).or_insert_with(|| UserState::new(model))
+                self.users
+                    .entry(event.user_id.into())
+                    .or_insert_with(|| UserState::new(model))
             }
         };
         user.apply(model, event);
@@ -147,7 +161,11 @@ impl ShardState {
                 out.suppressed |= 1 << r;
                 continue;
             }
-            user.restrictions.push(Restriction { rule: r, entry: id, at_ms: id.ms });
+            user.restrictions.push(Restriction {
+                rule: r,
+                entry: id,
+                at_ms: id.ms,
+            });
             out.fired |= 1 << r;
         }
         out.features = user.restricted(model);

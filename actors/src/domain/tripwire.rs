@@ -45,7 +45,12 @@ pub struct RuleWindow {
 
 impl Default for RuleWindow {
     fn default() -> Self {
-        RuleWindow { hits: VecDeque::new(), state: TripState::Armed, since_ms: 0, trips: 0 }
+        RuleWindow {
+            hits: VecDeque::new(),
+            state: TripState::Armed,
+            since_ms: 0,
+            trips: 0,
+        }
     }
 }
 
@@ -72,10 +77,16 @@ impl RuleWindow {
     }
 
     /// Decides whether the rule trips or re-arms now.
-    pub fn evaluate(&mut self, now_ms: u64, population: u64, s: &TripwireSettings) -> Option<Transition> {
+    pub fn evaluate(
+        &mut self,
+        now_ms: u64,
+        population: u64,
+        s: &TripwireSettings,
+    ) -> Option<Transition> {
         let hits = self.in_window(now_ms, s);
         // share >= threshold  <=>  hits * 1e6 >= threshold_ppm * population
-        let over = u128::from(hits) * 1_000_000 >= u128::from(s.threshold_ppm) * u128::from(population);
+        let over =
+            u128::from(hits) * 1_000_000 >= u128::from(s.threshold_ppm) * u128::from(population);
         match self.state {
             TripState::Armed if population > 0 && hits >= s.min_restricted && over => {
                 self.set(TripState::Tripped, now_ms);
@@ -83,7 +94,9 @@ impl RuleWindow {
                 Some(Transition::Tripped)
             }
             TripState::Tripped => {
-                let cooled = s.cooldown_ms.is_some_and(|c| now_ms >= self.since_ms.saturating_add(c));
+                let cooled = s
+                    .cooldown_ms
+                    .is_some_and(|c| now_ms >= self.since_ms.saturating_add(c));
                 if !over || cooled {
                     self.set(TripState::Armed, now_ms);
                     // A cool-down starts a fresh window, or the rule would trip again at once.
@@ -109,8 +122,12 @@ impl RuleWindow {
 mod tests {
     use super::*;
 
-    const S: TripwireSettings =
-        TripwireSettings { window_ms: 300_000, threshold_ppm: 50_000, min_restricted: 10, cooldown_ms: None };
+    const S: TripwireSettings = TripwireSettings {
+        window_ms: 300_000,
+        threshold_ppm: 50_000,
+        min_restricted: 10,
+        cooldown_ms: None,
+    };
 
     #[test]
     fn one_restriction_in_a_young_deployment_does_not_trip() {
@@ -128,9 +145,17 @@ mod tests {
         }
         assert_eq!(w.evaluate(2_000, 100, &S), None, "9 < min_restricted");
         w.record(1_010);
-        assert_eq!(w.evaluate(2_000, 200, &S), Some(Transition::Tripped), "10/200 = 5 %");
+        assert_eq!(
+            w.evaluate(2_000, 200, &S),
+            Some(Transition::Tripped),
+            "10/200 = 5 %"
+        );
         assert_eq!(w.evaluate(2_000, 200, &S), None);
-        assert_eq!(w.evaluate(2_000, 201, &S), Some(Transition::Rearmed), "10/201 < 5 %");
+        assert_eq!(
+            w.evaluate(2_000, 201, &S),
+            Some(Transition::Rearmed),
+            "10/201 < 5 %"
+        );
     }
 
     #[test]
@@ -146,7 +171,10 @@ mod tests {
 
     #[test]
     fn a_cooldown_rearms_with_a_fresh_window() {
-        let s = TripwireSettings { cooldown_ms: Some(60_000), ..S };
+        let s = TripwireSettings {
+            cooldown_ms: Some(60_000),
+            ..S
+        };
         let mut w = RuleWindow::default();
         for i in 0..10 {
             w.record(i);

@@ -72,14 +72,16 @@ impl UserState {
 
     /// The features restricted, as a bit mask over `Model::features`.
     pub fn restricted(&self, model: &Model) -> u64 {
-        self.restrictions
-            .iter()
-            .fold(0, |mask, r| mask | model.rules[usize::from(r.rule)].features)
+        self.restrictions.iter().fold(0, |mask, r| {
+            mask | model.rules[usize::from(r.rule)].features
+        })
     }
 
     /// Rules that already restricted this user, as a bit mask.
     pub fn fired_rules(&self) -> u64 {
-        self.restrictions.iter().fold(0, |mask, r| mask | 1 << r.rule)
+        self.restrictions
+            .iter()
+            .fold(0, |mask, r| mask | 1 << r.rule)
     }
 
     /// The value of aggregate `a` for display: count, sum in micro-units or distinct count.
@@ -119,4 +121,68 @@ fn insert_sorted(set: &mut Box<[u64]>, h: u64) {
         v.insert(at, h);
         *set = v.into_boxed_slice();
     }
+}
+
+/// A user's state as explained to people: `GET /v1/users/{id}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserReport {
+    /// Aggregate name → count, exact decimal sum (as a string), or distinct count.
+    pub aggregates: std::collections::BTreeMap<String, serde_json::Value>,
+    pub restrictions: Vec<RestrictionReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestrictionReport {
+    pub rule: String,
+    pub features: Vec<String>,
+    /// Stream entry id of the event that made the rule's condition hold.
+    pub event_id: String,
+    /// Event time, ms since the epoch.
+    pub at_ms: u64,
+}
+
+impl UserState {
+    pub fn report(&self, model: &Model) -> UserReport {
+        let aggregates = model
+            .aggregates
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let v = self.aggregate(model, i as u16);
+                let shown = match a.kind {
+                    AggregateKind::Sum => serde_json::Value::String(super::Money(v).to_string()),
+                    _ => serde_json::Value::from(v),
+                };
+                (a.name.to_string(), shown)
+            })
+            .collect();
+        let restrictions = self
+            .restrictions
+            .iter()
+            .map(|r| {
+                let rule = &model.rules[usize::from(r.rule)];
+                RestrictionReport {
+                    rule: rule.name.to_string(),
+                    features: features_of(model, rule.features),
+                    event_id: r.entry.to_string(),
+                    at_ms: r.at_ms,
+                }
+            })
+            .collect();
+        UserReport {
+            aggregates,
+            restrictions,
+        }
+    }
+}
+
+/// Names of the features in a mask.
+pub fn features_of(model: &Model, mask: u64) -> Vec<String> {
+    model
+        .features
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, f)| f.to_string())
+        .collect()
 }

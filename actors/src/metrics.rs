@@ -1,0 +1,26 @@
+//! Every metric the engine records, named in one place (Prometheus conventions:
+//! base units, `_total` for counters, static labels only, never a user id).
+
+/// Counter, labels `event` (declared name or `unknown`), `outcome`
+/// (applied | duplicate | ignored | dead_lettered).
+pub const EVENTS_TOTAL: &str = "restrictd_events_total";
+/// Histogram: acknowledged (entry id time) to applied, seconds.
+pub const EVENT_APPLY_LAG_SECONDS: &str = "restrictd_event_apply_lag_seconds";
+/// Histogram: time a shard spends applying one batch, seconds.
+pub const APPLY_BATCH_SECONDS: &str = "restrictd_apply_batch_seconds";
+/// Counter, label `rule`: users restricted by the rule.
+pub const RULE_FIRED_TOTAL: &str = "restrictd_rule_fired_total";
+/// Counter, label `rule`: condition held but the rule was tripped.
+pub const RULE_SUPPRESSED_TOTAL: &str = "restrictd_rule_suppressed_total";
+/// Gauge, label `rule`: 1 when tripped.
+pub const TRIPWIRE_TRIPPED: &str = "restrictd_tripwire_tripped";
+/// Counter, labels `rule`, `change` (tripped | rearmed).
+pub const TRIPWIRE_CHANGES_TOTAL: &str = "restrictd_tripwire_changes_total";
+/// Counter: tripwire reports shed because the supervisor's mailbox was full.
+pub const TRIPWIRE_REPORTS_SHED_TOTAL: &str = "restrictd_tripwire_reports_shed_total";
+/// Gauge, label `shard`: users held.
+pub const SHARD_USERS: &str = "restrictd_shard_users";
+/// Counter, label `reason`: entries moved to the dead-letter stream.
+pub const DEAD_LETTERS_TOTAL: &str = "restrictd_dead_letters_total";
+/// Counter, label `operation`: Redis commands that failed.
+pub const REDIS_ERRORS_TOTAL: &str = "restrictd_redis_errors_total";

@@ -1,0 +1,311 @@
+//! The stream reader: one per worker, reading the streams of the shards that
+//! live on that worker with `XREAD BLOCK` on a connection of its own, and
+//! handing each shard its entries in order.
+//!
+//! One round is in flight at a time: the reader waits until every shard has
+//! applied its batch before reading again, so memory stays bounded by
+//! `batch * shards`. Dead letters are written here, after the shard replies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use metrics::counter;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Value};
+
+use crate::domain::EntryId;
+use crate::metrics::*;
+use crate::shard::{ApplyEntries, CatchUpTo, DeadLetter, GetApplied, RawEntry, ShardActor};
+use crate::shared::Shared;
+
+#[derive(Debug, Clone)]
+pub struct ReaderSettings {
+    pub redis_url: String,
+    /// Entries per shard per read.
+    pub batch: usize,
+    /// How long one XREAD blocks waiting for entries.
+    pub block: Duration,
+}
+
+pub struct StreamReader {
+    shards: Vec<(u32, Addr<ShardActor>)>,
+    settings: ReaderSettings,
+    shared: Arc<Shared>,
+}
+
+impl StreamReader {
+    pub fn new(
+        shards: Vec<(u32, Addr<ShardActor>)>,
+        settings: ReaderSettings,
+        shared: Arc<Shared>,
+    ) -> Self {
+        StreamReader {
+            shards,
+            settings,
+            shared,
+        }
+    }
+}
+
+impl Actor for StreamReader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let run = ReadLoop {
+            shards: self.shards.clone(),
+            settings: self.settings.clone(),
+            shared: Arc::clone(&self.shared),
+        };
+        ctx.spawn(run.run().into_actor(self));
+    }
+}
+
+struct ReadLoop {
+    shards: Vec<(u32, Addr<ShardActor>)>,
+    settings: ReaderSettings,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected XREAD reply: {0}")]
+    Reply(&'static str),
+    #[error("shard actor stopped")]
+    Stopped,
+}
+
+impl ReadLoop {
+    async fn run(self) {
+        let mut cursors: Vec<EntryId> = Vec::with_capacity(self.shards.len());
+        for (_, addr) in &self.shards {
+            cursors.push(addr.send(GetApplied).await.unwrap_or(EntryId::ZERO));
+        }
+        let mut caught_up_sent = false;
+        let mut backoff = Duration::from_millis(50);
+        let mut down = false;
+        loop {
+            let result = async {
+                let mut conn = self.connect().await?;
+                if down {
+                    tracing::info!(url = %self.settings.redis_url, "stream reader reconnected to redis");
+                    down = false;
+                }
+                backoff = Duration::from_millis(50);
+                if !caught_up_sent {
+                    self.announce_catch_up(&mut conn).await?;
+                    caught_up_sent = true;
+                }
+                loop {
+                    self.read_round(&mut conn, &mut cursors).await?;
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), ReadError>(())
+            }
+            .await;
+            match result {
+                Err(ReadError::Stopped) => return,
+                Err(e) => {
+                    counter!(REDIS_ERRORS_TOTAL, "operation" => "xread").increment(1);
+                    if !down {
+                        tracing::warn!(url = %self.settings.redis_url, error = %e, "stream reader lost redis; retrying with backoff");
+                        down = true;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Ok(()) => return,
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, ReadError> {
+        let client = redis::Client::open(self.settings.redis_url.as_str())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(self.settings.block + Duration::from_secs(5)));
+        Ok(client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
+    /// Tells each shard the last entry its stream held at start: once applied,
+    /// the shard is caught up and `/ready` may say so.
+    async fn announce_catch_up(&self, conn: &mut MultiplexedConnection) -> Result<(), ReadError> {
+        for (s, addr) in &self.shards {
+            let reply: Value = redis::cmd("XREVRANGE")
+                .arg(self.shared.keys.events(*s))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(conn)
+                .await?;
+            let last = match reply {
+                Value::Array(items) => items.first().and_then(|e| match e {
+                    Value::Array(parts) => parts.first().and_then(bulk_id),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            addr.send(CatchUpTo(last))
+                .await
+                .map_err(|_| ReadError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    async fn read_round(
+        &self,
+        conn: &mut MultiplexedConnection,
+        cursors: &mut [EntryId],
+    ) -> Result<(), ReadError> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(self.settings.batch)
+            .arg("BLOCK")
+            .arg(self.settings.block.as_millis() as u64)
+            .arg("STREAMS");
+        for (s, _) in &self.shards {
+            cmd.arg(self.shared.keys.events(*s));
+        }
+        for c in cursors.iter() {
+            cmd.arg(c.to_string());
+        }
+        let reply: Value = cmd.query_async(conn).await?;
+        let mut batches: Vec<(usize, Vec<RawEntry>)> = Vec::new();
+        for (key, entries) in streams(reply)? {
+            let Some(i) = self
+                .shards
+                .iter()
+                .position(|(s, _)| self.shared.keys.events(*s).as_bytes() == key)
+            else {
+                continue;
+            };
+            batches.push((i, entries));
+        }
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let sends = batches.into_iter().map(|(i, entries)| {
+            let last = entries.last().map(|e| e.id);
+            let addr = self.shards[i].1.clone();
+            async move { (i, last, addr.send(ApplyEntries(entries)).await) }
+        });
+        let mut dead_letters = Vec::new();
+        for (i, last, reply) in join_all(sends).await {
+            let dead = reply.map_err(|_| ReadError::Stopped)?;
+            if let Some(last) = last {
+                cursors[i] = last;
+            }
+            dead_letters.extend(dead.into_iter().map(|d| (self.shards[i].0, d)));
+        }
+        for (shard, d) in dead_letters {
+            self.dead_letter(conn, shard, d).await?;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        conn: &mut MultiplexedConnection,
+        shard: u32,
+        d: DeadLetter,
+    ) -> Result<(), ReadError> {
+        counter!(DEAD_LETTERS_TOTAL, "reason" => d.reason).increment(1);
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.shared.keys.deadletter())
+            .arg("*")
+            .arg("shard")
+            .arg(shard)
+            .arg("id")
+            .arg(d.id.to_string())
+            .arg("reason")
+            .arg(d.reason)
+            .arg("message")
+            .arg(&d.message);
+        if let Some(p) = &d.payload {
+            cmd.arg("event").arg(p.as_slice());
+        }
+        let _: Value = cmd.query_async(conn).await?;
+        Ok(())
+    }
+}
+
+fn bulk_id(v: &Value) -> Option<EntryId> {
+    match v {
+        Value::BulkString(b) => EntryId::parse_bytes(b),
+        Value::SimpleString(s) => EntryId::parse(s),
+        _ => None,
+    }
+}
+
+/// Splits an XREAD reply into (stream key, entries). Handles RESP2 arrays and RESP3 maps.
+fn streams(reply: Value) -> Result<Vec<(Vec<u8>, Vec<RawEntry>)>, ReadError> {
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(m) => m,
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let v = kv.pop().unwrap_or(Value::Nil);
+                    let k = kv.pop().unwrap_or(Value::Nil);
+                    Ok((k, v))
+                }
+                _ => Err(ReadError::Reply("stream item is not [key, entries]")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ReadError::Reply("not an array or map")),
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for (key, entries) in pairs {
+        let Value::BulkString(key) = key else {
+            return Err(ReadError::Reply("stream key is not a string"));
+        };
+        let Value::Array(entries) = entries else {
+            return Err(ReadError::Reply("entries are not an array"));
+        };
+        let mut parsed = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Value::Array(mut parts) = e else {
+                return Err(ReadError::Reply("entry is not [id, fields]"));
+            };
+            if parts.len() != 2 {
+                return Err(ReadError::Reply("entry is not [id, fields]"));
+            }
+            let fields = parts.pop().unwrap_or(Value::Nil);
+            let id = bulk_id(&parts[0]).ok_or(ReadError::Reply("entry id"))?;
+            parsed.push(RawEntry {
+                id,
+                payload: event_field(fields),
+            });
+        }
+        out.push((key, parsed));
+    }
+    Ok(out)
+}
+
+/// The value of the `event` field of an entry.
+fn event_field(fields: Value) -> Option<Vec<u8>> {
+    let mut items = match fields {
+        Value::Array(items) => items.into_iter(),
+        Value::Map(m) => m
+            .into_iter()
+            .flat_map(|(k, v)| [k, v])
+            .collect::<Vec<_>>()
+            .into_iter(),
+        _ => return None,
+    };
+    while let (Some(k), Some(v)) = (items.next(), items.next()) {
+        if matches!(&k, Value::BulkString(b) if b == b"event") {
+            if let Value::BulkString(v) = v {
+                return Some(v);
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,145 @@
+//! What the actors publish and HTTP handlers read without asking them: the
+//! read view of restrictions, per-shard watermarks, tripped rules, user counts.
+//!
+//! The shard actor is the single writer of its part of each; readers never
+//! wait on event processing (view locks are held for one map operation).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use ahash::AHashMap;
+use tokio::sync::watch;
+
+use crate::domain::{shard_of, EntryId, Model};
+
+/// Restricted features per user (only users with a restriction), by shard.
+pub struct ReadView {
+    shards: Box<[RwLock<AHashMap<Box<str>, u64>>]>,
+}
+
+impl ReadView {
+    fn new(count: u32) -> Self {
+        ReadView {
+            shards: (0..count).map(|_| RwLock::new(AHashMap::new())).collect(),
+        }
+    }
+
+    /// The restricted-features mask of a user of shard `shard` (0: none).
+    pub fn restricted(&self, shard: u32, user_id: &str) -> u64 {
+        let map = self.shards[shard as usize]
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(user_id).copied().unwrap_or(0)
+    }
+
+    /// Publishes a user's mask. Written only by the shard's actor.
+    pub fn set(&self, shard: u32, user_id: &str, mask: u64) {
+        let mut map = self.shards[shard as usize]
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if mask == 0 {
+            map.remove(user_id);
+        } else if let Some(m) = map.get_mut(user_id) {
+            *m = mask;
+        } else {
+            map.insert(user_id.into(), mask);
+        }
+    }
+
+    /// Users restricted per feature bit, over all shards.
+    pub fn count_by_feature(&self, features: usize) -> Vec<u64> {
+        let mut counts = vec![0u64; features];
+        for shard in self.shards.iter() {
+            let map = shard.read().unwrap_or_else(|e| e.into_inner());
+            for mask in map.values() {
+                for (i, c) in counts.iter_mut().enumerate() {
+                    *c += (mask >> i) & 1;
+                }
+            }
+        }
+        counts
+    }
+}
+
+/// Redis key names. Every key of shard S carries the hash tag `{S}`.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub prefix: String,
+    events: Box<[String]>,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, shards: u32) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+            events: (0..shards)
+                .map(|s| format!("{prefix}:{{{s}}}:events"))
+                .collect(),
+        }
+    }
+    /// The stream of shard `s`: `<prefix>:{S}:events`.
+    pub fn events(&self, s: u32) -> &str {
+        &self.events[s as usize]
+    }
+    /// Where unparseable entries go, with the reason.
+    pub fn deadletter(&self) -> String {
+        format!("{}:deadletter", self.prefix)
+    }
+}
+
+/// State shared by the shard actors, the tripwire and the HTTP handlers.
+pub struct Shared {
+    pub model: Arc<Model>,
+    pub shard_count: u32,
+    pub keys: Keys,
+    pub view: ReadView,
+    /// Per shard: the id of the last entry applied (`wait=applied` waits on it).
+    pub applied: Box<[watch::Sender<EntryId>]>,
+    /// Per shard: users held.
+    pub users: Box<[AtomicU64]>,
+    /// Per shard: replayed the stream up to where it ended at start-up.
+    pub caught_up: Box<[AtomicBool]>,
+    /// Bit r set: rule r is tripped and restricts nobody new.
+    pub tripped: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(model: Arc<Model>, shard_count: u32, key_prefix: &str) -> Self {
+        let n = shard_count as usize;
+        Shared {
+            model,
+            shard_count,
+            keys: Keys::new(key_prefix, shard_count),
+            view: ReadView::new(shard_count),
+            applied: (0..n).map(|_| watch::channel(EntryId::ZERO).0).collect(),
+            users: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            caught_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            tripped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn shard_of(&self, user_id: &str) -> u32 {
+        shard_of(user_id, self.shard_count)
+    }
+
+    /// The restricted-features mask of any user.
+    pub fn restricted(&self, user_id: &str) -> u64 {
+        self.view.restricted(self.shard_of(user_id), user_id)
+    }
+
+    /// Users known across all shards: the tripwire's population.
+    pub fn population(&self) -> u64 {
+        self.users.iter().map(|u| u.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn all_caught_up(&self) -> bool {
+        self.caught_up.iter().all(|c| c.load(Ordering::Acquire))
+    }
+
+    /// Shards still replaying their stream.
+    pub fn catching_up(&self) -> Vec<u32> {
+        (0..self.shard_count)
+            .filter(|&s| !self.caught_up[s as usize].load(Ordering::Acquire))
+            .collect()
+    }
+}

@@ -1,0 +1,469 @@
+//! Configuration: a TOML file, then `RESTRICTD_<SECTION>__<KEY>` environment
+//! overrides, parsed with unknown keys refused, then validated into typed
+//! [`Settings`]. Errors name the key (and the line when it comes from the file).
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use restrictd_actors::domain::rules::{AggregateDef, FeatureDef, RuleDef};
+use restrictd_actors::domain::schema::EventDef;
+use restrictd_actors::domain::{Model, ModelDef, TripwireSettings};
+use serde::Deserialize;
+
+/// Prefix of environment overrides: `RESTRICTD_HTTP__ADDR=127.0.0.1:9000`.
+pub const ENV_PREFIX: &str = "RESTRICTD_";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub redis: RedisSection,
+    #[serde(default)]
+    pub shards: ShardsSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+    #[serde(default)]
+    pub reader: ReaderSection,
+    #[serde(default)]
+    pub tripwire: TripwireSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub features: BTreeMap<String, FeatureDef>,
+    #[serde(default)]
+    pub events: BTreeMap<String, EventDef>,
+    #[serde(default)]
+    pub aggregates: BTreeMap<String, AggregateDef>,
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub addr: String,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            addr: "127.0.0.1:8080".into(),
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    pub url: String,
+    pub key_prefix: String,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        RedisSection {
+            url: "redis://127.0.0.1:6379/0".into(),
+            key_prefix: "rd".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardsSection {
+    pub count: u32,
+    /// Threads running shard actors and their readers; 0 = one per core.
+    pub workers: usize,
+}
+
+impl Default for ShardsSection {
+    fn default() -> Self {
+        ShardsSection {
+            count: 64,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownEvents {
+    Reject,
+    Accept,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    pub unknown_events: UnknownEvents,
+    pub batch_limit: usize,
+    pub body_limit_bytes: usize,
+    pub wait_timeout: String,
+    pub dedup_window: String,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            unknown_events: UnknownEvents::Reject,
+            batch_limit: 1000,
+            body_limit_bytes: 1 << 20,
+            wait_timeout: "5s".into(),
+            dedup_window: "24h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReaderSection {
+    pub batch: usize,
+    pub block: String,
+}
+
+impl Default for ReaderSection {
+    fn default() -> Self {
+        ReaderSection {
+            batch: 512,
+            block: "1s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TripwireSection {
+    pub window: String,
+    pub threshold: f64,
+    pub min_restricted: u64,
+    pub cooldown: Option<String>,
+    pub tick: String,
+}
+
+impl Default for TripwireSection {
+    fn default() -> Self {
+        TripwireSection {
+            window: "300s".into(),
+            threshold: 0.05,
+            min_restricted: 10,
+            cooldown: None,
+            tick: "250ms".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `restrictd=debug,info`); `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http_addr: String,
+    pub http_workers: usize,
+    pub redis_url: String,
+    pub key_prefix: String,
+    pub shard_count: NonZeroU32,
+    pub shard_workers: usize,
+    pub unknown_events: UnknownEvents,
+    pub batch_limit: usize,
+    pub body_limit_bytes: usize,
+    pub wait_timeout: Duration,
+    pub dedup_window: Duration,
+    pub reader_batch: usize,
+    pub reader_block: Duration,
+    pub tripwire: TripwireSettings,
+    pub tripwire_tick: Duration,
+    pub log: LogSection,
+    pub model_def: ModelDef,
+    pub model: Model,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Reads the file, applies environment overrides, validates.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse {
+            path: origin.to_string(),
+            message,
+        };
+        // Parse the file alone first, so its errors carry line numbers.
+        let raw: RawConfig = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let raw = if overrides.is_empty() {
+            raw
+        } else {
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+            for (key, value) in &overrides {
+                apply_override(&mut table, key, value)?;
+            }
+            let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError::Invalid(format!(
+                        "after environment overrides ({}): {}",
+                        names.join(", "),
+                        e.message()
+                    ))
+                })?
+        };
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
+        let invalid = |key: &str, why: String| ConfigError::Invalid(format!("{key}: {why}"));
+        let duration = |key: &str, text: &str| {
+            humantime::parse_duration(text).map_err(|e| {
+                invalid(
+                    key,
+                    format!("{text:?} is not a duration like \"300s\" or \"5m\" ({e})"),
+                )
+            })
+        };
+        let shard_count = NonZeroU32::new(raw.shards.count)
+            .filter(|c| c.get() <= 16384)
+            .ok_or_else(|| invalid("shards.count", "must be between 1 and 16384".into()))?;
+        if raw.redis.key_prefix.is_empty() || raw.redis.key_prefix.contains(['{', '}', ' ']) {
+            return Err(invalid(
+                "redis.key_prefix",
+                "must be non-empty, without braces or spaces".into(),
+            ));
+        }
+        redis::parse_redis_url(&raw.redis.url).ok_or_else(|| {
+            invalid(
+                "redis.url",
+                format!("{:?} is not a redis:// URL", raw.redis.url),
+            )
+        })?;
+        if raw.ingest.batch_limit == 0 {
+            return Err(invalid("ingest.batch_limit", "must be at least 1".into()));
+        }
+        if raw.ingest.body_limit_bytes < 1024 {
+            return Err(invalid(
+                "ingest.body_limit_bytes",
+                "must be at least 1024".into(),
+            ));
+        }
+        if raw.reader.batch == 0 {
+            return Err(invalid("reader.batch", "must be at least 1".into()));
+        }
+        let t = &raw.tripwire;
+        if !(t.threshold > 0.0 && t.threshold <= 1.0) {
+            return Err(invalid(
+                "tripwire.threshold",
+                "a share in (0, 1], e.g. 0.05 for 5 %".into(),
+            ));
+        }
+        let tripwire = TripwireSettings {
+            window_ms: duration("tripwire.window", &t.window)?.as_millis() as u64,
+            threshold_ppm: (t.threshold * 1_000_000.0).round() as u64,
+            min_restricted: t.min_restricted,
+            cooldown_ms: t
+                .cooldown
+                .as_deref()
+                .map(|c| duration("tripwire.cooldown", c).map(|d| d.as_millis() as u64))
+                .transpose()?,
+        };
+        let model_def = ModelDef {
+            features: raw.features,
+            events: raw.events,
+            aggregates: raw.aggregates,
+            rules: raw.rules,
+        };
+        let model = Model::compile(
+            &model_def,
+            raw.ingest.unknown_events == UnknownEvents::Accept,
+        )
+        .map_err(ConfigError::Invalid)?;
+        if model.features.is_empty() {
+            return Err(invalid(
+                "features",
+                "declare at least one feature, e.g. [features.can_message]".into(),
+            ));
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Settings {
+            http_addr: raw.http.addr,
+            http_workers: if raw.http.workers == 0 {
+                cores
+            } else {
+                raw.http.workers
+            },
+            redis_url: raw.redis.url,
+            key_prefix: raw.redis.key_prefix,
+            shard_count,
+            shard_workers: if raw.shards.workers == 0 {
+                cores
+            } else {
+                raw.shards.workers
+            },
+            unknown_events: raw.ingest.unknown_events,
+            batch_limit: raw.ingest.batch_limit,
+            body_limit_bytes: raw.ingest.body_limit_bytes,
+            wait_timeout: duration("ingest.wait_timeout", &raw.ingest.wait_timeout)?,
+            dedup_window: duration("ingest.dedup_window", &raw.ingest.dedup_window)?,
+            reader_batch: raw.reader.batch,
+            reader_block: duration("reader.block", &raw.reader.block)?,
+            tripwire,
+            tripwire_tick: duration("tripwire.tick", &t.tick)?,
+            log: raw.log,
+            model_def,
+            model,
+        })
+    }
+}
+
+/// `RESTRICTD_TRIPWIRE__THRESHOLD=0.1` sets `tripwire.threshold`. The value is
+/// read as a TOML value when it is one (numbers, booleans, arrays), else as a string.
+fn apply_override(table: &mut toml::Table, key: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = key[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.len() < 2 || path.iter().any(String::is_empty) {
+        return Err(ConfigError::Invalid(format!(
+            "{key}: write {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}HTTP__ADDR"
+        )));
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let (last, parents) = path.split_last().expect("at least two parts");
+    let mut node = table;
+    for part in parents {
+        let entry = node
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: {part} is not a section"
+                )))
+            }
+        };
+    }
+    node.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT: &str = include_str!("../config.toml");
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_config_compiles_the_three_classic_rules() {
+        let s = Settings::from_toml(DEFAULT, "config.toml", env(&[])).unwrap();
+        let names: Vec<&str> = s.model.rules.iter().map(|r| &*r.name).collect();
+        assert_eq!(
+            names,
+            [
+                "chargeback_ratio_rule",
+                "scam_message_rule",
+                "unique_zip_code_rule"
+            ]
+        );
+        assert_eq!(s.shard_count.get(), 64);
+        assert_eq!(s.key_prefix, "rd");
+    }
+
+    #[test]
+    fn environment_overrides_win() {
+        let s = Settings::from_toml(
+            DEFAULT,
+            "config.toml",
+            env(&[
+                ("RESTRICTD_HTTP__ADDR", "127.0.0.1:9999"),
+                ("RESTRICTD_SHARDS__COUNT", "16"),
+                ("RESTRICTD_TRIPWIRE__WINDOW", "5m"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.http_addr, "127.0.0.1:9999");
+        assert_eq!(s.shard_count.get(), 16);
+        assert_eq!(s.tripwire.window_ms, 300_000);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let err = Settings::from_toml("[http]\naddr = \"x\"\nbogus = 1\n", "f.toml", env(&[]))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 3") && text.contains("bogus"), "{text}");
+
+        let err = Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_TRIPWIRE__WINDOW", "soon")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("tripwire.window"), "{err}");
+
+        let err = Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_SHARDS__COUNT", "many")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("RESTRICTD_SHARDS__COUNT"), "{err}");
+    }
+}

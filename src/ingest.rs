@@ -1,0 +1,137 @@
+//! The write side's link to Redis: one multiplexed connection (concurrent
+//! requests are pipelined on it, with automatic reconnect), established in the
+//! background so the service starts and answers checks while Redis is away.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use restrictd_actors::domain::EntryId;
+use restrictd_actors::metrics::REDIS_ERRORS_TOTAL;
+
+use crate::error::ApiError;
+
+pub struct Ingest {
+    url: String,
+    conn: OnceLock<ConnectionManager>,
+    /// Whether the last command succeeded: logs one line per change, not per request.
+    up: AtomicBool,
+}
+
+impl Ingest {
+    /// Starts connecting in the background; logs one clear line while Redis is unreachable.
+    pub fn start(url: String) -> Arc<Ingest> {
+        let ingest = Arc::new(Ingest {
+            url,
+            conn: OnceLock::new(),
+            up: AtomicBool::new(false),
+        });
+        let bg = Arc::clone(&ingest);
+        actix_rt::spawn(async move { bg.connect_loop().await });
+        ingest
+    }
+
+    async fn connect_loop(&self) {
+        let mut warned = false;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let attempt = async {
+                let client = redis::Client::open(self.url.as_str())?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(5)))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(1));
+                ConnectionManager::new_with_config(client, config).await
+            };
+            match attempt.await {
+                Ok(conn) => {
+                    let _ = self.conn.set(conn);
+                    self.up.store(true, Ordering::Release);
+                    tracing::info!(url = %self.url, "connected to redis");
+                    return;
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(url = %self.url, error = %e, "redis unreachable; retrying (/ready is 503 meanwhile)");
+                        warned = true;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    pub fn connection(&self) -> Result<ConnectionManager, ApiError> {
+        self.conn
+            .get()
+            .cloned()
+            .ok_or_else(|| ApiError::redis_unavailable("not connected yet"))
+    }
+
+    fn note(&self, ok: bool, operation: &'static str, error: Option<&redis::RedisError>) {
+        let was = self.up.swap(ok, Ordering::AcqRel);
+        if !ok {
+            metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => operation).increment(1);
+        }
+        match (was, ok) {
+            (true, false) => {
+                tracing::warn!(url = %self.url, error = ?error.map(ToString::to_string), "redis went away; writes answer 503")
+            }
+            (false, true) => tracing::info!(url = %self.url, "redis is back"),
+            _ => {}
+        }
+    }
+
+    /// Appends one event to a shard stream; returns the entry id once Redis acknowledged it.
+    pub async fn append(&self, key: &str, event: &[u8]) -> Result<EntryId, ApiError> {
+        let mut conn = self.connection()?;
+        let result = redis::cmd("XADD")
+            .arg(key)
+            .arg("*")
+            .arg("event")
+            .arg(event)
+            .query_async(&mut conn)
+            .await;
+        let id: String = self.finish(result, "xadd")?;
+        parse_id(&id)
+    }
+
+    /// Appends many events in one pipeline (one round trip); ids in input order.
+    pub async fn append_many(&self, items: &[(&str, &[u8])]) -> Result<Vec<EntryId>, ApiError> {
+        let mut conn = self.connection()?;
+        let mut pipe = redis::pipe();
+        for (key, event) in items {
+            pipe.cmd("XADD").arg(*key).arg("*").arg("event").arg(*event);
+        }
+        let ids: Vec<String> = self.finish(pipe.query_async(&mut conn).await, "xadd")?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
+    fn finish<T>(&self, result: redis::RedisResult<T>, op: &'static str) -> Result<T, ApiError> {
+        self.note(result.is_ok(), op, result.as_ref().err());
+        result.map_err(ApiError::redis_unavailable)
+    }
+
+    /// PING with a short deadline, for `/ready`.
+    pub async fn ping(&self) -> bool {
+        let Ok(mut conn) = self.connection() else {
+            return false;
+        };
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(1), ping).await,
+            Ok(Ok(_))
+        );
+        self.note(ok, "ping", None);
+        ok
+    }
+}
+
+fn parse_id(id: &str) -> Result<EntryId, ApiError> {
+    EntryId::parse(id)
+        .ok_or_else(|| ApiError::redis_unavailable(format!("unexpected XADD reply {id:?}")))
+}

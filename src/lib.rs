@@ -1,0 +1,10 @@
+//! The restrictd service: configuration, HTTP API, wiring and telemetry. The
+//! engine (domain and actors) lives in the `restrictd-actors` crate.
+
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

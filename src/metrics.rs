@@ -1,0 +1,15 @@
+//! Metrics recorded by the HTTP layer, named in one place. The engine's are in
+//! `restrictd_actors::metrics`.
+
+/// Histogram: time to answer a check (GET /can*), seconds.
+pub const CHECK_SECONDS: &str = "restrictd_check_seconds";
+/// Histogram: POST received to Redis acknowledged, seconds.
+pub const EVENT_INGEST_SECONDS: &str = "restrictd_event_ingest_seconds";
+/// Counter, label `reason`: events refused at the edge.
+pub const EVENTS_REJECTED_TOTAL: &str = "restrictd_events_rejected_total";
+
+/// Histogram buckets for latencies, seconds: fine enough to tell 50 µs from 500 µs.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];

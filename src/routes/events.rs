@@ -1,0 +1,172 @@
+//! Ingestion: validate at the edge, append to the owning shard's stream, reply
+//! once Redis acknowledged. With `?wait=applied`, reply once the shard applied
+//! the event too, with the user's resulting features.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use restrictd_actors::domain::{EntryId, Event};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::body::{self, wait_applied};
+use super::features_json;
+use crate::error::ApiError;
+use crate::metrics::EVENTS_REJECTED_TOTAL;
+use crate::startup::AppState;
+
+fn rejected(reason: &'static str) {
+    metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// `POST /event`: one event, the reference service's API.
+pub async fn post_event(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let wait = wait_applied(&req)?;
+    let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
+    let value: Value = body::parse(&bytes).inspect_err(|_| rejected("malformed_json"))?;
+    let event = state
+        .shared
+        .model
+        .schema
+        .validate(&value)
+        .inspect_err(|e| rejected(e.reason))?;
+    let shard = state.shared.shard_of(event.user_id);
+    let id = state
+        .ingest
+        .append(state.shared.keys.events(shard), &bytes)
+        .await?;
+    state.ingest_latency.record(started.elapsed().as_secs_f64());
+    let status = format!("Event '{}' added to the stream.", event.name);
+    if !wait {
+        return Ok(HttpResponse::Ok().json(json!({ "status": status, "id": id.to_string() })));
+    }
+    wait_until_applied(&state, shard, id).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": status,
+        "id": id.to_string(),
+        "applied": true,
+        "user_id": event.user_id,
+        "features": features_json(&state.shared.model, state.shared.restricted(event.user_id)),
+    })))
+}
+
+/// `POST /v1/events`: a JSON array of events, all accepted or none.
+pub async fn post_events(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let wait = wait_applied(&req)?;
+    let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
+    let raw: Vec<&RawValue> = serde_json::from_slice(&bytes).map_err(|e| {
+        rejected("malformed_json");
+        ApiError::bad_request(format!("the body must be a JSON array of events: {e}"))
+    })?;
+    let limit = state.settings.batch_limit;
+    if raw.is_empty() {
+        return Err(ApiError::bad_request(
+            "the batch is empty; send at least one event",
+        ));
+    }
+    if raw.len() > limit {
+        rejected("batch_too_large");
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a batch holds at most {limit} events; this one has {}",
+                raw.len()
+            ),
+        )
+        .with("limit", limit));
+    }
+    let values: Vec<Value> = raw
+        .iter()
+        .map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
+        .collect();
+    let mut events: Vec<Event<'_>> = Vec::with_capacity(values.len());
+    let mut invalid = Vec::new();
+    for (index, v) in values.iter().enumerate() {
+        match state.shared.model.schema.validate(v) {
+            Ok(e) => events.push(e),
+            Err(e) => {
+                rejected(e.reason);
+                invalid.push(json!({ "index": index, "reason": e.reason, "error": e.message }));
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::unprocessable(format!(
+            "{} of {} events are invalid; none were accepted",
+            invalid.len(),
+            raw.len()
+        ))
+        .with("invalid", invalid));
+    }
+    let shards: Vec<u32> = events
+        .iter()
+        .map(|e| state.shared.shard_of(e.user_id))
+        .collect();
+    let items: Vec<(&str, &[u8])> = shards
+        .iter()
+        .zip(&raw)
+        .map(|(&s, r)| (state.shared.keys.events(s), r.get().as_bytes()))
+        .collect();
+    let ids = state.ingest.append_many(&items).await?;
+    state.ingest_latency.record(started.elapsed().as_secs_f64());
+    let id_strings: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    if !wait {
+        return Ok(
+            HttpResponse::Accepted().json(json!({ "accepted": ids.len(), "ids": id_strings }))
+        );
+    }
+    // Wait for the highest id of each shard involved.
+    let mut highest: BTreeMap<u32, EntryId> = BTreeMap::new();
+    for (&s, &id) in shards.iter().zip(&ids) {
+        let h = highest.entry(s).or_insert(id);
+        *h = (*h).max(id);
+    }
+    for (&s, &id) in &highest {
+        wait_until_applied(&state, s, id).await?;
+    }
+    let features: serde_json::Map<String, Value> = events
+        .iter()
+        .map(|e| {
+            (
+                e.user_id.to_string(),
+                features_json(&state.shared.model, state.shared.restricted(e.user_id)),
+            )
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "accepted": ids.len(),
+        "ids": id_strings,
+        "applied": true,
+        "features": features,
+    })))
+}
+
+/// Waits until shard `shard` applied entry `id`, or answers 504.
+async fn wait_until_applied(state: &AppState, shard: u32, id: EntryId) -> Result<(), ApiError> {
+    let mut rx = state.shared.applied[shard as usize].subscribe();
+    let timeout = state.settings.wait_timeout;
+    let applied = async { rx.wait_for(|applied| *applied >= id).await.is_ok() };
+    match tokio::time::timeout(timeout, applied).await {
+        Ok(true) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "event {id} was appended but not applied within {}; it is durable and will be applied",
+                humantime::format_duration(timeout)
+            ),
+        )
+        .with("id", id.to_string())),
+    }
+}

@@ -1,0 +1,85 @@
+//! HTTP routes, one file per resource. Handlers validate at the edge, then
+//! either read published state (checks) or talk to Redis / an actor.
+
+pub mod body;
+pub mod check;
+pub mod events;
+pub mod health;
+pub mod rules;
+pub mod users;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use restrictd_actors::domain::Model;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Registers every route. Check routes come from the features in config.
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(resource("/event").route(web::post().to(events::post_event)))
+        .service(resource("/v1/events").route(web::post().to(events::post_events)))
+        .service(
+            resource("/v1/users/{user_id}/features").route(web::get().to(check::user_features)),
+        )
+        .service(resource("/v1/users/{user_id}").route(web::get().to(users::get_user)))
+        .service(resource("/v1/rules").route(web::get().to(rules::get_rules)))
+        .service(resource("/health").route(web::get().to(health::health)))
+        .service(resource("/ready").route(web::get().to(health::ready)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)));
+    for (i, feature) in state.shared.model.features.iter().enumerate() {
+        cfg.service(
+            resource(&check_path(feature))
+                .route(web::get().to(move |req, st| check::check(req, st, i))),
+        );
+    }
+}
+
+/// `can_message` → `/canmessage`, as the reference service spells it.
+pub fn check_path(feature: &str) -> String {
+    format!("/{}", feature.replace('_', ""))
+}
+
+/// `{"can_message": true, ...}` for a restricted-features mask.
+pub fn features_json(model: &Model, restricted: u64) -> Value {
+    let map: Map<String, Value> = model
+        .features
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.to_string(), Value::Bool(restricted & (1 << i) == 0)))
+        .collect();
+    Value::Object(map)
+}
+
+/// A query parameter, percent-decoded (borrowed when no decoding was needed).
+pub fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    ))
+}
+
+pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route {} {}; see the README for the API",
+        req.method(),
+        req.path()
+    )))
+}
+
+pub fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+pub fn st(state: &web::Data<AppState>) -> &AppState {
+    state.get_ref()
+}

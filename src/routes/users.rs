@@ -1,0 +1,53 @@
+//! `GET /v1/users/{user_id}`: aggregates and restrictions, each with its rule,
+//! the entry id of the event that triggered it and when. Asks the owning shard.
+
+use actix_web::{web, HttpResponse};
+use restrictd_actors::domain::schema::check_user_id;
+use restrictd_actors::shard::GetUser;
+use serde_json::json;
+
+use super::{features_json, rfc3339_ms};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub async fn get_user(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let user = check_user_id(&path).map_err(ApiError::bad_request)?;
+    let shard = state.shared.shard_of(user);
+    let report = state.shards[shard as usize]
+        .send(GetUser(user.to_string()))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("shard {shard} unavailable: {e}"),
+            )
+        })?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "user {user:?} has never been seen (every feature is allowed)"
+            ))
+        })?;
+    let restrictions: Vec<_> = report
+        .restrictions
+        .iter()
+        .map(|r| {
+            json!({
+                "rule": r.rule,
+                "features": r.features,
+                "event_id": r.event_id,
+                "at_ms": r.at_ms,
+                "at": rfc3339_ms(r.at_ms),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": user,
+        "shard": shard,
+        "features": features_json(&state.shared.model, state.shared.restricted(user)),
+        "aggregates": report.aggregates,
+        "restrictions": restrictions,
+    })))
+}

@@ -1,0 +1,161 @@
+//! Builds the running service: actors on their worker threads, the Redis
+//! write link, and the HTTP server on an already-bound listener (so tests and
+//! callers choose the port, including port 0).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use metrics::Histogram;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use restrictd_actors::domain::ShardState;
+use restrictd_actors::reader::{ReaderSettings, StreamReader};
+use restrictd_actors::shard::ShardActor;
+use restrictd_actors::shared::Shared;
+use restrictd_actors::tripwire::Tripwire;
+
+use crate::config::Settings;
+use crate::ingest::Ingest;
+use crate::metrics::{CHECK_SECONDS, EVENT_INGEST_SECONDS, LATENCY_BUCKETS};
+use crate::routes;
+
+/// Gauge, label `feature`: users currently restricted.
+pub const RESTRICTED_USERS: &str = "restrictd_restricted_users";
+
+/// What every HTTP handler shares.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub shared: Arc<Shared>,
+    pub ingest: Arc<Ingest>,
+    pub shards: Vec<Addr<ShardActor>>,
+    pub tripwire: Addr<Tripwire>,
+    pub metrics: PrometheusHandle,
+    /// Handles resolved once, so the hot path does no registry look-up.
+    pub check_latency: Histogram,
+    pub ingest_latency: Histogram,
+    /// Per feature: the check's body when allowed, and when restricted.
+    pub check_bodies: Vec<[web::Bytes; 2]>,
+}
+
+impl AppState {
+    /// Gauges computed at scrape time.
+    pub fn record_gauges(&self) {
+        let counts = self
+            .shared
+            .view
+            .count_by_feature(self.shared.model.features.len());
+        for (f, n) in self.shared.model.features.iter().zip(counts) {
+            metrics::gauge!(RESTRICTED_USERS, "feature" => f.to_string()).set(n as f64);
+        }
+    }
+}
+
+/// Installs the process-wide Prometheus recorder, with explicit latency buckets.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .context("latency buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+/// Runs the service until the HTTP server stops (SIGINT/SIGTERM). Must run
+/// inside an actix `System`.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let count = settings.shard_count.get();
+    let model = Arc::new(settings.model.clone());
+    let shared = Arc::new(Shared::new(Arc::clone(&model), count, &settings.key_prefix));
+
+    let tripwire = Tripwire::new(
+        settings.tripwire,
+        settings.tripwire_tick,
+        Arc::clone(&shared),
+    )
+    .start();
+
+    let workers = settings.shard_workers.max(1);
+    let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+    let dedup_ms = settings.dedup_window.as_millis() as u64;
+    let shards: Vec<Addr<ShardActor>> = (0..count)
+        .map(|s| {
+            let shared = Arc::clone(&shared);
+            let report = tripwire.clone().recipient();
+            ShardActor::start_in_arbiter(&arbiters[s as usize % workers].handle(), move |_| {
+                ShardActor::new(s, ShardState::new(dedup_ms), shared, report)
+            })
+        })
+        .collect();
+    let reader_settings = ReaderSettings {
+        redis_url: settings.redis_url.clone(),
+        batch: settings.reader_batch,
+        block: settings.reader_block,
+    };
+    for (w, arbiter) in arbiters.iter().enumerate() {
+        let group: Vec<_> = (0..count)
+            .filter(|s| *s as usize % workers == w)
+            .map(|s| (s, shards[s as usize].clone()))
+            .collect();
+        let (rs, shared) = (reader_settings.clone(), Arc::clone(&shared));
+        StreamReader::start_in_arbiter(&arbiter.handle(), move |_| {
+            StreamReader::new(group, rs, shared)
+        });
+    }
+
+    let ingest = Ingest::start(settings.redis_url.clone());
+    let upkeep = metrics.clone();
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+
+    let check_bodies = model
+        .features
+        .iter()
+        .map(|f| {
+            [false, true].map(|restricted| web::Bytes::from(format!("{{\"{f}\":{}}}", !restricted)))
+        })
+        .collect();
+    let state = web::Data::new(AppState {
+        settings: Arc::clone(&settings),
+        shared,
+        ingest,
+        shards,
+        tripwire,
+        metrics,
+        check_latency: metrics::histogram!(CHECK_SECONDS),
+        ingest_latency: metrics::histogram!(EVENT_INGEST_SECONDS),
+        check_bodies,
+    });
+    let addr = listener.local_addr().context("listener address")?;
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        let state = app_state.clone();
+        App::new()
+            .app_data(state.clone())
+            .configure(|cfg| routes::configure(cfg, &state))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(settings.http_workers)
+    .listen(listener)
+    .context("serving on the listener")?
+    .run();
+    tracing::info!(addr = %addr, shards = count, workers, "listening");
+    server.await.context("http server")?;
+    tracing::info!("http server stopped; stopping workers");
+    for a in arbiters {
+        a.stop();
+        let _ = a.join();
+    }
+    Ok(())
+}
