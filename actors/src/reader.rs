@@ -87,6 +87,9 @@ impl ReadLoop {
         let mut caught_up_sent = false;
         let mut backoff = Duration::from_millis(50);
         let mut down = false;
+        // Before the first connection the service logs one "redis unreachable"
+        // line itself; the readers stay quiet until they have connected once.
+        let mut connected_once = false;
         loop {
             let result = async {
                 let mut conn = self.connect().await?;
@@ -95,6 +98,7 @@ impl ReadLoop {
                     down = false;
                 }
                 backoff = Duration::from_millis(50);
+                connected_once = true;
                 if !caught_up_sent {
                     self.announce_catch_up(&mut conn).await?;
                     caught_up_sent = true;
@@ -110,9 +114,11 @@ impl ReadLoop {
                 Err(ReadError::Stopped) => return,
                 Err(e) => {
                     counter!(REDIS_ERRORS_TOTAL, "operation" => "xread").increment(1);
-                    if !down {
+                    if !down && connected_once {
                         tracing::warn!(url = %self.settings.redis_url, error = %e, "stream reader lost redis; retrying with backoff");
                         down = true;
+                    } else if !connected_once {
+                        tracing::debug!(url = %self.settings.redis_url, error = %e, "stream reader waiting for redis");
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));

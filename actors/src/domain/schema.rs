@@ -223,12 +223,14 @@ impl Schema {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EVENT_ID_BYTES => {
                 Some(s.as_str())
             }
-            Some(_) => return Err(ValidationError::unprocessable(
-                "bad_event_id",
-                format!(
+            Some(_) => {
+                return Err(ValidationError::unprocessable(
+                    "bad_event_id",
+                    format!(
                     "\"event_id\" must be a non-empty string of at most {MAX_EVENT_ID_BYTES} bytes"
                 ),
-            )),
+                ))
+            }
         };
         let mut event = Event {
             name,

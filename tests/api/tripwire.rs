@@ -1,0 +1,98 @@
+//! The tripwire switches off a rule that restricts too large a share of users
+//! too fast, and re-arms it when the share falls back under the threshold.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::TestRedis;
+use crate::helpers::{event, wait_for, TestApp};
+
+fn scam_rule_state(app: &TestApp) -> Value {
+    let rules = app.get("/v1/rules").json();
+    rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "scam_message_rule")
+        .unwrap()["tripwire"]
+        .clone()
+}
+
+/// Posts events for many users in one batch and waits until applied.
+fn post_all(app: &TestApp, events: Vec<Value>) {
+    let r = app.post("/v1/events?wait=applied", &json!(events));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn flag_twice(app: &TestApp, user: &str) -> bool {
+    let e = event("scam_message_flagged", user, json!({}));
+    post_all(app, vec![e.clone(), e]);
+    app.can("message", user)
+}
+
+#[test]
+fn a_rule_restricting_too_large_a_share_trips_then_rearms_when_the_share_falls() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(
+        &redis,
+        &[
+            ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "5"),
+            ("RESTRICTD_TRIPWIRE__THRESHOLD", "0.05"),
+        ],
+    );
+    // A population of 40 users, none restricted.
+    post_all(
+        &app,
+        (0..40)
+            .map(|i| event("scam_message_flagged", &format!("ok{i}"), json!({})))
+            .collect(),
+    );
+    assert_eq!(scam_rule_state(&app)["population"], 40);
+
+    // Four restrictions: under the minimum volume, the rule stays armed.
+    for i in 0..4 {
+        assert!(
+            !flag_twice(&app, &format!("bad{i}")),
+            "bad{i} is restricted while armed"
+        );
+    }
+    assert_eq!(scam_rule_state(&app)["state"], "armed");
+
+    // The fifth: 5 of 45 users (11 %) within the window, at the minimum: it trips.
+    assert!(!flag_twice(&app, "bad4"));
+    let tripped = wait_for("the scam rule to trip", Duration::from_secs(10), || {
+        let s = scam_rule_state(&app);
+        (s["state"] == "tripped").then_some(s)
+    });
+    assert_eq!(tripped["restricted_in_window"], 5);
+    assert!(tripped["since"].is_string());
+
+    // Tripped: a new user meeting the condition is not restricted; earlier restrictions stay.
+    assert!(
+        flag_twice(&app, "late"),
+        "a tripped rule restricts nobody new"
+    );
+    assert!(!app.can("message", "bad0"));
+    let metrics = app.get("/metrics").body;
+    assert!(
+        metrics.contains("restrictd_tripwire_tripped{rule=\"scam_message_rule\"} 1"),
+        "{metrics}"
+    );
+
+    // The population grows to 146: 5 of 146 is under 5 %, so it re-arms.
+    post_all(
+        &app,
+        (0..100)
+            .map(|i| event("scam_message_flagged", &format!("new{i}"), json!({})))
+            .collect(),
+    );
+    wait_for("the scam rule to re-arm", Duration::from_secs(10), || {
+        (scam_rule_state(&app)["state"] == "armed").then_some(())
+    });
+    assert!(
+        !flag_twice(&app, "after_rearm"),
+        "an armed rule restricts again"
+    );
+    assert_eq!(scam_rule_state(&app)["trips"], 1);
+}
