@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::domain::user::UserReport;
 use crate::domain::{EntryId, EventKind, ShardState};
@@ -62,8 +62,49 @@ pub struct ShardActor {
     tripwire: Recipient<RulesFired>,
     /// Until caught up: the last entry of the stream at start-up.
     catch_up: Option<EntryId>,
-    /// Static label value for this shard's metrics.
-    label: String,
+    metrics: ShardMetrics,
+}
+
+/// Metric handles resolved once, so applying an event formats no label.
+struct ShardMetrics {
+    /// Per declared event, then one for undeclared events: [applied, duplicate, ignored].
+    events: Vec<[Counter; 3]>,
+    fired: Vec<Counter>,
+    suppressed: Vec<Counter>,
+    users: Gauge,
+    lag: Histogram,
+    batch: Histogram,
+}
+
+impl ShardMetrics {
+    fn new(shard: u32, model: &crate::domain::Model) -> Self {
+        let names = model
+            .schema
+            .events
+            .iter()
+            .map(|e| e.to_string())
+            .chain(["unknown".to_string()]);
+        let rule = |name: &'static str| -> Vec<Counter> {
+            model
+                .rules
+                .iter()
+                .map(|r| counter!(name, "rule" => r.name.to_string()))
+                .collect()
+        };
+        ShardMetrics {
+            events: names
+                .map(|n| {
+                    ["applied", "duplicate", "ignored"]
+                        .map(|o| counter!(EVENTS_TOTAL, "event" => n.clone(), "outcome" => o))
+                })
+                .collect(),
+            fired: rule(RULE_FIRED_TOTAL),
+            suppressed: rule(RULE_SUPPRESSED_TOTAL),
+            users: gauge!(SHARD_USERS, "shard" => shard.to_string()),
+            lag: histogram!(EVENT_APPLY_LAG_SECONDS),
+            batch: histogram!(APPLY_BATCH_SECONDS),
+        }
+    }
 }
 
 impl ShardActor {
@@ -73,13 +114,14 @@ impl ShardActor {
         shared: Arc<Shared>,
         tripwire: Recipient<RulesFired>,
     ) -> Self {
+        let metrics = ShardMetrics::new(id, &shared.model);
         ShardActor {
             id,
             state,
             shared,
             tripwire,
             catch_up: None,
-            label: id.to_string(),
+            metrics,
         }
     }
 
@@ -109,7 +151,6 @@ impl Handler<ApplyEntries> for ShardActor {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let lag = histogram!(EVENT_APPLY_LAG_SECONDS);
         for entry in msg.0 {
             self.state.applied = self.state.applied.max(entry.id);
             let Some(payload) = entry.payload.as_deref() else {
@@ -147,19 +188,15 @@ impl Handler<ApplyEntries> for ShardActor {
             };
             let tripped = self.shared.tripped.load(Ordering::Relaxed);
             let out = self.state.apply(&model, entry.id, &event, tripped);
-            let name: &str = match event.kind {
-                EventKind::Known(k) => &model.schema.events[usize::from(k)],
-                EventKind::Unknown => "unknown",
+            let kind = match event.kind {
+                EventKind::Known(k) => usize::from(k),
+                EventKind::Unknown => model.schema.events.len(),
             };
-            let outcome = if out.duplicate {
-                "duplicate"
-            } else if out.ignored {
-                "ignored"
-            } else {
-                "applied"
-            };
-            counter!(EVENTS_TOTAL, "event" => name.to_string(), "outcome" => outcome).increment(1);
-            lag.record(now_ms.saturating_sub(entry.id.ms) as f64 / 1000.0);
+            let outcome = usize::from(out.duplicate) + 2 * usize::from(out.ignored);
+            self.metrics.events[kind][outcome].increment(1);
+            self.metrics
+                .lag
+                .record(now_ms.saturating_sub(entry.id.ms) as f64 / 1000.0);
             if out.fired != 0 {
                 self.shared.view.set(self.id, event.user_id, out.features);
                 let mut bits = out.fired;
@@ -167,16 +204,14 @@ impl Handler<ApplyEntries> for ShardActor {
                     let r = bits.trailing_zeros() as u16;
                     bits &= bits - 1;
                     fired.push((r, entry.id.ms));
-                    counter!(RULE_FIRED_TOTAL, "rule" => model.rules[usize::from(r)].name.to_string())
-                        .increment(1);
+                    self.metrics.fired[usize::from(r)].increment(1);
                 }
             }
             let mut bits = out.suppressed;
             while bits != 0 {
                 let r = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                counter!(RULE_SUPPRESSED_TOTAL, "rule" => model.rules[r].name.to_string())
-                    .increment(1);
+                self.metrics.suppressed[r].increment(1);
             }
         }
         for d in &dead {
@@ -186,13 +221,13 @@ impl Handler<ApplyEntries> for ShardActor {
         }
         let users = self.state.users.len() as u64;
         self.shared.users[self.id as usize].store(users, Ordering::Relaxed);
-        gauge!(SHARD_USERS, "shard" => self.label.clone()).set(users as f64);
+        self.metrics.users.set(users as f64);
         self.shared.applied[self.id as usize].send_replace(self.state.applied);
         self.check_caught_up();
         if !fired.is_empty() && self.tripwire.try_send(RulesFired(fired)).is_err() {
             counter!(TRIPWIRE_REPORTS_SHED_TOTAL).increment(1);
         }
-        histogram!(APPLY_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+        self.metrics.batch.record(started.elapsed().as_secs_f64());
         MessageResult(dead)
     }
 }
