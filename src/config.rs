@@ -29,6 +29,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub reader: ReaderSection,
     #[serde(default)]
+    pub persistence: PersistenceSection,
+    #[serde(default)]
     pub tripwire: TripwireSection,
     #[serde(default)]
     pub log: LogSection,
@@ -139,6 +141,27 @@ impl Default for ReaderSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct PersistenceSection {
+    pub flush_interval: String,
+    pub flush_dirty_limit: usize,
+    /// A duration, or "off" to never trim.
+    pub trim_margin: String,
+    pub shutdown_timeout: String,
+}
+
+impl Default for PersistenceSection {
+    fn default() -> Self {
+        PersistenceSection {
+            flush_interval: "1s".into(),
+            flush_dirty_limit: 10_000,
+            trim_margin: "60s".into(),
+            shutdown_timeout: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TripwireSection {
     pub window: String,
     pub threshold: f64,
@@ -199,6 +222,12 @@ pub struct Settings {
     pub dedup_window: Duration,
     pub reader_batch: usize,
     pub reader_block: Duration,
+    pub flush_interval: Duration,
+    pub flush_dirty_limit: usize,
+    /// `None`: never trim streams.
+    pub trim_margin: Option<Duration>,
+    /// How long shutdown waits for in-flight requests, and again for the final flush.
+    pub shutdown_timeout: Duration,
     pub tripwire: TripwireSettings,
     pub tripwire_tick: Duration,
     pub log: LogSection,
@@ -300,6 +329,17 @@ impl Settings {
                 "must be at least 1024".into(),
             ));
         }
+        if raw.persistence.flush_dirty_limit == 0 {
+            return Err(invalid(
+                "persistence.flush_dirty_limit",
+                "must be at least 1".into(),
+            ));
+        }
+        let p = &raw.persistence;
+        let trim_margin = match p.trim_margin.as_str() {
+            "off" => None,
+            m => Some(duration("persistence.trim_margin", m)?),
+        };
         if raw.reader.batch == 0 {
             return Err(invalid("reader.batch", "must be at least 1".into()));
         }
@@ -360,6 +400,10 @@ impl Settings {
             dedup_window: duration("ingest.dedup_window", &raw.ingest.dedup_window)?,
             reader_batch: raw.reader.batch,
             reader_block: duration("reader.block", &raw.reader.block)?,
+            flush_interval: duration("persistence.flush_interval", &p.flush_interval)?,
+            flush_dirty_limit: p.flush_dirty_limit,
+            trim_margin,
+            shutdown_timeout: duration("persistence.shutdown_timeout", &p.shutdown_timeout)?,
             tripwire,
             tripwire_tick: duration("tripwire.tick", &t.tick)?,
             log: raw.log,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use restrictd::config::Settings;
 use restrictd::routes::check_path;
-use restrictd::{startup, telemetry};
+use restrictd::{inspect, startup, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,15 @@ enum Command {
     Serve,
     /// Validate the configuration and print the compiled rules; exit 2 when invalid.
     CheckConfig,
+    /// Print what Redis holds for a user or a shard (snapshot, offset, stream), as JSON.
+    State {
+        /// A user id: its decoded snapshot and its shard's offset.
+        #[arg(long, conflicts_with = "shard", required_unless_present = "shard")]
+        user: Option<String>,
+        /// A shard number: offset, user count, stream length.
+        #[arg(long)]
+        shard: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +55,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(settings),
+        Command::State { user, shard } => {
+            let target = match (user, shard) {
+                (Some(u), _) => inspect::Target::User(u),
+                (None, Some(s)) => inspect::Target::Shard(s),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            match inspect::run(&settings, target) {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("restrictd: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 

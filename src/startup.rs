@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use metrics::Histogram;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use restrictd_actors::domain::ShardState;
-use restrictd_actors::reader::{ReaderSettings, StreamReader};
-use restrictd_actors::shard::ShardActor;
+use restrictd_actors::reader::{ReaderSettings, StopReading, StreamReader};
+use restrictd_actors::shard::{FlushNow, PersistSettings, ShardActor};
 use restrictd_actors::shared::Shared;
 use restrictd_actors::tripwire::Tripwire;
 
@@ -62,8 +62,9 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("installing the metrics recorder")
 }
 
-/// Runs the service until the HTTP server stops (SIGINT/SIGTERM). Must run
-/// inside an actix `System`.
+/// Runs the service until SIGINT/SIGTERM, then shuts down gracefully: stop
+/// accepting, finish in-flight requests, stop the readers, flush every shard.
+/// A second signal exits at once. Must run inside an actix `System`.
 pub async fn serve(
     settings: Settings,
     listener: TcpListener,
@@ -84,12 +85,17 @@ pub async fn serve(
     let workers = settings.shard_workers.max(1);
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
     let dedup_ms = settings.dedup_window.as_millis() as u64;
+    let persist = PersistSettings {
+        flush_interval: settings.flush_interval,
+        dirty_limit: settings.flush_dirty_limit,
+        trim_margin_ms: settings.trim_margin.map(|m| m.as_millis() as u64),
+    };
     let shards: Vec<Addr<ShardActor>> = (0..count)
         .map(|s| {
             let shared = Arc::clone(&shared);
             let report = tripwire.clone().recipient();
             ShardActor::start_in_arbiter(&arbiters[s as usize % workers].handle(), move |_| {
-                ShardActor::new(s, ShardState::new(dedup_ms), shared, report)
+                ShardActor::new(s, ShardState::new(dedup_ms), shared, report, persist)
             })
         })
         .collect();
@@ -97,17 +103,22 @@ pub async fn serve(
         redis_url: settings.redis_url.clone(),
         batch: settings.reader_batch,
         block: settings.reader_block,
+        dedup_window_ms: dedup_ms,
     };
-    for (w, arbiter) in arbiters.iter().enumerate() {
-        let group: Vec<_> = (0..count)
-            .filter(|s| *s as usize % workers == w)
-            .map(|s| (s, shards[s as usize].clone()))
-            .collect();
-        let (rs, shared) = (reader_settings.clone(), Arc::clone(&shared));
-        StreamReader::start_in_arbiter(&arbiter.handle(), move |_| {
-            StreamReader::new(group, rs, shared)
-        });
-    }
+    let readers: Vec<Addr<StreamReader>> = arbiters
+        .iter()
+        .enumerate()
+        .map(|(w, arbiter)| {
+            let group: Vec<_> = (0..count)
+                .filter(|s| *s as usize % workers == w)
+                .map(|s| (s, shards[s as usize].clone()))
+                .collect();
+            let (rs, shared) = (reader_settings.clone(), Arc::clone(&shared));
+            StreamReader::start_in_arbiter(&arbiter.handle(), move |_| {
+                StreamReader::new(group, rs, shared)
+            })
+        })
+        .collect();
 
     let ingest = Ingest::start(settings.redis_url.clone());
     let upkeep = metrics.clone();
@@ -130,7 +141,7 @@ pub async fn serve(
         settings: Arc::clone(&settings),
         shared,
         ingest,
-        shards,
+        shards: shards.clone(),
         tripwire,
         metrics,
         check_latency: metrics::histogram!(CHECK_SECONDS),
@@ -147,15 +158,56 @@ pub async fn serve(
             .default_service(web::to(routes::not_found))
     })
     .workers(settings.http_workers)
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
     .listen(listener)
     .context("serving on the listener")?
     .run();
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight requests, then flushing (a second signal exits at once)");
+        actix_rt::spawn(async {
+            shutdown_signal().await;
+            tracing::warn!(
+                "second signal: exiting now; unflushed state will be replayed from the streams"
+            );
+            std::process::exit(130);
+        });
+        handle.stop(true).await;
+    });
     tracing::info!(addr = %addr, shards = count, workers, "listening");
     server.await.context("http server")?;
-    tracing::info!("http server stopped; stopping workers");
+
+    futures_util::future::join_all(readers.iter().map(|r| r.send(StopReading))).await;
+    let flushes = futures_util::future::join_all(shards.iter().map(|s| s.send(FlushNow)));
+    match tokio::time::timeout(settings.shutdown_timeout, flushes).await {
+        Ok(results) if results.iter().all(|r| matches!(r, Ok(true))) => {
+            tracing::info!(shards = count, "every shard flushed; bye")
+        }
+        _ => tracing::warn!(
+            "not every shard could be flushed (is Redis down?); the unflushed events are replayed from the streams at the next start"
+        ),
+    }
     for a in arbiters {
         a.stop();
         let _ = a.join();
     }
     Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

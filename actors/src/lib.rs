@@ -6,6 +6,7 @@
 
 pub mod domain;
 pub mod metrics;
+pub mod persistence;
 pub mod reader;
 pub mod shard;
 pub mod shared;

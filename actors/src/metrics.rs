@@ -24,3 +24,15 @@ pub const SHARD_USERS: &str = "restrictd_shard_users";
 pub const DEAD_LETTERS_TOTAL: &str = "restrictd_dead_letters_total";
 /// Counter, label `operation`: Redis commands that failed.
 pub const REDIS_ERRORS_TOTAL: &str = "restrictd_redis_errors_total";
+/// Gauge, label `shard`: users changed since the last snapshot write.
+pub const WRITEBEHIND_PENDING_USERS: &str = "restrictd_writebehind_pending_users";
+/// Histogram: one snapshot write (MULTI/EXEC), seconds.
+pub const FLUSH_SECONDS: &str = "restrictd_flush_seconds";
+/// Counter: users loaded from snapshots at start-up.
+pub const RECOVERY_USERS_LOADED_TOTAL: &str = "restrictd_recovery_users_loaded_total";
+/// Counter: stream entries applied while catching up after start-up.
+pub const RECOVERY_ENTRIES_REPLAYED_TOTAL: &str = "restrictd_recovery_entries_replayed_total";
+/// Gauge: shards caught up with their stream since start-up.
+pub const SHARDS_CAUGHT_UP: &str = "restrictd_shards_caught_up";
+/// Gauge: seconds from start to every shard caught up (0 until then).
+pub const RECOVERY_SECONDS: &str = "restrictd_recovery_seconds";

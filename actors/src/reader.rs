@@ -2,22 +2,31 @@
 //! live on that worker with `XREAD BLOCK` on a connection of its own, and
 //! handing each shard its entries in order.
 //!
+//! At start it recovers each of its shards from its snapshot (see
+//! `persistence`) and hands it over, then reads after each shard's offset.
 //! One round is in flight at a time: the reader waits until every shard has
 //! applied its batch before reading again, so memory stays bounded by
 //! `batch * shards`. Dead letters are written here, after the shard replies.
+//! XREAD BLOCK holds its connection, so snapshots and dead letters go through
+//! a second one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::future::join_all;
 use metrics::counter;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
+use tokio::sync::watch;
 
 use crate::domain::EntryId;
 use crate::metrics::*;
-use crate::shard::{ApplyEntries, CatchUpTo, DeadLetter, GetApplied, RawEntry, ShardActor};
+use crate::persistence;
+use crate::shard::{
+    ApplyEntries, CatchUpTo, DeadLetter, RawEntry, Restore, ShardActor, UseConnection,
+};
 use crate::shared::Shared;
 
 #[derive(Debug, Clone)]
@@ -27,12 +36,22 @@ pub struct ReaderSettings {
     pub batch: usize,
     /// How long one XREAD blocks waiting for entries.
     pub block: Duration,
+    /// For restored shard state.
+    pub dedup_window_ms: u64,
 }
+
+/// Stop reading after the current round; resolves once stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopReading;
 
 pub struct StreamReader {
     shards: Vec<(u32, Addr<ShardActor>)>,
     settings: ReaderSettings,
     shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    stopped: watch::Receiver<bool>,
+    stopped_tx: Option<watch::Sender<bool>>,
 }
 
 impl StreamReader {
@@ -41,11 +60,27 @@ impl StreamReader {
         settings: ReaderSettings,
         shared: Arc<Shared>,
     ) -> Self {
+        let (tx, rx) = watch::channel(false);
         StreamReader {
             shards,
             settings,
             shared,
+            stop: Arc::default(),
+            stopped: rx,
+            stopped_tx: Some(tx),
         }
+    }
+}
+
+impl Handler<StopReading> for StreamReader {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopReading, _: &mut Context<Self>) -> Self::Result {
+        self.stop.store(true, Ordering::Release);
+        let mut stopped = self.stopped.clone();
+        Box::pin(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
     }
 }
 
@@ -57,8 +92,18 @@ impl Actor for StreamReader {
             shards: self.shards.clone(),
             settings: self.settings.clone(),
             shared: Arc::clone(&self.shared),
+            stop: Arc::clone(&self.stop),
         };
-        ctx.spawn(run.run().into_actor(self));
+        let stopped = self.stopped_tx.take();
+        ctx.spawn(
+            async move {
+                run.run().await;
+                if let Some(tx) = stopped {
+                    tx.send_replace(true);
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 
@@ -66,6 +111,7 @@ struct ReadLoop {
     shards: Vec<(u32, Addr<ShardActor>)>,
     settings: ReaderSettings,
     shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,44 +120,53 @@ enum ReadError {
     Redis(#[from] redis::RedisError),
     #[error("unexpected XREAD reply: {0}")]
     Reply(&'static str),
+    #[error("{0}")]
+    Load(#[from] persistence::LoadError),
     #[error("shard actor stopped")]
     Stopped,
 }
 
 impl ReadLoop {
     async fn run(self) {
-        let mut cursors: Vec<EntryId> = Vec::with_capacity(self.shards.len());
-        for (_, addr) in &self.shards {
-            cursors.push(addr.send(GetApplied).await.unwrap_or(EntryId::ZERO));
-        }
-        let mut caught_up_sent = false;
+        let mut cursors: Vec<EntryId> = vec![EntryId::ZERO; self.shards.len()];
+        let mut recovered = false;
         let mut backoff = Duration::from_millis(50);
         let mut down = false;
         // Before the first connection the service logs one "redis unreachable"
         // line itself; the readers stay quiet until they have connected once.
         let mut connected_once = false;
-        loop {
+        while !self.stop.load(Ordering::Acquire) {
             let result = async {
-                let mut conn = self.connect().await?;
+                let mut read_conn = self.connect(self.settings.block + Duration::from_secs(5)).await?;
+                let mut write_conn = self.connect(Duration::from_secs(10)).await?;
                 if down {
                     tracing::info!(url = %self.settings.redis_url, "stream reader reconnected to redis");
                     down = false;
                 }
                 backoff = Duration::from_millis(50);
                 connected_once = true;
-                if !caught_up_sent {
-                    self.announce_catch_up(&mut conn).await?;
-                    caught_up_sent = true;
+                if recovered {
+                    for (_, addr) in &self.shards {
+                        addr.send(UseConnection(write_conn.clone())).await.map_err(|_| ReadError::Stopped)?;
+                    }
+                } else {
+                    self.recover(&mut write_conn, &mut cursors).await?;
+                    recovered = true;
                 }
-                loop {
-                    self.read_round(&mut conn, &mut cursors).await?;
+                while !self.stop.load(Ordering::Acquire) {
+                    self.read_round(&mut read_conn, &mut write_conn, &mut cursors).await?;
                 }
-                #[allow(unreachable_code)]
                 Ok::<(), ReadError>(())
             }
             .await;
             match result {
-                Err(ReadError::Stopped) => return,
+                Ok(()) | Err(ReadError::Stopped) => return,
+                Err(e @ ReadError::Load(_)) => {
+                    // A snapshot this build cannot read: never start the shard
+                    // without it (its restrictions would be lost); retry slowly.
+                    tracing::error!(error = %e, "cannot recover shard state; the service stays not ready");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
                 Err(e) => {
                     counter!(REDIS_ERRORS_TOTAL, "operation" => "xread").increment(1);
                     if !down && connected_once {
@@ -123,16 +178,55 @@ impl ReadLoop {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
-                Ok(()) => return,
             }
         }
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, ReadError> {
+    /// Loads each shard's snapshot, hands it to the shard, and tells it where
+    /// its stream ended, so it knows when it has caught up.
+    async fn recover(
+        &self,
+        conn: &mut MultiplexedConnection,
+        cursors: &mut [EntryId],
+    ) -> Result<(), ReadError> {
+        let started = Instant::now();
+        let mut users = 0;
+        for (i, (s, addr)) in self.shards.iter().enumerate() {
+            let state = persistence::load(
+                conn,
+                &self.shared.keys,
+                *s,
+                &self.shared.model,
+                self.settings.dedup_window_ms,
+            )
+            .await?;
+            users += state.users.len();
+            cursors[i] = state.applied;
+            addr.send(Restore {
+                state,
+                conn: conn.clone(),
+            })
+            .await
+            .map_err(|_| ReadError::Stopped)?;
+        }
+        counter!(RECOVERY_USERS_LOADED_TOTAL).increment(users as u64);
+        tracing::info!(
+            shards = self.shards.len(),
+            users,
+            seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
+            "snapshots loaded; replaying streams"
+        );
+        self.announce_catch_up(conn).await
+    }
+
+    async fn connect(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<MultiplexedConnection, ReadError> {
         let client = redis::Client::open(self.settings.redis_url.as_str())?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(self.settings.block + Duration::from_secs(5)));
+            .set_response_timeout(Some(response_timeout));
         Ok(client
             .get_multiplexed_async_connection_with_config(&config)
             .await?)
@@ -167,6 +261,7 @@ impl ReadLoop {
     async fn read_round(
         &self,
         conn: &mut MultiplexedConnection,
+        write_conn: &mut MultiplexedConnection,
         cursors: &mut [EntryId],
     ) -> Result<(), ReadError> {
         let mut cmd = redis::cmd("XREAD");
@@ -210,7 +305,7 @@ impl ReadLoop {
             dead_letters.extend(dead.into_iter().map(|d| (self.shards[i].0, d)));
         }
         for (shard, d) in dead_letters {
-            self.dead_letter(conn, shard, d).await?;
+            self.dead_letter(write_conn, shard, d).await?;
         }
         Ok(())
     }

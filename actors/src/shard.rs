@@ -2,19 +2,24 @@
 //!
 //! It takes batches of stream entries from its reader, applies them through the
 //! domain, publishes restriction changes into the read view and its watermark,
-//! and reports restrictions to the tripwire without waiting for it. It does no
-//! Redis I/O: dead letters go back to the reader in the reply.
+//! and reports restrictions to the tripwire without waiting for it. Its only
+//! Redis I/O is the write-behind of its snapshot, spawned so the mailbox keeps
+//! moving; dead letters go back to the reader in the reply.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::watch;
 
+use crate::domain::snapshot::encode_user;
 use crate::domain::user::UserReport;
 use crate::domain::{EntryId, EventKind, ShardState};
 use crate::metrics::*;
+use crate::persistence::{self, FlushBatch};
 use crate::shared::Shared;
 use crate::tripwire::RulesFired;
 
@@ -50,10 +55,38 @@ pub struct CatchUpTo(pub Option<EntryId>);
 #[rtype(result = "EntryId")]
 pub struct GetApplied;
 
+/// Start from this recovered state; persist through `conn`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restore {
+    pub state: ShardState,
+    pub conn: MultiplexedConnection,
+}
+
+/// Persist through this connection from now on (after a reconnect).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UseConnection(pub MultiplexedConnection);
+
+/// Flush everything applied so far; resolves true once it is persisted.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct FlushNow;
+
 /// Explain a user, or `None` when the shard has never seen them.
 #[derive(Message)]
 #[rtype(result = "Option<UserReport>")]
 pub struct GetUser(pub String);
+
+/// When and how the shard writes its snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct PersistSettings {
+    pub flush_interval: Duration,
+    /// Flush early once this many users are dirty.
+    pub dirty_limit: usize,
+    /// Trim the stream up to the persisted offset minus this margin; `None`: never trim.
+    pub trim_margin_ms: Option<u64>,
+}
 
 pub struct ShardActor {
     id: u32,
@@ -62,7 +95,20 @@ pub struct ShardActor {
     tripwire: Recipient<RulesFired>,
     /// Until caught up: the last entry of the stream at start-up.
     catch_up: Option<EntryId>,
+    /// Entries applied while catching up (replayed after a restart).
+    replayed: u64,
     metrics: ShardMetrics,
+    persist: PersistSettings,
+    /// `None` until the reader connected and restored this shard.
+    conn: Option<MultiplexedConnection>,
+    /// One flush in flight at a time, so the stored offset never outruns stored users.
+    flushing: bool,
+    /// A flush was asked for (shutdown, dirty limit) while one was in flight.
+    urgent: bool,
+    /// The offset of the last successful flush.
+    persisted: watch::Sender<EntryId>,
+    /// Flushes are failing: log the change once, not every retry.
+    failing: bool,
 }
 
 /// Metric handles resolved once, so applying an event formats no label.
@@ -72,8 +118,11 @@ struct ShardMetrics {
     fired: Vec<Counter>,
     suppressed: Vec<Counter>,
     users: Gauge,
+    dirty: Gauge,
     lag: Histogram,
     batch: Histogram,
+    flush: Histogram,
+    replayed: Counter,
 }
 
 impl ShardMetrics {
@@ -101,6 +150,9 @@ impl ShardMetrics {
             fired: rule(RULE_FIRED_TOTAL),
             suppressed: rule(RULE_SUPPRESSED_TOTAL),
             users: gauge!(SHARD_USERS, "shard" => shard.to_string()),
+            dirty: gauge!(WRITEBEHIND_PENDING_USERS, "shard" => shard.to_string()),
+            flush: histogram!(FLUSH_SECONDS),
+            replayed: counter!(RECOVERY_ENTRIES_REPLAYED_TOTAL),
             lag: histogram!(EVENT_APPLY_LAG_SECONDS),
             batch: histogram!(APPLY_BATCH_SECONDS),
         }
@@ -113,6 +165,7 @@ impl ShardActor {
         state: ShardState,
         shared: Arc<Shared>,
         tripwire: Recipient<RulesFired>,
+        persist: PersistSettings,
     ) -> Self {
         let metrics = ShardMetrics::new(id, &shared.model);
         ShardActor {
@@ -121,16 +174,102 @@ impl ShardActor {
             shared,
             tripwire,
             catch_up: None,
+            replayed: 0,
             metrics,
+            persist,
+            conn: None,
+            flushing: false,
+            urgent: false,
+            persisted: watch::channel(EntryId::ZERO).0,
+            failing: false,
         }
+    }
+
+    /// Writes the users changed since the last flush and the offset, unless a
+    /// flush is in flight (then it runs again when that one ends).
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            self.urgent = true;
+            return;
+        }
+        let Some(mut conn) = self.conn.clone() else {
+            return;
+        };
+        let persisted = *self.persisted.borrow();
+        if self.state.dirty.is_empty() && self.state.applied == persisted {
+            return;
+        }
+        let ShardState {
+            users,
+            dirty,
+            dedup,
+            applied,
+            ..
+        } = &mut self.state;
+        let model = &self.shared.model;
+        let batch = FlushBatch {
+            users: dirty
+                .drain()
+                .filter_map(|u| {
+                    users
+                        .get(&u)
+                        .map(|state| encode_user(model, state))
+                        .map(|b| (u, b))
+                })
+                .collect(),
+            dedup: dedup.take_changes(),
+            offset: *applied,
+            trim_below: self
+                .persist
+                .trim_margin_ms
+                .filter(|_| *applied > EntryId::ZERO)
+                .map(|m| EntryId::new(applied.ms.saturating_sub(m), 0)),
+        };
+        self.flushing = true;
+        self.urgent = false;
+        let (shared, shard, started) = (Arc::clone(&self.shared), self.id, Instant::now());
+        let write = async move {
+            let result = persistence::write(&mut conn, &shared.keys, shard, &batch).await;
+            (batch, result)
+        };
+        ctx.spawn(write.into_actor(self).map(move |(batch, result), act, ctx| {
+            act.flushing = false;
+            match result {
+                Ok(()) => {
+                    act.metrics.flush.record(started.elapsed().as_secs_f64());
+                    act.persisted.send_replace(batch.offset);
+                    if act.failing {
+                        act.failing = false;
+                        tracing::info!(shard = act.id, "snapshot writes resumed");
+                    }
+                    if act.urgent || act.state.dirty.len() >= act.persist.dirty_limit {
+                        act.flush(ctx);
+                    }
+                }
+                Err(e) => {
+                    // Give the batch back: the next flush writes these users'
+                    // current state with a later offset.
+                    for (user, _) in batch.users {
+                        act.state.dirty.insert(user);
+                    }
+                    act.state.dedup.put_back(batch.dedup);
+                    counter!(REDIS_ERRORS_TOTAL, "operation" => "flush").increment(1);
+                    if !act.failing {
+                        act.failing = true;
+                        tracing::warn!(shard = act.id, error = %e, "snapshot write failed; retrying on the next interval");
+                    }
+                }
+            }
+            act.metrics.dirty.set(act.state.dirty.len() as f64);
+        }));
     }
 
     fn check_caught_up(&mut self) {
         if let Some(target) = self.catch_up {
             if self.state.applied >= target {
                 self.catch_up = None;
-                self.shared.caught_up[self.id as usize].store(true, Ordering::Release);
-                tracing::debug!(shard = self.id, applied = %self.state.applied, "shard caught up");
+                self.shared.mark_caught_up(self.id, self.replayed);
+                tracing::debug!(shard = self.id, applied = %self.state.applied, replayed = self.replayed, "shard caught up");
             }
         }
     }
@@ -143,8 +282,12 @@ impl Actor for ShardActor {
 impl Handler<ApplyEntries> for ShardActor {
     type Result = MessageResult<ApplyEntries>;
 
-    fn handle(&mut self, msg: ApplyEntries, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ApplyEntries, ctx: &mut Context<Self>) -> Self::Result {
         let started = Instant::now();
+        if self.catch_up.is_some() {
+            self.replayed += msg.0.len() as u64;
+            self.metrics.replayed.increment(msg.0.len() as u64);
+        }
         let model = Arc::clone(&self.shared.model);
         let mut dead = Vec::new();
         let mut fired = Vec::new();
@@ -228,6 +371,10 @@ impl Handler<ApplyEntries> for ShardActor {
             counter!(TRIPWIRE_REPORTS_SHED_TOTAL).increment(1);
         }
         self.metrics.batch.record(started.elapsed().as_secs_f64());
+        self.metrics.dirty.set(self.state.dirty.len() as f64);
+        if self.state.dirty.len() >= self.persist.dirty_limit {
+            self.flush(ctx);
+        }
         MessageResult(dead)
     }
 }
@@ -240,7 +387,7 @@ impl Handler<CatchUpTo> for ShardActor {
             Some(target) if target > self.state.applied => self.catch_up = Some(target),
             _ => {
                 self.catch_up = None;
-                self.shared.caught_up[self.id as usize].store(true, Ordering::Release);
+                self.shared.mark_caught_up(self.id, 0);
             }
         }
     }
@@ -264,5 +411,45 @@ impl Handler<GetUser> for ShardActor {
                 .get(msg.0.as_str())
                 .map(|u| u.report(&self.shared.model)),
         )
+    }
+}
+
+impl Handler<Restore> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
+        self.state = msg.state;
+        for (user, state) in &self.state.users {
+            let mask = state.restricted(&self.shared.model);
+            if mask != 0 {
+                self.shared.view.set(self.id, user, mask);
+            }
+        }
+        let users = self.state.users.len() as u64;
+        self.shared.users[self.id as usize].store(users, Ordering::Relaxed);
+        self.metrics.users.set(users as f64);
+        self.shared.applied[self.id as usize].send_replace(self.state.applied);
+        self.persisted.send_replace(self.state.applied);
+        self.conn = Some(msg.conn);
+        ctx.run_interval(self.persist.flush_interval, |act, ctx| act.flush(ctx));
+    }
+}
+
+impl Handler<UseConnection> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UseConnection, _: &mut Context<Self>) {
+        self.conn = Some(msg.0);
+    }
+}
+
+impl Handler<FlushNow> for ShardActor {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, _: FlushNow, ctx: &mut Context<Self>) -> Self::Result {
+        let target = self.state.applied;
+        self.flush(ctx);
+        let mut persisted = self.persisted.subscribe();
+        Box::pin(async move { persisted.wait_for(|p| *p >= target).await.is_ok() })
     }
 }

@@ -65,21 +65,36 @@ impl ReadView {
 #[derive(Debug, Clone)]
 pub struct Keys {
     pub prefix: String,
-    events: Box<[String]>,
+    /// Per shard: [events, users, offset, dedup].
+    names: Box<[[String; 4]]>,
 }
 
 impl Keys {
     pub fn new(prefix: &str, shards: u32) -> Self {
         Keys {
             prefix: prefix.to_string(),
-            events: (0..shards)
-                .map(|s| format!("{prefix}:{{{s}}}:events"))
+            names: (0..shards)
+                .map(|s| {
+                    ["events", "users", "offset", "dedup"].map(|k| format!("{prefix}:{{{s}}}:{k}"))
+                })
                 .collect(),
         }
     }
     /// The stream of shard `s`: `<prefix>:{S}:events`.
     pub fn events(&self, s: u32) -> &str {
-        &self.events[s as usize]
+        &self.names[s as usize][0]
+    }
+    /// Snapshot of shard `s`'s users: `<prefix>:{S}:users`.
+    pub fn users(&self, s: u32) -> &str {
+        &self.names[s as usize][1]
+    }
+    /// Last entry reflected in the snapshot: `<prefix>:{S}:offset`.
+    pub fn offset(&self, s: u32) -> &str {
+        &self.names[s as usize][2]
+    }
+    /// Remembered producer event ids: `<prefix>:{S}:dedup`.
+    pub fn dedup(&self, s: u32) -> &str {
+        &self.names[s as usize][3]
     }
     /// Where unparseable entries go, with the reason.
     pub fn deadletter(&self) -> String {
@@ -101,6 +116,9 @@ pub struct Shared {
     pub caught_up: Box<[AtomicBool]>,
     /// Bit r set: rule r is tripped and restricts nobody new.
     pub tripped: AtomicU64,
+    /// Entries replayed by shards before they caught up, in all.
+    replayed: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl Shared {
@@ -115,6 +133,8 @@ impl Shared {
             users: (0..n).map(|_| AtomicU64::new(0)).collect(),
             caught_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
             tripped: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -130,6 +150,32 @@ impl Shared {
     /// Users known across all shards: the tripwire's population.
     pub fn population(&self) -> u64 {
         self.users.iter().map(|u| u.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Records that shard `s` caught up after replaying `replayed` entries;
+    /// logs once when the last shard does.
+    pub fn mark_caught_up(&self, s: u32, replayed: u64) {
+        if self.caught_up[s as usize].swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.replayed.fetch_add(replayed, Ordering::Relaxed);
+        let done = self
+            .caught_up
+            .iter()
+            .filter(|c| c.load(Ordering::Acquire))
+            .count();
+        metrics::gauge!(crate::metrics::SHARDS_CAUGHT_UP).set(done as f64);
+        if done == self.caught_up.len() {
+            let seconds = self.started.elapsed().as_secs_f64();
+            metrics::gauge!(crate::metrics::RECOVERY_SECONDS).set(seconds);
+            tracing::info!(
+                shards = done,
+                users = self.population(),
+                replayed = self.replayed.load(Ordering::Relaxed),
+                seconds = format!("{seconds:.3}"),
+                "all shards caught up; ready"
+            );
+        }
     }
 
     pub fn all_caught_up(&self) -> bool {

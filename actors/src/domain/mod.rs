@@ -6,6 +6,7 @@ pub mod routing;
 pub mod rules;
 pub mod schema;
 pub mod shard_state;
+pub mod snapshot;
 pub mod tripwire;
 pub mod user;
 

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::entry_id::EntryId;
@@ -37,6 +37,15 @@ pub struct Dedup {
     seen: AHashMap<u128, u64>,
     order: VecDeque<(u64, u128)>,
     window_ms: u64,
+    /// Changes since the last snapshot: remembered, and forgotten.
+    changes: DedupChanges,
+}
+
+/// Dedup entries to add to and remove from the snapshot.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DedupChanges {
+    pub added: Vec<(u128, u64)>,
+    pub removed: Vec<u128>,
 }
 
 impl Dedup {
@@ -65,6 +74,7 @@ impl Dedup {
             self.order.pop_front();
             if self.seen.get(&key) == Some(&at) {
                 self.seen.remove(&key);
+                self.changes.removed.push(key);
             }
         }
         let key = Self::key(user_id, event_id);
@@ -73,7 +83,21 @@ impl Dedup {
         }
         self.seen.insert(key, now_ms);
         self.order.push_back((now_ms, key));
+        self.changes.added.push((key, now_ms));
         false
+    }
+
+    /// Takes the changes since the last call, for a snapshot.
+    pub fn take_changes(&mut self) -> DedupChanges {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Gives back changes whose snapshot failed, to be written next time
+    /// (additions before removals, as they happened).
+    pub fn put_back(&mut self, mut failed: DedupChanges) {
+        failed.added.append(&mut self.changes.added);
+        failed.removed.append(&mut self.changes.removed);
+        self.changes = failed;
     }
 
     pub fn len(&self) -> usize {
@@ -106,6 +130,8 @@ pub struct ShardState {
     pub dedup: Dedup,
     /// The last stream entry applied (the next read starts after it).
     pub applied: EntryId,
+    /// Users changed since the last snapshot.
+    pub dirty: AHashSet<Box<str>>,
 }
 
 impl ShardState {
@@ -149,6 +175,9 @@ impl ShardState {
             }
         };
         user.apply(model, event);
+        if !self.dirty.contains(event.user_id) {
+            self.dirty.insert(event.user_id.into());
+        }
         let listening = model.rules_by_event[usize::from(kind)] & !user.fired_rules();
         let mut bits = listening;
         while bits != 0 {

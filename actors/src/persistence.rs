@@ -1,0 +1,194 @@
+//! Snapshots of shard state in Redis, written behind the shard actor.
+//!
+//! Per shard S (all keys share the hash tag `{S}`, so one MULTI/EXEC covers
+//! them on a single Redis or a cluster):
+//! * `<prefix>:{S}:users`  hash: user id → snapshot (version byte + bincode)
+//! * `<prefix>:{S}:dedup`  hash: 16-byte event-id key → event time (ms)
+//! * `<prefix>:{S}:offset` string: id of the last entry reflected in the above
+//!
+//! A flush writes the users changed since the last one, the dedup changes and
+//! the offset in one transaction, and trims the stream up to the offset minus
+//! the safety margin in the same transaction. Recovery loads the hashes in
+//! chunks (HSCAN) and the reader replays the stream after the offset, so every
+//! event is reflected exactly once.
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+
+use crate::domain::shard_state::DedupChanges;
+use crate::domain::snapshot::decode_user;
+use crate::domain::{EntryId, Model, ShardState};
+use crate::shared::Keys;
+
+/// What one flush writes.
+#[derive(Debug, Default)]
+pub struct FlushBatch {
+    /// Changed users, encoded.
+    pub users: Vec<(Box<str>, Vec<u8>)>,
+    pub dedup: DedupChanges,
+    /// The last entry applied when the batch was encoded.
+    pub offset: EntryId,
+    /// Trim the stream below this id (`XTRIM MINID`), when trimming is on.
+    pub trim_below: Option<EntryId>,
+}
+
+/// Writes a flush in one MULTI/EXEC.
+pub async fn write(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    shard: u32,
+    batch: &FlushBatch,
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    if !batch.users.is_empty() {
+        let cmd = pipe.cmd("HSET").arg(keys.users(shard));
+        for (user, blob) in &batch.users {
+            cmd.arg(user.as_bytes()).arg(blob.as_slice());
+        }
+        cmd.ignore();
+    }
+    if !batch.dedup.added.is_empty() {
+        let cmd = pipe.cmd("HSET").arg(keys.dedup(shard));
+        for (key, at) in &batch.dedup.added {
+            cmd.arg(&key.to_be_bytes()[..]).arg(*at);
+        }
+        cmd.ignore();
+    }
+    if !batch.dedup.removed.is_empty() {
+        let cmd = pipe.cmd("HDEL").arg(keys.dedup(shard));
+        for key in &batch.dedup.removed {
+            cmd.arg(&key.to_be_bytes()[..]);
+        }
+        cmd.ignore();
+    }
+    pipe.cmd("SET")
+        .arg(keys.offset(shard))
+        .arg(batch.offset.to_string())
+        .ignore();
+    if let Some(min) = batch.trim_below {
+        pipe.cmd("XTRIM")
+            .arg(keys.events(shard))
+            .arg("MINID")
+            .arg(min.to_string())
+            .ignore();
+    }
+    pipe.query_async::<()>(conn).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("shard {shard}: offset {value:?} is not a stream id")]
+    Offset { shard: u32, value: String },
+    #[error("shard {shard}: snapshot of user {user:?} cannot be read ({reason}); inspect it with `restrictd state --user`")]
+    User {
+        shard: u32,
+        user: String,
+        reason: String,
+    },
+    #[error("unexpected HSCAN reply")]
+    Reply,
+}
+
+/// Reads a shard's snapshot: users, dedup memory and offset.
+pub async fn load(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    shard: u32,
+    model: &Model,
+    dedup_window_ms: u64,
+) -> Result<ShardState, LoadError> {
+    let mut state = ShardState::new(dedup_window_ms);
+    state.applied = read_offset(conn, keys, shard)
+        .await?
+        .unwrap_or(EntryId::ZERO);
+    let users_key = keys.users(shard);
+    scan_hash(conn, users_key, |field, value| {
+        let user = String::from_utf8_lossy(&field).into_owned();
+        let decoded = decode_user(model, &value).map_err(|e| LoadError::User {
+            shard,
+            user: user.clone(),
+            reason: e.to_string(),
+        })?;
+        state.users.insert(user.into_boxed_str(), decoded);
+        Ok(())
+    })
+    .await?;
+    let mut dedup: Vec<(u64, u128)> = Vec::new();
+    scan_hash(conn, keys.dedup(shard), |field, value| {
+        let key: [u8; 16] = field.as_slice().try_into().map_err(|_| LoadError::Reply)?;
+        let at = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or(LoadError::Reply)?;
+        dedup.push((at, u128::from_be_bytes(key)));
+        Ok(())
+    })
+    .await?;
+    dedup.sort_unstable();
+    for (at, key) in dedup {
+        state.dedup.restore(key, at);
+    }
+    Ok(state)
+}
+
+/// The stored offset of a shard, if any.
+pub async fn read_offset(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    shard: u32,
+) -> Result<Option<EntryId>, LoadError> {
+    let offset: Option<String> = redis::cmd("GET")
+        .arg(keys.offset(shard))
+        .query_async(conn)
+        .await?;
+    offset
+        .map(|o| EntryId::parse(&o).ok_or(LoadError::Offset { shard, value: o }))
+        .transpose()
+}
+
+async fn scan_hash(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), LoadError>,
+) -> Result<(), LoadError> {
+    let mut cursor: u64 = 0;
+    loop {
+        let reply: Value = redis::cmd("HSCAN")
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        let Value::Array(mut parts) = reply else {
+            return Err(LoadError::Reply);
+        };
+        if parts.len() != 2 {
+            return Err(LoadError::Reply);
+        }
+        let items = parts.pop().unwrap_or(Value::Nil);
+        cursor = match &parts[0] {
+            Value::BulkString(b) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .ok_or(LoadError::Reply)?,
+            Value::Int(i) => *i as u64,
+            _ => return Err(LoadError::Reply),
+        };
+        let Value::Array(items) = items else {
+            return Err(LoadError::Reply);
+        };
+        let mut items = items.into_iter();
+        while let (Some(Value::BulkString(f)), Some(Value::BulkString(v))) =
+            (items.next(), items.next())
+        {
+            each(f, v)?;
+        }
+        if cursor == 0 {
+            return Ok(());
+        }
+    }
+}
