@@ -14,14 +14,20 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_for_or(timeout, f)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Polls `f` until it returns `Some`, or gives `None` after `timeout`.
+pub fn wait_for_or<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
         if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            return None;
         }
         // The pause between two polls of the condition; the test waits on the
         // condition (with its deadline), never on the pause.
@@ -357,6 +363,28 @@ impl TestApp {
         r.json()[format!("can_{feature}")]
             .as_bool()
             .expect("boolean answer")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        let exited = wait_for_or(Duration::from_secs(30), || {
+            child.try_wait().expect("try_wait")
+        });
+        match exited {
+            Some(status) => status.code(),
+            None => {
+                let _ = child.kill();
+                panic!(
+                    "restrictd did not exit within 30 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+        }
     }
 
     /// Kills the process with SIGKILL.

@@ -5,6 +5,8 @@ mod helpers;
 mod batch;
 mod cli;
 mod deadletter;
+mod durability;
+mod producers;
 mod redis_outage;
 mod scenarios;
 mod tripwire;
