@@ -1,7 +1,12 @@
-//! The write side's link to Redis: one multiplexed connection (concurrent
-//! requests are pipelined on it, with automatic reconnect), established in the
-//! background so the service starts and answers checks while Redis is away.
+//! The write side's link to Redis. Each HTTP worker thread has its own
+//! multiplexed connection (concurrent requests are pipelined on it, with
+//! automatic reconnect), driven on that thread: no hop to another thread per
+//! request. A background probe connection tells whether Redis is up (for
+//! `/ready`, and to refuse writes fast while it is not) so the service starts
+//! and answers checks while Redis is away.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -38,12 +43,8 @@ impl Ingest {
         loop {
             let attempt = async {
                 let client = redis::Client::open(self.url.as_str())?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(5)))
-                    .set_number_of_retries(2)
-                    .set_max_delay(Duration::from_secs(1));
-                ConnectionManager::new_with_config(client, config).await
+                ConnectionManager::new_with_config(client, Self::config(Duration::from_secs(2)))
+                    .await
             };
             match attempt.await {
                 Ok(conn) => {
@@ -64,11 +65,37 @@ impl Ingest {
         }
     }
 
-    pub fn connection(&self) -> Result<ConnectionManager, ApiError> {
-        self.conn
-            .get()
-            .cloned()
-            .ok_or_else(|| ApiError::redis_unavailable("not connected yet"))
+    fn config(connect_timeout: Duration) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1))
+    }
+
+    /// This thread's write connection, opened on first use once Redis is up.
+    pub async fn connection(&self) -> Result<ConnectionManager, ApiError> {
+        thread_local! {
+            static WRITE: Rc<RefCell<Option<ConnectionManager>>> = Rc::default();
+        }
+        let cell = WRITE.with(Rc::clone);
+        if let Some(conn) = cell.borrow().as_ref() {
+            return Ok(conn.clone());
+        }
+        if self.conn.get().is_none() {
+            return Err(ApiError::redis_unavailable("not connected yet"));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(ApiError::redis_unavailable)?;
+        let conn =
+            ConnectionManager::new_with_config(client, Self::config(Duration::from_millis(500)))
+                .await
+                .map_err(|e| {
+                    self.note(false, "connect", Some(&e));
+                    ApiError::redis_unavailable(e)
+                })?;
+        // Two requests may have raced to open it: keep the first.
+        let kept = cell.borrow_mut().get_or_insert(conn).clone();
+        Ok(kept)
     }
 
     fn note(&self, ok: bool, operation: &'static str, error: Option<&redis::RedisError>) {
@@ -87,7 +114,7 @@ impl Ingest {
 
     /// Appends one event to a shard stream; returns the entry id once Redis acknowledged it.
     pub async fn append(&self, key: &str, event: &[u8]) -> Result<EntryId, ApiError> {
-        let mut conn = self.connection()?;
+        let mut conn = self.connection().await?;
         let result = redis::cmd("XADD")
             .arg(key)
             .arg("*")
@@ -101,7 +128,7 @@ impl Ingest {
 
     /// Appends many events in one pipeline (one round trip); ids in input order.
     pub async fn append_many(&self, items: &[(&str, &[u8])]) -> Result<Vec<EntryId>, ApiError> {
-        let mut conn = self.connection()?;
+        let mut conn = self.connection().await?;
         let mut pipe = redis::pipe();
         for (key, event) in items {
             pipe.cmd("XADD").arg(*key).arg("*").arg("event").arg(*event);
@@ -117,7 +144,7 @@ impl Ingest {
 
     /// PING with a short deadline, for `/ready`.
     pub async fn ping(&self) -> bool {
-        let Ok(mut conn) = self.connection() else {
+        let Some(mut conn) = self.conn.get().cloned() else {
             return false;
         };
         let cmd = redis::cmd("PING");

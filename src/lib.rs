@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod http_metrics;
 pub mod ingest;
 pub mod inspect;
 pub mod metrics;

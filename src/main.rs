@@ -9,6 +9,10 @@ use restrictd::config::Settings;
 use restrictd::routes::check_path;
 use restrictd::{inspect, startup, telemetry};
 
+/// mimalloc: measured faster than glibc malloc on the event path (see README, Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "restrictd",

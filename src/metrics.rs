@@ -7,6 +7,12 @@ pub const CHECK_SECONDS: &str = "restrictd_check_seconds";
 pub const EVENT_INGEST_SECONDS: &str = "restrictd_event_ingest_seconds";
 /// Counter, label `reason`: events refused at the edge.
 pub const EVENTS_REJECTED_TOTAL: &str = "restrictd_events_rejected_total";
+/// Counter, labels `route` (the route pattern, `unmatched` for none) and `status`.
+pub const HTTP_REQUESTS_TOTAL: &str = "restrictd_http_requests_total";
+/// Gauge: resident memory of the process, bytes (read at scrape time).
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "restrictd_process_resident_memory_bytes";
+/// Gauge, label `feature`: users currently restricted.
+pub const RESTRICTED_USERS: &str = "restrictd_restricted_users";
 
 /// Histogram buckets for latencies, seconds: fine enough to tell 50 µs from 500 µs.
 pub const LATENCY_BUCKETS: &[f64] = &[

@@ -19,11 +19,11 @@ use restrictd_actors::tripwire::Tripwire;
 
 use crate::config::Settings;
 use crate::ingest::Ingest;
-use crate::metrics::{CHECK_SECONDS, EVENT_INGEST_SECONDS, LATENCY_BUCKETS};
+use crate::metrics::{
+    CHECK_SECONDS, EVENTS_REJECTED_TOTAL, EVENT_INGEST_SECONDS, LATENCY_BUCKETS,
+    PROCESS_RESIDENT_MEMORY_BYTES, RESTRICTED_USERS,
+};
 use crate::routes;
-
-/// Gauge, label `feature`: users currently restricted.
-pub const RESTRICTED_USERS: &str = "restrictd_restricted_users";
 
 /// What every HTTP handler shares.
 pub struct AppState {
@@ -38,6 +38,8 @@ pub struct AppState {
     pub ingest_latency: Histogram,
     /// Per feature: the check's body when allowed, and when restricted.
     pub check_bodies: Vec<[web::Bytes; 2]>,
+    /// The OpenAPI document, generated once.
+    pub openapi: web::Bytes,
 }
 
 impl AppState {
@@ -50,7 +52,47 @@ impl AppState {
         for (f, n) in self.shared.model.features.iter().zip(counts) {
             metrics::gauge!(RESTRICTED_USERS, "feature" => f.to_string()).set(n as f64);
         }
+        if let Some(rss) = resident_memory_bytes() {
+            metrics::gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
+        }
     }
+}
+
+/// Resident memory of this process (VmRSS), bytes.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Registers every series whose labels are known in advance at zero, so a
+/// dashboard shows 0 rather than "no data" before the first occurrence.
+fn register_known_series(model: &restrictd_actors::domain::Model) {
+    use restrictd_actors::metrics::*;
+    for op in ["xadd", "xread", "flush", "connect", "ping"] {
+        metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => op).absolute(0);
+    }
+    for reason in restrictd_actors::domain::schema::REASONS
+        .iter()
+        .chain(&["malformed_json", "missing_field"])
+    {
+        metrics::counter!(DEAD_LETTERS_TOTAL, "reason" => *reason).absolute(0);
+        metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => *reason).absolute(0);
+    }
+    metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => "batch_too_large").absolute(0);
+    for rule in &model.rules {
+        for change in ["tripped", "rearmed"] {
+            metrics::counter!(TRIPWIRE_CHANGES_TOTAL, "rule" => rule.name.to_string(), "change" => change).absolute(0);
+        }
+        metrics::counter!(RULE_FIRED_TOTAL, "rule" => rule.name.to_string()).absolute(0);
+    }
+    metrics::counter!(TRIPWIRE_REPORTS_SHED_TOTAL).absolute(0);
 }
 
 /// Installs the process-wide Prometheus recorder, with explicit latency buckets.
@@ -75,6 +117,7 @@ pub async fn serve(
     let model = Arc::new(settings.model.clone());
     let shared = Arc::new(Shared::new(Arc::clone(&model), count, &settings.key_prefix));
 
+    register_known_series(&model);
     let tripwire = Tripwire::new(
         settings.tripwire,
         settings.tripwire_tick,
@@ -147,12 +190,14 @@ pub async fn serve(
         check_latency: metrics::histogram!(CHECK_SECONDS),
         ingest_latency: metrics::histogram!(EVENT_INGEST_SECONDS),
         check_bodies,
+        openapi: web::Bytes::from(routes::api::openapi(&model).to_string()),
     });
     let addr = listener.local_addr().context("listener address")?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         let state = app_state.clone();
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::http_metrics::count))
             .app_data(state.clone())
             .configure(|cfg| routes::configure(cfg, &state))
             .default_service(web::to(routes::not_found))

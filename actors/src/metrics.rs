@@ -36,3 +36,7 @@ pub const RECOVERY_ENTRIES_REPLAYED_TOTAL: &str = "restrictd_recovery_entries_re
 pub const SHARDS_CAUGHT_UP: &str = "restrictd_shards_caught_up";
 /// Gauge: seconds from start to every shard caught up (0 until then).
 pub const RECOVERY_SECONDS: &str = "restrictd_recovery_seconds";
+/// Gauge, label `shard`: seconds between the newest entry of the stream and the last one read.
+pub const STREAM_LAG_SECONDS: &str = "restrictd_stream_lag_seconds";
+/// Gauge, label `shard`: entries not yet read (exact up to 1000, capped there).
+pub const STREAM_LAG_ENTRIES: &str = "restrictd_stream_lag_entries";

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::future::join_all;
-use metrics::counter;
+use metrics::{counter, gauge};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use tokio::sync::watch;
@@ -153,8 +153,13 @@ impl ReadLoop {
                     self.recover(&mut write_conn, &mut cursors).await?;
                     recovered = true;
                 }
+                let mut probed = Instant::now();
                 while !self.stop.load(Ordering::Acquire) {
                     self.read_round(&mut read_conn, &mut write_conn, &mut cursors).await?;
+                    if probed.elapsed() >= Duration::from_secs(1) {
+                        self.probe_lag(&mut write_conn, &cursors).await?;
+                        probed = Instant::now();
+                    }
                 }
                 Ok::<(), ReadError>(())
             }
@@ -244,13 +249,7 @@ impl ReadLoop {
                 .arg(1)
                 .query_async(conn)
                 .await?;
-            let last = match reply {
-                Value::Array(items) => items.first().and_then(|e| match e {
-                    Value::Array(parts) => parts.first().and_then(bulk_id),
-                    _ => None,
-                }),
-                _ => None,
-            };
+            let last = newest_id(&reply);
             addr.send(CatchUpTo(last))
                 .await
                 .map_err(|_| ReadError::Stopped)?;
@@ -310,6 +309,49 @@ impl ReadLoop {
         Ok(())
     }
 
+    /// Publishes how far each shard is behind its stream: seconds between the
+    /// newest entry and the last one handed to the shard, and entries (exact up
+    /// to 1000, then capped). One pipelined round trip when nothing is behind.
+    async fn probe_lag(
+        &self,
+        conn: &mut MultiplexedConnection,
+        cursors: &[EntryId],
+    ) -> Result<(), ReadError> {
+        let mut pipe = redis::pipe();
+        for (s, _) in &self.shards {
+            pipe.cmd("XREVRANGE")
+                .arg(self.shared.keys.events(*s))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let newest: Vec<Value> = pipe.query_async(conn).await?;
+        for (i, (s, _)) in self.shards.iter().enumerate() {
+            let last = newest.get(i).and_then(newest_id).unwrap_or(EntryId::ZERO);
+            let (seconds, entries) = if last > cursors[i] {
+                let behind: Vec<Value> = redis::cmd("XRANGE")
+                    .arg(self.shared.keys.events(*s))
+                    .arg(format!("({}", cursors[i]))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(conn)
+                    .await?;
+                (
+                    last.ms.saturating_sub(cursors[i].ms) as f64 / 1000.0,
+                    behind.len() as f64,
+                )
+            } else {
+                (0.0, 0.0)
+            };
+            let shard = s.to_string();
+            gauge!(STREAM_LAG_SECONDS, "shard" => shard.clone()).set(seconds);
+            gauge!(STREAM_LAG_ENTRIES, "shard" => shard).set(entries);
+        }
+        Ok(())
+    }
+
     async fn dead_letter(
         &self,
         conn: &mut MultiplexedConnection,
@@ -333,6 +375,17 @@ impl ReadLoop {
         }
         let _: Value = cmd.query_async(conn).await?;
         Ok(())
+    }
+}
+
+/// The id of the newest entry in an `XREVRANGE key + - COUNT 1` reply.
+fn newest_id(reply: &Value) -> Option<EntryId> {
+    match reply {
+        Value::Array(items) => items.first().and_then(|e| match e {
+            Value::Array(parts) => parts.first().and_then(bulk_id),
+            _ => None,
+        }),
+        _ => None,
     }
 }
 

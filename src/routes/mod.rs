@@ -1,8 +1,10 @@
 //! HTTP routes, one file per resource. Handlers validate at the edge, then
 //! either read published state (checks) or talk to Redis / an actor.
 
+pub mod api;
 pub mod body;
 pub mod check;
+pub mod docs;
 pub mod events;
 pub mod health;
 pub mod rules;
@@ -16,25 +18,9 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// Registers every route. Check routes come from the features in config.
+/// Registers every route of the route table (see `api`).
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
-    cfg.service(resource("/event").route(web::post().to(events::post_event)))
-        .service(resource("/v1/events").route(web::post().to(events::post_events)))
-        .service(
-            resource("/v1/users/{user_id}/features").route(web::get().to(check::user_features)),
-        )
-        .service(resource("/v1/users/{user_id}").route(web::get().to(users::get_user)))
-        .service(resource("/v1/rules").route(web::get().to(rules::get_rules)))
-        .service(resource("/health").route(web::get().to(health::health)))
-        .service(resource("/ready").route(web::get().to(health::ready)))
-        .service(resource("/metrics").route(web::get().to(health::metrics)));
-    for (i, feature) in state.shared.model.features.iter().enumerate() {
-        cfg.service(
-            resource(&check_path(feature))
-                .route(web::get().to(move |req, st| check::check(req, st, i))),
-        );
-    }
+    api::configure(cfg, &state.shared.model);
 }
 
 /// `can_message` → `/canmessage`, as the reference service spells it.
@@ -60,7 +46,9 @@ pub fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<std::borrow::
         .map(|(_, v)| v)
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+pub(crate) async fn method_not_allowed(
+    req: HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} is not allowed on {}", req.method(), req.path()),

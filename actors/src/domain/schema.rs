@@ -71,6 +71,19 @@ pub struct Event<'a> {
     pub values: [PropValue<'a>; MAX_PROPERTIES],
 }
 
+/// Every `ValidationError::reason`, for metrics registered ahead of time.
+pub const REASONS: &[&str] = &[
+    "not_an_object",
+    "missing_name",
+    "missing_properties",
+    "missing_user_id",
+    "bad_user_id",
+    "bad_event_id",
+    "unknown_event",
+    "missing_property",
+    "bad_property",
+];
+
 /// Whether a bad input is malformed (400) or well-formed but unacceptable (422).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {

@@ -1,0 +1,264 @@
+//! Drives requests over N keep-alive connections, open- or closed-loop, and
+//! records latencies in HDR histograms.
+//!
+//! Open loop (constant rate): request i of a connection is due at
+//! `start + i * interval`. When the previous reply came back after that time,
+//! latency counts from the due time (the service held the request up: no
+//! coordinated omission); when the connection was idle, from the send itself,
+//! so the timer's 1 ms granularity is not counted against the service.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::client::{Conn, Reply};
+
+/// One request a scenario wants sent.
+pub enum Op {
+    Get(String),
+    Post(String, Vec<u8>),
+}
+
+/// Produces requests and sees their replies. One generator per connection.
+pub trait Generator: Send + 'static {
+    fn next(&mut self) -> Op;
+    /// The reply (or `None` on an I/O error) to the last request.
+    fn done(&mut self, _reply: Option<&Reply>) {}
+    /// Units of work in one request (events in a batch), for throughput.
+    fn weight(&self) -> u64 {
+        1
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub addr: String,
+    pub connections: usize,
+    /// Requests per second over all connections; `None`: closed loop, as fast as possible.
+    pub rate: Option<f64>,
+    pub duration: Duration,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub label: String,
+    pub connections: usize,
+    pub target_rate: Option<f64>,
+    pub seconds: f64,
+    pub requests: u64,
+    pub requests_per_second: f64,
+    /// Work units per second (events per second for batches).
+    pub units_per_second: f64,
+    pub latency_us: BTreeMap<String, f64>,
+    /// Replies by status; "io" counts connection errors.
+    pub statuses: BTreeMap<String, u64>,
+    pub errors: u64,
+}
+
+struct Tally {
+    hist: Histogram<u64>,
+    statuses: BTreeMap<String, u64>,
+    units: u64,
+}
+
+/// Runs the plan with one generator per connection.
+pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) -> Summary {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let end = start + plan.duration;
+    let interval = plan
+        .rate
+        .map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
+    let mut tasks = Vec::with_capacity(plan.connections);
+    for c in 0..plan.connections {
+        let mut generator = make(c);
+        let (addr, done) = (plan.addr.clone(), Arc::clone(&done));
+        // Spread the connections' schedules over one interval.
+        let offset = interval
+            .map(|i| i.mul_f64(c as f64 / plan.connections as f64))
+            .unwrap_or_default();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::new(&addr);
+            let mut tally = Tally {
+                hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
+                    .expect("histogram bounds"),
+                statuses: BTreeMap::new(),
+                units: 0,
+            };
+            let mut due = start + offset;
+            let mut last_reply_at = start;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let sent_at = match interval {
+                    Some(i) => {
+                        if due >= end {
+                            break;
+                        }
+                        if due > now {
+                            tokio::time::sleep_until(due.into()).await;
+                        }
+                        let sent = Instant::now();
+                        // Held up by the previous reply: count from when it was due.
+                        let from = if last_reply_at > due { due } else { sent };
+                        due += i;
+                        from
+                    }
+                    None => now,
+                };
+                let op = generator.next();
+                let reply = match &op {
+                    Op::Get(path) => conn.get(path).await,
+                    Op::Post(path, body) => conn.post(path, body).await,
+                };
+                last_reply_at = Instant::now();
+                let _ = tally
+                    .hist
+                    .record((last_reply_at - sent_at).as_nanos().max(1_000) as u64);
+                let key = match &reply {
+                    Ok(r) => r.status.to_string(),
+                    Err(_) => "io".to_string(),
+                };
+                *tally.statuses.entry(key).or_default() += 1;
+                if matches!(&reply, Ok(r) if r.status < 300) {
+                    tally.units += generator.weight();
+                }
+                generator.done(reply.as_ref().ok());
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            tally
+        }));
+    }
+    let progress = tokio::spawn(progress(
+        plan.label.clone(),
+        start,
+        plan.duration,
+        Arc::clone(&done),
+        Arc::clone(&stop),
+    ));
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds");
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let mut units = 0;
+    for t in tasks {
+        let tally = t.await.expect("connection task");
+        hist.add(&tally.hist).expect("same bounds");
+        units += tally.units;
+        for (k, v) in tally.statuses {
+            *statuses.entry(k).or_default() += v;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    let _ = progress.await;
+    let seconds = start.elapsed().as_secs_f64();
+    let requests = hist.len();
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let latency_us = BTreeMap::from([
+        ("p50".to_string(), us(0.5)),
+        ("p90".to_string(), us(0.9)),
+        ("p99".to_string(), us(0.99)),
+        ("p99.9".to_string(), us(0.999)),
+        ("max".to_string(), hist.max() as f64 / 1000.0),
+    ]);
+    let errors = statuses
+        .iter()
+        .filter(|(k, _)| !k.starts_with('2'))
+        .map(|(_, v)| v)
+        .sum();
+    Summary {
+        label: plan.label.clone(),
+        connections: plan.connections,
+        target_rate: plan.rate,
+        seconds,
+        requests,
+        requests_per_second: requests as f64 / seconds,
+        units_per_second: units as f64 / seconds,
+        latency_us,
+        statuses,
+        errors,
+    }
+}
+
+/// A progress bar on stderr, once a second.
+async fn progress(
+    label: String,
+    start: Instant,
+    total: Duration,
+    done: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while !stop.load(Ordering::Acquire) {
+        tick.tick().await;
+        let elapsed = start.elapsed();
+        let frac = (elapsed.as_secs_f64() / total.as_secs_f64()).min(1.0);
+        let n = done.load(Ordering::Relaxed);
+        let bar: String = (0..30)
+            .map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' })
+            .collect();
+        eprint!(
+            "\r{label:<14} [{bar}] {:>3.0}%  {n:>9} req  {:>8} req/s ",
+            frac * 100.0,
+            n - last
+        );
+        let _ = std::io::stderr().flush();
+        last = n;
+    }
+    eprintln!();
+}
+
+/// The table printed after a run.
+pub fn print_table(rows: &[Summary]) {
+    println!(
+        "{:<16} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}  errors",
+        "scenario",
+        "conns",
+        "target/s",
+        "achieved/s",
+        "units/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs"
+    );
+    for s in rows {
+        let l = |k: &str| s.latency_us.get(k).copied().unwrap_or(0.0);
+        let errors: Vec<String> = s
+            .statuses
+            .iter()
+            .filter(|(k, _)| !k.starts_with('2'))
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
+        println!(
+            "{:<16} {:>5} {:>10} {:>11.0} {:>11.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}  {}",
+            s.label,
+            s.connections,
+            s.target_rate
+                .map_or("max".to_string(), |r| format!("{r:.0}")),
+            s.requests_per_second,
+            s.units_per_second,
+            l("p50"),
+            l("p90"),
+            l("p99"),
+            l("p99.9"),
+            l("max"),
+            if errors.is_empty() {
+                "0".to_string()
+            } else {
+                errors.join(" ")
+            }
+        );
+    }
+}

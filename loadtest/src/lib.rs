@@ -1,0 +1,59 @@
+//! restrictd's load generator, as a library (the `loadtest` binary and the
+//! test suite's smoke test use it).
+
+pub mod ceiling;
+pub mod client;
+pub mod engine;
+pub mod measure;
+pub mod scenarios;
+pub mod spawn;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::{Plan, Summary};
+use scenarios::{Checks, Events, Mixed, Model, Population, Rng};
+
+/// A short mixed run (about `rate` requests per second for `duration`) with
+/// the correctness check on: fails when any sampled user's features differ
+/// from the reference model of the events that were acknowledged.
+pub async fn smoke(addr: &str, rate: f64, duration: Duration) -> anyhow::Result<Summary> {
+    let pop = Population::new(200, "smoke", false);
+    let model = Model::new(3);
+    let plan = Plan {
+        addr: addr.to_string(),
+        connections: 4,
+        rate: Some(rate),
+        duration,
+        label: "smoke".into(),
+    };
+    let summary = engine::run(&plan, |c| {
+        Mixed::new(
+            Events {
+                pop: pop.clone(),
+                rng: Rng::new(c as u64),
+                model: Arc::clone(&model),
+                last: Vec::new(),
+            },
+            Checks {
+                pop: pop.clone(),
+                rng: Rng::new(1000 + c as u64),
+            },
+        )
+    })
+    .await;
+    anyhow::ensure!(
+        summary.errors == 0,
+        "errors during the run: {:?}",
+        summary.statuses
+    );
+    let mismatches = model.verify(addr, &pop, Duration::from_secs(20)).await;
+    anyhow::ensure!(
+        mismatches.is_empty(),
+        "{} users differ from the model:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    anyhow::ensure!(model.sample_size() > 0, "no user was sampled");
+    Ok(summary)
+}

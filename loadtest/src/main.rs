@@ -1,0 +1,506 @@
+//! `loadtest`: drives restrictd over HTTP and reports rates and latencies.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use loadtest::engine::{self, Plan, Summary};
+use loadtest::measure;
+use loadtest::scenarios::{populate, Batches, Checks, Events, Mixed, Model, Population, Rng};
+use loadtest::spawn::{Redis, Service};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "loadtest", about = "Load generator for restrictd")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// host:port of a running restrictd (its tripwire should be off, or the check may disagree).
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// Start a private redis-server and this restrictd binary instead (tripwire off).
+    #[arg(long, global = true)]
+    spawn: Option<PathBuf>,
+    /// Config for --spawn.
+    #[arg(long, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    /// Where to write the results as JSON.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// Load generator threads.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, global = true, default_value_t = 50)]
+    connections: usize,
+    /// Open loop at this many requests per second; absent: closed loop, as fast as possible.
+    #[arg(long, global = true)]
+    rate: Option<f64>,
+    /// Users in the population.
+    #[arg(long, global = true, default_value_t = 100_000)]
+    users: u64,
+    /// Skew requests over users with a Zipf distribution (s = 1) instead of uniformly.
+    #[arg(long, global = true)]
+    zipf: bool,
+    /// Skip the correctness check after the run.
+    #[arg(long, global = true)]
+    no_verify: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// GET /can<feature> over a populated set of users.
+    Checks,
+    /// Single POST /event.
+    Events,
+    /// POST /v1/events batches.
+    Batch {
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+    },
+    /// One event to two checks.
+    Mixed,
+    /// Mixed load at 10, 100 and 1000 concurrent clients (closed loop), a third of the duration each.
+    Ramp,
+    /// Post-to-visible latency at a fixed event rate (default 10000/s).
+    Lag,
+    /// A trivial actix-web handler with restrictd's worker count, driven the same way.
+    Ceiling {
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Events applied per second: a backlog of events replayed after a restart.
+    Apply {
+        #[arg(long, default_value_t = 500_000)]
+        events: u64,
+    },
+    /// Seconds to ready and memory after loading users and restarting (needs --spawn).
+    Recovery {
+        #[arg(long, default_value_t = 200_000)]
+        replay: u64,
+    },
+    /// The README's Performance suite on a spawned service (needs --spawn).
+    Suite,
+}
+
+/// The service under test: a running one, or a private one we started.
+struct Target {
+    addr: String,
+    _redis: Option<Redis>,
+    _service: Option<Service>,
+}
+
+const QUIET_TRIPWIRE: [(&str, &str); 2] = [
+    ("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"),
+    ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000"),
+];
+
+fn target(c: &Common) -> anyhow::Result<Target> {
+    if let Some(addr) = &c.target {
+        return Ok(Target {
+            addr: addr.clone(),
+            _redis: None,
+            _service: None,
+        });
+    }
+    let bin = c
+        .spawn
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("give --target host:port or --spawn path/to/restrictd"))?;
+    let redis = Redis::start(&[]);
+    let service = Service::launch(bin, &c.config, &redis.url(), &QUIET_TRIPWIRE);
+    service.wait_ready(Duration::from_secs(60));
+    Ok(Target {
+        addr: service.addr.clone(),
+        _redis: Some(redis),
+        _service: Some(service),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let c = cli.common.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(c.threads.max(1))
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let (name, results): (String, serde_json::Value) = match cli.command {
+        Command::Recovery { replay } => {
+            let bin = c
+                .spawn
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("recovery needs --spawn path/to/restrictd"))?;
+            let users = if c.users == 100_000 {
+                1_000_000
+            } else {
+                c.users
+            };
+            let report = measure::recovery(bin, &c.config, users, replay)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            ("recovery".into(), json!(report))
+        }
+        Command::Apply { events } => {
+            let bin = c
+                .spawn
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("apply needs --spawn path/to/restrictd"))?;
+            let r = apply_rate(&runtime, bin, &c, events)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            ("apply".into(), r)
+        }
+        Command::Suite => {
+            let bin = c
+                .spawn
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("suite needs --spawn path/to/restrictd"))?;
+            ("suite".into(), suite(&runtime, &bin, &c)?)
+        }
+        command => {
+            let t = target(&c)?;
+            let summaries = runtime.block_on(run_scenario(&t.addr, &c, command))?;
+            engine::print_table(&summaries);
+            let name = summaries
+                .first()
+                .map(|s| s.label.clone())
+                .unwrap_or_default();
+            (name, json!(summaries))
+        }
+    };
+    let out = c
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("loadtest-results/{name}.json")));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let machine = json!({
+        "cpu": cpu_model(),
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+    });
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&json!({"machine": machine, "results": results}))?,
+    )?;
+    eprintln!(
+        "results written to {} ({:.0} s)",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn plan(addr: &str, c: &Common, label: &str) -> Plan {
+    Plan {
+        addr: addr.to_string(),
+        connections: c.connections,
+        rate: c.rate,
+        duration: c.duration,
+        label: label.into(),
+    }
+}
+
+fn events_gen(pop: &Population, model: &Arc<Model>, seed: u64) -> Events {
+    Events {
+        pop: pop.clone(),
+        rng: Rng::new(seed),
+        model: Arc::clone(model),
+        last: Vec::new(),
+    }
+}
+
+async fn verify(addr: &str, c: &Common, pop: &Population, model: &Model) -> anyhow::Result<()> {
+    if c.no_verify {
+        return Ok(());
+    }
+    let mismatches = model.verify(addr, pop, Duration::from_secs(60)).await;
+    eprintln!(
+        "correctness: {} sampled users checked, {} mismatches",
+        model.sample_size(),
+        mismatches.len()
+    );
+    anyhow::ensure!(
+        mismatches.is_empty(),
+        "correctness check failed:\n{}",
+        mismatches.join("\n")
+    );
+    Ok(())
+}
+
+async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Result<Vec<Summary>> {
+    let pop = Population::new(c.users, "lt", c.zipf);
+    let model = Model::new(97);
+    let summaries = match command {
+        Command::Checks => {
+            eprintln!("populating {} users", c.users);
+            populate(addr, &pop, &model, 4).await?;
+            vec![
+                engine::run(&plan(addr, c, "checks"), |i| Checks {
+                    pop: pop.clone(),
+                    rng: Rng::new(i as u64),
+                })
+                .await,
+            ]
+        }
+        Command::Events => {
+            vec![
+                engine::run(&plan(addr, c, "events"), |i| {
+                    events_gen(&pop, &model, i as u64)
+                })
+                .await,
+            ]
+        }
+        Command::Batch { batch_size } => vec![
+            engine::run(&plan(addr, c, "batch"), |i| Batches {
+                events: events_gen(&pop, &model, i as u64),
+                size: batch_size,
+            })
+            .await,
+        ],
+        Command::Mixed => vec![
+            engine::run(&plan(addr, c, "mixed"), |i| {
+                Mixed::new(
+                    events_gen(&pop, &model, i as u64),
+                    Checks {
+                        pop: pop.clone(),
+                        rng: Rng::new(500 + i as u64),
+                    },
+                )
+            })
+            .await,
+        ],
+        Command::Ramp => {
+            let mut out = Vec::new();
+            for clients in [10, 100, 1000] {
+                let p = Plan {
+                    connections: clients,
+                    rate: None,
+                    duration: c.duration / 3,
+                    ..plan(addr, c, &format!("ramp {clients}"))
+                };
+                out.push(
+                    engine::run(&p, |i| {
+                        Mixed::new(
+                            events_gen(&pop, &model, i as u64),
+                            Checks {
+                                pop: pop.clone(),
+                                rng: Rng::new(9000 + i as u64),
+                            },
+                        )
+                    })
+                    .await,
+                );
+            }
+            out
+        }
+        Command::Lag => {
+            let r =
+                measure::lag(addr, c.rate.unwrap_or(10_000.0), c.connections, c.duration).await?;
+            println!(
+                "post-to-visible at {} events/s over {} probes: {:?}",
+                r.event_rate, r.probes, r.post_to_visible_us
+            );
+            return Ok(vec![r.filler]);
+        }
+        Command::Ceiling { workers } => {
+            let ceiling = loadtest::ceiling::serve(workers)?;
+            let pop = pop.clone();
+            return Ok(vec![
+                engine::run(&plan(&ceiling, c, "ceiling"), |i| Checks {
+                    pop: pop.clone(),
+                    rng: Rng::new(i as u64),
+                })
+                .await,
+            ]);
+        }
+        Command::Apply { .. } | Command::Recovery { .. } | Command::Suite => {
+            unreachable!("handled in main")
+        }
+    };
+    verify(addr, c, &pop, &model).await?;
+    Ok(summaries)
+}
+
+/// Events applied per second: post a backlog to a service that does not
+/// snapshot, kill it, restart it and time the replay until ready.
+fn apply_rate(
+    runtime: &tokio::runtime::Runtime,
+    bin: &PathBuf,
+    c: &Common,
+    events: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let redis = Redis::start(&[]);
+    let lazy = [
+        QUIET_TRIPWIRE[0],
+        QUIET_TRIPWIRE[1],
+        ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"),
+        ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "100000000"),
+    ];
+    let mut svc = Service::launch(bin, &c.config, &redis.url(), &lazy);
+    svc.wait_ready(Duration::from_secs(60));
+    let pop = Population::new(c.users, "ap", false);
+    let model = Model::new(u64::MAX);
+    eprintln!("apply: posting {events} events");
+    let p = Plan {
+        addr: svc.addr.clone(),
+        connections: 4,
+        rate: None,
+        duration: Duration::from_secs(3600),
+        label: "backlog".into(),
+    };
+    let posted = runtime.block_on(async {
+        let per_request = 1000u64;
+        let requests = events.div_ceil(per_request);
+        let mut conns: Vec<_> = (0..p.connections)
+            .map(|_| loadtest::client::Conn::new(&p.addr))
+            .collect();
+        let mut gens: Vec<_> = (0..p.connections)
+            .map(|i| Batches {
+                events: events_gen(&pop, &model, i as u64),
+                size: per_request as usize,
+            })
+            .collect();
+        let mut tasks = Vec::new();
+        for (i, (mut conn, mut g)) in conns.drain(..).zip(gens.drain(..)).enumerate() {
+            let share = requests / p.connections as u64
+                + u64::from((i as u64) < requests % p.connections as u64);
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..share {
+                    let loadtest::engine::Op::Post(path, body) =
+                        loadtest::engine::Generator::next(&mut g)
+                    else {
+                        unreachable!()
+                    };
+                    let r = conn.post(&path, &body).await?;
+                    anyhow::ensure!(r.status == 202, "backlog post: {}", r.status);
+                }
+                Ok::<u64, anyhow::Error>(share * per_request)
+            }));
+        }
+        let mut n = 0;
+        for t in tasks {
+            n += t.await??;
+        }
+        Ok::<u64, anyhow::Error>(n)
+    })?;
+    // Nothing was snapshotted (flush interval 1 h): the restart replays the whole backlog.
+    svc.kill();
+    let launched = Instant::now();
+    let svc = Service::launch(bin, &c.config, &redis.url(), &QUIET_TRIPWIRE);
+    svc.wait_ready(Duration::from_secs(600));
+    let seconds = launched.elapsed().as_secs_f64();
+    Ok(json!({
+        "events_replayed": posted,
+        "seconds_to_ready": seconds,
+        "events_applied_per_second": posted as f64 / seconds,
+        "note": "includes process start, XREAD, JSON parsing, validation and rule evaluation",
+    }))
+}
+
+/// The README's suite: each scenario on a fresh private service.
+fn suite(
+    runtime: &tokio::runtime::Runtime,
+    bin: &PathBuf,
+    c: &Common,
+) -> anyhow::Result<serde_json::Value> {
+    let fresh = |c: &Common| {
+        target(&Common {
+            spawn: Some(bin.clone()),
+            target: None,
+            ..c.clone()
+        })
+    };
+    let mut rows: Vec<Summary> = Vec::new();
+    let mut run = |label: &str, c: Common, command: Command| -> anyhow::Result<Summary> {
+        let t = fresh(&c)?;
+        let mut s = runtime.block_on(run_scenario(&t.addr, &c, command))?;
+        let mut s = s.remove(0);
+        s.label = label.to_string();
+        rows.push(s.clone());
+        Ok(s)
+    };
+    let base = Common {
+        rate: None,
+        ..c.clone()
+    };
+    let ceiling = run("ceiling", base.clone(), Command::Ceiling { workers: 2 })?;
+    let checks = run("checks max", base.clone(), Command::Checks)?;
+    run(
+        "checks zipf",
+        Common {
+            zipf: true,
+            ..base.clone()
+        },
+        Command::Checks,
+    )?;
+    run(
+        "checks 20k/s",
+        Common {
+            rate: Some(20_000.0),
+            ..base.clone()
+        },
+        Command::Checks,
+    )?;
+    run(
+        "checks unloaded",
+        Common {
+            rate: Some(1_000.0),
+            connections: 1,
+            ..base.clone()
+        },
+        Command::Checks,
+    )?;
+    run("events max", base.clone(), Command::Events)?;
+    run(
+        "batch max",
+        Common {
+            connections: 8,
+            ..base.clone()
+        },
+        Command::Batch { batch_size: 100 },
+    )?;
+    run(
+        "mixed 10k/s",
+        Common {
+            rate: Some(10_000.0),
+            connections: 100,
+            ..base.clone()
+        },
+        Command::Mixed,
+    )?;
+    let t = fresh(&base)?;
+    let lag = runtime.block_on(measure::lag(&t.addr, 10_000.0, 50, base.duration))?;
+    drop(t);
+    engine::print_table(&rows);
+    println!(
+        "checks / ceiling: {:.2}   post-to-visible at 10000 events/s: {:?}",
+        checks.requests_per_second / ceiling.requests_per_second,
+        lag.post_to_visible_us
+    );
+    let apply = apply_rate(runtime, bin, c, 500_000)?;
+    println!("applied: {apply}");
+    Ok(json!({
+        "scenarios": rows,
+        "checks_to_ceiling": checks.requests_per_second / ceiling.requests_per_second,
+        "lag": lag,
+        "apply": apply,
+    }))
+}

@@ -1,0 +1,190 @@
+//! Measurements beyond request rates: post-to-visible lag, and recovery time
+//! and memory at a million users.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::client::Conn;
+use crate::engine::{self, Plan, Summary};
+use crate::scenarios::{populate, Events, Model, Population, Rng};
+use crate::spawn::{Redis, Service};
+
+#[derive(Debug, Serialize)]
+pub struct LagSummary {
+    pub event_rate: f64,
+    pub probes: u64,
+    pub filler: Summary,
+    /// From sending the event to the first check that shows its effect, µs.
+    pub post_to_visible_us: std::collections::BTreeMap<String, f64>,
+}
+
+/// Posts filler events at `rate` and, alongside, probes: a user's second scam
+/// flag is posted (no wait) and `/canmessage` is polled until it says false.
+pub async fn lag(
+    addr: &str,
+    rate: f64,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<LagSummary> {
+    let pop = Population::new(100_000, "lagfill", false);
+    let model = Model::new(u64::MAX);
+    let plan = Plan {
+        addr: addr.to_string(),
+        connections,
+        rate: Some(rate),
+        duration,
+        label: "lag filler".into(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let (addr, stop) = (addr.to_string(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut conn = Conn::new(&addr);
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("bounds");
+            let mut n = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while !stop.load(Ordering::Acquire) {
+                tick.tick().await;
+                n += 1;
+                let user = format!("lagprobe{n}");
+                let flag = format!(
+                    r#"{{"name":"scam_message_flagged","event_properties":{{"user_id":"{user}"}}}}"#
+                );
+                conn.post("/event?wait=applied", flag.as_bytes()).await?;
+                let sent = Instant::now();
+                conn.post("/event", flag.as_bytes()).await?;
+                let check = format!("/canmessage?user_id={user}");
+                loop {
+                    let r = conn.get(&check).await?;
+                    if r.body.ends_with(b"false}") {
+                        break;
+                    }
+                    anyhow::ensure!(
+                        sent.elapsed() < Duration::from_secs(30),
+                        "probe {user} never became visible"
+                    );
+                }
+                let _ = hist.record(sent.elapsed().as_nanos() as u64);
+            }
+            Ok::<_, anyhow::Error>(hist)
+        })
+    };
+    let filler = engine::run(&plan, |c| Events {
+        pop: pop.clone(),
+        rng: Rng::new(c as u64 + 7),
+        model: Arc::clone(&model),
+        last: Vec::new(),
+    })
+    .await;
+    stop.store(true, Ordering::Release);
+    let hist = probe.await??;
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(LagSummary {
+        event_rate: rate,
+        probes: hist.len(),
+        filler,
+        post_to_visible_us: [
+            ("p50", us(0.5)),
+            ("p99", us(0.99)),
+            ("max", hist.max() as f64 / 1000.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecoveryReport {
+    pub users: u64,
+    pub load_seconds: f64,
+    pub rss_before_kib: u64,
+    pub rss_loaded_kib: u64,
+    pub bytes_per_user: f64,
+    pub graceful_stop_seconds: f64,
+    pub ready_after_graceful_restart_seconds: f64,
+    pub rss_after_restart_kib: u64,
+    pub peak_rss_restart_kib: u64,
+    pub replayed_events: u64,
+    pub ready_after_kill_9_with_replay_seconds: f64,
+    pub peak_rss_replay_kib: u64,
+}
+
+/// Loads `users` users through the service, restarts it, and measures.
+pub fn recovery(
+    bin: &Path,
+    config: &Path,
+    users: u64,
+    replay: u64,
+) -> anyhow::Result<RecoveryReport> {
+    let redis = Redis::start(&[]);
+    let quiet = [
+        ("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"),
+        ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000"),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+
+    let mut svc = Service::launch(bin, config, &redis.url(), &quiet);
+    svc.wait_ready(Duration::from_secs(60));
+    let (rss_before, _) = svc.memory_kib();
+    let pop = Population::new(users, "rec", false);
+    let started = Instant::now();
+    eprintln!("recovery: loading {users} users through {}", svc.addr);
+    runtime.block_on(populate(&svc.addr, &pop, &Model::new(u64::MAX), 4))?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let (rss_loaded, _) = svc.memory_kib();
+    let stopping = Instant::now();
+    anyhow::ensure!(
+        svc.terminate() == Some(0),
+        "graceful stop failed:\n{}",
+        svc.log()
+    );
+    let graceful_stop_seconds = stopping.elapsed().as_secs_f64();
+
+    eprintln!("recovery: restarting after a graceful stop");
+    let launched = Instant::now();
+    let lazy = [
+        quiet[0],
+        quiet[1],
+        ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"),
+        ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "100000000"),
+    ];
+    let mut svc = Service::launch(bin, config, &redis.url(), &lazy);
+    svc.wait_ready(Duration::from_secs(600));
+    let ready_graceful = launched.elapsed().as_secs_f64();
+    let (rss_restart, peak_restart) = svc.memory_kib();
+
+    eprintln!("recovery: posting {replay} events that will not be snapshotted, then kill -9");
+    let replay_pop = Population::new(replay, "rec", false);
+    runtime.block_on(populate(&svc.addr, &replay_pop, &Model::new(u64::MAX), 4))?;
+    let replayed: u64 = replay + replay.div_ceil(100) * 2;
+    svc.kill();
+    let launched = Instant::now();
+    let svc = Service::launch(bin, config, &redis.url(), &quiet);
+    svc.wait_ready(Duration::from_secs(600));
+    let ready_replay = launched.elapsed().as_secs_f64();
+    let (_, peak_replay) = svc.memory_kib();
+    Ok(RecoveryReport {
+        users,
+        load_seconds,
+        rss_before_kib: rss_before,
+        rss_loaded_kib: rss_loaded,
+        bytes_per_user: (rss_loaded.saturating_sub(rss_before) * 1024) as f64 / users as f64,
+        graceful_stop_seconds,
+        ready_after_graceful_restart_seconds: ready_graceful,
+        rss_after_restart_kib: rss_restart,
+        peak_rss_restart_kib: peak_restart,
+        replayed_events: replayed,
+        ready_after_kill_9_with_replay_seconds: ready_replay,
+        peak_rss_replay_kib: peak_replay,
+    })
+}

@@ -1,0 +1,343 @@
+//! The route table: every endpoint once, with its documentation. `configure`
+//! registers handlers from it and `/openapi.json` is generated from it, so a
+//! route cannot exist without being documented.
+
+use actix_web::web;
+use restrictd_actors::domain::schema::PropType;
+use restrictd_actors::domain::Model;
+use serde_json::{json, Map, Value};
+
+use super::{check, check_path, docs, events, health, rules, users};
+
+/// Which handler serves an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub enum Handler {
+    PostEvent,
+    PostEvents,
+    Check(usize),
+    UserFeatures,
+    User,
+    Rules,
+    Health,
+    Ready,
+    Metrics,
+    OpenApi,
+    Docs,
+}
+
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: String,
+    pub tag: &'static str,
+    pub summary: String,
+    pub handler: Handler,
+    /// Query parameters: (name, required, description).
+    pub query: &'static [(&'static str, bool, &'static str)],
+    /// (status, description) of the replies.
+    pub responses: &'static [(u16, &'static str)],
+    /// The request body's schema reference, if any.
+    pub body: Option<&'static str>,
+}
+
+const WAIT: (&str, bool, &str) =
+    ("wait", false, "`applied`: reply once the event is applied, with the user's features (504 after ingest.wait_timeout)");
+
+/// Every endpoint of this configuration (check routes come from its features).
+pub fn endpoints(model: &Model) -> Vec<Endpoint> {
+    let e = |method, path: &str, tag, summary: &str, handler| Endpoint {
+        method,
+        path: path.to_string(),
+        tag,
+        summary: summary.to_string(),
+        handler,
+        query: &[],
+        responses: &[(200, "OK")],
+        body: None,
+    };
+    let mut list = vec![
+        Endpoint {
+            query: &[WAIT],
+            responses: &[
+                (200, "appended (and applied with wait=applied)"),
+                (400, "malformed JSON, missing user_id"),
+                (413, "body too large"),
+                (415, "not application/json"),
+                (422, "unknown event, bad property"),
+                (503, "Redis unavailable; nothing accepted (Retry-After)"),
+                (504, "appended, not applied in time"),
+            ],
+            body: Some("Event"),
+            ..e(
+                "post",
+                "/event",
+                "events",
+                "Post one event (the reference API)",
+                Handler::PostEvent,
+            )
+        },
+        Endpoint {
+            query: &[WAIT],
+            responses: &[
+                (202, "all appended"),
+                (200, "all appended and applied (wait=applied)"),
+                (400, "not a JSON array, or empty"),
+                (413, "over ingest.batch_limit events or the body limit"),
+                (422, "invalid items; none accepted"),
+                (503, "Redis unavailable; nothing accepted (Retry-After)"),
+                (504, "appended, not applied in time"),
+            ],
+            body: Some("EventBatch"),
+            ..e(
+                "post",
+                "/v1/events",
+                "events",
+                "Post a batch of events, all or nothing",
+                Handler::PostEvents,
+            )
+        },
+    ];
+    for (i, f) in model.features.iter().enumerate() {
+        list.push(Endpoint {
+            query: &[("user_id", true, "the user to check")],
+            responses: &[
+                (
+                    200,
+                    "the answer: true unless restricted (a user never seen is allowed)",
+                ),
+                (400, "missing user_id"),
+            ],
+            ..e(
+                "get",
+                &check_path(f),
+                "checks",
+                &format!("Can the user use {f}?"),
+                Handler::Check(i),
+            )
+        });
+    }
+    list.extend([
+        Endpoint {
+            responses: &[(200, "every feature of the user"), (400, "bad user_id")],
+            ..e(
+                "get",
+                "/v1/users/{user_id}/features",
+                "checks",
+                "All features of a user",
+                Handler::UserFeatures,
+            )
+        },
+        Endpoint {
+            responses: &[
+                (
+                    200,
+                    "aggregates and restrictions with their rule, event and time",
+                ),
+                (404, "user never seen"),
+            ],
+            ..e(
+                "get",
+                "/v1/users/{user_id}",
+                "users",
+                "Explain a user",
+                Handler::User,
+            )
+        },
+        e(
+            "get",
+            "/v1/rules",
+            "rules",
+            "Rules with their definition and tripwire state",
+            Handler::Rules,
+        ),
+        e(
+            "get",
+            "/health",
+            "operations",
+            "The process is alive",
+            Handler::Health,
+        ),
+        Endpoint {
+            responses: &[
+                (200, "Redis reachable and every shard caught up"),
+                (503, "not ready, with the reason"),
+            ],
+            ..e(
+                "get",
+                "/ready",
+                "operations",
+                "Ready to serve",
+                Handler::Ready,
+            )
+        },
+        e(
+            "get",
+            "/metrics",
+            "operations",
+            "Prometheus exposition",
+            Handler::Metrics,
+        ),
+        e(
+            "get",
+            "/openapi.json",
+            "operations",
+            "This document",
+            Handler::OpenApi,
+        ),
+        e(
+            "get",
+            "/docs",
+            "operations",
+            "API documentation page",
+            Handler::Docs,
+        ),
+    ]);
+    list
+}
+
+/// Registers every endpoint; several methods on one path share a resource.
+pub fn configure(cfg: &mut web::ServiceConfig, model: &Model) {
+    let list = endpoints(model);
+    let mut paths: Vec<&str> = Vec::new();
+    for e in &list {
+        if !paths.contains(&e.path.as_str()) {
+            paths.push(&e.path);
+        }
+    }
+    for path in paths {
+        // Named by its pattern: the `route` label of the request metrics.
+        let mut resource = web::resource(path)
+            .name(path)
+            .default_service(web::to(super::method_not_allowed));
+        for e in list.iter().filter(|e| e.path == path) {
+            resource = resource.route(route(e));
+        }
+        cfg.service(resource);
+    }
+}
+
+fn route(e: &Endpoint) -> actix_web::Route {
+    let r = match e.method {
+        "get" => web::get(),
+        "post" => web::post(),
+        "put" => web::put(),
+        "delete" => web::delete(),
+        other => unreachable!("method {other} in the route table"),
+    };
+    match e.handler {
+        Handler::PostEvent => r.to(events::post_event),
+        Handler::PostEvents => r.to(events::post_events),
+        Handler::Check(i) => r.to(move |req, st| check::check(req, st, i)),
+        Handler::UserFeatures => r.to(check::user_features),
+        Handler::User => r.to(users::get_user),
+        Handler::Rules => r.to(rules::get_rules),
+        Handler::Health => r.to(health::health),
+        Handler::Ready => r.to(health::ready),
+        Handler::Metrics => r.to(health::metrics),
+        Handler::OpenApi => r.to(docs::openapi),
+        Handler::Docs => r.to(docs::page),
+    }
+}
+
+/// The OpenAPI 3 document of this configuration.
+pub fn openapi(model: &Model) -> Value {
+    let mut paths = Map::new();
+    for e in endpoints(model) {
+        let mut params: Vec<Value> = e
+            .query
+            .iter()
+            .map(|(name, required, d)| json!({"name": name, "in": "query", "required": required, "description": d, "schema": {"type": "string"}}))
+            .collect();
+        for seg in e.path.split('/').filter(|s| s.starts_with('{')) {
+            let name = seg.trim_matches(|c| c == '{' || c == '}');
+            params.push(
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}),
+            );
+        }
+        let responses: Map<String, Value> = e
+            .responses
+            .iter()
+            .map(|(status, d)| {
+                let schema = if *status >= 400 {
+                    json!({"$ref": "#/components/schemas/Error"})
+                } else {
+                    json!({"type": "object"})
+                };
+                (
+                    status.to_string(),
+                    json!({"description": d, "content": {"application/json": {"schema": schema}}}),
+                )
+            })
+            .collect();
+        let mut op = json!({
+            "summary": e.summary,
+            "tags": [e.tag],
+            "operationId": operation_id(e.method, &e.path),
+            "parameters": params,
+            "responses": responses,
+        });
+        if let Some(schema) = e.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+        }
+        paths.entry(e.path.clone()).or_insert_with(|| json!({}))[e.method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "restrictd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Feature restriction service: post user events, ask whether a user may use a feature.",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas(model)},
+    })
+}
+
+fn operation_id(method: &str, path: &str) -> String {
+    let words: Vec<&str> = path
+        .split(['/', '{', '}', '.'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    format!("{method}_{}", words.join("_"))
+}
+
+fn schemas(model: &Model) -> Value {
+    let events: Vec<Value> = model
+        .schema
+        .events
+        .iter()
+        .zip(&model.schema.properties)
+        .map(|(name, props)| {
+            let mut properties = Map::new();
+            properties.insert("user_id".into(), json!({"type": "string", "minLength": 1, "maxLength": 256}));
+            let mut required = vec![json!("user_id")];
+            for (p, t) in props {
+                let schema = match t {
+                    PropType::String => json!({"type": "string", "minLength": 1}),
+                    PropType::Money => json!({"type": "number", "minimum": 0, "description": "exact, at most 6 decimal places"}),
+                    PropType::Integer => json!({"type": "integer"}),
+                    PropType::Bool => json!({"type": "boolean"}),
+                };
+                properties.insert(p.to_string(), schema);
+                required.push(json!(p.to_string()));
+            }
+            json!({
+                "type": "object",
+                "required": ["name", "event_properties"],
+                "properties": {
+                    "name": {"type": "string", "enum": [name.to_string()]},
+                    "event_id": {"type": "string", "description": "idempotency key: applied once per user within ingest.dedup_window"},
+                    "event_properties": {"type": "object", "required": required, "properties": properties},
+                },
+            })
+        })
+        .collect();
+    json!({
+        "Event": {"oneOf": events},
+        "EventBatch": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string", "description": "what is wrong, in words a person can act on"}},
+        },
+    })
+}
