@@ -31,6 +31,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub persistence: PersistenceSection,
     #[serde(default)]
+    pub admission: AdmissionSection,
+    #[serde(default)]
     pub tripwire: TripwireSection,
     #[serde(default)]
     pub log: LogSection,
@@ -141,6 +143,22 @@ impl Default for ReaderSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct AdmissionSection {
+    pub max_inflight_writes: usize,
+    pub max_inflight_checks: usize,
+}
+
+impl Default for AdmissionSection {
+    fn default() -> Self {
+        AdmissionSection {
+            max_inflight_writes: 4096,
+            max_inflight_checks: 16384,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PersistenceSection {
     pub flush_interval: String,
     pub flush_dirty_limit: usize,
@@ -228,6 +246,8 @@ pub struct Settings {
     pub trim_margin: Option<Duration>,
     /// How long shutdown waits for in-flight requests, and again for the final flush.
     pub shutdown_timeout: Duration,
+    pub max_inflight_writes: usize,
+    pub max_inflight_checks: usize,
     pub tripwire: TripwireSettings,
     pub tripwire_tick: Duration,
     pub log: LogSection,
@@ -329,6 +349,12 @@ impl Settings {
                 "must be at least 1024".into(),
             ));
         }
+        if raw.admission.max_inflight_writes == 0 || raw.admission.max_inflight_checks == 0 {
+            return Err(invalid(
+                "admission",
+                "max_inflight_writes and max_inflight_checks must be at least 1".into(),
+            ));
+        }
         if raw.persistence.flush_dirty_limit == 0 {
             return Err(invalid(
                 "persistence.flush_dirty_limit",
@@ -402,6 +428,8 @@ impl Settings {
             reader_block: duration("reader.block", &raw.reader.block)?,
             flush_interval: duration("persistence.flush_interval", &p.flush_interval)?,
             flush_dirty_limit: p.flush_dirty_limit,
+            max_inflight_writes: raw.admission.max_inflight_writes,
+            max_inflight_checks: raw.admission.max_inflight_checks,
             trim_margin,
             shutdown_timeout: duration("persistence.shutdown_timeout", &p.shutdown_timeout)?,
             tripwire,

@@ -23,6 +23,7 @@ pub async fn count(
     let res = next.call(req).await?;
     let route = res.request().match_name().unwrap_or("unmatched");
     let status = res.status().as_u16();
+    tracing::debug!(method = %res.request().method(), route, status, "request");
     COUNTERS.with(|c| {
         let mut c = c.borrow_mut();
         if let Some(counter) = c.get(route).and_then(|m| m.get(&status)) {

@@ -1,6 +1,7 @@
 //! The restrictd service: configuration, HTTP API, wiring and telemetry. The
 //! engine (domain and actors) lives in the `restrictd-actors` crate.
 
+pub mod admission;
 pub mod config;
 pub mod error;
 pub mod http_metrics;

@@ -7,6 +7,10 @@ pub const CHECK_SECONDS: &str = "restrictd_check_seconds";
 pub const EVENT_INGEST_SECONDS: &str = "restrictd_event_ingest_seconds";
 /// Counter, label `reason`: events refused at the edge.
 pub const EVENTS_REJECTED_TOTAL: &str = "restrictd_events_rejected_total";
+/// Counter, label `kind` (writes | checks): requests refused with 429 by admission control.
+pub const ADMISSION_REFUSED_TOTAL: &str = "restrictd_admission_refused_total";
+/// Gauge, label `kind` (writes | checks): requests in flight, at scrape time.
+pub const INFLIGHT_REQUESTS: &str = "restrictd_inflight_requests";
 /// Counter, labels `route` (the route pattern, `unmatched` for none) and `status`.
 pub const HTTP_REQUESTS_TOTAL: &str = "restrictd_http_requests_total";
 /// Gauge: resident memory of the process, bytes (read at scrape time).

@@ -17,10 +17,11 @@ use restrictd_actors::shard::{FlushNow, PersistSettings, ShardActor};
 use restrictd_actors::shared::Shared;
 use restrictd_actors::tripwire::Tripwire;
 
+use crate::admission::Gate;
 use crate::config::Settings;
 use crate::ingest::Ingest;
 use crate::metrics::{
-    CHECK_SECONDS, EVENTS_REJECTED_TOTAL, EVENT_INGEST_SECONDS, LATENCY_BUCKETS,
+    CHECK_SECONDS, EVENTS_REJECTED_TOTAL, EVENT_INGEST_SECONDS, INFLIGHT_REQUESTS, LATENCY_BUCKETS,
     PROCESS_RESIDENT_MEMORY_BYTES, RESTRICTED_USERS,
 };
 use crate::routes;
@@ -40,6 +41,9 @@ pub struct AppState {
     pub check_bodies: Vec<[web::Bytes; 2]>,
     /// The OpenAPI document, generated once.
     pub openapi: web::Bytes,
+    /// Admission control for writes and for checks.
+    pub writes: Gate,
+    pub checks: Gate,
 }
 
 impl AppState {
@@ -52,6 +56,8 @@ impl AppState {
         for (f, n) in self.shared.model.features.iter().zip(counts) {
             metrics::gauge!(RESTRICTED_USERS, "feature" => f.to_string()).set(n as f64);
         }
+        metrics::gauge!(INFLIGHT_REQUESTS, "kind" => "writes").set(self.writes.in_flight() as f64);
+        metrics::gauge!(INFLIGHT_REQUESTS, "kind" => "checks").set(self.checks.in_flight() as f64);
         if let Some(rss) = resident_memory_bytes() {
             metrics::gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
         }
@@ -191,6 +197,8 @@ pub async fn serve(
         ingest_latency: metrics::histogram!(EVENT_INGEST_SECONDS),
         check_bodies,
         openapi: web::Bytes::from(routes::api::openapi(&model).to_string()),
+        writes: Gate::new("writes", settings.max_inflight_writes),
+        checks: Gate::new("checks", settings.max_inflight_checks),
     });
     let addr = listener.local_addr().context("listener address")?;
     let app_state = state.clone();

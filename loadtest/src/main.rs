@@ -115,7 +115,7 @@ fn target(c: &Common) -> anyhow::Result<Target> {
         .spawn
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("give --target host:port or --spawn path/to/restrictd"))?;
-    let redis = Redis::start(&[]);
+    let redis = Redis::start();
     let service = Service::launch(bin, &c.config, &redis.url(), &QUIET_TRIPWIRE);
     service.wait_ready(Duration::from_secs(60));
     Ok(Target {
@@ -347,7 +347,7 @@ fn apply_rate(
     c: &Common,
     events: u64,
 ) -> anyhow::Result<serde_json::Value> {
-    let redis = Redis::start(&[]);
+    let redis = Redis::start();
     let lazy = [
         QUIET_TRIPWIRE[0],
         QUIET_TRIPWIRE[1],

@@ -123,7 +123,7 @@ pub fn recovery(
     users: u64,
     replay: u64,
 ) -> anyhow::Result<RecoveryReport> {
-    let redis = Redis::start(&[]);
+    let redis = Redis::start();
     let quiet = [
         ("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"),
         ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000"),

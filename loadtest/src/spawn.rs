@@ -54,20 +54,26 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Starts redis-server without persistence.
+    pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
     /// Starts redis-server with extra arguments (e.g. `["--appendonly", "yes"]`).
-    pub fn start(args: &[&str]) -> Redis {
-        let mut r = Redis::not_started(args);
+    pub fn start_with(args: &[&str]) -> Redis {
+        let mut r = Redis::not_started();
+        r.args = args.iter().map(|s| s.to_string()).collect();
         r.launch();
         r
     }
 
     /// Reserves a port and a directory without starting the server.
-    pub fn not_started(args: &[&str]) -> Redis {
+    pub fn not_started() -> Redis {
         Redis {
             child: None,
             port: free_port(),
             dir: unique_dir("redis"),
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args: Vec::new(),
         }
     }
 
@@ -163,8 +169,8 @@ impl Service {
             let (log, tx) = (Arc::clone(&log), tx.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("listening addr=").nth(1) {
-                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = tx.send(addr);
                     }
                     let mut l = log.lock().expect("log lock");
                     l.push_str(&line);
@@ -260,6 +266,18 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The address in restrictd's "listening" log line, human or JSON format.
+fn listening_addr(line: &str) -> Option<String> {
+    if let Some(rest) = line.split("listening addr=").nth(1) {
+        return rest.split_whitespace().next().map(str::to_string);
+    }
+    if line.contains(r#""message":"listening""#) {
+        let rest = line.split(r#""addr":""#).nth(1)?;
+        return rest.split('"').next().map(str::to_string);
+    }
+    None
 }
 
 /// The status of a GET, or `None` when the server does not answer.

@@ -63,6 +63,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (413, "body too large"),
                 (415, "not application/json"),
                 (422, "unknown event, bad property"),
+                (429, "too many writes in flight (Retry-After)"),
                 (503, "Redis unavailable; nothing accepted (Retry-After)"),
                 (504, "appended, not applied in time"),
             ],
@@ -83,6 +84,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (400, "not a JSON array, or empty"),
                 (413, "over ingest.batch_limit events or the body limit"),
                 (422, "invalid items; none accepted"),
+                (429, "too many writes in flight (Retry-After)"),
                 (503, "Redis unavailable; nothing accepted (Retry-After)"),
                 (504, "appended, not applied in time"),
             ],
@@ -105,6 +107,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                     "the answer: true unless restricted (a user never seen is allowed)",
                 ),
                 (400, "missing user_id"),
+                (429, "too many checks in flight (Retry-After)"),
             ],
             ..e(
                 "get",

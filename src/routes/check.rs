@@ -19,6 +19,7 @@ pub async fn check(
     feature: usize,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    let _slot = state.checks.enter()?;
     let user = super::query_param(&req, "user_id").ok_or_else(|| {
         ApiError::bad_request(format!(
             "query parameter user_id is required: {}?user_id=12345",
@@ -39,6 +40,7 @@ pub async fn user_features(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let _slot = state.checks.enter()?;
     let user = check_user_id(&path).map_err(ApiError::bad_request)?;
     let mask = state.shared.restricted(user);
     Ok(HttpResponse::Ok().json(serde_json::json!({

@@ -27,6 +27,7 @@ pub async fn post_event(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let _slot = state.writes.enter()?;
     let started = Instant::now();
     let wait = wait_applied(&req)?;
     let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
@@ -63,6 +64,7 @@ pub async fn post_events(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let _slot = state.writes.enter()?;
     let started = Instant::now();
     let wait = wait_applied(&req)?;
     let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;

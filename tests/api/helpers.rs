@@ -3,13 +3,12 @@
 //! send what a well-behaved client would not. Every wait is on a condition with
 //! a deadline, never a sleep.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use loadtest::spawn::Service;
 
 use serde_json::Value;
 
@@ -20,135 +19,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) 
 }
 
 /// Polls `f` until it returns `Some`, or gives `None` after `timeout`.
-pub fn wait_for_or<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        // The pause between two polls of the condition; the test waits on the
-        // condition (with its deadline), never on the pause.
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+pub use loadtest::spawn::poll as wait_for_or;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn unique_dir(kind: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "restrictd-test-{kind}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A private redis-server for one test.
-pub struct TestRedis {
-    child: Option<Child>,
-    pub port: u16,
-    dir: PathBuf,
-    extra: Vec<String>,
-}
-
-impl TestRedis {
-    pub fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    /// Starts redis-server with extra arguments (e.g. `["--appendonly", "yes"]`).
-    pub fn start_with(extra: &[&str]) -> Self {
-        let mut r = TestRedis {
-            child: None,
-            port: free_port(),
-            dir: unique_dir("redis"),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        r.launch();
-        r
-    }
-
-    /// A Redis that is not running yet: its port is reserved by number only.
-    pub fn not_started() -> Self {
-        TestRedis {
-            child: None,
-            port: free_port(),
-            dir: unique_dir("redis"),
-            extra: Vec::new(),
-        }
-    }
-
-    pub fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}). Install it: `sudo apt-get install -y redis-server` \
-                     (scripts/test does this for you)"
-                )
-            });
-        self.child = Some(child);
-        let port = self.port;
-        wait_for(
-            "redis-server to answer PING",
-            Duration::from_secs(10),
-            || {
-                let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-                s.write_all(b"PING\r\n").ok()?;
-                let mut buf = [0u8; 7];
-                s.read_exact(&mut buf).ok()?;
-                (&buf == b"+PONG\r\n").then_some(())
-            },
-        );
-    }
-
-    /// Kills the server (SIGKILL) and waits for it to exit.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Runs redis-cli against this server; returns its stdout, trimmed.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+/// A private redis-server for one test (shared with the load generator).
+pub use loadtest::spawn::Redis as TestRedis;
 
 /// A reply: status, headers, body.
 #[derive(Debug)]
@@ -242,11 +116,10 @@ pub fn default_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml")
 }
 
-/// A running restrictd process.
+/// A running restrictd process, with the HTTP helpers tests use.
 pub struct TestApp {
-    child: Option<Child>,
+    svc: Service,
     pub addr: String,
-    log: Arc<Mutex<String>>,
 }
 
 impl TestApp {
@@ -264,65 +137,28 @@ impl TestApp {
 
     /// Starts restrictd without waiting for readiness (it may be waiting for Redis).
     pub fn launch(redis_url: &str, config: &Path, env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_restrictd"));
-        cmd.arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .env("RESTRICTD_HTTP__ADDR", "127.0.0.1:0")
-            .env("RESTRICTD_REDIS__URL", redis_url)
-            .env("RESTRICTD_HTTP__WORKERS", "2")
-            .env("RESTRICTD_SHARDS__WORKERS", "2")
-            .env("RESTRICTD_READER__BLOCK", "200ms")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("restrictd binary starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let (log, tx) = (Arc::clone(&log), tx.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("listening addr=").nth(1) {
-                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                    }
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "restrictd did not report its address; log:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        TestApp {
-            child: Some(child),
-            addr,
-            log,
-        }
+        let mut all = vec![
+            ("RESTRICTD_HTTP__WORKERS", "2"),
+            ("RESTRICTD_SHARDS__WORKERS", "2"),
+            ("RESTRICTD_READER__BLOCK", "200ms"),
+        ];
+        all.extend_from_slice(env);
+        let svc = Service::launch(
+            Path::new(env!("CARGO_BIN_EXE_restrictd")),
+            config,
+            redis_url,
+            &all,
+        );
+        let addr = svc.addr.clone();
+        TestApp { svc, addr }
     }
 
     pub fn wait_ready(&self) {
-        wait_for("restrictd /ready", Duration::from_secs(30), || {
-            (self.get("/ready").status == 200).then_some(())
-        });
+        self.svc.wait_ready(Duration::from_secs(30));
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.svc.log()
     }
 
     pub fn request(
@@ -365,40 +201,14 @@ impl TestApp {
             .expect("boolean answer")
     }
 
-    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    /// SIGTERM, then waits for the exit; the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        let exited = wait_for_or(Duration::from_secs(30), || {
-            child.try_wait().expect("try_wait")
-        });
-        match exited {
-            Some(status) => status.code(),
-            None => {
-                let _ = child.kill();
-                panic!(
-                    "restrictd did not exit within 30 s of SIGTERM; log:\n{}",
-                    self.log()
-                );
-            }
-        }
+        self.svc.terminate()
     }
 
-    /// Kills the process with SIGKILL.
+    /// SIGKILL.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.kill();
+        self.svc.kill();
     }
 }
 

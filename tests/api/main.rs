@@ -2,10 +2,13 @@
 
 mod helpers;
 
+mod admission;
 mod batch;
 mod cli;
 mod deadletter;
 mod durability;
+mod loadtest_smoke;
+mod observability;
 mod producers;
 mod redis_outage;
 mod scenarios;
