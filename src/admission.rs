@@ -25,12 +25,7 @@ impl Gate {
     pub fn new(kind: &'static str, limit: usize) -> Self {
         let refused = metrics::counter!(crate::metrics::ADMISSION_REFUSED_TOTAL, "kind" => kind);
         refused.absolute(0);
-        Gate {
-            kind,
-            limit,
-            in_flight: AtomicUsize::new(0),
-            refused,
-        }
+        Gate { kind, limit, in_flight: AtomicUsize::new(0), refused }
     }
 
     /// Requests holding a slot now.
@@ -45,10 +40,7 @@ impl Gate {
             self.refused.increment(1);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many {} in flight (limit {}); retry shortly",
-                    self.kind, self.limit
-                ),
+                format!("too many {} in flight (limit {}); retry shortly", self.kind, self.limit),
             );
             e.retry_after = Some(1);
             return Err(e);

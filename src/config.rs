@@ -33,6 +33,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub admission: AdmissionSection,
     #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
     pub tripwire: TripwireSection,
     #[serde(default)]
     pub log: LogSection,
@@ -56,10 +58,7 @@ pub struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection {
-            addr: "127.0.0.1:8080".into(),
-            workers: 0,
-        }
+        HttpSection { addr: "127.0.0.1:8080".into(), workers: 0 }
     }
 }
 
@@ -72,10 +71,7 @@ pub struct RedisSection {
 
 impl Default for RedisSection {
     fn default() -> Self {
-        RedisSection {
-            url: "redis://127.0.0.1:6379/0".into(),
-            key_prefix: "rd".into(),
-        }
+        RedisSection { url: "redis://127.0.0.1:6379/0".into(), key_prefix: "rd".into() }
     }
 }
 
@@ -89,10 +85,7 @@ pub struct ShardsSection {
 
 impl Default for ShardsSection {
     fn default() -> Self {
-        ShardsSection {
-            count: 64,
-            workers: 0,
-        }
+        ShardsSection { count: 64, workers: 0 }
     }
 }
 
@@ -134,11 +127,18 @@ pub struct ReaderSection {
 
 impl Default for ReaderSection {
     fn default() -> Self {
-        ReaderSection {
-            batch: 512,
-            block: "1s".into(),
-        }
+        ReaderSection { batch: 512, block: "1s".into() }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Admin tokens by name; the name is recorded as who acted.
+    pub admin_tokens: BTreeMap<String, String>,
+    pub require_for_reads: bool,
+    pub read_token: Option<String>,
+    pub ingest_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,10 +150,7 @@ pub struct AdmissionSection {
 
 impl Default for AdmissionSection {
     fn default() -> Self {
-        AdmissionSection {
-            max_inflight_writes: 4096,
-            max_inflight_checks: 16384,
-        }
+        AdmissionSection { max_inflight_writes: 4096, max_inflight_checks: 16384 }
     }
 }
 
@@ -217,10 +214,7 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection {
-            format: LogFormat::Human,
-            level: "info".into(),
-        }
+        LogSection { format: LogFormat::Human, level: "info".into() }
     }
 }
 
@@ -248,6 +242,7 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub max_inflight_writes: usize,
     pub max_inflight_checks: usize,
+    pub auth: crate::auth::Auth,
     pub tripwire: TripwireSettings,
     pub tripwire_tick: Duration,
     pub log: LogSection,
@@ -258,10 +253,7 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{0}")]
@@ -271,10 +263,8 @@ pub enum ConfigError {
 impl Settings {
     /// Reads the file, applies environment overrides, validates.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         Self::from_toml(&text, &path.display().to_string(), std::env::vars())
     }
 
@@ -283,34 +273,21 @@ impl Settings {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let parse_err = |message: String| ConfigError::Parse {
-            path: origin.to_string(),
-            message,
-        };
+        let parse_err = |message: String| ConfigError::Parse { path: origin.to_string(), message };
         // Parse the file alone first, so its errors carry line numbers.
         let raw: RawConfig = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
-        let overrides: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
+        let overrides: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
         let raw = if overrides.is_empty() {
             raw
         } else {
-            let mut table: toml::Table =
-                toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+            let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
             for (key, value) in &overrides {
                 apply_override(&mut table, key, value)?;
             }
             let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    ConfigError::Invalid(format!(
-                        "after environment overrides ({}): {}",
-                        names.join(", "),
-                        e.message()
-                    ))
-                })?
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+                ConfigError::Invalid(format!("after environment overrides ({}): {}", names.join(", "), e.message()))
+            })?
         };
         Self::validate(raw)
     }
@@ -318,48 +295,31 @@ impl Settings {
     fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
         let invalid = |key: &str, why: String| ConfigError::Invalid(format!("{key}: {why}"));
         let duration = |key: &str, text: &str| {
-            humantime::parse_duration(text).map_err(|e| {
-                invalid(
-                    key,
-                    format!("{text:?} is not a duration like \"300s\" or \"5m\" ({e})"),
-                )
-            })
+            humantime::parse_duration(text)
+                .map_err(|e| invalid(key, format!("{text:?} is not a duration like \"300s\" or \"5m\" ({e})")))
         };
         let shard_count = NonZeroU32::new(raw.shards.count)
             .filter(|c| c.get() <= 16384)
             .ok_or_else(|| invalid("shards.count", "must be between 1 and 16384".into()))?;
         if raw.redis.key_prefix.is_empty() || raw.redis.key_prefix.contains(['{', '}', ' ']) {
-            return Err(invalid(
-                "redis.key_prefix",
-                "must be non-empty, without braces or spaces".into(),
-            ));
+            return Err(invalid("redis.key_prefix", "must be non-empty, without braces or spaces".into()));
         }
-        redis::parse_redis_url(&raw.redis.url).ok_or_else(|| {
-            invalid(
-                "redis.url",
-                format!("{:?} is not a redis:// URL", raw.redis.url),
-            )
-        })?;
+        redis::parse_redis_url(&raw.redis.url)
+            .ok_or_else(|| invalid("redis.url", format!("{:?} is not a redis:// URL", raw.redis.url)))?;
         if raw.ingest.batch_limit == 0 {
             return Err(invalid("ingest.batch_limit", "must be at least 1".into()));
         }
         if raw.ingest.body_limit_bytes < 1024 {
-            return Err(invalid(
-                "ingest.body_limit_bytes",
-                "must be at least 1024".into(),
-            ));
+            return Err(invalid("ingest.body_limit_bytes", "must be at least 1024".into()));
         }
         if raw.admission.max_inflight_writes == 0 || raw.admission.max_inflight_checks == 0 {
-            return Err(invalid(
-                "admission",
-                "max_inflight_writes and max_inflight_checks must be at least 1".into(),
-            ));
+            return Err(invalid("admission", "max_inflight_writes and max_inflight_checks must be at least 1".into()));
+        }
+        if let Some((name, _)) = raw.auth.admin_tokens.iter().find(|(_, t)| t.len() < 16) {
+            return Err(invalid(&format!("auth.admin_tokens.{name}"), "a token must be at least 16 characters".into()));
         }
         if raw.persistence.flush_dirty_limit == 0 {
-            return Err(invalid(
-                "persistence.flush_dirty_limit",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid("persistence.flush_dirty_limit", "must be at least 1".into()));
         }
         let p = &raw.persistence;
         let trim_margin = match p.trim_margin.as_str() {
@@ -371,10 +331,7 @@ impl Settings {
         }
         let t = &raw.tripwire;
         if !(t.threshold > 0.0 && t.threshold <= 1.0) {
-            return Err(invalid(
-                "tripwire.threshold",
-                "a share in (0, 1], e.g. 0.05 for 5 %".into(),
-            ));
+            return Err(invalid("tripwire.threshold", "a share in (0, 1], e.g. 0.05 for 5 %".into()));
         }
         let tripwire = TripwireSettings {
             window_ms: duration("tripwire.window", &t.window)?.as_millis() as u64,
@@ -386,39 +343,21 @@ impl Settings {
                 .map(|c| duration("tripwire.cooldown", c).map(|d| d.as_millis() as u64))
                 .transpose()?,
         };
-        let model_def = ModelDef {
-            features: raw.features,
-            events: raw.events,
-            aggregates: raw.aggregates,
-            rules: raw.rules,
-        };
-        let model = Model::compile(
-            &model_def,
-            raw.ingest.unknown_events == UnknownEvents::Accept,
-        )
-        .map_err(ConfigError::Invalid)?;
+        let model_def =
+            ModelDef { features: raw.features, events: raw.events, aggregates: raw.aggregates, rules: raw.rules };
+        let model = Model::compile(&model_def, raw.ingest.unknown_events == UnknownEvents::Accept)
+            .map_err(ConfigError::Invalid)?;
         if model.features.is_empty() {
-            return Err(invalid(
-                "features",
-                "declare at least one feature, e.g. [features.can_message]".into(),
-            ));
+            return Err(invalid("features", "declare at least one feature, e.g. [features.can_message]".into()));
         }
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Settings {
             http_addr: raw.http.addr,
-            http_workers: if raw.http.workers == 0 {
-                cores
-            } else {
-                raw.http.workers
-            },
+            http_workers: if raw.http.workers == 0 { cores } else { raw.http.workers },
             redis_url: raw.redis.url,
             key_prefix: raw.redis.key_prefix,
             shard_count,
-            shard_workers: if raw.shards.workers == 0 {
-                cores
-            } else {
-                raw.shards.workers
-            },
+            shard_workers: if raw.shards.workers == 0 { cores } else { raw.shards.workers },
             unknown_events: raw.ingest.unknown_events,
             batch_limit: raw.ingest.batch_limit,
             body_limit_bytes: raw.ingest.body_limit_bytes,
@@ -430,6 +369,12 @@ impl Settings {
             flush_dirty_limit: p.flush_dirty_limit,
             max_inflight_writes: raw.admission.max_inflight_writes,
             max_inflight_checks: raw.admission.max_inflight_checks,
+            auth: crate::auth::Auth {
+                admin: raw.auth.admin_tokens.into_iter().collect(),
+                require_for_reads: raw.auth.require_for_reads,
+                read_token: raw.auth.read_token.filter(|t| !t.is_empty()),
+                ingest_token: raw.auth.ingest_token.filter(|t| !t.is_empty()),
+            },
             trim_margin,
             shutdown_timeout: duration("persistence.shutdown_timeout", &p.shutdown_timeout)?,
             tripwire,
@@ -444,10 +389,7 @@ impl Settings {
 /// `RESTRICTD_TRIPWIRE__THRESHOLD=0.1` sets `tripwire.threshold`. The value is
 /// read as a TOML value when it is one (numbers, booleans, arrays), else as a string.
 fn apply_override(table: &mut toml::Table, key: &str, value: &str) -> Result<(), ConfigError> {
-    let path: Vec<String> = key[ENV_PREFIX.len()..]
-        .split("__")
-        .map(str::to_ascii_lowercase)
-        .collect();
+    let path: Vec<String> = key[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
     if path.len() < 2 || path.iter().any(String::is_empty) {
         return Err(ConfigError::Invalid(format!(
             "{key}: write {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}HTTP__ADDR"
@@ -460,16 +402,10 @@ fn apply_override(table: &mut toml::Table, key: &str, value: &str) -> Result<(),
     let (last, parents) = path.split_last().expect("at least two parts");
     let mut node = table;
     for part in parents {
-        let entry = node
-            .entry(part.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = node.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         node = match entry {
             toml::Value::Table(t) => t,
-            _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "{key}: {part} is not a section"
-                )))
-            }
+            _ => return Err(ConfigError::Invalid(format!("{key}: {part} is not a section"))),
         };
     }
     node.insert(last.clone(), parsed);
@@ -483,24 +419,14 @@ mod tests {
     const DEFAULT: &str = include_str!("../config.toml");
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn the_default_config_compiles_the_three_classic_rules() {
         let s = Settings::from_toml(DEFAULT, "config.toml", env(&[])).unwrap();
         let names: Vec<&str> = s.model.rules.iter().map(|r| &*r.name).collect();
-        assert_eq!(
-            names,
-            [
-                "chargeback_ratio_rule",
-                "scam_message_rule",
-                "unique_zip_code_rule"
-            ]
-        );
+        assert_eq!(names, ["chargeback_ratio_rule", "scam_message_rule", "unique_zip_code_rule"]);
         assert_eq!(s.shard_count.get(), 64);
         assert_eq!(s.key_prefix, "rd");
     }
@@ -525,17 +451,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_line() {
-        let err = Settings::from_toml("[http]\naddr = \"x\"\nbogus = 1\n", "f.toml", env(&[]))
-            .unwrap_err();
+        let err = Settings::from_toml("[http]\naddr = \"x\"\nbogus = 1\n", "f.toml", env(&[])).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("line 3") && text.contains("bogus"), "{text}");
 
-        let err = Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_TRIPWIRE__WINDOW", "soon")]))
-            .unwrap_err();
+        let err = Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_TRIPWIRE__WINDOW", "soon")])).unwrap_err();
         assert!(err.to_string().contains("tripwire.window"), "{err}");
 
-        let err = Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_SHARDS__COUNT", "many")]))
-            .unwrap_err();
+        let err = Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_SHARDS__COUNT", "many")])).unwrap_err();
         assert!(err.to_string().contains("RESTRICTD_SHARDS__COUNT"), "{err}");
     }
 }

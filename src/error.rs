@@ -14,11 +14,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            body: json!({ "error": message.into() }),
-            retry_after: None,
-        }
+        ApiError { status, body: json!({ "error": message.into() }), retry_after: None }
     }
 
     /// Adds a field next to `error`.

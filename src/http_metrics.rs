@@ -30,7 +30,8 @@ pub async fn count(
             counter.increment(1);
             return;
         }
-        let counter = metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route.to_string(), "status" => status.to_string());
+        let counter =
+            metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route.to_string(), "status" => status.to_string());
         counter.increment(1);
         c.entry(route.to_string()).or_default().insert(status, counter);
     });

@@ -27,11 +27,7 @@ pub struct Ingest {
 impl Ingest {
     /// Starts connecting in the background; logs one clear line while Redis is unreachable.
     pub fn start(url: String) -> Arc<Ingest> {
-        let ingest = Arc::new(Ingest {
-            url,
-            conn: OnceLock::new(),
-            up: AtomicBool::new(false),
-        });
+        let ingest = Arc::new(Ingest { url, conn: OnceLock::new(), up: AtomicBool::new(false) });
         let bg = Arc::clone(&ingest);
         actix_rt::spawn(async move { bg.connect_loop().await });
         ingest
@@ -43,8 +39,7 @@ impl Ingest {
         loop {
             let attempt = async {
                 let client = redis::Client::open(self.url.as_str())?;
-                ConnectionManager::new_with_config(client, Self::config(Duration::from_secs(2)))
-                    .await
+                ConnectionManager::new_with_config(client, Self::config(Duration::from_secs(2))).await
             };
             match attempt.await {
                 Ok(conn) => {
@@ -86,13 +81,12 @@ impl Ingest {
             return Err(ApiError::redis_unavailable("not connected yet"));
         }
         let client = redis::Client::open(self.url.as_str()).map_err(ApiError::redis_unavailable)?;
-        let conn =
-            ConnectionManager::new_with_config(client, Self::config(Duration::from_millis(500)))
-                .await
-                .map_err(|e| {
-                    self.note(false, "connect", Some(&e));
-                    ApiError::redis_unavailable(e)
-                })?;
+        let conn = ConnectionManager::new_with_config(client, Self::config(Duration::from_millis(500))).await.map_err(
+            |e| {
+                self.note(false, "connect", Some(&e));
+                ApiError::redis_unavailable(e)
+            },
+        )?;
         // Two requests may have raced to open it: keep the first.
         let kept = cell.borrow_mut().get_or_insert(conn).clone();
         Ok(kept)
@@ -114,14 +108,13 @@ impl Ingest {
 
     /// Appends one event to a shard stream; returns the entry id once Redis acknowledged it.
     pub async fn append(&self, key: &str, event: &[u8]) -> Result<EntryId, ApiError> {
+        self.append_field(key, "event", event).await
+    }
+
+    /// Appends an entry with one field (`event`, or `admin` for an operator's command).
+    pub async fn append_field(&self, key: &str, field: &str, value: &[u8]) -> Result<EntryId, ApiError> {
         let mut conn = self.connection().await?;
-        let result = redis::cmd("XADD")
-            .arg(key)
-            .arg("*")
-            .arg("event")
-            .arg(event)
-            .query_async(&mut conn)
-            .await;
+        let result = redis::cmd("XADD").arg(key).arg("*").arg(field).arg(value).query_async(&mut conn).await;
         let id: String = self.finish(result, "xadd")?;
         parse_id(&id)
     }
@@ -137,6 +130,13 @@ impl Ingest {
         ids.iter().map(|id| parse_id(id)).collect()
     }
 
+    /// Runs a pipeline of reads or writes other than appends.
+    pub async fn run<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline, op: &'static str) -> Result<T, ApiError> {
+        let mut conn = self.connection().await?;
+        let result = pipe.query_async(&mut conn).await;
+        self.finish(result, op)
+    }
+
     fn finish<T>(&self, result: redis::RedisResult<T>, op: &'static str) -> Result<T, ApiError> {
         self.note(result.is_ok(), op, result.as_ref().err());
         result.map_err(ApiError::redis_unavailable)
@@ -149,16 +149,12 @@ impl Ingest {
         };
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
-        let ok = matches!(
-            tokio::time::timeout(Duration::from_secs(1), ping).await,
-            Ok(Ok(_))
-        );
+        let ok = matches!(tokio::time::timeout(Duration::from_secs(1), ping).await, Ok(Ok(_)));
         self.note(ok, "ping", None);
         ok
     }
 }
 
 fn parse_id(id: &str) -> Result<EntryId, ApiError> {
-    EntryId::parse(id)
-        .ok_or_else(|| ApiError::redis_unavailable(format!("unexpected XADD reply {id:?}")))
+    EntryId::parse(id).ok_or_else(|| ApiError::redis_unavailable(format!("unexpected XADD reply {id:?}")))
 }

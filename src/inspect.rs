@@ -18,9 +18,7 @@ pub enum Target {
 
 /// Reads and prints the state as JSON.
 pub fn run(settings: &Settings, target: Target) -> anyhow::Result<Value> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = redis::Client::open(settings.redis_url.as_str())?;
         let mut conn = client
@@ -30,9 +28,7 @@ pub fn run(settings: &Settings, target: Target) -> anyhow::Result<Value> {
         let count = settings.shard_count.get();
         let keys = Keys::new(&settings.key_prefix, count);
         match target {
-            Target::User(user) => {
-                user_state(settings, &mut conn, &keys, &user, shard_of(&user, count)).await
-            }
+            Target::User(user) => user_state(settings, &mut conn, &keys, &user, shard_of(&user, count)).await,
             Target::Shard(s) if s >= count => {
                 anyhow::bail!("shard {s} does not exist (shards.count = {count})")
             }
@@ -48,11 +44,7 @@ async fn user_state(
     user: &str,
     shard: u32,
 ) -> anyhow::Result<Value> {
-    let blob: Option<Vec<u8>> = redis::cmd("HGET")
-        .arg(keys.users(shard))
-        .arg(user)
-        .query_async(conn)
-        .await?;
+    let blob: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.users(shard)).arg(user).query_async(conn).await?;
     let offset = read_offset(conn, keys, shard).await?;
     let snapshot = match blob {
         None => Value::Null,
@@ -78,32 +70,15 @@ async fn user_state(
     }))
 }
 
-async fn shard_state(
-    conn: &mut MultiplexedConnection,
-    keys: &Keys,
-    shard: u32,
-) -> anyhow::Result<Value> {
+async fn shard_state(conn: &mut MultiplexedConnection, keys: &Keys, shard: u32) -> anyhow::Result<Value> {
     let offset = read_offset(conn, keys, shard).await?;
-    let users: u64 = redis::cmd("HLEN")
-        .arg(keys.users(shard))
-        .query_async(conn)
-        .await?;
-    let dedup: u64 = redis::cmd("HLEN")
-        .arg(keys.dedup(shard))
-        .query_async(conn)
-        .await?;
-    let length: u64 = redis::cmd("XLEN")
-        .arg(keys.events(shard))
-        .query_async(conn)
-        .await?;
+    let users: u64 = redis::cmd("HLEN").arg(keys.users(shard)).query_async(conn).await?;
+    let dedup: u64 = redis::cmd("HLEN").arg(keys.dedup(shard)).query_async(conn).await?;
+    let length: u64 = redis::cmd("XLEN").arg(keys.events(shard)).query_async(conn).await?;
     let after: u64 = match offset {
         Some(o) => {
-            let ids: Vec<redis::Value> = redis::cmd("XRANGE")
-                .arg(keys.events(shard))
-                .arg(format!("({o}"))
-                .arg("+")
-                .query_async(conn)
-                .await?;
+            let ids: Vec<redis::Value> =
+                redis::cmd("XRANGE").arg(keys.events(shard)).arg(format!("({o}")).arg("+").query_async(conn).await?;
             ids.len() as u64
         }
         None => length,

@@ -2,6 +2,7 @@
 //! engine (domain and actors) lives in the `restrictd-actors` crate.
 
 pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http_metrics;
@@ -10,4 +11,5 @@ pub mod inspect;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod stats;
 pub mod telemetry;

@@ -14,11 +14,7 @@ use restrictd::{inspect, startup, telemetry};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "restrictd",
-    version,
-    about = "Feature restriction service for trust & safety"
-)]
+#[command(name = "restrictd", version, about = "Feature restriction service for trust & safety")]
 struct Cli {
     /// The configuration file (environment variables RESTRICTD_<SECTION>__<KEY> override it).
     #[arg(long, global = true, default_value = "config.toml")]
@@ -107,10 +103,7 @@ fn serve(settings: Settings) -> ExitCode {
 fn print_rules(s: &Settings) {
     let m = &s.model;
     println!("configuration is valid");
-    println!(
-        "shards: {}, redis: {} (prefix {:?})",
-        s.shard_count, s.redis_url, s.key_prefix
-    );
+    println!("shards: {}, redis: {} (prefix {:?})", s.shard_count, s.redis_url, s.key_prefix);
     println!("features:");
     for f in &m.features {
         println!("  {f}  (GET {}?user_id=...)", check_path(f));
@@ -118,31 +111,17 @@ fn print_rules(s: &Settings) {
     println!("events:");
     for (name, props) in m.schema.events.iter().zip(&m.schema.properties) {
         let props: Vec<String> = props.iter().map(|(p, t)| format!("{p}: {t:?}")).collect();
-        println!(
-            "  {name}  {{user_id: String{}{}}}",
-            if props.is_empty() { "" } else { ", " },
-            props.join(", ")
-        );
+        println!("  {name}  {{user_id: String{}{}}}", if props.is_empty() { "" } else { ", " }, props.join(", "));
     }
     println!("aggregates:");
     for a in &m.aggregates {
         let event = &m.schema.events[usize::from(a.event)];
-        let prop = a
-            .property
-            .map(|p| m.schema.properties[usize::from(a.event)][p].0.to_string());
-        println!(
-            "  {} = {:?}({event}{})",
-            a.name,
-            a.kind,
-            prop.map(|p| format!(".{p}")).unwrap_or_default()
-        );
+        let prop = a.property.map(|p| m.schema.properties[usize::from(a.event)][p].0.to_string());
+        println!("  {} = {:?}({event}{})", a.name, a.kind, prop.map(|p| format!(".{p}")).unwrap_or_default());
     }
     println!("rules:");
     for r in &m.rules {
-        println!(
-            "  {}: on {:?} when {} restrict {:?}",
-            r.name, r.def.on, r.def.when, r.def.restrict
-        );
+        println!("  {}: on {:?} when {} restrict {:?}", r.name, r.def.on, r.def.when, r.def.restrict);
     }
     let t = &s.tripwire;
     println!(
@@ -150,7 +129,6 @@ fn print_rules(s: &Settings) {
         t.window_ms / 1000,
         t.threshold_ppm as f64 / 10_000.0,
         t.min_restricted,
-        t.cooldown_ms
-            .map_or("none".to_string(), |c| format!("{}s", c / 1000))
+        t.cooldown_ms.map_or("none".to_string(), |c| format!("{}s", c / 1000))
     );
 }

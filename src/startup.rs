@@ -15,7 +15,7 @@ use restrictd_actors::domain::ShardState;
 use restrictd_actors::reader::{ReaderSettings, StopReading, StreamReader};
 use restrictd_actors::shard::{FlushNow, PersistSettings, ShardActor};
 use restrictd_actors::shared::Shared;
-use restrictd_actors::tripwire::Tripwire;
+use restrictd_actors::tripwire::{Connect, Tripwire};
 
 use crate::admission::Gate;
 use crate::config::Settings;
@@ -25,6 +25,7 @@ use crate::metrics::{
     PROCESS_RESIDENT_MEMORY_BYTES, RESTRICTED_USERS,
 };
 use crate::routes;
+use crate::stats::Rejects;
 
 /// What every HTTP handler shares.
 pub struct AppState {
@@ -41,6 +42,8 @@ pub struct AppState {
     pub check_bodies: Vec<[web::Bytes; 2]>,
     /// The OpenAPI document, generated once.
     pub openapi: web::Bytes,
+    /// Events refused at the edge, per reason (for `/v1/stats`).
+    pub rejects: Arc<Rejects>,
     /// Admission control for writes and for checks.
     pub writes: Gate,
     pub checks: Gate,
@@ -49,10 +52,7 @@ pub struct AppState {
 impl AppState {
     /// Gauges computed at scrape time.
     pub fn record_gauges(&self) {
-        let counts = self
-            .shared
-            .view
-            .count_by_feature(self.shared.model.features.len());
+        let counts = self.shared.view.count_by_feature(self.shared.model.features.len());
         for (f, n) in self.shared.model.features.iter().zip(counts) {
             metrics::gauge!(RESTRICTED_USERS, "feature" => f.to_string()).set(n as f64);
         }
@@ -67,13 +67,7 @@ impl AppState {
 /// Resident memory of this process (VmRSS), bytes.
 fn resident_memory_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
 
@@ -84,10 +78,7 @@ fn register_known_series(model: &restrictd_actors::domain::Model) {
     for op in ["xadd", "xread", "flush", "connect", "ping"] {
         metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => op).absolute(0);
     }
-    for reason in restrictd_actors::domain::schema::REASONS
-        .iter()
-        .chain(&["malformed_json", "missing_field"])
-    {
+    for reason in restrictd_actors::domain::schema::REASONS.iter().chain(&["malformed_json", "missing_field"]) {
         metrics::counter!(DEAD_LETTERS_TOTAL, "reason" => *reason).absolute(0);
         metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => *reason).absolute(0);
     }
@@ -113,23 +104,14 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 /// Runs the service until SIGINT/SIGTERM, then shuts down gracefully: stop
 /// accepting, finish in-flight requests, stop the readers, flush every shard.
 /// A second signal exits at once. Must run inside an actix `System`.
-pub async fn serve(
-    settings: Settings,
-    listener: TcpListener,
-    metrics: PrometheusHandle,
-) -> anyhow::Result<()> {
+pub async fn serve(settings: Settings, listener: TcpListener, metrics: PrometheusHandle) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let count = settings.shard_count.get();
     let model = Arc::new(settings.model.clone());
     let shared = Arc::new(Shared::new(Arc::clone(&model), count, &settings.key_prefix));
 
     register_known_series(&model);
-    let tripwire = Tripwire::new(
-        settings.tripwire,
-        settings.tripwire_tick,
-        Arc::clone(&shared),
-    )
-    .start();
+    let tripwire = Tripwire::new(settings.tripwire, settings.tripwire_tick, Arc::clone(&shared)).start();
 
     let workers = settings.shard_workers.max(1);
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
@@ -158,14 +140,10 @@ pub async fn serve(
         .iter()
         .enumerate()
         .map(|(w, arbiter)| {
-            let group: Vec<_> = (0..count)
-                .filter(|s| *s as usize % workers == w)
-                .map(|s| (s, shards[s as usize].clone()))
-                .collect();
+            let group: Vec<_> =
+                (0..count).filter(|s| *s as usize % workers == w).map(|s| (s, shards[s as usize].clone())).collect();
             let (rs, shared) = (reader_settings.clone(), Arc::clone(&shared));
-            StreamReader::start_in_arbiter(&arbiter.handle(), move |_| {
-                StreamReader::new(group, rs, shared)
-            })
+            StreamReader::start_in_arbiter(&arbiter.handle(), move |_| StreamReader::new(group, rs, shared))
         })
         .collect();
 
@@ -179,12 +157,14 @@ pub async fn serve(
         }
     });
 
+    let rejects = Arc::new(Rejects::new());
+    rejects.spawn_flusher(Arc::clone(&ingest), shared.keys.rejects());
+    connect_tripwire(&tripwire, &shards, settings.redis_url.clone());
+
     let check_bodies = model
         .features
         .iter()
-        .map(|f| {
-            [false, true].map(|restricted| web::Bytes::from(format!("{{\"{f}\":{}}}", !restricted)))
-        })
+        .map(|f| [false, true].map(|restricted| web::Bytes::from(format!("{{\"{f}\":{}}}", !restricted))))
         .collect();
     let state = web::Data::new(AppState {
         settings: Arc::clone(&settings),
@@ -197,6 +177,7 @@ pub async fn serve(
         ingest_latency: metrics::histogram!(EVENT_INGEST_SECONDS),
         check_bodies,
         openapi: web::Bytes::from(routes::api::openapi(&model).to_string()),
+        rejects,
         writes: Gate::new("writes", settings.max_inflight_writes),
         checks: Gate::new("checks", settings.max_inflight_checks),
     });
@@ -219,12 +200,12 @@ pub async fn serve(
     let handle = server.handle();
     actix_rt::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutdown requested: finishing in-flight requests, then flushing (a second signal exits at once)");
+        tracing::info!(
+            "shutdown requested: finishing in-flight requests, then flushing (a second signal exits at once)"
+        );
         actix_rt::spawn(async {
             shutdown_signal().await;
-            tracing::warn!(
-                "second signal: exiting now; unflushed state will be replayed from the streams"
-            );
+            tracing::warn!("second signal: exiting now; unflushed state will be replayed from the streams");
             std::process::exit(130);
         });
         handle.stop(true).await;
@@ -247,6 +228,26 @@ pub async fn serve(
         let _ = a.join();
     }
     Ok(())
+}
+
+/// Gives the tripwire the shards (for reverts) now, and a Redis connection
+/// (for its audit trail) once Redis answers.
+fn connect_tripwire(tripwire: &Addr<Tripwire>, shards: &[Addr<ShardActor>], url: String) {
+    let recipients = || shards.iter().map(|s| s.clone().recipient()).collect::<Vec<_>>();
+    tripwire.do_send(Connect { shards: recipients(), conn: None });
+    let (tripwire, shards) = (tripwire.clone(), recipients());
+    actix_rt::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let conn = async { redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await }.await;
+            if let Ok(conn) = conn {
+                tripwire.do_send(Connect { shards, conn: Some(conn) });
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    });
 }
 
 /// SIGINT or SIGTERM.

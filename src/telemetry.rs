@@ -7,9 +7,7 @@ use crate::config::{LogFormat, LogSection};
 
 pub fn init(log: &LogSection) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
     let _ = match log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.with_ansi(false).try_init(),

@@ -30,7 +30,17 @@ pub struct FlushBatch {
     pub offset: EntryId,
     /// Trim the stream below this id (`XTRIM MINID`), when trimming is on.
     pub trim_below: Option<EntryId>,
+    /// Changes since the last flush: (user, JSON), for the audit stream and
+    /// the users' histories. In the same transaction as the state, so each is
+    /// recorded exactly once across crashes.
+    pub audit: Vec<(Box<str>, String)>,
+    /// Stats increments: (field, delta).
+    pub stats: Vec<(String, u64)>,
 }
+
+/// Entries kept in a shard's audit stream, and changes kept per user history.
+pub const AUDIT_MAXLEN: u64 = 100_000;
+pub const HISTORY_MAXLEN: i64 = 1_000;
 
 /// Writes a flush in one MULTI/EXEC.
 pub async fn write(
@@ -62,16 +72,26 @@ pub async fn write(
         }
         cmd.ignore();
     }
-    pipe.cmd("SET")
-        .arg(keys.offset(shard))
-        .arg(batch.offset.to_string())
-        .ignore();
-    if let Some(min) = batch.trim_below {
-        pipe.cmd("XTRIM")
-            .arg(keys.events(shard))
-            .arg("MINID")
-            .arg(min.to_string())
+    for (user, json) in &batch.audit {
+        pipe.cmd("XADD")
+            .arg(keys.audit(shard))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(AUDIT_MAXLEN)
+            .arg("*")
+            .arg("change")
+            .arg(json)
             .ignore();
+        let history = keys.history(shard, user);
+        pipe.cmd("LPUSH").arg(&history).arg(json).ignore();
+        pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
+    }
+    for (field, delta) in &batch.stats {
+        pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(*delta).ignore();
+    }
+    pipe.cmd("SET").arg(keys.offset(shard)).arg(batch.offset.to_string()).ignore();
+    if let Some(min) = batch.trim_below {
+        pipe.cmd("XTRIM").arg(keys.events(shard)).arg("MINID").arg(min.to_string()).ignore();
     }
     pipe.query_async::<()>(conn).await
 }
@@ -82,12 +102,10 @@ pub enum LoadError {
     Redis(#[from] redis::RedisError),
     #[error("shard {shard}: offset {value:?} is not a stream id")]
     Offset { shard: u32, value: String },
-    #[error("shard {shard}: snapshot of user {user:?} cannot be read ({reason}); inspect it with `restrictd state --user`")]
-    User {
-        shard: u32,
-        user: String,
-        reason: String,
-    },
+    #[error(
+        "shard {shard}: snapshot of user {user:?} cannot be read ({reason}); inspect it with `restrictd state --user`"
+    )]
+    User { shard: u32, user: String, reason: String },
     #[error("unexpected HSCAN reply")]
     Reply,
 }
@@ -101,9 +119,7 @@ pub async fn load(
     dedup_window_ms: u64,
 ) -> Result<ShardState, LoadError> {
     let mut state = ShardState::new(dedup_window_ms);
-    state.applied = read_offset(conn, keys, shard)
-        .await?
-        .unwrap_or(EntryId::ZERO);
+    state.applied = read_offset(conn, keys, shard).await?.unwrap_or(EntryId::ZERO);
     let users_key = keys.users(shard);
     scan_hash(conn, users_key, |field, value| {
         let user = String::from_utf8_lossy(&field).into_owned();
@@ -119,10 +135,7 @@ pub async fn load(
     let mut dedup: Vec<(u64, u128)> = Vec::new();
     scan_hash(conn, keys.dedup(shard), |field, value| {
         let key: [u8; 16] = field.as_slice().try_into().map_err(|_| LoadError::Reply)?;
-        let at = std::str::from_utf8(&value)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .ok_or(LoadError::Reply)?;
+        let at = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok()).ok_or(LoadError::Reply)?;
         dedup.push((at, u128::from_be_bytes(key)));
         Ok(())
     })
@@ -140,13 +153,8 @@ pub async fn read_offset(
     keys: &Keys,
     shard: u32,
 ) -> Result<Option<EntryId>, LoadError> {
-    let offset: Option<String> = redis::cmd("GET")
-        .arg(keys.offset(shard))
-        .query_async(conn)
-        .await?;
-    offset
-        .map(|o| EntryId::parse(&o).ok_or(LoadError::Offset { shard, value: o }))
-        .transpose()
+    let offset: Option<String> = redis::cmd("GET").arg(keys.offset(shard)).query_async(conn).await?;
+    offset.map(|o| EntryId::parse(&o).ok_or(LoadError::Offset { shard, value: o })).transpose()
 }
 
 async fn scan_hash(
@@ -156,13 +164,7 @@ async fn scan_hash(
 ) -> Result<(), LoadError> {
     let mut cursor: u64 = 0;
     loop {
-        let reply: Value = redis::cmd("HSCAN")
-            .arg(key)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
+        let reply: Value = redis::cmd("HSCAN").arg(key).arg(cursor).arg("COUNT").arg(1000).query_async(conn).await?;
         let Value::Array(mut parts) = reply else {
             return Err(LoadError::Reply);
         };
@@ -171,10 +173,7 @@ async fn scan_hash(
         }
         let items = parts.pop().unwrap_or(Value::Nil);
         cursor = match &parts[0] {
-            Value::BulkString(b) => std::str::from_utf8(b)
-                .ok()
-                .and_then(|c| c.parse().ok())
-                .ok_or(LoadError::Reply)?,
+            Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|c| c.parse().ok()).ok_or(LoadError::Reply)?,
             Value::Int(i) => *i as u64,
             _ => return Err(LoadError::Reply),
         };
@@ -182,9 +181,7 @@ async fn scan_hash(
             return Err(LoadError::Reply);
         };
         let mut items = items.into_iter();
-        while let (Some(Value::BulkString(f)), Some(Value::BulkString(v))) =
-            (items.next(), items.next())
-        {
+        while let (Some(Value::BulkString(f)), Some(Value::BulkString(v))) = (items.next(), items.next()) {
             each(f, v)?;
         }
         if cursor == 0 {

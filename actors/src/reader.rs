@@ -24,9 +24,7 @@ use tokio::sync::watch;
 use crate::domain::EntryId;
 use crate::metrics::*;
 use crate::persistence;
-use crate::shard::{
-    ApplyEntries, CatchUpTo, DeadLetter, RawEntry, Restore, ShardActor, UseConnection,
-};
+use crate::shard::{ApplyEntries, CatchUpTo, DeadLetter, Payload, RawEntry, Restore, ShardActor, UseConnection};
 use crate::shared::Shared;
 
 #[derive(Debug, Clone)]
@@ -55,20 +53,9 @@ pub struct StreamReader {
 }
 
 impl StreamReader {
-    pub fn new(
-        shards: Vec<(u32, Addr<ShardActor>)>,
-        settings: ReaderSettings,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub fn new(shards: Vec<(u32, Addr<ShardActor>)>, settings: ReaderSettings, shared: Arc<Shared>) -> Self {
         let (tx, rx) = watch::channel(false);
-        StreamReader {
-            shards,
-            settings,
-            shared,
-            stop: Arc::default(),
-            stopped: rx,
-            stopped_tx: Some(tx),
-        }
+        StreamReader { shards, settings, shared, stop: Arc::default(), stopped: rx, stopped_tx: Some(tx) }
     }
 }
 
@@ -189,30 +176,16 @@ impl ReadLoop {
 
     /// Loads each shard's snapshot, hands it to the shard, and tells it where
     /// its stream ended, so it knows when it has caught up.
-    async fn recover(
-        &self,
-        conn: &mut MultiplexedConnection,
-        cursors: &mut [EntryId],
-    ) -> Result<(), ReadError> {
+    async fn recover(&self, conn: &mut MultiplexedConnection, cursors: &mut [EntryId]) -> Result<(), ReadError> {
         let started = Instant::now();
         let mut users = 0;
         for (i, (s, addr)) in self.shards.iter().enumerate() {
-            let state = persistence::load(
-                conn,
-                &self.shared.keys,
-                *s,
-                &self.shared.model,
-                self.settings.dedup_window_ms,
-            )
-            .await?;
+            let state =
+                persistence::load(conn, &self.shared.keys, *s, &self.shared.model, self.settings.dedup_window_ms)
+                    .await?;
             users += state.users.len();
             cursors[i] = state.applied;
-            addr.send(Restore {
-                state,
-                conn: conn.clone(),
-            })
-            .await
-            .map_err(|_| ReadError::Stopped)?;
+            addr.send(Restore { state, conn: conn.clone() }).await.map_err(|_| ReadError::Stopped)?;
         }
         counter!(RECOVERY_USERS_LOADED_TOTAL).increment(users as u64);
         tracing::info!(
@@ -224,17 +197,12 @@ impl ReadLoop {
         self.announce_catch_up(conn).await
     }
 
-    async fn connect(
-        &self,
-        response_timeout: Duration,
-    ) -> Result<MultiplexedConnection, ReadError> {
+    async fn connect(&self, response_timeout: Duration) -> Result<MultiplexedConnection, ReadError> {
         let client = redis::Client::open(self.settings.redis_url.as_str())?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(response_timeout));
-        Ok(client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+        Ok(client.get_multiplexed_async_connection_with_config(&config).await?)
     }
 
     /// Tells each shard the last entry its stream held at start: once applied,
@@ -250,9 +218,7 @@ impl ReadLoop {
                 .query_async(conn)
                 .await?;
             let last = newest_id(&reply);
-            addr.send(CatchUpTo(last))
-                .await
-                .map_err(|_| ReadError::Stopped)?;
+            addr.send(CatchUpTo(last)).await.map_err(|_| ReadError::Stopped)?;
         }
         Ok(())
     }
@@ -278,11 +244,7 @@ impl ReadLoop {
         let reply: Value = cmd.query_async(conn).await?;
         let mut batches: Vec<(usize, Vec<RawEntry>)> = Vec::new();
         for (key, entries) in streams(reply)? {
-            let Some(i) = self
-                .shards
-                .iter()
-                .position(|(s, _)| self.shared.keys.events(*s).as_bytes() == key)
-            else {
+            let Some(i) = self.shards.iter().position(|(s, _)| self.shared.keys.events(*s).as_bytes() == key) else {
                 continue;
             };
             batches.push((i, entries));
@@ -312,19 +274,10 @@ impl ReadLoop {
     /// Publishes how far each shard is behind its stream: seconds between the
     /// newest entry and the last one handed to the shard, and entries (exact up
     /// to 1000, then capped). One pipelined round trip when nothing is behind.
-    async fn probe_lag(
-        &self,
-        conn: &mut MultiplexedConnection,
-        cursors: &[EntryId],
-    ) -> Result<(), ReadError> {
+    async fn probe_lag(&self, conn: &mut MultiplexedConnection, cursors: &[EntryId]) -> Result<(), ReadError> {
         let mut pipe = redis::pipe();
         for (s, _) in &self.shards {
-            pipe.cmd("XREVRANGE")
-                .arg(self.shared.keys.events(*s))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1);
+            pipe.cmd("XREVRANGE").arg(self.shared.keys.events(*s)).arg("+").arg("-").arg("COUNT").arg(1);
         }
         let newest: Vec<Value> = pipe.query_async(conn).await?;
         for (i, (s, _)) in self.shards.iter().enumerate() {
@@ -338,10 +291,7 @@ impl ReadLoop {
                     .arg(1000)
                     .query_async(conn)
                     .await?;
-                (
-                    last.ms.saturating_sub(cursors[i].ms) as f64 / 1000.0,
-                    behind.len() as f64,
-                )
+                (last.ms.saturating_sub(cursors[i].ms) as f64 / 1000.0, behind.len() as f64)
             } else {
                 (0.0, 0.0)
             };
@@ -352,12 +302,7 @@ impl ReadLoop {
         Ok(())
     }
 
-    async fn dead_letter(
-        &self,
-        conn: &mut MultiplexedConnection,
-        shard: u32,
-        d: DeadLetter,
-    ) -> Result<(), ReadError> {
+    async fn dead_letter(&self, conn: &mut MultiplexedConnection, shard: u32, d: DeadLetter) -> Result<(), ReadError> {
         counter!(DEAD_LETTERS_TOTAL, "reason" => d.reason).increment(1);
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.shared.keys.deadletter())
@@ -433,33 +378,26 @@ fn streams(reply: Value) -> Result<Vec<(Vec<u8>, Vec<RawEntry>)>, ReadError> {
             }
             let fields = parts.pop().unwrap_or(Value::Nil);
             let id = bulk_id(&parts[0]).ok_or(ReadError::Reply("entry id"))?;
-            parsed.push(RawEntry {
-                id,
-                payload: event_field(fields),
-            });
+            parsed.push(RawEntry { id, payload: payload(fields) });
         }
         out.push((key, parsed));
     }
     Ok(out)
 }
 
-/// The value of the `event` field of an entry.
-fn event_field(fields: Value) -> Option<Vec<u8>> {
+/// The `event` (or operator's `admin`) field of an entry.
+fn payload(fields: Value) -> Payload {
     let mut items = match fields {
         Value::Array(items) => items.into_iter(),
-        Value::Map(m) => m
-            .into_iter()
-            .flat_map(|(k, v)| [k, v])
-            .collect::<Vec<_>>()
-            .into_iter(),
-        _ => return None,
+        Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect::<Vec<_>>().into_iter(),
+        _ => return Payload::Missing,
     };
     while let (Some(k), Some(v)) = (items.next(), items.next()) {
-        if matches!(&k, Value::BulkString(b) if b == b"event") {
-            if let Value::BulkString(v) = v {
-                return Some(v);
-            }
+        match (k, v) {
+            (Value::BulkString(k), Value::BulkString(v)) if k == b"event" => return Payload::Event(v),
+            (Value::BulkString(k), Value::BulkString(v)) if k == b"admin" => return Payload::Admin(v),
+            _ => {}
         }
     }
-    None
+    Payload::Missing
 }

@@ -15,20 +15,42 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
+use crate::domain::admin::{change_json, AdminCommand};
+use crate::domain::schema::PropValue;
+use crate::domain::shard_state::{Change, ChangeKind};
 use crate::domain::snapshot::encode_user;
+use crate::domain::user::Override;
 use crate::domain::user::UserReport;
 use crate::domain::{EntryId, EventKind, ShardState};
 use crate::metrics::*;
 use crate::persistence::{self, FlushBatch};
-use crate::shared::Shared;
+use crate::shared::{FeedItem, FeedKind, Shared};
 use crate::tripwire::RulesFired;
 
 /// One stream entry as read from Redis.
 #[derive(Debug, Clone)]
 pub struct RawEntry {
     pub id: EntryId,
-    /// The `event` field, or `None` when the entry has none.
-    pub payload: Option<Vec<u8>>,
+    pub payload: Payload,
+}
+
+/// What an entry carries.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// An event (`event` field).
+    Event(Vec<u8>),
+    /// An operator's command (`admin` field).
+    Admin(Vec<u8>),
+    /// Neither: written by someone else.
+    Missing,
+}
+
+/// Lift the restrictions `rule` made at or after `since_ms` (tripwire revert).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RevertRule {
+    pub rule: u16,
+    pub since_ms: u64,
 }
 
 /// An entry that could not be applied, for the dead-letter stream.
@@ -109,7 +131,19 @@ pub struct ShardActor {
     persisted: watch::Sender<EntryId>,
     /// Flushes are failing: log the change once, not every retry.
     failing: bool,
+    /// Changes since the last flush: (user, JSON), written with the state.
+    audit: Vec<(Box<str>, String)>,
+    /// Per event (then undeclared): (count, amount in micro-units) since the last flush.
+    stats: Vec<(u64, u64)>,
 }
+
+/// Milliseconds since the epoch, by the wall clock.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How often expired restrictions and overrides are lifted.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Metric handles resolved once, so applying an event formats no label.
 struct ShardMetrics {
@@ -127,18 +161,9 @@ struct ShardMetrics {
 
 impl ShardMetrics {
     fn new(shard: u32, model: &crate::domain::Model) -> Self {
-        let names = model
-            .schema
-            .events
-            .iter()
-            .map(|e| e.to_string())
-            .chain(["unknown".to_string()]);
+        let names = model.schema.events.iter().map(|e| e.to_string()).chain(["unknown".to_string()]);
         let rule = |name: &'static str| -> Vec<Counter> {
-            model
-                .rules
-                .iter()
-                .map(|r| counter!(name, "rule" => r.name.to_string()))
-                .collect()
+            model.rules.iter().map(|r| counter!(name, "rule" => r.name.to_string())).collect()
         };
         ShardMetrics {
             events: names
@@ -168,6 +193,7 @@ impl ShardActor {
         persist: PersistSettings,
     ) -> Self {
         let metrics = ShardMetrics::new(id, &shared.model);
+        let events = shared.model.schema.events.len();
         ShardActor {
             id,
             state,
@@ -182,6 +208,8 @@ impl ShardActor {
             urgent: false,
             persisted: watch::channel(EntryId::ZERO).0,
             failing: false,
+            audit: Vec::new(),
+            stats: vec![(0, 0); events + 1],
         }
     }
 
@@ -196,29 +224,31 @@ impl ShardActor {
             return;
         };
         let persisted = *self.persisted.borrow();
-        if self.state.dirty.is_empty() && self.state.applied == persisted {
+        if self.state.dirty.is_empty() && self.state.applied == persisted && self.audit.is_empty() {
             return;
         }
-        let ShardState {
-            users,
-            dirty,
-            dedup,
-            applied,
-            ..
-        } = &mut self.state;
+        let ShardState { users, dirty, dedup, applied, .. } = &mut self.state;
         let model = &self.shared.model;
         let batch = FlushBatch {
             users: dirty
                 .drain()
-                .filter_map(|u| {
-                    users
-                        .get(&u)
-                        .map(|state| encode_user(model, state))
-                        .map(|b| (u, b))
-                })
+                .filter_map(|u| users.get(&u).map(|state| encode_user(model, state)).map(|b| (u, b)))
                 .collect(),
             dedup: dedup.take_changes(),
             offset: *applied,
+            audit: std::mem::take(&mut self.audit),
+            stats: self
+                .stats
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, (count, _))| *count > 0)
+                .flat_map(|(k, stat)| {
+                    let name: &str = model.schema.events.get(k).map_or("unknown", |n| n);
+                    let (count, amount) = std::mem::take(stat);
+                    [(format!("count:{name}"), count), (format!("amount:{name}"), amount)]
+                })
+                .filter(|(_, v)| *v > 0)
+                .collect(),
             trim_below: self
                 .persist
                 .trim_margin_ms
@@ -253,6 +283,16 @@ impl ShardActor {
                         act.state.dirty.insert(user);
                     }
                     act.state.dedup.put_back(batch.dedup);
+                    let mut audit = batch.audit;
+                    audit.append(&mut act.audit);
+                    act.audit = audit;
+                    for (field, delta) in batch.stats {
+                        if let Some((kind, name)) = field.split_once(':') {
+                            let k = act.shared.model.schema.event_index(name).map_or(act.stats.len() - 1, usize::from);
+                            let stat = &mut act.stats[k];
+                            if kind == "count" { stat.0 += delta } else { stat.1 += delta }
+                        }
+                    }
                     counter!(REDIS_ERRORS_TOTAL, "operation" => "flush").increment(1);
                     if !act.failing {
                         act.failing = true;
@@ -262,6 +302,142 @@ impl ShardActor {
             }
             act.metrics.dirty.set(act.state.dirty.len() as f64);
         }));
+    }
+
+    /// Applies one event entry; an entry that is not a valid event is an error
+    /// (reason, message) for the dead-letter stream.
+    fn apply_event(
+        &mut self,
+        id: EntryId,
+        bytes: &[u8],
+        now_ms: u64,
+        fired: &mut Vec<(u16, u64)>,
+    ) -> Result<(), (&'static str, String)> {
+        let model = Arc::clone(&self.shared.model);
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ("malformed_json", format!("event is not valid JSON: {e}")))?;
+        let event = model.schema.validate(&value).map_err(|e| (e.reason, e.message))?;
+        let tripped = self.shared.tripped.load(Ordering::Relaxed);
+        let out = self.state.apply(&model, id, &event, tripped);
+        let kind = match event.kind {
+            EventKind::Known(k) => usize::from(k),
+            EventKind::Unknown => model.schema.events.len(),
+        };
+        let outcome = usize::from(out.duplicate) + 2 * usize::from(out.ignored);
+        self.metrics.events[kind][outcome].increment(1);
+        self.metrics.lag.record(now_ms.saturating_sub(id.ms) as f64 / 1000.0);
+        if !out.duplicate {
+            let stats = &mut self.stats[kind];
+            stats.0 += 1;
+            if let EventKind::Known(k) = event.kind {
+                if let Some((p, _)) = model.schema.property_index(k, "amount") {
+                    if let PropValue::Money(m) = event.values[p] {
+                        stats.1 += m.0;
+                    }
+                }
+            }
+        }
+        if self.shared.event_subscribers.load(Ordering::Relaxed) > 0 && !out.duplicate {
+            let json = serde_json::json!({
+                "type": "event", "name": event.name, "user_id": event.user_id, "entry_id": id.to_string(),
+            });
+            let _ = self.shared.feed.send(Arc::new(FeedItem {
+                kind: FeedKind::Event,
+                user_id: Some(event.user_id.into()),
+                rule: None,
+                features: 0,
+                event: match event.kind {
+                    EventKind::Known(k) => Some(k),
+                    EventKind::Unknown => None,
+                },
+                json: json.to_string(),
+            }));
+        }
+        let mut bits = out.fired;
+        while bits != 0 {
+            let r = bits.trailing_zeros() as u16;
+            bits &= bits - 1;
+            fired.push((r, id.ms));
+            self.metrics.fired[usize::from(r)].increment(1);
+            self.publish(Change {
+                user_id: event.user_id.into(),
+                kind: ChangeKind::RuleFired,
+                features: model.rules[usize::from(r)].features,
+                rule: Some(r),
+                entry: id,
+                at_ms: id.ms,
+                by: None,
+                reason: None,
+                restricted_after: out.features,
+            });
+        }
+        let mut bits = out.suppressed;
+        while bits != 0 {
+            let r = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            self.metrics.suppressed[r].increment(1);
+        }
+        Ok(())
+    }
+
+    /// Applies an operator's command entry.
+    fn apply_admin(&mut self, id: EntryId, bytes: &[u8]) -> Result<(), (&'static str, String)> {
+        let model = Arc::clone(&self.shared.model);
+        let command: AdminCommand =
+            serde_json::from_slice(bytes).map_err(|e| ("bad_admin_command", format!("not an admin command: {e}")))?;
+        let feature_of = |name: &str| {
+            model
+                .feature_index(name)
+                .map(|f| f as u8)
+                .ok_or_else(|| ("bad_admin_command", format!("unknown feature {name:?}")))
+        };
+        let change = match &command {
+            AdminCommand::SetOverride { user_id, feature, allowed, reason, by, expires_at_ms } => {
+                let f = feature_of(feature)?;
+                let o = Override {
+                    feature: f,
+                    allowed: *allowed,
+                    reason: reason.as_str().into(),
+                    by: by.as_str().into(),
+                    at_ms: id.ms,
+                    expires_at_ms: *expires_at_ms,
+                };
+                self.state.set_override(&model, id, user_id, f, Some(o), by)
+            }
+            AdminCommand::ClearOverride { user_id, feature, by } => {
+                let f = feature_of(feature)?;
+                self.state.set_override(&model, id, user_id, f, None, by)
+            }
+        };
+        if let Some(change) = change {
+            self.publish(change);
+        }
+        Ok(())
+    }
+
+    /// Publishes a change: into the read view, the pending audit, the live feed.
+    fn publish(&mut self, change: Change) {
+        self.shared.view.set(self.id, &change.user_id, change.restricted_after);
+        let json = change_json(&self.shared.model, &change);
+        if self.shared.feed.receiver_count() > 0 {
+            let _ = self.shared.feed.send(Arc::new(FeedItem {
+                kind: FeedKind::Change,
+                user_id: Some(change.user_id.clone()),
+                rule: change.rule,
+                features: change.features,
+                event: None,
+                json: json.clone(),
+            }));
+        }
+        self.audit.push((change.user_id, json));
+    }
+
+    /// Lifts what expired; visible to checks at once.
+    fn sweep(&mut self) {
+        let model = Arc::clone(&self.shared.model);
+        for change in self.state.sweep(&model, now_ms()) {
+            self.publish(change);
+        }
     }
 
     fn check_caught_up(&mut self) {
@@ -288,78 +464,26 @@ impl Handler<ApplyEntries> for ShardActor {
             self.replayed += msg.0.len() as u64;
             self.metrics.replayed.increment(msg.0.len() as u64);
         }
-        let model = Arc::clone(&self.shared.model);
         let mut dead = Vec::new();
         let mut fired = Vec::new();
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = now_ms();
         for entry in msg.0 {
             self.state.applied = self.state.applied.max(entry.id);
-            let Some(payload) = entry.payload.as_deref() else {
-                dead.push(DeadLetter {
-                    id: entry.id,
-                    reason: "missing_field",
-                    message: "entry has no \"event\" field".into(),
-                    payload: None,
-                });
-                continue;
+            let result = match &entry.payload {
+                Payload::Event(bytes) => self.apply_event(entry.id, bytes, now_ms, &mut fired),
+                Payload::Admin(bytes) => self.apply_admin(entry.id, bytes),
+                Payload::Missing => Err(("missing_field", "entry has no \"event\" field".to_string())),
             };
-            let value: serde_json::Value = match serde_json::from_slice(payload) {
-                Ok(v) => v,
-                Err(e) => {
-                    dead.push(DeadLetter {
-                        id: entry.id,
-                        reason: "malformed_json",
-                        message: format!("event is not valid JSON: {e}"),
-                        payload: entry.payload,
-                    });
-                    continue;
-                }
-            };
-            let event = match model.schema.validate(&value) {
-                Ok(e) => e,
-                Err(e) => {
-                    dead.push(DeadLetter {
-                        id: entry.id,
-                        reason: e.reason,
-                        message: e.message,
-                        payload: entry.payload.clone(),
-                    });
-                    continue;
-                }
-            };
-            let tripped = self.shared.tripped.load(Ordering::Relaxed);
-            let out = self.state.apply(&model, entry.id, &event, tripped);
-            let kind = match event.kind {
-                EventKind::Known(k) => usize::from(k),
-                EventKind::Unknown => model.schema.events.len(),
-            };
-            let outcome = usize::from(out.duplicate) + 2 * usize::from(out.ignored);
-            self.metrics.events[kind][outcome].increment(1);
-            self.metrics
-                .lag
-                .record(now_ms.saturating_sub(entry.id.ms) as f64 / 1000.0);
-            if out.fired != 0 {
-                self.shared.view.set(self.id, event.user_id, out.features);
-                let mut bits = out.fired;
-                while bits != 0 {
-                    let r = bits.trailing_zeros() as u16;
-                    bits &= bits - 1;
-                    fired.push((r, entry.id.ms));
-                    self.metrics.fired[usize::from(r)].increment(1);
-                }
-            }
-            let mut bits = out.suppressed;
-            while bits != 0 {
-                let r = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                self.metrics.suppressed[r].increment(1);
+            if let Err((reason, message)) = result {
+                let payload = match entry.payload {
+                    Payload::Event(b) | Payload::Admin(b) => Some(b),
+                    Payload::Missing => None,
+                };
+                dead.push(DeadLetter { id: entry.id, reason, message, payload });
             }
         }
         for d in &dead {
-            counter!(EVENTS_TOTAL, "event" => "unparsed", "outcome" => "dead_lettered")
-                .increment(1);
+            counter!(EVENTS_TOTAL, "event" => "unparsed", "outcome" => "dead_lettered").increment(1);
             tracing::warn!(shard = self.id, id = %d.id, reason = d.reason, "entry dead-lettered: {}", d.message);
         }
         let users = self.state.users.len() as u64;
@@ -405,12 +529,7 @@ impl Handler<GetUser> for ShardActor {
     type Result = MessageResult<GetUser>;
 
     fn handle(&mut self, msg: GetUser, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.state
-                .users
-                .get(msg.0.as_str())
-                .map(|u| u.report(&self.shared.model)),
-        )
+        MessageResult(self.state.users.get(msg.0.as_str()).map(|u| u.report(&self.shared.model)))
     }
 }
 
@@ -430,8 +549,10 @@ impl Handler<Restore> for ShardActor {
         self.metrics.users.set(users as f64);
         self.shared.applied[self.id as usize].send_replace(self.state.applied);
         self.persisted.send_replace(self.state.applied);
+        self.state.index_expiries();
         self.conn = Some(msg.conn);
         ctx.run_interval(self.persist.flush_interval, |act, ctx| act.flush(ctx));
+        ctx.run_interval(SWEEP_INTERVAL, |act, _| act.sweep());
     }
 }
 
@@ -451,5 +572,16 @@ impl Handler<FlushNow> for ShardActor {
         self.flush(ctx);
         let mut persisted = self.persisted.subscribe();
         Box::pin(async move { persisted.wait_for(|p| *p >= target).await.is_ok() })
+    }
+}
+
+impl Handler<RevertRule> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RevertRule, _: &mut Context<Self>) {
+        let model = Arc::clone(&self.shared.model);
+        for change in self.state.revert(&model, msg.rule, msg.since_ms, now_ms()) {
+            self.publish(change);
+        }
     }
 }

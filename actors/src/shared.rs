@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ahash::AHashMap;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::domain::{shard_of, EntryId, Model};
 
@@ -19,24 +19,18 @@ pub struct ReadView {
 
 impl ReadView {
     fn new(count: u32) -> Self {
-        ReadView {
-            shards: (0..count).map(|_| RwLock::new(AHashMap::new())).collect(),
-        }
+        ReadView { shards: (0..count).map(|_| RwLock::new(AHashMap::new())).collect() }
     }
 
     /// The restricted-features mask of a user of shard `shard` (0: none).
     pub fn restricted(&self, shard: u32, user_id: &str) -> u64 {
-        let map = self.shards[shard as usize]
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let map = self.shards[shard as usize].read().unwrap_or_else(|e| e.into_inner());
         map.get(user_id).copied().unwrap_or(0)
     }
 
     /// Publishes a user's mask. Written only by the shard's actor.
     pub fn set(&self, shard: u32, user_id: &str, mask: u64) {
-        let mut map = self.shards[shard as usize]
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut map = self.shards[shard as usize].write().unwrap_or_else(|e| e.into_inner());
         if mask == 0 {
             map.remove(user_id);
         } else if let Some(m) = map.get_mut(user_id) {
@@ -65,8 +59,8 @@ impl ReadView {
 #[derive(Debug, Clone)]
 pub struct Keys {
     pub prefix: String,
-    /// Per shard: [events, users, offset, dedup].
-    names: Box<[[String; 4]]>,
+    /// Per shard: [events, users, offset, dedup, audit, stats].
+    names: Box<[[String; 6]]>,
 }
 
 impl Keys {
@@ -75,7 +69,7 @@ impl Keys {
             prefix: prefix.to_string(),
             names: (0..shards)
                 .map(|s| {
-                    ["events", "users", "offset", "dedup"].map(|k| format!("{prefix}:{{{s}}}:{k}"))
+                    ["events", "users", "offset", "dedup", "audit", "stats"].map(|k| format!("{prefix}:{{{s}}}:{k}"))
                 })
                 .collect(),
         }
@@ -96,11 +90,60 @@ impl Keys {
     pub fn dedup(&self, s: u32) -> &str {
         &self.names[s as usize][3]
     }
+    /// The audit trail of shard `s`'s users: `<prefix>:{S}:audit`.
+    pub fn audit(&self, s: u32) -> &str {
+        &self.names[s as usize][4]
+    }
+    /// Event counts and amounts of shard `s`: `<prefix>:{S}:stats`.
+    pub fn stats(&self, s: u32) -> &str {
+        &self.names[s as usize][5]
+    }
+    /// A user's changes, newest first: `<prefix>:{S}:history:<user>`.
+    pub fn history(&self, s: u32, user_id: &str) -> String {
+        format!("{}:{{{s}}}:history:{user_id}", self.prefix)
+    }
+    /// Edge rejections per reason (not per shard).
+    pub fn rejects(&self) -> String {
+        format!("{}:stats:rejects", self.prefix)
+    }
+    /// When the stats were last reset (ms).
+    pub fn stats_since(&self) -> String {
+        format!("{}:stats:since", self.prefix)
+    }
+    /// The tripwire's audit trail.
+    pub fn tripwire_audit(&self) -> String {
+        format!("{}:audit:tripwire", self.prefix)
+    }
     /// Where unparseable entries go, with the reason.
     pub fn deadletter(&self) -> String {
         format!("{}:deadletter", self.prefix)
     }
 }
+
+/// What the live feed carries: a change, a tripwire change, or an event.
+#[derive(Debug, Clone)]
+pub struct FeedItem {
+    pub kind: FeedKind,
+    pub user_id: Option<Box<str>>,
+    pub rule: Option<u16>,
+    /// Features concerned (bit mask).
+    pub features: u64,
+    /// The event's index in the schema (events only; `None` for undeclared).
+    pub event: Option<u16>,
+    /// The item as JSON, rendered once for every subscriber.
+    pub json: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedKind {
+    Change,
+    Tripwire,
+    Event,
+}
+
+/// Items buffered in the broadcast channel; a subscriber further behind is
+/// disconnected (it never slows the engine).
+pub const FEED_CAPACITY: usize = 4096;
 
 /// State shared by the shard actors, the tripwire and the HTTP handlers.
 pub struct Shared {
@@ -116,6 +159,10 @@ pub struct Shared {
     pub caught_up: Box<[AtomicBool]>,
     /// Bit r set: rule r is tripped and restricts nobody new.
     pub tripped: AtomicU64,
+    /// The live feed. Sending never blocks; with no subscriber nothing is built.
+    pub feed: broadcast::Sender<Arc<FeedItem>>,
+    /// Subscribers that asked for events too (events are published only then).
+    pub event_subscribers: std::sync::atomic::AtomicUsize,
     /// Entries replayed by shards before they caught up, in all.
     replayed: AtomicU64,
     started: std::time::Instant,
@@ -133,6 +180,8 @@ impl Shared {
             users: (0..n).map(|_| AtomicU64::new(0)).collect(),
             caught_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
             tripped: AtomicU64::new(0),
+            feed: broadcast::channel(FEED_CAPACITY).0,
+            event_subscribers: Default::default(),
             replayed: AtomicU64::new(0),
             started: std::time::Instant::now(),
         }
@@ -159,11 +208,7 @@ impl Shared {
             return;
         }
         self.replayed.fetch_add(replayed, Ordering::Relaxed);
-        let done = self
-            .caught_up
-            .iter()
-            .filter(|c| c.load(Ordering::Acquire))
-            .count();
+        let done = self.caught_up.iter().filter(|c| c.load(Ordering::Acquire)).count();
         metrics::gauge!(crate::metrics::SHARDS_CAUGHT_UP).set(done as f64);
         if done == self.caught_up.len() {
             let seconds = self.started.elapsed().as_secs_f64();
@@ -184,8 +229,6 @@ impl Shared {
 
     /// Shards still replaying their stream.
     pub fn catching_up(&self) -> Vec<u32> {
-        (0..self.shard_count)
-            .filter(|&s| !self.caught_up[s as usize].load(Ordering::Acquire))
-            .collect()
+        (0..self.shard_count).filter(|&s| !self.caught_up[s as usize].load(Ordering::Acquire)).collect()
     }
 }

@@ -9,8 +9,7 @@ use restrictd_actors::domain::{EntryId, Model, ModelDef, ShardState};
 use serde_json::{json, Value};
 
 fn model() -> Model {
-    let def: ModelDef =
-        toml::from_str(include_str!("../../config.toml")).expect("default config parses");
+    let def: ModelDef = toml::from_str(include_str!("../../config.toml")).expect("default config parses");
     Model::compile(&def, false).expect("default config compiles")
 }
 
@@ -44,14 +43,7 @@ impl Ev {
 
 fn event() -> impl Strategy<Value = Ev> {
     let user = 0u8..4;
-    let cents = prop_oneof![
-        Just(0u32),
-        Just(100),
-        Just(1000),
-        Just(1500),
-        1u32..200,
-        0u32..100_000
-    ];
+    let cents = prop_oneof![Just(0u32), Just(100), Just(1000), Just(1500), 1u32..200, 0u32..100_000];
     prop_oneof![
         user.clone().prop_map(|user| Ev::Scam { user }),
         (user.clone(), cents.clone()).prop_map(|(user, cents)| Ev::Purchase { user, cents }),
@@ -86,8 +78,7 @@ impl Reference {
                     self.chargeback_cents += u128::from(cents);
                 }
                 // chargebacks / spend > 0.10, with spend > 0
-                self.no_purchase |=
-                    self.spend_cents > 0 && self.chargeback_cents * 10 > self.spend_cents;
+                self.no_purchase |= self.spend_cents > 0 && self.chargeback_cents * 10 > self.spend_cents;
             }
             Ev::Card { card, zip, .. } => {
                 self.cards.insert(card);

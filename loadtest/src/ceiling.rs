@@ -13,9 +13,7 @@ pub fn serve(workers: usize) -> anyhow::Result<String> {
         actix_rt::System::new().block_on(async move {
             HttpServer::new(|| {
                 App::new().default_service(web::to(|| async {
-                    HttpResponse::Ok()
-                        .content_type("application/json")
-                        .body(r#"{"ok":true}"#)
+                    HttpResponse::Ok().content_type("application/json").body(r#"{"ok":true}"#)
                 }))
             })
             .workers(workers)

@@ -21,12 +21,7 @@ pub struct Reply {
 
 impl Conn {
     pub fn new(addr: &str) -> Self {
-        Conn {
-            addr: addr.to_string(),
-            stream: None,
-            buf: Vec::with_capacity(4096),
-            req: Vec::with_capacity(1024),
-        }
+        Conn { addr: addr.to_string(), stream: None, buf: Vec::with_capacity(4096), req: Vec::with_capacity(1024) }
     }
 
     pub async fn get(&mut self, path: &str) -> io::Result<Reply> {
@@ -49,12 +44,7 @@ impl Conn {
         }
     }
 
-    async fn try_send(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-    ) -> io::Result<Reply> {
+    async fn try_send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
         if self.stream.is_none() {
             let s = TcpStream::connect(&self.addr).await?;
             s.set_nodelay(true)?;
@@ -65,11 +55,9 @@ impl Conn {
         self.req.extend_from_slice(method.as_bytes());
         self.req.push(b' ');
         self.req.extend_from_slice(path.as_bytes());
-        self.req
-            .extend_from_slice(b" HTTP/1.1\r\nHost: restrictd\r\n");
+        self.req.extend_from_slice(b" HTTP/1.1\r\nHost: restrictd\r\n");
         if let Some(b) = body {
-            self.req
-                .extend_from_slice(b"Content-Type: application/json\r\nContent-Length: ");
+            self.req.extend_from_slice(b"Content-Type: application/json\r\nContent-Length: ");
             self.req.extend_from_slice(b.len().to_string().as_bytes());
             self.req.extend_from_slice(b"\r\n\r\n");
             self.req.extend_from_slice(b);
@@ -97,33 +85,23 @@ async fn read_reply(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Rep
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = std::str::from_utf8(&buf[..header_end]).map_err(|_| invalid("non-UTF-8 headers"))?;
-    let status: u16 = head
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid("status line"))?;
+    let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| invalid("status line"))?;
     let length: usize = head
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
     while buf.len() < header_end + length {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed in the body",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed in the body"));
         }
         buf.extend_from_slice(&chunk[..n]);
     }

@@ -73,22 +73,17 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let end = start + plan.duration;
-    let interval = plan
-        .rate
-        .map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
+    let interval = plan.rate.map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
     let mut tasks = Vec::with_capacity(plan.connections);
     for c in 0..plan.connections {
         let mut generator = make(c);
         let (addr, done) = (plan.addr.clone(), Arc::clone(&done));
         // Spread the connections' schedules over one interval.
-        let offset = interval
-            .map(|i| i.mul_f64(c as f64 / plan.connections as f64))
-            .unwrap_or_default();
+        let offset = interval.map(|i| i.mul_f64(c as f64 / plan.connections as f64)).unwrap_or_default();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::new(&addr);
             let mut tally = Tally {
-                hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
-                    .expect("histogram bounds"),
+                hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds"),
                 statuses: BTreeMap::new(),
                 units: 0,
             };
@@ -121,9 +116,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
                     Op::Post(path, body) => conn.post(path, body).await,
                 };
                 last_reply_at = Instant::now();
-                let _ = tally
-                    .hist
-                    .record((last_reply_at - sent_at).as_nanos().max(1_000) as u64);
+                let _ = tally.hist.record((last_reply_at - sent_at).as_nanos().max(1_000) as u64);
                 let key = match &reply {
                     Ok(r) => r.status.to_string(),
                     Err(_) => "io".to_string(),
@@ -138,15 +131,9 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
             tally
         }));
     }
-    let progress = tokio::spawn(progress(
-        plan.label.clone(),
-        start,
-        plan.duration,
-        Arc::clone(&done),
-        Arc::clone(&stop),
-    ));
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds");
+    let progress =
+        tokio::spawn(progress(plan.label.clone(), start, plan.duration, Arc::clone(&done), Arc::clone(&stop)));
+    let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds");
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let mut units = 0;
     for t in tasks {
@@ -169,11 +156,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
         ("p99.9".to_string(), us(0.999)),
         ("max".to_string(), hist.max() as f64 / 1000.0),
     ]);
-    let errors = statuses
-        .iter()
-        .filter(|(k, _)| !k.starts_with('2'))
-        .map(|(_, v)| v)
-        .sum();
+    let errors = statuses.iter().filter(|(k, _)| !k.starts_with('2')).map(|(_, v)| v).sum();
     Summary {
         label: plan.label.clone(),
         connections: plan.connections,
@@ -189,13 +172,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
 }
 
 /// A progress bar on stderr, once a second.
-async fn progress(
-    label: String,
-    start: Instant,
-    total: Duration,
-    done: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) {
+async fn progress(label: String, start: Instant, total: Duration, done: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
     let mut last = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -204,14 +181,8 @@ async fn progress(
         let elapsed = start.elapsed();
         let frac = (elapsed.as_secs_f64() / total.as_secs_f64()).min(1.0);
         let n = done.load(Ordering::Relaxed);
-        let bar: String = (0..30)
-            .map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' })
-            .collect();
-        eprint!(
-            "\r{label:<14} [{bar}] {:>3.0}%  {n:>9} req  {:>8} req/s ",
-            frac * 100.0,
-            n - last
-        );
+        let bar: String = (0..30).map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' }).collect();
+        eprint!("\r{label:<14} [{bar}] {:>3.0}%  {n:>9} req  {:>8} req/s ", frac * 100.0, n - last);
         let _ = std::io::stderr().flush();
         last = n;
     }
@@ -222,31 +193,17 @@ async fn progress(
 pub fn print_table(rows: &[Summary]) {
     println!(
         "{:<16} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}  errors",
-        "scenario",
-        "conns",
-        "target/s",
-        "achieved/s",
-        "units/s",
-        "p50 µs",
-        "p90 µs",
-        "p99 µs",
-        "p99.9 µs",
-        "max µs"
+        "scenario", "conns", "target/s", "achieved/s", "units/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs"
     );
     for s in rows {
         let l = |k: &str| s.latency_us.get(k).copied().unwrap_or(0.0);
-        let errors: Vec<String> = s
-            .statuses
-            .iter()
-            .filter(|(k, _)| !k.starts_with('2'))
-            .map(|(k, v)| format!("{k}:{v}"))
-            .collect();
+        let errors: Vec<String> =
+            s.statuses.iter().filter(|(k, _)| !k.starts_with('2')).map(|(k, v)| format!("{k}:{v}")).collect();
         println!(
             "{:<16} {:>5} {:>10} {:>11.0} {:>11.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}  {}",
             s.label,
             s.connections,
-            s.target_rate
-                .map_or("max".to_string(), |r| format!("{r:.0}")),
+            s.target_rate.map_or("max".to_string(), |r| format!("{r:.0}")),
             s.requests_per_second,
             s.units_per_second,
             l("p50"),
@@ -254,11 +211,7 @@ pub fn print_table(rows: &[Summary]) {
             l("p99"),
             l("p99.9"),
             l("max"),
-            if errors.is_empty() {
-                "0".to_string()
-            } else {
-                errors.join(" ")
-            }
+            if errors.is_empty() { "0".to_string() } else { errors.join(" ") }
         );
     }
 }

@@ -20,33 +20,15 @@ use scenarios::{Checks, Events, Mixed, Model, Population, Rng};
 pub async fn smoke(addr: &str, rate: f64, duration: Duration) -> anyhow::Result<Summary> {
     let pop = Population::new(200, "smoke", false);
     let model = Model::new(3);
-    let plan = Plan {
-        addr: addr.to_string(),
-        connections: 4,
-        rate: Some(rate),
-        duration,
-        label: "smoke".into(),
-    };
+    let plan = Plan { addr: addr.to_string(), connections: 4, rate: Some(rate), duration, label: "smoke".into() };
     let summary = engine::run(&plan, |c| {
         Mixed::new(
-            Events {
-                pop: pop.clone(),
-                rng: Rng::new(c as u64),
-                model: Arc::clone(&model),
-                last: Vec::new(),
-            },
-            Checks {
-                pop: pop.clone(),
-                rng: Rng::new(1000 + c as u64),
-            },
+            Events { pop: pop.clone(), rng: Rng::new(c as u64), model: Arc::clone(&model), last: Vec::new() },
+            Checks { pop: pop.clone(), rng: Rng::new(1000 + c as u64) },
         )
     })
     .await;
-    anyhow::ensure!(
-        summary.errors == 0,
-        "errors during the run: {:?}",
-        summary.statuses
-    );
+    anyhow::ensure!(summary.errors == 0, "errors during the run: {:?}", summary.statuses);
     let mismatches = model.verify(addr, &pop, Duration::from_secs(20)).await;
     anyhow::ensure!(
         mismatches.is_empty(),

@@ -98,86 +98,53 @@ struct Target {
     _service: Option<Service>,
 }
 
-const QUIET_TRIPWIRE: [(&str, &str); 2] = [
-    ("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"),
-    ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000"),
-];
+const QUIET_TRIPWIRE: [(&str, &str); 2] =
+    [("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"), ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000")];
 
 fn target(c: &Common) -> anyhow::Result<Target> {
     if let Some(addr) = &c.target {
-        return Ok(Target {
-            addr: addr.clone(),
-            _redis: None,
-            _service: None,
-        });
+        return Ok(Target { addr: addr.clone(), _redis: None, _service: None });
     }
-    let bin = c
-        .spawn
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("give --target host:port or --spawn path/to/restrictd"))?;
+    let bin =
+        c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("give --target host:port or --spawn path/to/restrictd"))?;
     let redis = Redis::start();
     let service = Service::launch(bin, &c.config, &redis.url(), &QUIET_TRIPWIRE);
     service.wait_ready(Duration::from_secs(60));
-    Ok(Target {
-        addr: service.addr.clone(),
-        _redis: Some(redis),
-        _service: Some(service),
-    })
+    Ok(Target { addr: service.addr.clone(), _redis: Some(redis), _service: Some(service) })
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let c = cli.common.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(c.threads.max(1))
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(c.threads.max(1)).enable_all().build()?;
     let started = Instant::now();
     let (name, results): (String, serde_json::Value) = match cli.command {
         Command::Recovery { replay } => {
-            let bin = c
-                .spawn
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("recovery needs --spawn path/to/restrictd"))?;
-            let users = if c.users == 100_000 {
-                1_000_000
-            } else {
-                c.users
-            };
+            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("recovery needs --spawn path/to/restrictd"))?;
+            let users = if c.users == 100_000 { 1_000_000 } else { c.users };
             let report = measure::recovery(bin, &c.config, users, replay)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             ("recovery".into(), json!(report))
         }
         Command::Apply { events } => {
-            let bin = c
-                .spawn
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("apply needs --spawn path/to/restrictd"))?;
+            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("apply needs --spawn path/to/restrictd"))?;
             let r = apply_rate(&runtime, bin, &c, events)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             ("apply".into(), r)
         }
         Command::Suite => {
-            let bin = c
-                .spawn
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("suite needs --spawn path/to/restrictd"))?;
+            let bin = c.spawn.clone().ok_or_else(|| anyhow::anyhow!("suite needs --spawn path/to/restrictd"))?;
             ("suite".into(), suite(&runtime, &bin, &c)?)
         }
         command => {
             let t = target(&c)?;
             let summaries = runtime.block_on(run_scenario(&t.addr, &c, command))?;
             engine::print_table(&summaries);
-            let name = summaries
-                .first()
-                .map(|s| s.label.clone())
-                .unwrap_or_default();
+            let name = summaries.first().map(|s| s.label.clone()).unwrap_or_default();
             (name, json!(summaries))
         }
     };
-    let out = c
-        .out
-        .unwrap_or_else(|| PathBuf::from(format!("loadtest-results/{name}.json")));
+    let out = c.out.unwrap_or_else(|| PathBuf::from(format!("loadtest-results/{name}.json")));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -185,15 +152,8 @@ fn main() -> anyhow::Result<()> {
         "cpu": cpu_model(),
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
     });
-    std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&json!({"machine": machine, "results": results}))?,
-    )?;
-    eprintln!(
-        "results written to {} ({:.0} s)",
-        out.display(),
-        started.elapsed().as_secs_f64()
-    );
+    std::fs::write(&out, serde_json::to_string_pretty(&json!({"machine": machine, "results": results}))?)?;
+    eprintln!("results written to {} ({:.0} s)", out.display(), started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -209,22 +169,11 @@ fn cpu_model() -> String {
 }
 
 fn plan(addr: &str, c: &Common, label: &str) -> Plan {
-    Plan {
-        addr: addr.to_string(),
-        connections: c.connections,
-        rate: c.rate,
-        duration: c.duration,
-        label: label.into(),
-    }
+    Plan { addr: addr.to_string(), connections: c.connections, rate: c.rate, duration: c.duration, label: label.into() }
 }
 
 fn events_gen(pop: &Population, model: &Arc<Model>, seed: u64) -> Events {
-    Events {
-        pop: pop.clone(),
-        rng: Rng::new(seed),
-        model: Arc::clone(model),
-        last: Vec::new(),
-    }
+    Events { pop: pop.clone(), rng: Rng::new(seed), model: Arc::clone(model), last: Vec::new() }
 }
 
 async fn verify(addr: &str, c: &Common, pop: &Population, model: &Model) -> anyhow::Result<()> {
@@ -232,16 +181,8 @@ async fn verify(addr: &str, c: &Common, pop: &Population, model: &Model) -> anyh
         return Ok(());
     }
     let mismatches = model.verify(addr, pop, Duration::from_secs(60)).await;
-    eprintln!(
-        "correctness: {} sampled users checked, {} mismatches",
-        model.sample_size(),
-        mismatches.len()
-    );
-    anyhow::ensure!(
-        mismatches.is_empty(),
-        "correctness check failed:\n{}",
-        mismatches.join("\n")
-    );
+    eprintln!("correctness: {} sampled users checked, {} mismatches", model.sample_size(), mismatches.len());
+    anyhow::ensure!(mismatches.is_empty(), "correctness check failed:\n{}", mismatches.join("\n"));
     Ok(())
 }
 
@@ -252,21 +193,10 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
         Command::Checks => {
             eprintln!("populating {} users", c.users);
             populate(addr, &pop, &model, 4).await?;
-            vec![
-                engine::run(&plan(addr, c, "checks"), |i| Checks {
-                    pop: pop.clone(),
-                    rng: Rng::new(i as u64),
-                })
-                .await,
-            ]
+            vec![engine::run(&plan(addr, c, "checks"), |i| Checks { pop: pop.clone(), rng: Rng::new(i as u64) }).await]
         }
         Command::Events => {
-            vec![
-                engine::run(&plan(addr, c, "events"), |i| {
-                    events_gen(&pop, &model, i as u64)
-                })
-                .await,
-            ]
+            vec![engine::run(&plan(addr, c, "events"), |i| events_gen(&pop, &model, i as u64)).await]
         }
         Command::Batch { batch_size } => vec![
             engine::run(&plan(addr, c, "batch"), |i| Batches {
@@ -279,10 +209,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             engine::run(&plan(addr, c, "mixed"), |i| {
                 Mixed::new(
                     events_gen(&pop, &model, i as u64),
-                    Checks {
-                        pop: pop.clone(),
-                        rng: Rng::new(500 + i as u64),
-                    },
+                    Checks { pop: pop.clone(), rng: Rng::new(500 + i as u64) },
                 )
             })
             .await,
@@ -300,10 +227,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
                     engine::run(&p, |i| {
                         Mixed::new(
                             events_gen(&pop, &model, i as u64),
-                            Checks {
-                                pop: pop.clone(),
-                                rng: Rng::new(9000 + i as u64),
-                            },
+                            Checks { pop: pop.clone(), rng: Rng::new(9000 + i as u64) },
                         )
                     })
                     .await,
@@ -312,8 +236,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             out
         }
         Command::Lag => {
-            let r =
-                measure::lag(addr, c.rate.unwrap_or(10_000.0), c.connections, c.duration).await?;
+            let r = measure::lag(addr, c.rate.unwrap_or(10_000.0), c.connections, c.duration).await?;
             println!(
                 "post-to-visible at {} events/s over {} probes: {:?}",
                 r.event_rate, r.probes, r.post_to_visible_us
@@ -324,11 +247,8 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             let ceiling = loadtest::ceiling::serve(workers)?;
             let pop = pop.clone();
             return Ok(vec![
-                engine::run(&plan(&ceiling, c, "ceiling"), |i| Checks {
-                    pop: pop.clone(),
-                    rng: Rng::new(i as u64),
-                })
-                .await,
+                engine::run(&plan(&ceiling, c, "ceiling"), |i| Checks { pop: pop.clone(), rng: Rng::new(i as u64) })
+                    .await,
             ]);
         }
         Command::Apply { .. } | Command::Recovery { .. } | Command::Suite => {
@@ -369,24 +289,16 @@ fn apply_rate(
     let posted = runtime.block_on(async {
         let per_request = 1000u64;
         let requests = events.div_ceil(per_request);
-        let mut conns: Vec<_> = (0..p.connections)
-            .map(|_| loadtest::client::Conn::new(&p.addr))
-            .collect();
+        let mut conns: Vec<_> = (0..p.connections).map(|_| loadtest::client::Conn::new(&p.addr)).collect();
         let mut gens: Vec<_> = (0..p.connections)
-            .map(|i| Batches {
-                events: events_gen(&pop, &model, i as u64),
-                size: per_request as usize,
-            })
+            .map(|i| Batches { events: events_gen(&pop, &model, i as u64), size: per_request as usize })
             .collect();
         let mut tasks = Vec::new();
         for (i, (mut conn, mut g)) in conns.drain(..).zip(gens.drain(..)).enumerate() {
-            let share = requests / p.connections as u64
-                + u64::from((i as u64) < requests % p.connections as u64);
+            let share = requests / p.connections as u64 + u64::from((i as u64) < requests % p.connections as u64);
             tasks.push(tokio::spawn(async move {
                 for _ in 0..share {
-                    let loadtest::engine::Op::Post(path, body) =
-                        loadtest::engine::Generator::next(&mut g)
-                    else {
+                    let loadtest::engine::Op::Post(path, body) = loadtest::engine::Generator::next(&mut g) else {
                         unreachable!()
                     };
                     let r = conn.post(&path, &body).await?;
@@ -416,18 +328,8 @@ fn apply_rate(
 }
 
 /// The README's suite: each scenario on a fresh private service.
-fn suite(
-    runtime: &tokio::runtime::Runtime,
-    bin: &PathBuf,
-    c: &Common,
-) -> anyhow::Result<serde_json::Value> {
-    let fresh = |c: &Common| {
-        target(&Common {
-            spawn: Some(bin.clone()),
-            target: None,
-            ..c.clone()
-        })
-    };
+fn suite(runtime: &tokio::runtime::Runtime, bin: &PathBuf, c: &Common) -> anyhow::Result<serde_json::Value> {
+    let fresh = |c: &Common| target(&Common { spawn: Some(bin.clone()), target: None, ..c.clone() });
     let mut rows: Vec<Summary> = Vec::new();
     let mut run = |label: &str, c: Common, command: Command| -> anyhow::Result<Summary> {
         let t = fresh(&c)?;
@@ -437,55 +339,15 @@ fn suite(
         rows.push(s.clone());
         Ok(s)
     };
-    let base = Common {
-        rate: None,
-        ..c.clone()
-    };
+    let base = Common { rate: None, ..c.clone() };
     let ceiling = run("ceiling", base.clone(), Command::Ceiling { workers: 2 })?;
     let checks = run("checks max", base.clone(), Command::Checks)?;
-    run(
-        "checks zipf",
-        Common {
-            zipf: true,
-            ..base.clone()
-        },
-        Command::Checks,
-    )?;
-    run(
-        "checks 20k/s",
-        Common {
-            rate: Some(20_000.0),
-            ..base.clone()
-        },
-        Command::Checks,
-    )?;
-    run(
-        "checks unloaded",
-        Common {
-            rate: Some(1_000.0),
-            connections: 1,
-            ..base.clone()
-        },
-        Command::Checks,
-    )?;
+    run("checks zipf", Common { zipf: true, ..base.clone() }, Command::Checks)?;
+    run("checks 20k/s", Common { rate: Some(20_000.0), ..base.clone() }, Command::Checks)?;
+    run("checks unloaded", Common { rate: Some(1_000.0), connections: 1, ..base.clone() }, Command::Checks)?;
     run("events max", base.clone(), Command::Events)?;
-    run(
-        "batch max",
-        Common {
-            connections: 8,
-            ..base.clone()
-        },
-        Command::Batch { batch_size: 100 },
-    )?;
-    run(
-        "mixed 10k/s",
-        Common {
-            rate: Some(10_000.0),
-            connections: 100,
-            ..base.clone()
-        },
-        Command::Mixed,
-    )?;
+    run("batch max", Common { connections: 8, ..base.clone() }, Command::Batch { batch_size: 100 })?;
+    run("mixed 10k/s", Common { rate: Some(10_000.0), connections: 100, ..base.clone() }, Command::Mixed)?;
     let t = fresh(&base)?;
     let lag = runtime.block_on(measure::lag(&t.addr, 10_000.0, 50, base.duration))?;
     drop(t);

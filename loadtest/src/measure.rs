@@ -25,37 +25,23 @@ pub struct LagSummary {
 
 /// Posts filler events at `rate` and, alongside, probes: a user's second scam
 /// flag is posted (no wait) and `/canmessage` is polled until it says false.
-pub async fn lag(
-    addr: &str,
-    rate: f64,
-    connections: usize,
-    duration: Duration,
-) -> anyhow::Result<LagSummary> {
+pub async fn lag(addr: &str, rate: f64, connections: usize, duration: Duration) -> anyhow::Result<LagSummary> {
     let pop = Population::new(100_000, "lagfill", false);
     let model = Model::new(u64::MAX);
-    let plan = Plan {
-        addr: addr.to_string(),
-        connections,
-        rate: Some(rate),
-        duration,
-        label: "lag filler".into(),
-    };
+    let plan = Plan { addr: addr.to_string(), connections, rate: Some(rate), duration, label: "lag filler".into() };
     let stop = Arc::new(AtomicBool::new(false));
     let probe = {
         let (addr, stop) = (addr.to_string(), Arc::clone(&stop));
         tokio::spawn(async move {
             let mut conn = Conn::new(&addr);
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("bounds");
+            let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("bounds");
             let mut n = 0u64;
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             while !stop.load(Ordering::Acquire) {
                 tick.tick().await;
                 n += 1;
                 let user = format!("lagprobe{n}");
-                let flag = format!(
-                    r#"{{"name":"scam_message_flagged","event_properties":{{"user_id":"{user}"}}}}"#
-                );
+                let flag = format!(r#"{{"name":"scam_message_flagged","event_properties":{{"user_id":"{user}"}}}}"#);
                 conn.post("/event?wait=applied", flag.as_bytes()).await?;
                 let sent = Instant::now();
                 conn.post("/event", flag.as_bytes()).await?;
@@ -65,10 +51,7 @@ pub async fn lag(
                     if r.body.ends_with(b"false}") {
                         break;
                     }
-                    anyhow::ensure!(
-                        sent.elapsed() < Duration::from_secs(30),
-                        "probe {user} never became visible"
-                    );
+                    anyhow::ensure!(sent.elapsed() < Duration::from_secs(30), "probe {user} never became visible");
                 }
                 let _ = hist.record(sent.elapsed().as_nanos() as u64);
             }
@@ -89,14 +72,10 @@ pub async fn lag(
         event_rate: rate,
         probes: hist.len(),
         filler,
-        post_to_visible_us: [
-            ("p50", us(0.5)),
-            ("p99", us(0.99)),
-            ("max", hist.max() as f64 / 1000.0),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
+        post_to_visible_us: [("p50", us(0.5)), ("p99", us(0.99)), ("max", hist.max() as f64 / 1000.0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     })
 }
 
@@ -117,21 +96,10 @@ pub struct RecoveryReport {
 }
 
 /// Loads `users` users through the service, restarts it, and measures.
-pub fn recovery(
-    bin: &Path,
-    config: &Path,
-    users: u64,
-    replay: u64,
-) -> anyhow::Result<RecoveryReport> {
+pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::Result<RecoveryReport> {
     let redis = Redis::start();
-    let quiet = [
-        ("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"),
-        ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000"),
-    ];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let quiet = [("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"), ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000")];
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
 
     let mut svc = Service::launch(bin, config, &redis.url(), &quiet);
     svc.wait_ready(Duration::from_secs(60));
@@ -143,11 +111,7 @@ pub fn recovery(
     let load_seconds = started.elapsed().as_secs_f64();
     let (rss_loaded, _) = svc.memory_kib();
     let stopping = Instant::now();
-    anyhow::ensure!(
-        svc.terminate() == Some(0),
-        "graceful stop failed:\n{}",
-        svc.log()
-    );
+    anyhow::ensure!(svc.terminate() == Some(0), "graceful stop failed:\n{}", svc.log());
     let graceful_stop_seconds = stopping.elapsed().as_secs_f64();
 
     eprintln!("recovery: restarting after a graceful stop");

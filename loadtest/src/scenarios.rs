@@ -55,11 +55,7 @@ impl Population {
                 .collect();
             Arc::new(cdf.iter().map(|c| c / acc).collect())
         });
-        Population {
-            users,
-            prefix: prefix.into(),
-            zipf,
-        }
+        Population { users, prefix: prefix.into(), zipf }
     }
 
     pub fn pick(&self, rng: &mut Rng) -> u64 {
@@ -100,13 +96,10 @@ impl Effect {
     pub fn json(self, user: &str) -> String {
         let money = |c: u64| format!("{}.{:02}", c / 100, c % 100);
         match self {
-            Effect::Flag => format!(
-                r#"{{"name":"scam_message_flagged","event_properties":{{"user_id":"{user}"}}}}"#
-            ),
-            Effect::Purchase(c) => format!(
-                r#"{{"name":"purchase_made","event_properties":{{"user_id":"{user}","amount":{}}}}}"#,
-                money(c)
-            ),
+            Effect::Flag => format!(r#"{{"name":"scam_message_flagged","event_properties":{{"user_id":"{user}"}}}}"#),
+            Effect::Purchase(c) => {
+                format!(r#"{{"name":"purchase_made","event_properties":{{"user_id":"{user}","amount":{}}}}}"#, money(c))
+            }
             Effect::Chargeback(c) => format!(
                 r#"{{"name":"chargeback_occurred","event_properties":{{"user_id":"{user}","amount":{}}}}}"#,
                 money(c)
@@ -160,10 +153,7 @@ pub struct Model {
 
 impl Model {
     pub fn new(every: u64) -> Arc<Model> {
-        Arc::new(Model {
-            every: every.max(1),
-            users: Mutex::new(HashMap::new()),
-        })
+        Arc::new(Model { every: every.max(1), users: Mutex::new(HashMap::new()) })
     }
 
     fn sampled(&self, user: u64) -> bool {
@@ -188,12 +178,7 @@ impl Model {
     }
 
     pub fn sample_size(&self) -> usize {
-        self.users
-            .lock()
-            .expect("model lock")
-            .values()
-            .filter(|e| !e.ambiguous)
-            .count()
+        self.users.lock().expect("model lock").values().filter(|e| !e.ambiguous).count()
     }
 
     /// Compares every sampled user with the service; returns the mismatches.
@@ -211,15 +196,10 @@ impl Model {
         let mut mismatches = Vec::new();
         for (u, e) in expected {
             let name = pop.name(u);
-            let want = format!(
-                r#""can_message":{},"can_purchase":{}"#,
-                !e.no_message, !e.no_purchase
-            );
+            let want = format!(r#""can_message":{},"can_purchase":{}"#, !e.no_message, !e.no_purchase);
             loop {
                 let got = conn.get(&format!("/v1/users/{name}/features")).await.ok();
-                let body = got
-                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-                    .unwrap_or_default();
+                let body = got.map(|r| String::from_utf8_lossy(&r.body).into_owned()).unwrap_or_default();
                 if body.contains(&want) {
                     break;
                 }
@@ -243,11 +223,7 @@ pub struct Checks {
 impl Generator for Checks {
     fn next(&mut self) -> Op {
         let u = self.pop.pick(&mut self.rng);
-        let feature = if u % 2 == 0 {
-            "canmessage"
-        } else {
-            "canpurchase"
-        };
+        let feature = if u % 2 == 0 { "canmessage" } else { "canpurchase" };
         Op::Get(format!("/{feature}?user_id={}{u}", self.pop.prefix))
     }
 }
@@ -315,12 +291,7 @@ pub struct Mixed {
 
 impl Mixed {
     pub fn new(events: Events, checks: Checks) -> Self {
-        Mixed {
-            events,
-            checks,
-            n: 0,
-            last_was_event: false,
-        }
+        Mixed { events, checks, n: 0, last_was_event: false }
     }
 }
 
@@ -344,16 +315,8 @@ impl Generator for Mixed {
 /// Gives every user of the population one purchase, and every 100th user two
 /// scam flags (so checks see both answers). Batches of 918 events (900 users),
 /// under the default batch limit; recorded in `model`.
-pub async fn populate(
-    addr: &str,
-    pop: &Population,
-    model: &Model,
-    connections: usize,
-) -> anyhow::Result<()> {
-    let chunks: Vec<(u64, u64)> = (0..pop.users)
-        .step_by(900)
-        .map(|s| (s, (s + 900).min(pop.users)))
-        .collect();
+pub async fn populate(addr: &str, pop: &Population, model: &Model, connections: usize) -> anyhow::Result<()> {
+    let chunks: Vec<(u64, u64)> = (0..pop.users).step_by(900).map(|s| (s, (s + 900).min(pop.users))).collect();
     let chunks = Arc::new(Mutex::new(chunks));
     let mut tasks = Vec::new();
     for _ in 0..connections.max(1) {
@@ -373,12 +336,9 @@ pub async fn populate(
                         effects.push((u, Effect::Flag));
                     }
                 }
-                let body: Vec<String> =
-                    effects.iter().map(|(u, e)| e.json(&pop.name(*u))).collect();
+                let body: Vec<String> = effects.iter().map(|(u, e)| e.json(&pop.name(*u))).collect();
                 let body = format!("[{}]", body.join(","));
-                let reply = conn
-                    .post("/v1/events?wait=applied", body.as_bytes())
-                    .await?;
+                let reply = conn.post("/v1/events?wait=applied", body.as_bytes()).await?;
                 anyhow::ensure!(
                     reply.status == 200,
                     "populate: {} {}",
@@ -392,13 +352,7 @@ pub async fn populate(
     }
     for t in tasks {
         for (effects, status) in t.await?? {
-            model.record(
-                &effects,
-                Some(&Reply {
-                    status,
-                    body: Vec::new(),
-                }),
-            );
+            model.record(&effects, Some(&Reply { status, body: Vec::new() }));
         }
     }
     Ok(())

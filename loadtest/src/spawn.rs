@@ -26,11 +26,7 @@ pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind port 0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
 }
 
 fn unique_dir(kind: &str) -> PathBuf {
@@ -69,12 +65,7 @@ impl Redis {
 
     /// Reserves a port and a directory without starting the server.
     pub fn not_started() -> Redis {
-        Redis {
-            child: None,
-            port: free_port(),
-            dir: unique_dir("redis"),
-            args: Vec::new(),
-        }
+        Redis { child: None, port: free_port(), dir: unique_dir("redis"), args: Vec::new() }
     }
 
     /// Starts (or restarts) the server on its port and directory; waits for PING.
@@ -119,11 +110,8 @@ impl Redis {
 
     /// Runs redis-cli against this server; its stdout, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
+        let out =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
@@ -157,9 +145,7 @@ impl Service {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         for stream in [
@@ -181,30 +167,16 @@ impl Service {
         let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "restrictd did not report its address; log:\n{}",
-                log.lock().expect("log lock")
-            );
+            panic!("restrictd did not report its address; log:\n{}", log.lock().expect("log lock"));
         };
-        Service {
-            child: Some(child),
-            addr,
-            log,
-        }
+        Service { child: Some(child), addr, log }
     }
 
     /// Waits until `/ready` answers 200; how long that took.
     pub fn wait_ready(&self, timeout: Duration) -> Duration {
         let started = Instant::now();
-        poll(timeout, || {
-            (get_status(&self.addr, "/ready") == Some(200)).then_some(())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "restrictd not ready within {timeout:?}; log:\n{}",
-                self.log()
-            )
-        });
+        poll(timeout, || (get_status(&self.addr, "/ready") == Some(200)).then_some(()))
+            .unwrap_or_else(|| panic!("restrictd not ready within {timeout:?}; log:\n{}", self.log()));
         started.elapsed()
     }
 
@@ -218,9 +190,7 @@ impl Service {
 
     /// Resident memory now and at its peak, in KiB (from /proc).
     pub fn memory_kib(&self) -> (u64, u64) {
-        let status = self
-            .pid()
-            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok());
+        let status = self.pid().and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok());
         let field = |name: &str| {
             status
                 .as_deref()
@@ -235,20 +205,12 @@ impl Service {
     /// SIGTERM, then waits for the exit; the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        match poll(Duration::from_secs(60), || {
-            child.try_wait().expect("try_wait")
-        }) {
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+        match poll(Duration::from_secs(60), || child.try_wait().expect("try_wait")) {
             Some(status) => status.code(),
             None => {
                 let _ = child.kill();
-                panic!(
-                    "restrictd did not exit within 60 s of SIGTERM; log:\n{}",
-                    self.log()
-                );
+                panic!("restrictd did not exit within 60 s of SIGTERM; log:\n{}", self.log());
             }
         }
     }
@@ -284,11 +246,7 @@ fn listening_addr(line: &str) -> Option<String> {
 fn get_status(addr: &str, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()

@@ -7,7 +7,7 @@ use restrictd_actors::domain::schema::PropType;
 use restrictd_actors::domain::Model;
 use serde_json::{json, Map, Value};
 
-use super::{check, check_path, docs, events, health, rules, users};
+use super::{check, check_path, docs, events, feed, health, history, overrides, rules, stats, tripwire, users};
 
 /// Which handler serves an endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +23,15 @@ pub enum Handler {
     Metrics,
     OpenApi,
     Docs,
+    PutOverride,
+    DeleteOverride,
+    History,
+    TripwireControl,
+    Feed,
+    Stats,
+    EventStats,
+    ResetStats,
+    Dashboard,
 }
 
 pub struct Endpoint {
@@ -39,8 +48,11 @@ pub struct Endpoint {
     pub body: Option<&'static str>,
 }
 
-const WAIT: (&str, bool, &str) =
-    ("wait", false, "`applied`: reply once the event is applied, with the user's features (504 after ingest.wait_timeout)");
+const WAIT: (&str, bool, &str) = (
+    "wait",
+    false,
+    "`applied`: reply once the event is applied, with the user's features (504 after ingest.wait_timeout)",
+);
 
 /// Every endpoint of this configuration (check routes come from its features).
 pub fn endpoints(model: &Model) -> Vec<Endpoint> {
@@ -68,13 +80,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (504, "appended, not applied in time"),
             ],
             body: Some("Event"),
-            ..e(
-                "post",
-                "/event",
-                "events",
-                "Post one event (the reference API)",
-                Handler::PostEvent,
-            )
+            ..e("post", "/event", "events", "Post one event (the reference API)", Handler::PostEvent)
         },
         Endpoint {
             query: &[WAIT],
@@ -89,110 +95,133 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (504, "appended, not applied in time"),
             ],
             body: Some("EventBatch"),
-            ..e(
-                "post",
-                "/v1/events",
-                "events",
-                "Post a batch of events, all or nothing",
-                Handler::PostEvents,
-            )
+            ..e("post", "/v1/events", "events", "Post a batch of events, all or nothing", Handler::PostEvents)
         },
     ];
     for (i, f) in model.features.iter().enumerate() {
         list.push(Endpoint {
             query: &[("user_id", true, "the user to check")],
             responses: &[
-                (
-                    200,
-                    "the answer: true unless restricted (a user never seen is allowed)",
-                ),
+                (200, "the answer: true unless restricted (a user never seen is allowed)"),
                 (400, "missing user_id"),
                 (429, "too many checks in flight (Retry-After)"),
             ],
-            ..e(
-                "get",
-                &check_path(f),
-                "checks",
-                &format!("Can the user use {f}?"),
-                Handler::Check(i),
-            )
+            ..e("get", &check_path(f), "checks", &format!("Can the user use {f}?"), Handler::Check(i))
         });
     }
     list.extend([
         Endpoint {
             responses: &[(200, "every feature of the user"), (400, "bad user_id")],
-            ..e(
-                "get",
-                "/v1/users/{user_id}/features",
-                "checks",
-                "All features of a user",
-                Handler::UserFeatures,
-            )
+            ..e("get", "/v1/users/{user_id}/features", "checks", "All features of a user", Handler::UserFeatures)
         },
         Endpoint {
             responses: &[
-                (
-                    200,
-                    "aggregates and restrictions with their rule, event and time",
-                ),
+                (200, "aggregates and restrictions with their rule, event and time"),
                 (404, "user never seen"),
             ],
-            ..e(
-                "get",
-                "/v1/users/{user_id}",
-                "users",
-                "Explain a user",
-                Handler::User,
-            )
+            ..e("get", "/v1/users/{user_id}", "users", "Explain a user", Handler::User)
         },
-        e(
-            "get",
-            "/v1/rules",
-            "rules",
-            "Rules with their definition and tripwire state",
-            Handler::Rules,
-        ),
-        e(
-            "get",
-            "/health",
-            "operations",
-            "The process is alive",
-            Handler::Health,
-        ),
+        e("get", "/v1/rules", "rules", "Rules with their definition and tripwire state", Handler::Rules),
+        e("get", "/health", "operations", "The process is alive", Handler::Health),
+        Endpoint {
+            responses: &[(200, "Redis reachable and every shard caught up"), (503, "not ready, with the reason")],
+            ..e("get", "/ready", "operations", "Ready to serve", Handler::Ready)
+        },
+        e("get", "/metrics", "operations", "Prometheus exposition", Handler::Metrics),
         Endpoint {
             responses: &[
-                (200, "Redis reachable and every shard caught up"),
-                (503, "not ready, with the reason"),
+                (200, "applied: the user's features and overrides"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (404, "unknown feature"),
+                (422, "bad body"),
+                (503, "Redis unavailable"),
+            ],
+            body: Some("Override"),
+            ..e(
+                "put",
+                "/v1/users/{user_id}/features/{feature}",
+                "admin",
+                "Override a feature for a user (beats every rule)",
+                Handler::PutOverride,
+            )
+        },
+        Endpoint {
+            responses: &[
+                (200, "applied: the user's features"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (404, "unknown feature"),
+            ],
+            ..e(
+                "delete",
+                "/v1/users/{user_id}/features/{feature}",
+                "admin",
+                "Remove an override: the rules decide again",
+                Handler::DeleteOverride,
+            )
+        },
+        Endpoint {
+            query: &[
+                ("limit", false, "changes per page (default 50, at most 500)"),
+                ("offset", false, "changes to skip (default 0)"),
             ],
             ..e(
                 "get",
-                "/ready",
-                "operations",
-                "Ready to serve",
-                Handler::Ready,
+                "/v1/users/{user_id}/history",
+                "users",
+                "A user's restriction changes, newest first",
+                Handler::History,
             )
         },
-        e(
-            "get",
-            "/metrics",
-            "operations",
-            "Prometheus exposition",
-            Handler::Metrics,
-        ),
-        e(
-            "get",
-            "/openapi.json",
-            "operations",
-            "This document",
-            Handler::OpenApi,
-        ),
-        e(
-            "get",
-            "/docs",
-            "operations",
-            "API documentation page",
-            Handler::Docs,
-        ),
+        Endpoint {
+            responses: &[
+                (200, "the rule's tripwire after the action"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (404, "unknown rule"),
+                (422, "bad body"),
+            ],
+            body: Some("TripwireAction"),
+            ..e(
+                "post",
+                "/v1/rules/{name}/tripwire",
+                "admin",
+                "Reset (re-arm) or trip (switch off) a rule",
+                Handler::TripwireControl,
+            )
+        },
+        Endpoint {
+            query: &[
+                ("events", false, "also stream these events (comma-separated names, or all)"),
+                ("rules", false, "only changes by these rules"),
+                ("features", false, "only changes of these features"),
+                ("users", false, "only changes of these users"),
+            ],
+            responses: &[
+                (200, "text/event-stream: subscribed, change, tripwire, event, disconnect"),
+                (400, "unknown filter value"),
+            ],
+            ..e(
+                "get",
+                "/v1/feed",
+                "feed",
+                "Live feed of restriction and tripwire changes (Server-Sent Events)",
+                Handler::Feed,
+            )
+        },
+        e("get", "/v1/stats", "stats", "Counts and amounts per event, rejections per reason", Handler::Stats),
+        Endpoint {
+            responses: &[(200, "count and amount"), (404, "unknown event")],
+            ..e("get", "/v1/stats/{event_name}", "stats", "Count and amount of one event", Handler::EventStats)
+        },
+        Endpoint {
+            responses: &[(200, "reset"), (401, "no admin token"), (403, "wrong token")],
+            ..e("delete", "/v1/stats", "admin", "Reset the stats", Handler::ResetStats)
+        },
+        e("get", "/", "operations", "Operator's dashboard page", Handler::Dashboard),
+        e("get", "/openapi.json", "operations", "This document", Handler::OpenApi),
+        e("get", "/docs", "operations", "API documentation page", Handler::Docs),
     ]);
     list
 }
@@ -208,9 +237,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, model: &Model) {
     }
     for path in paths {
         // Named by its pattern: the `route` label of the request metrics.
-        let mut resource = web::resource(path)
-            .name(path)
-            .default_service(web::to(super::method_not_allowed));
+        let mut resource = web::resource(path).name(path).default_service(web::to(super::method_not_allowed));
         for e in list.iter().filter(|e| e.path == path) {
             resource = resource.route(route(e));
         }
@@ -238,6 +265,15 @@ fn route(e: &Endpoint) -> actix_web::Route {
         Handler::Metrics => r.to(health::metrics),
         Handler::OpenApi => r.to(docs::openapi),
         Handler::Docs => r.to(docs::page),
+        Handler::PutOverride => r.to(overrides::put_override),
+        Handler::DeleteOverride => r.to(overrides::delete_override),
+        Handler::History => r.to(history::get_history),
+        Handler::TripwireControl => r.to(tripwire::control),
+        Handler::Feed => r.to(feed::feed),
+        Handler::Stats => r.to(stats::get_stats),
+        Handler::EventStats => r.to(stats::get_event_stats),
+        Handler::ResetStats => r.to(stats::reset_stats),
+        Handler::Dashboard => r.to(docs::dashboard),
     }
 }
 
@@ -252,9 +288,7 @@ pub fn openapi(model: &Model) -> Value {
             .collect();
         for seg in e.path.split('/').filter(|s| s.starts_with('{')) {
             let name = seg.trim_matches(|c| c == '{' || c == '}');
-            params.push(
-                json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}),
-            );
+            params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
         }
         let responses: Map<String, Value> = e
             .responses
@@ -265,10 +299,7 @@ pub fn openapi(model: &Model) -> Value {
                 } else {
                     json!({"type": "object"})
                 };
-                (
-                    status.to_string(),
-                    json!({"description": d, "content": {"application/json": {"schema": schema}}}),
-                )
+                (status.to_string(), json!({"description": d, "content": {"application/json": {"schema": schema}}}))
             })
             .collect();
         let mut op = json!({
@@ -296,10 +327,7 @@ pub fn openapi(model: &Model) -> Value {
 }
 
 fn operation_id(method: &str, path: &str) -> String {
-    let words: Vec<&str> = path
-        .split(['/', '{', '}', '.'])
-        .filter(|s| !s.is_empty())
-        .collect();
+    let words: Vec<&str> = path.split(['/', '{', '}', '.']).filter(|s| !s.is_empty()).collect();
     format!("{method}_{}", words.join("_"))
 }
 
@@ -337,6 +365,20 @@ fn schemas(model: &Model) -> Value {
     json!({
         "Event": {"oneOf": events},
         "EventBatch": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+        "Override": {
+            "type": "object",
+            "required": ["state", "reason"],
+            "properties": {
+                "state": {"type": "string", "enum": ["allowed", "restricted"]},
+                "reason": {"type": "string", "description": "kept in the audit trail"},
+                "expires_in": {"type": "string", "description": "a duration such as \"7d\"; absent: until removed"},
+            },
+        },
+        "TripwireAction": {
+            "type": "object",
+            "required": ["action"],
+            "properties": {"action": {"type": "string", "enum": ["reset", "trip"]}},
+        },
         "Error": {
             "type": "object",
             "required": ["error"],

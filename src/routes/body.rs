@@ -9,20 +9,9 @@ use crate::error::ApiError;
 
 /// The body of a JSON request, at most `limit` bytes. A missing Content-Type
 /// is read as JSON (as the reference service did); another type is 415.
-pub async fn read_json(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<web::Bytes, ApiError> {
+pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct
-            .to_str()
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let ct = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if ct != "application/json" && !ct.ends_with("+json") {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -31,24 +20,17 @@ pub async fn read_json(
         }
     }
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than {limit} bytes"),
-        )
-        .with("limit_bytes", limit)
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"))
+            .with("limit_bytes", limit)
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(512).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -74,8 +56,8 @@ pub fn wait_applied(req: &HttpRequest) -> Result<bool, ApiError> {
     match super::query_param(req, "wait").as_deref() {
         None => Ok(false),
         Some("applied") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "wait={other:?} is not supported; use wait=applied or leave it out"
-        ))),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("wait={other:?} is not supported; use wait=applied or leave it out")))
+        }
     }
 }

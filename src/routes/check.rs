@@ -13,34 +13,28 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 
 /// `GET /can<feature>?user_id=X` → `{"can_<feature>": true|false}`.
-pub async fn check(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    feature: usize,
-) -> Result<HttpResponse, ApiError> {
+pub async fn check(req: HttpRequest, state: web::Data<AppState>, feature: usize) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let _slot = state.checks.enter()?;
+    state.settings.auth.read(&req)?;
     let user = super::query_param(&req, "user_id").ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "query parameter user_id is required: {}?user_id=12345",
-            req.path()
-        ))
+        ApiError::bad_request(format!("query parameter user_id is required: {}?user_id=12345", req.path()))
     })?;
     check_user_id(&user).map_err(ApiError::bad_request)?;
     let restricted = state.shared.restricted(&user) & (1 << feature) != 0;
     let body = state.check_bodies[feature][usize::from(restricted)].clone();
     state.check_latency.record(started.elapsed().as_secs_f64());
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(body))
+    Ok(HttpResponse::Ok().content_type(ContentType::json()).body(body))
 }
 
 /// `GET /v1/users/{user_id}/features` → every feature of the user.
 pub async fn user_features(
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let _slot = state.checks.enter()?;
+    state.settings.auth.read(&req)?;
     let user = check_user_id(&path).map_err(ApiError::bad_request)?;
     let mask = state.shared.restricted(user);
     Ok(HttpResponse::Ok().json(serde_json::json!({

@@ -1,5 +1,6 @@
-//! `/openapi.json` (generated from the route table at start-up) and `/docs`,
-//! a self-contained page that renders it (no CDN: it works offline).
+//! `/openapi.json` (generated from the route table at start-up), `/docs`, a
+//! self-contained page that renders it, and `/`, the operator's dashboard.
+//! Pages are served from the binary and load nothing from elsewhere.
 
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpResponse};
@@ -7,15 +8,17 @@ use actix_web::{web, HttpResponse};
 use crate::startup::AppState;
 
 const PAGE: &str = include_str!("docs.html");
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(state.openapi.clone())
+    HttpResponse::Ok().content_type(ContentType::json()).body(state.openapi.clone())
 }
 
 pub async fn page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::html())
-        .body(PAGE)
+    HttpResponse::Ok().content_type(ContentType::html()).body(PAGE)
+}
+
+/// `/`: the operator's dashboard (live stats, rules, restricted users, feed).
+pub async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::html()).body(DASHBOARD)
 }

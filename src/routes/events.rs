@@ -14,12 +14,7 @@ use serde_json::{json, Value};
 use super::body::{self, wait_applied};
 use super::features_json;
 use crate::error::ApiError;
-use crate::metrics::EVENTS_REJECTED_TOTAL;
 use crate::startup::AppState;
-
-fn rejected(reason: &'static str) {
-    metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => reason).increment(1);
-}
 
 /// `POST /event`: one event, the reference service's API.
 pub async fn post_event(
@@ -28,21 +23,14 @@ pub async fn post_event(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let _slot = state.writes.enter()?;
+    state.settings.auth.ingest(&req)?;
     let started = Instant::now();
     let wait = wait_applied(&req)?;
     let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
-    let value: Value = body::parse(&bytes).inspect_err(|_| rejected("malformed_json"))?;
-    let event = state
-        .shared
-        .model
-        .schema
-        .validate(&value)
-        .inspect_err(|e| rejected(e.reason))?;
+    let value: Value = body::parse(&bytes).inspect_err(|_| state.rejects.add("malformed_json"))?;
+    let event = state.shared.model.schema.validate(&value).inspect_err(|e| state.rejects.add(e.reason))?;
     let shard = state.shared.shard_of(event.user_id);
-    let id = state
-        .ingest
-        .append(state.shared.keys.events(shard), &bytes)
-        .await?;
+    let id = state.ingest.append(state.shared.keys.events(shard), &bytes).await?;
     state.ingest_latency.record(started.elapsed().as_secs_f64());
     let status = format!("Event '{}' added to the stream.", event.name);
     if !wait {
@@ -65,41 +53,34 @@ pub async fn post_events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let _slot = state.writes.enter()?;
+    state.settings.auth.ingest(&req)?;
     let started = Instant::now();
     let wait = wait_applied(&req)?;
     let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
     let raw: Vec<&RawValue> = serde_json::from_slice(&bytes).map_err(|e| {
-        rejected("malformed_json");
+        state.rejects.add("malformed_json");
         ApiError::bad_request(format!("the body must be a JSON array of events: {e}"))
     })?;
     let limit = state.settings.batch_limit;
     if raw.is_empty() {
-        return Err(ApiError::bad_request(
-            "the batch is empty; send at least one event",
-        ));
+        return Err(ApiError::bad_request("the batch is empty; send at least one event"));
     }
     if raw.len() > limit {
-        rejected("batch_too_large");
+        state.rejects.add("batch_too_large");
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "a batch holds at most {limit} events; this one has {}",
-                raw.len()
-            ),
+            format!("a batch holds at most {limit} events; this one has {}", raw.len()),
         )
         .with("limit", limit));
     }
-    let values: Vec<Value> = raw
-        .iter()
-        .map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
-        .collect();
+    let values: Vec<Value> = raw.iter().map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null)).collect();
     let mut events: Vec<Event<'_>> = Vec::with_capacity(values.len());
     let mut invalid = Vec::new();
     for (index, v) in values.iter().enumerate() {
         match state.shared.model.schema.validate(v) {
             Ok(e) => events.push(e),
             Err(e) => {
-                rejected(e.reason);
+                state.rejects.add(e.reason);
                 invalid.push(json!({ "index": index, "reason": e.reason, "error": e.message }));
             }
         }
@@ -112,22 +93,14 @@ pub async fn post_events(
         ))
         .with("invalid", invalid));
     }
-    let shards: Vec<u32> = events
-        .iter()
-        .map(|e| state.shared.shard_of(e.user_id))
-        .collect();
-    let items: Vec<(&str, &[u8])> = shards
-        .iter()
-        .zip(&raw)
-        .map(|(&s, r)| (state.shared.keys.events(s), r.get().as_bytes()))
-        .collect();
+    let shards: Vec<u32> = events.iter().map(|e| state.shared.shard_of(e.user_id)).collect();
+    let items: Vec<(&str, &[u8])> =
+        shards.iter().zip(&raw).map(|(&s, r)| (state.shared.keys.events(s), r.get().as_bytes())).collect();
     let ids = state.ingest.append_many(&items).await?;
     state.ingest_latency.record(started.elapsed().as_secs_f64());
     let id_strings: Vec<String> = ids.iter().map(ToString::to_string).collect();
     if !wait {
-        return Ok(
-            HttpResponse::Accepted().json(json!({ "accepted": ids.len(), "ids": id_strings }))
-        );
+        return Ok(HttpResponse::Accepted().json(json!({ "accepted": ids.len(), "ids": id_strings })));
     }
     // Wait for the highest id of each shard involved.
     let mut highest: BTreeMap<u32, EntryId> = BTreeMap::new();
@@ -140,12 +113,7 @@ pub async fn post_events(
     }
     let features: serde_json::Map<String, Value> = events
         .iter()
-        .map(|e| {
-            (
-                e.user_id.to_string(),
-                features_json(&state.shared.model, state.shared.restricted(e.user_id)),
-            )
-        })
+        .map(|e| (e.user_id.to_string(), features_json(&state.shared.model, state.shared.restricted(e.user_id))))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "accepted": ids.len(),
@@ -156,7 +124,7 @@ pub async fn post_events(
 }
 
 /// Waits until shard `shard` applied entry `id`, or answers 504.
-async fn wait_until_applied(state: &AppState, shard: u32, id: EntryId) -> Result<(), ApiError> {
+pub(crate) async fn wait_until_applied(state: &AppState, shard: u32, id: EntryId) -> Result<(), ApiError> {
     let mut rx = state.shared.applied[shard as usize].subscribe();
     let timeout = state.settings.wait_timeout;
     let applied = async { rx.wait_for(|applied| *applied >= id).await.is_ok() };

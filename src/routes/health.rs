@@ -32,10 +32,6 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.record_gauges();
     HttpResponse::Ok()
-        .content_type(ContentType(
-            "text/plain; version=0.0.4; charset=utf-8"
-                .parse()
-                .expect("static mime"),
-        ))
+        .content_type(ContentType("text/plain; version=0.0.4; charset=utf-8".parse().expect("static mime")))
         .body(state.metrics.render())
 }

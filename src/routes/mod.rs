@@ -6,8 +6,13 @@ pub mod body;
 pub mod check;
 pub mod docs;
 pub mod events;
+pub mod feed;
 pub mod health;
+pub mod history;
+pub mod overrides;
 pub mod rules;
+pub mod stats;
+pub mod tripwire;
 pub mod users;
 
 use actix_web::http::StatusCode;
@@ -41,31 +46,19 @@ pub fn features_json(model: &Model, restricted: u64) -> Value {
 
 /// A query parameter, percent-decoded (borrowed when no decoding was needed).
 pub fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<std::borrow::Cow<'a, str>> {
-    form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+    form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-pub(crate) async fn method_not_allowed(
-    req: HttpRequest,
-) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {}", req.method(), req.path())))
 }
 
 pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!(
-        "no route {} {}; see the README for the API",
-        req.method(),
-        req.path()
-    )))
+    Err(ApiError::not_found(format!("no route {} {}; see the README for the API", req.method(), req.path())))
 }
 
 pub fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 pub fn st(state: &web::Data<AppState>) -> &AppState {

@@ -1,6 +1,6 @@
 //! `GET /v1/rules`: every rule, its definition and its tripwire state.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::tripwire::GetRuleStatus;
 use serde_json::json;
 
@@ -8,12 +8,10 @@ use super::rfc3339_ms;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-pub async fn get_rules(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get_rules(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.settings.auth.read(&req)?;
     let status = state.tripwire.send(GetRuleStatus).await.map_err(|e| {
-        ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("tripwire unavailable: {e}"),
-        )
+        ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("tripwire unavailable: {e}"))
     })?;
     let t = &state.settings.tripwire;
     let rules: Vec<_> = state

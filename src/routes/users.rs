@@ -1,7 +1,7 @@
 //! `GET /v1/users/{user_id}`: aggregates and restrictions, each with its rule,
 //! the entry id of the event that triggered it and when. Asks the owning shard.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::domain::schema::check_user_id;
 use restrictd_actors::shard::GetUser;
 use serde_json::json;
@@ -11,25 +11,20 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 
 pub async fn get_user(
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    state.settings.auth.read(&req)?;
     let user = check_user_id(&path).map_err(ApiError::bad_request)?;
     let shard = state.shared.shard_of(user);
     let report = state.shards[shard as usize]
         .send(GetUser(user.to_string()))
         .await
         .map_err(|e| {
-            ApiError::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("shard {shard} unavailable: {e}"),
-            )
+            ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("shard {shard} unavailable: {e}"))
         })?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "user {user:?} has never been seen (every feature is allowed)"
-            ))
-        })?;
+        .ok_or_else(|| ApiError::not_found(format!("user {user:?} has never been seen (every feature is allowed)")))?;
     let restrictions: Vec<_> = report
         .restrictions
         .iter()
@@ -49,5 +44,6 @@ pub async fn get_user(
         "features": features_json(&state.shared.model, state.shared.restricted(user)),
         "aggregates": report.aggregates,
         "restrictions": restrictions,
+        "overrides": report.overrides,
     })))
 }

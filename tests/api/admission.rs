@@ -23,28 +23,16 @@ fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
         &body[..10]
     )
     .unwrap();
-    wait_for(
-        "the held request to be in flight",
-        Duration::from_secs(10),
-        || {
-            let metrics = app.get("/metrics").body;
-            metrics
-                .contains("restrictd_inflight_requests{kind=\"writes\"} 1")
-                .then_some(())
-        },
-    );
+    wait_for("the held request to be in flight", Duration::from_secs(10), || {
+        let metrics = app.get("/metrics").body;
+        metrics.contains("restrictd_inflight_requests{kind=\"writes\"} 1").then_some(())
+    });
     let refused = wait_for("a write to be refused", Duration::from_secs(10), || {
-        let r = app.post(
-            "/event",
-            &event("scam_message_flagged", "refused", json!({})),
-        );
+        let r = app.post("/event", &event("scam_message_flagged", "refused", json!({})));
         (r.status == 429).then_some(r)
     });
     assert_eq!(refused.header("Retry-After"), Some("1"));
-    assert!(refused.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("too many writes in flight"));
+    assert!(refused.json()["error"].as_str().unwrap().contains("too many writes in flight"));
     assert!(app.can("message", "refused"));
     // Checks are not writes: they still answer.
     assert_eq!(app.get("/canmessage?user_id=held").status, 200);
@@ -53,23 +41,18 @@ fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
     slow.write_all(body[10..].as_bytes()).unwrap();
     let mut reply = String::new();
     use std::io::Read;
-    slow.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 512];
     let n = slow.read(&mut buf).unwrap();
     reply.push_str(&String::from_utf8_lossy(&buf[..n]));
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     app.post_applied(&event("scam_message_flagged", "after", json!({})));
-    assert_eq!(
-        app.get("/v1/users/refused").status,
-        404,
-        "the refused event was never appended"
-    );
+    assert_eq!(app.get("/v1/users/refused").status, 404, "the refused event was never appended");
     let metrics = app.get("/metrics").body;
     assert!(
-        metrics.lines().any(|l| l
-            .starts_with("restrictd_admission_refused_total{kind=\"writes\"}")
-            && !l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("restrictd_admission_refused_total{kind=\"writes\"}") && !l.ends_with(" 0")),
         "{metrics}"
     );
 }

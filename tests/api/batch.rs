@@ -8,9 +8,7 @@ use crate::helpers::{event, TestApp, TestRedis};
 fn a_batch_is_accepted_with_one_id_per_event() {
     let redis = TestRedis::start();
     let app = TestApp::spawn(&redis);
-    let batch: Vec<_> = (0..50)
-        .map(|i| event("purchase_made", &format!("b{i}"), json!({"amount": i})))
-        .collect();
+    let batch: Vec<_> = (0..50).map(|i| event("purchase_made", &format!("b{i}"), json!({"amount": i}))).collect();
     let r = app.post("/v1/events", &json!(batch));
     assert_eq!(r.status, 202, "{}", r.body);
     let body = r.json();
@@ -31,14 +29,8 @@ fn a_batch_with_wait_applied_returns_each_users_features() {
     let r = app.post("/v1/events?wait=applied", &batch);
     assert_eq!(r.status, 200, "{}", r.body);
     let body = r.json();
-    assert_eq!(
-        body["features"]["bw1"],
-        json!({"can_message": false, "can_purchase": true})
-    );
-    assert_eq!(
-        body["features"]["bw2"],
-        json!({"can_message": true, "can_purchase": false})
-    );
+    assert_eq!(body["features"]["bw1"], json!({"can_message": false, "can_purchase": true}));
+    assert_eq!(body["features"]["bw2"], json!({"can_message": true, "can_purchase": false}));
     assert!(!app.can("message", "bw1"));
 }
 
@@ -56,16 +48,10 @@ fn one_bad_item_rejects_the_whole_batch_and_names_each_bad_index() {
     assert_eq!(r.status, 422, "{}", r.body);
     let body = r.json();
     let invalid = body["invalid"].as_array().unwrap();
-    let indexes: Vec<u64> = invalid
-        .iter()
-        .map(|i| i["index"].as_u64().unwrap())
-        .collect();
+    let indexes: Vec<u64> = invalid.iter().map(|i| i["index"].as_u64().unwrap()).collect();
     assert_eq!(indexes, [1, 2]);
     assert!(invalid[0]["error"].as_str().unwrap().contains("negative"));
-    assert!(body["error"]
-        .as_str()
-        .unwrap()
-        .contains("none were accepted"));
+    assert!(body["error"].as_str().unwrap().contains("none were accepted"));
     assert_eq!(app.get("/v1/users/ok1").status, 404);
 }
 
@@ -73,19 +59,12 @@ fn one_bad_item_rejects_the_whole_batch_and_names_each_bad_index() {
 fn batch_limits_are_enforced_with_json_errors() {
     let redis = TestRedis::start();
     let app = TestApp::spawn_with(&redis, &[("RESTRICTD_INGEST__BATCH_LIMIT", "3")]);
-    let four: Vec<_> = (0..4)
-        .map(|i| event("scam_message_flagged", &format!("l{i}"), json!({})))
-        .collect();
+    let four: Vec<_> = (0..4).map(|i| event("scam_message_flagged", &format!("l{i}"), json!({}))).collect();
     let r = app.post("/v1/events", &json!(four));
     assert_eq!(r.status, 413);
     assert!(r.json()["error"].as_str().unwrap().contains("at most 3"));
     assert_eq!(app.post("/v1/events", &json!([])).status, 400);
-    assert_eq!(
-        app.post("/v1/events", &json!({"not": "an array"})).status,
-        400
-    );
-    let three: Vec<_> = (0..3)
-        .map(|i| event("scam_message_flagged", &format!("l{i}"), json!({})))
-        .collect();
+    assert_eq!(app.post("/v1/events", &json!({"not": "an array"})).status, 400);
+    let three: Vec<_> = (0..3).map(|i| event("scam_message_flagged", &format!("l{i}"), json!({}))).collect();
     assert_eq!(app.post("/v1/events", &json!(three)).status, 202);
 }

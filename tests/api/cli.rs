@@ -22,10 +22,7 @@ fn check_config(path: &std::path::Path, env: &[(&str, &str)]) -> (i32, String, S
 fn check_config_prints_the_compiled_rules() {
     let (code, out, err) = check_config(&default_config(), &[]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        out.contains("scam_message_rule: on [\"scam_message_flagged\"] when scam_flags >= 2"),
-        "{out}"
-    );
+    assert!(out.contains("scam_message_rule: on [\"scam_message_flagged\"] when scam_flags >= 2"), "{out}");
     assert!(out.contains("GET /canpurchase?user_id="), "{out}");
 }
 
@@ -36,27 +33,16 @@ fn a_bad_config_is_reported_with_its_key_and_exit_code_2() {
     let base = std::fs::read_to_string(default_config()).unwrap();
 
     let unknown_key = dir.join("unknown_key.toml");
-    std::fs::write(
-        &unknown_key,
-        base.replace("[shards]\n", "[shards]\nshard_count = 3\n"),
-    )
-    .unwrap();
+    std::fs::write(&unknown_key, base.replace("[shards]\n", "[shards]\nshard_count = 3\n")).unwrap();
     let (code, _, err) = check_config(&unknown_key, &[]);
     assert_eq!(code, 2);
     assert!(err.contains("shard_count") && err.contains("line"), "{err}");
 
     let bad_rule = dir.join("bad_rule.toml");
-    std::fs::write(
-        &bad_rule,
-        base.replace("when = \"scam_flags >= 2\"", "when = \"scam_flag >= 2\""),
-    )
-    .unwrap();
+    std::fs::write(&bad_rule, base.replace("when = \"scam_flags >= 2\"", "when = \"scam_flag >= 2\"")).unwrap();
     let (code, _, err) = check_config(&bad_rule, &[]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("rules.scam_message_rule.when") && err.contains("scam_flag"),
-        "{err}"
-    );
+    assert!(err.contains("rules.scam_message_rule.when") && err.contains("scam_flag"), "{err}");
 
     let (code, _, err) = check_config(&default_config(), &[("RESTRICTD_TRIPWIRE__THRESHOLD", "7")]);
     assert_eq!(code, 2);

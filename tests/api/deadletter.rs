@@ -13,13 +13,7 @@ fn unparseable_entries_are_dead_lettered_and_the_shard_goes_on() {
     let stream = format!("rd:{{{}}}:events", shard_of("dl", 64));
     redis.cli(&["XADD", &stream, "*", "event", "not json at all"]);
     redis.cli(&["XADD", &stream, "*", "payload", "{}"]);
-    redis.cli(&[
-        "XADD",
-        &stream,
-        "*",
-        "event",
-        r#"{"name":"teleported","event_properties":{"user_id":"dl"}}"#,
-    ]);
+    redis.cli(&["XADD", &stream, "*", "event", r#"{"name":"teleported","event_properties":{"user_id":"dl"}}"#]);
     redis.cli(&[
         "XADD",
         &stream,
@@ -35,21 +29,10 @@ fn unparseable_entries_are_dead_lettered_and_the_shard_goes_on() {
 
     assert_eq!(redis.cli(&["XLEN", "rd:deadletter"]), "4");
     let dead = redis.cli(&["XRANGE", "rd:deadletter", "-", "+"]);
-    for reason in [
-        "malformed_json",
-        "missing_field",
-        "unknown_event",
-        "bad_property",
-    ] {
+    for reason in ["malformed_json", "missing_field", "unknown_event", "bad_property"] {
         assert!(dead.contains(reason), "{reason} missing from:\n{dead}");
     }
-    assert!(
-        dead.contains("not json at all"),
-        "the original payload is kept:\n{dead}"
-    );
+    assert!(dead.contains("not json at all"), "the original payload is kept:\n{dead}");
     let metrics = app.get("/metrics").body;
-    assert!(
-        metrics.contains("restrictd_dead_letters_total{reason=\"malformed_json\"} 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("restrictd_dead_letters_total{reason=\"malformed_json\"} 1"), "{metrics}");
 }

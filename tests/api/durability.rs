@@ -28,21 +28,15 @@ const TRIMMING: &[(&str, &str)] = &[
 ];
 
 /// Never snapshots while running (only at graceful shutdown).
-const LAZY: &[(&str, &str)] = &[
-    ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"),
-    ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "1000000"),
-];
+const LAZY: &[(&str, &str)] =
+    &[("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"), ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "1000000")];
 
 fn seed_users(app: &TestApp) {
     for _ in 0..2 {
         app.post_applied(&event("scam_message_flagged", "flagged", json!({})));
     }
     app.post_applied(&event("purchase_made", "buyer", json!({"amount": 100})));
-    app.post_applied(&event(
-        "chargeback_occurred",
-        "buyer",
-        json!({"amount": 15.5}),
-    ));
+    app.post_applied(&event("chargeback_occurred", "buyer", json!({"amount": 15.5})));
     app.post_applied(&event("purchase_made", "fine", json!({"amount": 40.25})));
 }
 
@@ -54,10 +48,7 @@ fn assert_seeded(app: &TestApp) {
     assert_eq!(buyer["aggregates"]["spend"], "100");
     assert_eq!(buyer["aggregates"]["chargebacks"], "15.5");
     assert_eq!(buyer["restrictions"][0]["rule"], "chargeback_ratio_rule");
-    assert_eq!(
-        app.get("/v1/users/flagged").json()["aggregates"]["scam_flags"],
-        2
-    );
+    assert_eq!(app.get("/v1/users/flagged").json()["aggregates"]["scam_flags"], 2);
 }
 
 fn metric(app: &TestApp, name: &str) -> f64 {
@@ -74,28 +65,13 @@ fn a_graceful_stop_snapshots_everything_and_a_restart_replays_nothing() {
     let redis = TestRedis::start();
     let mut app = TestApp::spawn_with(&redis, LAZY);
     seed_users(&app);
-    assert_eq!(
-        app.terminate(),
-        Some(0),
-        "SIGTERM exits 0; log:\n{}",
-        app.log()
-    );
+    assert_eq!(app.terminate(), Some(0), "SIGTERM exits 0; log:\n{}", app.log());
     assert!(app.log().contains("every shard flushed"), "{}", app.log());
-    assert_eq!(
-        redis.cli(&[
-            "HEXISTS",
-            &format!("rd:{{{}}}:users", shard_of("buyer", 64)),
-            "buyer"
-        ]),
-        "1"
-    );
+    assert_eq!(redis.cli(&["HEXISTS", &format!("rd:{{{}}}:users", shard_of("buyer", 64)), "buyer"]), "1");
 
     let app = TestApp::spawn_with(&redis, LAZY);
     assert_seeded(&app);
-    assert_eq!(
-        metric(&app, "restrictd_recovery_entries_replayed_total"),
-        0.0
-    );
+    assert_eq!(metric(&app, "restrictd_recovery_entries_replayed_total"), 0.0);
     assert_eq!(metric(&app, "restrictd_recovery_users_loaded_total"), 3.0);
     assert!(app.log().contains("snapshots loaded"), "{}", app.log());
 }
@@ -106,18 +82,11 @@ fn events_applied_but_not_snapshotted_are_replayed_after_kill_9() {
     let mut app = TestApp::spawn_with(&redis, LAZY);
     seed_users(&app);
     app.kill();
-    assert_eq!(
-        redis.cli(&["KEYS", "rd:*:users"]),
-        "",
-        "nothing was snapshotted"
-    );
+    assert_eq!(redis.cli(&["KEYS", "rd:*:users"]), "", "nothing was snapshotted");
 
     let app = TestApp::spawn_with(&redis, LAZY);
     assert_seeded(&app);
-    assert_eq!(
-        metric(&app, "restrictd_recovery_entries_replayed_total"),
-        5.0
-    );
+    assert_eq!(metric(&app, "restrictd_recovery_entries_replayed_total"), 5.0);
 }
 
 #[test]
@@ -129,22 +98,11 @@ fn an_event_id_is_remembered_across_restarts() {
     app.post_applied(&e);
     assert_eq!(app.terminate(), Some(0));
     let mut app = TestApp::spawn_with(&redis, LAZY);
-    assert_eq!(
-        app.post_applied(&e)["features"]["can_message"],
-        true,
-        "not applied twice after a graceful restart"
-    );
+    assert_eq!(app.post_applied(&e)["features"]["can_message"], true, "not applied twice after a graceful restart");
     app.kill();
     let app = TestApp::spawn_with(&redis, LAZY);
-    assert_eq!(
-        app.post_applied(&e)["features"]["can_message"],
-        true,
-        "not applied twice after a crash"
-    );
-    assert_eq!(
-        app.get("/v1/users/idem").json()["aggregates"]["scam_flags"],
-        1
-    );
+    assert_eq!(app.post_applied(&e)["features"]["can_message"], true, "not applied twice after a crash");
+    assert_eq!(app.get("/v1/users/idem").json()["aggregates"]["scam_flags"], 1);
 }
 
 #[test]
@@ -159,26 +117,14 @@ fn state_inspects_offline_with_the_cli() {
         .env("RESTRICTD_REDIS__URL", redis.url())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["snapshot"]["aggregates"]["chargebacks"], "15.5");
-    assert_eq!(
-        v["snapshot"]["restrictions"][0]["rule"],
-        "chargeback_ratio_rule"
-    );
+    assert_eq!(v["snapshot"]["restrictions"][0]["rule"], "chargeback_ratio_rule");
     assert_eq!(v["shard"], shard_of("buyer", 64));
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_restrictd"))
-        .args([
-            "state",
-            "--shard",
-            &shard_of("buyer", 64).to_string(),
-            "--config",
-        ])
+        .args(["state", "--shard", &shard_of("buyer", 64).to_string(), "--config"])
         .arg(default_config())
         .env("RESTRICTD_REDIS__URL", redis.url())
         .output()
@@ -191,10 +137,7 @@ fn state_inspects_offline_with_the_cli() {
 
 /// A pseudo-random number from the clock, to vary kill points between runs.
 fn jitter(bound: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     nanos.wrapping_mul(6364136223846793005) % bound
 }
 
@@ -207,10 +150,7 @@ fn crash_cycles(cycles: usize) {
         app.kill();
         app = TestApp::spawn_with(&redis, EAGER);
         producers.target.set(&app.addr);
-        eprintln!(
-            "crash cycle {cycle}: {} acknowledged so far",
-            producers.acked.load(Ordering::Relaxed)
-        );
+        eprintln!("crash cycle {cycle}: {} acknowledged so far", producers.acked.load(Ordering::Relaxed));
     }
     producers.wait_acked(100);
     let expected = producers.finish();
@@ -239,18 +179,11 @@ fn a_redis_restart_under_load_loses_no_acknowledged_event_and_checks_never_fail(
     let stop = Arc::new(AtomicBool::new(false));
     let (checked, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let checker = {
-        let (stop, checked, failed, addr) = (
-            stop.clone(),
-            checked.clone(),
-            failed.clone(),
-            app.addr.clone(),
-        );
+        let (stop, checked, failed, addr) = (stop.clone(), checked.clone(), failed.clone(), app.addr.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
                 match crate::helpers::http(&addr, "GET", "/canmessage?user_id=flagged", &[], b"") {
-                    Ok(r) if r.status == 200 && r.body.contains("false") => {
-                        checked.fetch_add(1, Ordering::Relaxed)
-                    }
+                    Ok(r) if r.status == 200 && r.body.contains("false") => checked.fetch_add(1, Ordering::Relaxed),
                     _ => failed.fetch_add(1, Ordering::Relaxed),
                 };
             }
@@ -269,11 +202,7 @@ fn a_redis_restart_under_load_loses_no_acknowledged_event_and_checks_never_fail(
     let expected = producers.finish();
     stop.store(true, Ordering::Release);
     checker.join().unwrap();
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "a check failed during the Redis restart"
-    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "a check failed during the Redis restart");
     assert_state_matches(&app, &expected);
     assert_seeded(&app);
 }
@@ -284,26 +213,14 @@ fn streams_stay_bounded_under_steady_load() {
     let mut app = TestApp::spawn_with(&redis, TRIMMING);
     let stream = format!("rd:{{{}}}:events", shard_of("hot", 64));
     for _ in 0..30 {
-        let batch: Vec<_> = (0..100)
-            .map(|_| event("purchase_made", "hot", json!({"amount": 1})))
-            .collect();
-        assert_eq!(
-            app.post("/v1/events?wait=applied", &json!(batch)).status,
-            200
-        );
+        let batch: Vec<_> = (0..100).map(|_| event("purchase_made", "hot", json!({"amount": 1}))).collect();
+        assert_eq!(app.post("/v1/events?wait=applied", &json!(batch)).status, 200);
     }
-    wait_for(
-        "the hot stream to be trimmed",
-        Duration::from_secs(10),
-        || {
-            let len: u64 = redis.cli(&["XLEN", &stream]).parse().unwrap();
-            (len <= 100).then_some(())
-        },
-    );
+    wait_for("the hot stream to be trimmed", Duration::from_secs(10), || {
+        let len: u64 = redis.cli(&["XLEN", &stream]).parse().unwrap();
+        (len <= 100).then_some(())
+    });
     app.kill();
     let app = TestApp::spawn_with(&redis, TRIMMING);
-    assert_eq!(
-        app.get("/v1/users/hot").json()["aggregates"]["spend"],
-        "3000"
-    );
+    assert_eq!(app.get("/v1/users/hot").json()["aggregates"]["spend"], "3000");
 }

@@ -14,8 +14,7 @@ use serde_json::Value;
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
-    wait_for_or(timeout, f)
-        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+    wait_for_or(timeout, f).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// Polls `f` until it returns `Some`, or gives `None` after `timeout`.
@@ -38,21 +37,12 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the reply.
-pub fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Reply> {
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Reply> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -74,34 +64,19 @@ pub fn http(
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut body = raw[split + 4..].to_vec();
     let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    if headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
-    {
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
         body = dechunk(&body);
     }
-    Ok(Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).to_string(),
-    })
+    Ok(Reply { status, headers, body: String::from_utf8_lossy(&body).to_string() })
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap_or("0").trim(), 16)
-                .unwrap_or(0);
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap_or("0").trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -143,12 +118,7 @@ impl TestApp {
             ("RESTRICTD_READER__BLOCK", "200ms"),
         ];
         all.extend_from_slice(env);
-        let svc = Service::launch(
-            Path::new(env!("CARGO_BIN_EXE_restrictd")),
-            config,
-            redis_url,
-            &all,
-        );
+        let svc = Service::launch(Path::new(env!("CARGO_BIN_EXE_restrictd")), config, redis_url, &all);
         let addr = svc.addr.clone();
         TestApp { svc, addr }
     }
@@ -161,13 +131,7 @@ impl TestApp {
         self.svc.log()
     }
 
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Reply {
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         http(&self.addr, method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nlog:\n{}", self.log()))
     }
@@ -177,12 +141,7 @@ impl TestApp {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Reply {
-        self.request(
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body.to_string().as_bytes(),
-        )
+        self.request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
     }
 
     /// Posts an event and waits until it is applied; panics unless 200.
@@ -196,9 +155,7 @@ impl TestApp {
     pub fn can(&self, feature: &str, user: &str) -> bool {
         let r = self.get(&format!("/can{feature}?user_id={user}"));
         assert_eq!(r.status, 200, "{}", r.body);
-        r.json()[format!("can_{feature}")]
-            .as_bool()
-            .expect("boolean answer")
+        r.json()[format!("can_{feature}")].as_bool().expect("boolean answer")
     }
 
     /// SIGTERM, then waits for the exit; the exit code.

@@ -17,10 +17,8 @@ fn repo(path: &str) -> std::path::PathBuf {
 }
 
 fn dashboard() -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(repo("monitoring/grafana/dashboards/restrictd.json")).unwrap(),
-    )
-    .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(repo("monitoring/grafana/dashboards/restrictd.json")).unwrap())
+        .unwrap()
 }
 
 /// Every (panel title, query) of the dashboard.
@@ -29,10 +27,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for p in d["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().into_iter().flatten() {
-            out.push((
-                p["title"].as_str().unwrap().to_string(),
-                t["expr"].as_str().unwrap().to_string(),
-            ));
+            out.push((p["title"].as_str().unwrap().to_string(), t["expr"].as_str().unwrap().to_string()));
         }
     }
     out
@@ -44,9 +39,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     let mut rest = expr;
     while let Some(i) = rest.find("restrictd_") {
         let tail = &rest[i..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
         let name = &tail[..end];
         let base = name.strip_suffix("_bucket").unwrap_or(name);
         names.insert(base.to_string());
@@ -61,16 +54,9 @@ fn workload(app: &TestApp) {
     app.post_applied(&event("scam_message_flagged", "obs", json!({})));
     app.post_applied(&event("scam_message_flagged", "obs", json!({})));
     app.post_applied(&event("purchase_made", "obs2", json!({"amount": 10})));
+    assert_eq!(app.post("/event", &event("nope", "x", json!({}))).status, 422);
     assert_eq!(
-        app.post("/event", &event("nope", "x", json!({}))).status,
-        422
-    );
-    assert_eq!(
-        app.post(
-            "/v1/events?wait=applied",
-            &json!([event("purchase_made", "obs3", json!({"amount": 1}))])
-        )
-        .status,
+        app.post("/v1/events?wait=applied", &json!([event("purchase_made", "obs3", json!({"amount": 1}))])).status,
         200
     );
     for _ in 0..20 {
@@ -79,55 +65,39 @@ fn workload(app: &TestApp) {
     }
 }
 
-const FAST: &[(&str, &str)] = &[
-    ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "100ms"),
-    ("RESTRICTD_TRIPWIRE__TICK", "100ms"),
-];
+const FAST: &[(&str, &str)] =
+    &[("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "100ms"), ("RESTRICTD_TRIPWIRE__TICK", "100ms")];
 
 #[test]
 fn every_metric_the_dashboard_queries_is_exported() {
     let redis = TestRedis::start();
     let app = TestApp::spawn_with(&redis, FAST);
     workload(&app);
-    let wanted: BTreeSet<String> = dashboard_queries()
-        .iter()
-        .flat_map(|(_, q)| metric_names(q))
-        .collect();
+    let wanted: BTreeSet<String> = dashboard_queries().iter().flat_map(|(_, q)| metric_names(q)).collect();
     assert!(wanted.len() >= 15, "{wanted:?}");
-    wait_for(
-        "every dashboard metric in /metrics",
-        Duration::from_secs(10),
-        || {
-            let exposition = app.get("/metrics").body;
-            let missing: Vec<&String> = wanted
-                .iter()
-                .filter(|m| {
-                    !exposition.lines().any(|l| {
-                        l.starts_with(m.as_str()) && l[m.len()..].starts_with(['{', ' ', '_'])
-                    })
-                })
-                .collect();
-            missing.is_empty().then_some(())
-        },
-    );
+    wait_for("every dashboard metric in /metrics", Duration::from_secs(10), || {
+        let exposition = app.get("/metrics").body;
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|m| {
+                !exposition.lines().any(|l| l.starts_with(m.as_str()) && l[m.len()..].starts_with(['{', ' ', '_']))
+            })
+            .collect();
+        missing.is_empty().then_some(())
+    });
     let exposition = app.get("/metrics").body;
     assert!(
         exposition.contains("restrictd_check_seconds_bucket{le=\"0.00005\"}"),
         "check buckets tell 50 µs from 500 µs"
     );
-    assert!(
-        !exposition.contains("obs2") && !exposition.contains("\"obs\""),
-        "no user id in any label"
-    );
+    assert!(!exposition.contains("obs2") && !exposition.contains("\"obs\""), "no user id in any label");
 }
 
 /// Percent-encodes a query for a URL.
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -145,11 +115,7 @@ impl Drop for Prometheus {
 
 #[test]
 fn every_dashboard_query_returns_data_through_a_real_prometheus() {
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if Command::new("prometheus").arg("--version").output().is_err() {
         // scripts/test installs it (Debian package `prometheus`); without it this cannot run.
         eprintln!("SKIPPED: prometheus is not installed (apt-get install prometheus; scripts/test does it)");
         return;
@@ -170,10 +136,7 @@ fn every_dashboard_query_returns_data_through_a_real_prometheus() {
     let port = loadtest::spawn::free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -190,25 +153,10 @@ fn every_dashboard_query_returns_data_through_a_real_prometheus() {
             let mut n = 0u64;
             while !stop.load(Ordering::Acquire) {
                 n += 1;
-                let e = event(
-                    "purchase_made",
-                    &format!("t{}", n % 50),
-                    json!({"amount": 1}),
-                );
-                let _ = http(
-                    &addr,
-                    "POST",
-                    "/event",
-                    &[("Content-Type", "application/json")],
-                    e.to_string().as_bytes(),
-                );
-                let _ = http(
-                    &addr,
-                    "GET",
-                    &format!("/canmessage?user_id=t{}", n % 50),
-                    &[],
-                    b"",
-                );
+                let e = event("purchase_made", &format!("t{}", n % 50), json!({"amount": 1}));
+                let _ =
+                    http(&addr, "POST", "/event", &[("Content-Type", "application/json")], e.to_string().as_bytes());
+                let _ = http(&addr, "GET", &format!("/canmessage?user_id=t{}", n % 50), &[], b"");
             }
         })
     };
@@ -228,29 +176,14 @@ fn every_dashboard_query_returns_data_through_a_real_prometheus() {
             empty.push(format!("{title}: {q}"));
         }
     }
-    let label = wait_for(
-        "the instance template variable",
-        Duration::from_secs(30),
-        || {
-            let r = http(
-                &prom,
-                "GET",
-                "/api/v1/label/instance/values?match%5B%5D=restrictd_shard_users",
-                &[],
-                b"",
-            )
-            .ok()?;
-            let v: Value = serde_json::from_str(&r.body).ok()?;
-            v["data"].as_array().filter(|a| !a.is_empty()).cloned()
-        },
-    );
+    let label = wait_for("the instance template variable", Duration::from_secs(30), || {
+        let r = http(&prom, "GET", "/api/v1/label/instance/values?match%5B%5D=restrictd_shard_users", &[], b"").ok()?;
+        let v: Value = serde_json::from_str(&r.body).ok()?;
+        v["data"].as_array().filter(|a| !a.is_empty()).cloned()
+    });
     stop.store(true, Ordering::Release);
     traffic.join().unwrap();
-    assert!(
-        empty.is_empty(),
-        "dashboard queries without data:\n{}",
-        empty.join("\n")
-    );
+    assert!(empty.is_empty(), "dashboard queries without data:\n{}", empty.join("\n"));
     assert_eq!(label, vec![json!(app.addr)]);
 }
 
@@ -274,79 +207,58 @@ fn the_api_document_covers_every_route_and_the_docs_page_is_offline() {
         "/metrics",
         "/openapi.json",
         "/docs",
+        "/v1/users/{user_id}/features/{feature}",
+        "/v1/users/{user_id}/history",
+        "/v1/rules/{name}/tripwire",
+        "/v1/feed",
+        "/v1/stats",
+        "/v1/stats/{event_name}",
+        "/",
     ] {
         assert!(paths.contains_key(path), "{path} is not documented");
     }
     // Every documented operation is served (not the "no route" fallback).
-    for (path, ops) in paths {
+    // The feed is a stream that does not end: the feed tests cover it.
+    for (path, ops) in paths.iter().filter(|(p, _)| *p != "/v1/feed") {
         for method in ops.as_object().unwrap().keys() {
-            let concrete = path.replace("{user_id}", "someone");
-            let r = app.request(
-                &method.to_uppercase(),
-                &concrete,
-                &[("Content-Type", "application/json")],
-                b"{}",
-            );
-            assert!(
-                !r.body.contains("no route"),
-                "{method} {path} is documented but not served: {}",
-                r.body
-            );
+            let concrete = path
+                .replace("{user_id}", "someone")
+                .replace("{feature}", "can_message")
+                .replace("{name}", "scam_message_rule")
+                .replace("{event_name}", "purchase_made");
+            let r = app.request(&method.to_uppercase(), &concrete, &[("Content-Type", "application/json")], b"{}");
+            assert!(!r.body.contains("no route"), "{method} {path} is documented but not served: {}", r.body);
             assert!(ops[method]["responses"].is_object());
         }
     }
     // And a route that is not documented is not served.
     assert!(app.get("/v2/events").body.contains("no route"));
     let event_schema = &doc["components"]["schemas"]["Event"]["oneOf"];
-    assert_eq!(
-        event_schema.as_array().unwrap().len(),
-        4,
-        "one schema per configured event"
-    );
+    assert_eq!(event_schema.as_array().unwrap().len(), 4, "one schema per configured event");
 
     let page = app.get("/docs");
     assert_eq!(page.status, 200);
-    assert!(page
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
     assert!(page.body.contains("/openapi.json"));
     for remote in ["src=\"http", "href=\"http", "src='http", "@import", "cdn"] {
-        assert!(
-            !page.body.to_lowercase().contains(remote),
-            "the docs page loads {remote}: it must work offline"
-        );
+        assert!(!page.body.to_lowercase().contains(remote), "the docs page loads {remote}: it must work offline");
     }
 }
 
 #[test]
 fn the_deployment_files_hold_together() {
     let compose: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo("docker-compose.yml")).unwrap())
-            .unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(repo("docker-compose.yml")).unwrap()).unwrap();
     let services = compose["services"].as_mapping().unwrap();
     for s in ["redis", "restrictd", "prometheus", "grafana"] {
         assert!(services.contains_key(s), "service {s} missing");
     }
-    let redis_cmd: Vec<&str> = compose["services"]["redis"]["command"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert!(
-        redis_cmd.windows(2).any(|w| w == ["--appendonly", "yes"]),
-        "redis keeps an AOF"
-    );
-    assert!(compose["volumes"]
-        .as_mapping()
-        .unwrap()
-        .contains_key("redis-data"));
+    let redis_cmd: Vec<&str> =
+        compose["services"]["redis"]["command"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(redis_cmd.windows(2).any(|w| w == ["--appendonly", "yes"]), "redis keeps an AOF");
+    assert!(compose["volumes"].as_mapping().unwrap().contains_key("redis-data"));
     assert_eq!(compose["services"]["restrictd"]["ports"][0], "8080:8080");
-    assert_eq!(
-        compose["services"]["restrictd"]["environment"]["RESTRICTD_REDIS__URL"],
-        "redis://redis:6379/0"
-    );
+    assert_eq!(compose["services"]["restrictd"]["environment"]["RESTRICTD_REDIS__URL"], "redis://redis:6379/0");
     // Every file or folder a service mounts from the repository exists.
     let mut mounts = 0;
     for (_, service) in services {
@@ -361,63 +273,32 @@ fn the_deployment_files_hold_together() {
     assert_eq!(mounts, 3);
     // Prometheus scrapes the compose service; Grafana's datasource and dashboard paths match the mounts.
     let prom: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo("monitoring/prometheus.yml")).unwrap())
-            .unwrap();
-    assert_eq!(
-        prom["scrape_configs"][0]["static_configs"][0]["targets"][0],
-        "restrictd:8080"
-    );
+        serde_yaml::from_str(&std::fs::read_to_string(repo("monitoring/prometheus.yml")).unwrap()).unwrap();
+    assert_eq!(prom["scrape_configs"][0]["static_configs"][0]["targets"][0], "restrictd:8080");
     let ds: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(repo(
-            "monitoring/grafana/provisioning/datasources/prometheus.yml",
-        ))
-        .unwrap(),
+        &std::fs::read_to_string(repo("monitoring/grafana/provisioning/datasources/prometheus.yml")).unwrap(),
     )
     .unwrap();
     assert_eq!(ds["datasources"][0]["url"], "http://prometheus:9090");
     let provider: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(repo(
-            "monitoring/grafana/provisioning/dashboards/restrictd.yml",
-        ))
-        .unwrap(),
+        &std::fs::read_to_string(repo("monitoring/grafana/provisioning/dashboards/restrictd.yml")).unwrap(),
     )
     .unwrap();
-    assert_eq!(
-        provider["providers"][0]["options"]["path"],
-        "/var/lib/grafana/dashboards"
-    );
+    assert_eq!(provider["providers"][0]["options"]["path"], "/var/lib/grafana/dashboards");
     assert_eq!(
         compose["services"]["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"],
         "/var/lib/grafana/dashboards/restrictd.json"
     );
     // Every panel queries through the provisioned datasource and the instance variable.
     for (title, q) in dashboard_queries() {
-        assert!(
-            q.contains("$instance"),
-            "panel {title} is not templated by instance"
-        );
+        assert!(q.contains("$instance"), "panel {title} is not templated by instance");
     }
 
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
-    assert!(
-        dockerfile
-            .lines()
-            .filter(|l| l.starts_with("FROM "))
-            .count()
-            >= 2,
-        "multi-stage"
-    );
+    assert!(dockerfile.lines().filter(|l| l.starts_with("FROM ")).count() >= 2, "multi-stage");
     assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/health"));
-    assert!(
-        dockerfile
-            .lines()
-            .any(|l| l.starts_with("USER ") && !l.contains("root")),
-        "runs as a non-root user"
-    );
-    assert!(
-        dockerfile.contains("--mount=type=cache"),
-        "caches dependencies between builds"
-    );
+    assert!(dockerfile.lines().any(|l| l.starts_with("USER ") && !l.contains("root")), "runs as a non-root user");
+    assert!(dockerfile.contains("--mount=type=cache"), "caches dependencies between builds");
     assert!(dockerfile.contains("COPY config.toml") && repo("config.toml").exists());
 }
 
@@ -432,15 +313,8 @@ fn json_logs_are_one_object_per_line_and_requests_log_at_debug_only() {
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for line in &lines {
-        let v: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(
-            v["level"].is_string() && v["fields"]["message"].is_string(),
-            "{line}"
-        );
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{line}");
     }
-    assert!(
-        !log.contains("\"message\":\"request\""),
-        "request logs are debug, not info:\n{log}"
-    );
+    assert!(!log.contains("\"message\":\"request\""), "request logs are debug, not info:\n{log}");
 }

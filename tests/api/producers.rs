@@ -49,11 +49,7 @@ impl Target {
         let mut a = self.addr.lock().unwrap();
         while a.0 == gen && !stop.load(Ordering::Acquire) {
             // The timeout only lets the loop see `stop`; the wake-up is the notify.
-            a = self
-                .changed
-                .wait_timeout(a, Duration::from_millis(100))
-                .unwrap()
-                .0;
+            a = self.changed.wait_timeout(a, Duration::from_millis(100)).unwrap().0;
         }
     }
 }
@@ -74,47 +70,30 @@ impl Producers {
         let acked = Arc::new(AtomicU64::new(0));
         let threads = (0..threads)
             .map(|t| {
-                let (target, stop, acked) =
-                    (Arc::clone(&target), Arc::clone(&stop), Arc::clone(&acked));
+                let (target, stop, acked) = (Arc::clone(&target), Arc::clone(&stop), Arc::clone(&acked));
                 std::thread::spawn(move || produce(t, users, &target, &stop, &acked))
             })
             .collect();
-        Producers {
-            target,
-            stop,
-            acked,
-            threads,
-        }
+        Producers { target, stop, acked, threads }
     }
 
     /// Blocks until `n` more events than now were acknowledged.
     pub fn wait_acked(&self, n: u64) {
         let goal = self.acked.load(Ordering::Acquire) + n;
-        wait_for(
-            &format!("{goal} acknowledged events"),
-            Duration::from_secs(60),
-            || (self.acked.load(Ordering::Acquire) >= goal).then_some(()),
-        );
+        wait_for(&format!("{goal} acknowledged events"), Duration::from_secs(60), || {
+            (self.acked.load(Ordering::Acquire) >= goal).then_some(())
+        });
     }
 
     /// Stops the producers and returns what each user should hold.
     pub fn finish(self) -> HashMap<String, Expected> {
         self.stop.store(true, Ordering::Release);
         self.target.changed.notify_all();
-        self.threads
-            .into_iter()
-            .flat_map(|t| t.join().expect("producer thread"))
-            .collect()
+        self.threads.into_iter().flat_map(|t| t.join().expect("producer thread")).collect()
     }
 }
 
-fn produce(
-    t: usize,
-    users: usize,
-    target: &Target,
-    stop: &AtomicBool,
-    acked: &AtomicU64,
-) -> HashMap<String, Expected> {
+fn produce(t: usize, users: usize, target: &Target, stop: &AtomicBool, acked: &AtomicU64) -> HashMap<String, Expected> {
     let mut expected: HashMap<String, Expected> = HashMap::new();
     let mut live: Vec<String> = (0..users).map(|u| format!("p{t}-u{u}")).collect();
     let mut n: u64 = 0;
@@ -126,24 +105,10 @@ fn produce(
             (event("scam_message_flagged", &user, json!({})), 1, 0)
         } else {
             let cents = 25 * (n % 39 + 1);
-            (
-                event(
-                    "purchase_made",
-                    &user,
-                    json!({"amount": cents as f64 / 100.0}),
-                ),
-                0,
-                cents,
-            )
+            (event("purchase_made", &user, json!({"amount": cents as f64 / 100.0})), 0, cents)
         };
         let (gen, addr) = target.get();
-        let reply = http(
-            &addr,
-            "POST",
-            "/event",
-            &[("Content-Type", "application/json")],
-            body.to_string().as_bytes(),
-        );
+        let reply = http(&addr, "POST", "/event", &[("Content-Type", "application/json")], body.to_string().as_bytes());
         match reply {
             Ok(r) if r.status == 200 => {
                 let e = expected.entry(user).or_default();
@@ -175,25 +140,16 @@ pub fn assert_state_matches(app: &TestApp, expected: &HashMap<String, Expected>)
             let flags = v["aggregates"]["scam_flags"].as_u64().unwrap_or(0);
             let spend = v["aggregates"]["spend"].as_str().map(cents).unwrap_or(0);
             let exact = flags == e.flags && spend == e.spend_cents;
-            let with_ambiguous = e
-                .ambiguous
-                .is_some_and(|(f, c)| flags == e.flags + f && spend == e.spend_cents + c);
+            let with_ambiguous = e.ambiguous.is_some_and(|(f, c)| flags == e.flags + f && spend == e.spend_cents + c);
             exact || with_ambiguous
         };
         let mut last = Value::Null;
         let found = crate::helpers::wait_for_or(Duration::from_secs(30), || {
             let r = app.get(&format!("/v1/users/{user}"));
-            last = if r.status == 200 {
-                r.json()
-            } else {
-                Value::Null
-            };
+            last = if r.status == 200 { r.json() } else { Value::Null };
             ok(&last).then_some(())
         });
-        assert!(
-            found.is_some(),
-            "user {user}: expected {e:?}, the service holds {last}"
-        );
+        assert!(found.is_some(), "user {user}: expected {e:?}, the service holds {last}");
     }
 }
 

@@ -14,18 +14,13 @@ fn started_without_redis_it_is_alive_not_ready_and_says_so_then_recovers() {
     assert_eq!(app.get("/health").status, 200);
     let ready = app.get("/ready");
     assert_eq!(ready.status, 503);
-    assert!(ready.json()["redis"]
-        .as_str()
-        .unwrap()
-        .contains(&redis.url()));
+    assert!(ready.json()["redis"].as_str().unwrap().contains(&redis.url()));
     let r = app.post("/event", &event("scam_message_flagged", "early", json!({})));
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.header("Retry-After"), Some("1"));
     assert!(r.json()["error"].as_str().unwrap().contains("unavailable"));
     assert!(app.can("message", "early"));
-    wait_for("the unreachable line", Duration::from_secs(20), || {
-        app.log().contains("redis unreachable").then_some(())
-    });
+    wait_for("the unreachable line", Duration::from_secs(20), || app.log().contains("redis unreachable").then_some(()));
     assert!(app.log().contains(&redis.url()));
 
     redis.launch();
@@ -33,10 +28,7 @@ fn started_without_redis_it_is_alive_not_ready_and_says_so_then_recovers() {
     app.post_applied(&event("scam_message_flagged", "early", json!({})));
     // Every failed attempt of the whole outage made one line, not one each.
     let log = app.log();
-    let warnings = log
-        .lines()
-        .filter(|l| l.contains("redis unreachable"))
-        .count();
+    let warnings = log.lines().filter(|l| l.contains("redis unreachable")).count();
     assert_eq!(warnings, 1, "{log}");
     assert!(log.contains("connected to redis"), "{log}");
 }
@@ -49,26 +41,17 @@ fn when_redis_goes_away_writes_get_503_and_checks_keep_answering() {
     app.post_applied(&event("scam_message_flagged", "kept", json!({})));
     redis.kill();
 
-    let r = app.post(
-        "/event",
-        &event("purchase_made", "kept", json!({"amount": 1})),
-    );
+    let r = app.post("/event", &event("purchase_made", "kept", json!({"amount": 1})));
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.header("Retry-After"), Some("1"));
     for _ in 0..50 {
-        assert!(
-            !app.can("message", "kept"),
-            "checks answer from memory during the outage"
-        );
+        assert!(!app.can("message", "kept"), "checks answer from memory during the outage");
     }
     assert_eq!(app.get("/ready").status, 503);
 
     redis.launch();
     wait_for("writes to succeed again", Duration::from_secs(20), || {
-        let r = app.post(
-            "/event?wait=applied",
-            &event("purchase_made", "back", json!({"amount": 1})),
-        );
+        let r = app.post("/event?wait=applied", &event("purchase_made", "back", json!({"amount": 1})));
         (r.status == 200).then_some(())
     });
     let log = app.log();

@@ -9,15 +9,9 @@ fn two_scam_flags_restrict_messaging_and_only_messaging() {
     let redis = TestRedis::start();
     let app = TestApp::spawn(&redis);
     let first = app.post_applied(&event("scam_message_flagged", "12345", json!({})));
-    assert_eq!(
-        first["features"]["can_message"], true,
-        "one flag is not enough"
-    );
+    assert_eq!(first["features"]["can_message"], true, "one flag is not enough");
     let second = app.post_applied(&event("scam_message_flagged", "12345", json!({})));
-    assert_eq!(
-        second["features"],
-        json!({"can_message": false, "can_purchase": true})
-    );
+    assert_eq!(second["features"], json!({"can_message": false, "can_purchase": true}));
     assert!(!app.can("message", "12345"));
     assert!(app.can("purchase", "12345"));
 }
@@ -36,11 +30,7 @@ fn purchase_then_chargeback_over_ten_percent_restricts_purchasing() {
     let app = TestApp::spawn(&redis);
     app.post_applied(&event("purchase_made", "buyer", json!({"amount": 100})));
     assert!(app.can("purchase", "buyer"));
-    let r = app.post_applied(&event(
-        "chargeback_occurred",
-        "buyer",
-        json!({"amount": 15}),
-    ));
+    let r = app.post_applied(&event("chargeback_occurred", "buyer", json!({"amount": 15})));
     assert_eq!(r["features"]["can_purchase"], false);
     assert!(!app.can("purchase", "buyer"));
     assert!(app.can("message", "buyer"));
@@ -53,20 +43,12 @@ fn a_chargeback_of_exactly_ten_percent_in_tenths_is_not_over_the_ratio() {
     let app = TestApp::spawn(&redis);
     app.post_applied(&event("purchase_made", "exact", json!({"amount": 10})));
     for _ in 0..10 {
-        app.post_applied(&event(
-            "chargeback_occurred",
-            "exact",
-            json!({"amount": 0.1}),
-        ));
+        app.post_applied(&event("chargeback_occurred", "exact", json!({"amount": 0.1})));
     }
     assert!(app.can("purchase", "exact"), "1/10 is not > 0.10");
     let user = app.get("/v1/users/exact").json();
     assert_eq!(user["aggregates"]["chargebacks"], "1");
-    app.post_applied(&event(
-        "chargeback_occurred",
-        "exact",
-        json!({"amount": 0.000001}),
-    ));
+    app.post_applied(&event("chargeback_occurred", "exact", json!({"amount": 0.000001})));
     assert!(!app.can("purchase", "exact"));
 }
 
@@ -75,11 +57,7 @@ fn three_cards_from_three_zip_codes_restrict_purchasing() {
     let redis = TestRedis::start();
     let app = TestApp::spawn(&redis);
     for (card, zip) in [("c1", "10001"), ("c2", "94107"), ("c3", "60601")] {
-        app.post_applied(&event(
-            "credit_card_added",
-            "carder",
-            json!({"card_id": card, "zip_code": zip}),
-        ));
+        app.post_applied(&event("credit_card_added", "carder", json!({"card_id": card, "zip_code": zip})));
     }
     assert!(!app.can("purchase", "carder"));
     let user = app.get("/v1/users/carder").json();
@@ -95,16 +73,10 @@ fn a_user_never_seen_is_allowed_everything_and_unknown_to_explain() {
     assert!(app.can("purchase", "stranger"));
     let features = app.get("/v1/users/stranger/features");
     assert_eq!(features.status, 200);
-    assert_eq!(
-        features.json()["features"],
-        json!({"can_message": true, "can_purchase": true})
-    );
+    assert_eq!(features.json()["features"], json!({"can_message": true, "can_purchase": true}));
     let explain = app.get("/v1/users/stranger");
     assert_eq!(explain.status, 404);
-    assert!(explain.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("never been seen"));
+    assert!(explain.json()["error"].as_str().unwrap().contains("never been seen"));
 }
 
 #[test]
@@ -130,10 +102,7 @@ fn the_reference_reply_to_a_posted_event_is_kept() {
     let app = TestApp::spawn(&redis);
     let r = app.post("/event", &event("purchase_made", "p", json!({"amount": 5})));
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.json()["status"],
-        "Event 'purchase_made' added to the stream."
-    );
+    assert_eq!(r.json()["status"], "Event 'purchase_made' added to the stream.");
     // The event is durable in the user's shard stream once acknowledged.
     let shard = restrictd_actors::domain::shard_of("p", 64);
     assert_eq!(redis.cli(&["XLEN", &format!("rd:{{{shard}}}:events")]), "1");
@@ -146,14 +115,7 @@ fn rules_are_listed_with_their_tripwire_state() {
     let rules = app.get("/v1/rules").json();
     let rules = rules["rules"].as_array().unwrap();
     let names: Vec<&str> = rules.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
-            "chargeback_ratio_rule",
-            "scam_message_rule",
-            "unique_zip_code_rule"
-        ]
-    );
+    assert_eq!(names, ["chargeback_ratio_rule", "scam_message_rule", "unique_zip_code_rule"]);
     let scam = &rules[1];
     assert_eq!(scam["when"], "scam_flags >= 2");
     assert_eq!(scam["tripwire"]["state"], "armed");

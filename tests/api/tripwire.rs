@@ -10,13 +10,7 @@ use crate::helpers::{event, wait_for, TestApp};
 
 fn scam_rule_state(app: &TestApp) -> Value {
     let rules = app.get("/v1/rules").json();
-    rules["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "scam_message_rule")
-        .unwrap()["tripwire"]
-        .clone()
+    rules["rules"].as_array().unwrap().iter().find(|r| r["name"] == "scam_message_rule").unwrap()["tripwire"].clone()
 }
 
 /// Posts events for many users in one batch and waits until applied.
@@ -36,26 +30,15 @@ fn a_rule_restricting_too_large_a_share_trips_then_rearms_when_the_share_falls()
     let redis = TestRedis::start();
     let app = TestApp::spawn_with(
         &redis,
-        &[
-            ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "5"),
-            ("RESTRICTD_TRIPWIRE__THRESHOLD", "0.05"),
-        ],
+        &[("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "5"), ("RESTRICTD_TRIPWIRE__THRESHOLD", "0.05")],
     );
     // A population of 40 users, none restricted.
-    post_all(
-        &app,
-        (0..40)
-            .map(|i| event("scam_message_flagged", &format!("ok{i}"), json!({})))
-            .collect(),
-    );
+    post_all(&app, (0..40).map(|i| event("scam_message_flagged", &format!("ok{i}"), json!({}))).collect());
     assert_eq!(scam_rule_state(&app)["population"], 40);
 
     // Four restrictions: under the minimum volume, the rule stays armed.
     for i in 0..4 {
-        assert!(
-            !flag_twice(&app, &format!("bad{i}")),
-            "bad{i} is restricted while armed"
-        );
+        assert!(!flag_twice(&app, &format!("bad{i}")), "bad{i} is restricted while armed");
     }
     assert_eq!(scam_rule_state(&app)["state"], "armed");
 
@@ -69,30 +52,16 @@ fn a_rule_restricting_too_large_a_share_trips_then_rearms_when_the_share_falls()
     assert!(tripped["since"].is_string());
 
     // Tripped: a new user meeting the condition is not restricted; earlier restrictions stay.
-    assert!(
-        flag_twice(&app, "late"),
-        "a tripped rule restricts nobody new"
-    );
+    assert!(flag_twice(&app, "late"), "a tripped rule restricts nobody new");
     assert!(!app.can("message", "bad0"));
     let metrics = app.get("/metrics").body;
-    assert!(
-        metrics.contains("restrictd_tripwire_tripped{rule=\"scam_message_rule\"} 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("restrictd_tripwire_tripped{rule=\"scam_message_rule\"} 1"), "{metrics}");
 
     // The population grows to 146: 5 of 146 is under 5 %, so it re-arms.
-    post_all(
-        &app,
-        (0..100)
-            .map(|i| event("scam_message_flagged", &format!("new{i}"), json!({})))
-            .collect(),
-    );
+    post_all(&app, (0..100).map(|i| event("scam_message_flagged", &format!("new{i}"), json!({}))).collect());
     wait_for("the scam rule to re-arm", Duration::from_secs(10), || {
         (scam_rule_state(&app)["state"] == "armed").then_some(())
     });
-    assert!(
-        !flag_twice(&app, "after_rearm"),
-        "an armed rule restricts again"
-    );
+    assert!(!flag_twice(&app, "after_rearm"), "an armed rule restricts again");
     assert_eq!(scam_rule_state(&app)["trips"], 1);
 }

@@ -7,14 +7,7 @@ use crate::helpers::{event, TestApp, TestRedis};
 
 /// Total entries across every shard stream.
 fn logged(redis: &TestRedis) -> usize {
-    (0..64)
-        .map(|s| {
-            redis
-                .cli(&["XLEN", &format!("rd:{{{s}}}:events")])
-                .parse::<usize>()
-                .unwrap()
-        })
-        .sum()
+    (0..64).map(|s| redis.cli(&["XLEN", &format!("rd:{{{s}}}:events")]).parse::<usize>().unwrap()).sum()
 }
 
 #[test]
@@ -24,21 +17,9 @@ fn each_bad_input_gets_its_status_and_a_json_error_and_nothing_is_logged() {
     let json = [("Content-Type", "application/json")];
     let long_user = "x".repeat(257);
     let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
-        (
-            "malformed JSON",
-            json.to_vec(),
-            b"{\"name\": ".to_vec(),
-            400,
-            "malformed JSON",
-        ),
+        ("malformed JSON", json.to_vec(), b"{\"name\": ".to_vec(), 400, "malformed JSON"),
         ("empty body", json.to_vec(), b"".to_vec(), 400, "empty"),
-        (
-            "not an object",
-            json.to_vec(),
-            b"[1,2]".to_vec(),
-            400,
-            "JSON object",
-        ),
+        ("not an object", json.to_vec(), b"[1,2]".to_vec(), 400, "JSON object"),
         (
             "missing user_id",
             json.to_vec(),
@@ -63,34 +44,19 @@ fn each_bad_input_gets_its_status_and_a_json_error_and_nothing_is_logged() {
         (
             "user_id too long",
             json.to_vec(),
-            event("scam_message_flagged", &long_user, json!({}))
-                .to_string()
-                .into_bytes(),
+            event("scam_message_flagged", &long_user, json!({})).to_string().into_bytes(),
             400,
             "256 bytes",
         ),
         (
             "control character",
             json.to_vec(),
-            br#"{"name":"scam_message_flagged","event_properties":{"user_id":"a\u0007b"}}"#
-                .to_vec(),
+            br#"{"name":"scam_message_flagged","event_properties":{"user_id":"a\u0007b"}}"#.to_vec(),
             400,
             "control",
         ),
-        (
-            "wrong content type",
-            vec![("Content-Type", "text/plain")],
-            b"{}".to_vec(),
-            415,
-            "application/json",
-        ),
-        (
-            "body over the limit",
-            json.to_vec(),
-            vec![b' '; 4096],
-            413,
-            "larger than 2048",
-        ),
+        ("wrong content type", vec![("Content-Type", "text/plain")], b"{}".to_vec(), 415, "application/json"),
+        ("body over the limit", json.to_vec(), vec![b' '; 4096], 413, "larger than 2048"),
         (
             "unknown event",
             json.to_vec(),
@@ -101,88 +67,60 @@ fn each_bad_input_gets_its_status_and_a_json_error_and_nothing_is_logged() {
         (
             "missing amount",
             json.to_vec(),
-            event("purchase_made", "u", json!({}))
-                .to_string()
-                .into_bytes(),
+            event("purchase_made", "u", json!({})).to_string().into_bytes(),
             422,
             "amount",
         ),
         (
             "amount as string",
             json.to_vec(),
-            event("purchase_made", "u", json!({"amount": "10"}))
-                .to_string()
-                .into_bytes(),
+            event("purchase_made", "u", json!({"amount": "10"})).to_string().into_bytes(),
             422,
             "number",
         ),
         (
             "negative amount",
             json.to_vec(),
-            event("purchase_made", "u", json!({"amount": -3}))
-                .to_string()
-                .into_bytes(),
+            event("purchase_made", "u", json!({"amount": -3})).to_string().into_bytes(),
             422,
             "negative",
         ),
         (
             "non-finite amount",
             json.to_vec(),
-            br#"{"name":"purchase_made","event_properties":{"user_id":"u","amount":1e400}}"#
-                .to_vec(),
+            br#"{"name":"purchase_made","event_properties":{"user_id":"u","amount":1e400}}"#.to_vec(),
             400,
             "malformed JSON",
         ),
         (
             "too precise amount",
             json.to_vec(),
-            event("purchase_made", "u", json!({"amount": 0.0000001}))
-                .to_string()
-                .into_bytes(),
+            event("purchase_made", "u", json!({"amount": 0.0000001})).to_string().into_bytes(),
             422,
             "decimal places",
         ),
         (
             "empty card id",
             json.to_vec(),
-            event(
-                "credit_card_added",
-                "u",
-                json!({"card_id": "", "zip_code": "1"}),
-            )
-            .to_string()
-            .into_bytes(),
+            event("credit_card_added", "u", json!({"card_id": "", "zip_code": "1"})).to_string().into_bytes(),
             422,
             "empty",
         ),
         ("bad wait", json.to_vec(), b"{}".to_vec(), 400, "wait"),
     ];
     for (what, headers, body, status, needle) in cases {
-        let path = if what == "bad wait" {
-            "/event?wait=forever"
-        } else {
-            "/event"
-        };
+        let path = if what == "bad wait" { "/event?wait=forever" } else { "/event" };
         let r = app.request("POST", path, &headers, &body);
         assert_eq!(r.status, status, "{what}: {}", r.body);
-        let error = r.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{what}: no error field"))
-            .to_string();
-        assert!(
-            error.contains(needle),
-            "{what}: {error:?} should mention {needle:?}"
-        );
+        let error = r.json()["error"].as_str().unwrap_or_else(|| panic!("{what}: no error field")).to_string();
+        assert!(error.contains(needle), "{what}: {error:?} should mention {needle:?}");
     }
     assert_eq!(logged(&redis), 0, "no bad input may enter the log");
 
     // Checks with bad input.
     assert_eq!(app.get("/canmessage").status, 400);
     assert_eq!(app.get("/canmessage?user_id=").status, 400);
-    assert_eq!(
-        app.get(&format!("/canmessage?user_id={long_user}")).status,
-        400
-    );
+    assert_eq!(app.get(&format!("/canmessage?user_id={long_user}")).status, 400);
     let r = app.get("/nowhere");
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].as_str().unwrap().contains("no route"));
@@ -210,11 +148,7 @@ fn extra_properties_are_accepted_and_percent_encoded_user_ids_are_read() {
     let redis = TestRedis::start();
     let app = TestApp::spawn(&redis);
     let user = "user one/ü";
-    app.post_applied(&event(
-        "scam_message_flagged",
-        user,
-        json!({"channel": "chat", "score": 0.9}),
-    ));
+    app.post_applied(&event("scam_message_flagged", user, json!({"channel": "chat", "score": 0.9})));
     app.post_applied(&event("scam_message_flagged", user, json!({})));
     let r = app.get("/canmessage?user_id=user%20one%2F%C3%BC");
     assert_eq!(r.json()["can_message"], false);
@@ -225,22 +159,13 @@ fn unknown_events_can_be_accepted_by_config_without_touching_rules() {
     let redis = TestRedis::start();
     let app = TestApp::spawn_with(&redis, &[("RESTRICTD_INGEST__UNKNOWN_EVENTS", "accept")]);
     let r = app.post_applied(&event("profile_viewed", "viewer", json!({})));
-    assert_eq!(
-        r["features"],
-        json!({"can_message": true, "can_purchase": true})
-    );
-    assert_eq!(
-        app.get("/v1/users/viewer").status,
-        404,
-        "an unknown event creates no user"
-    );
+    assert_eq!(r["features"], json!({"can_message": true, "can_purchase": true}));
+    assert_eq!(app.get("/v1/users/viewer").status, 404, "an unknown event creates no user");
     let metrics = app.get("/metrics").body;
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("restrictd_events_total")
-                && l.contains("unknown")
-                && l.contains("ignored")),
+            .any(|l| l.starts_with("restrictd_events_total") && l.contains("unknown") && l.contains("ignored")),
         "{metrics}"
     );
 }
@@ -253,14 +178,8 @@ fn a_repeated_event_id_is_applied_once() {
     e["event_id"] = json!("evt-1");
     app.post_applied(&e);
     let again = app.post_applied(&e);
-    assert_eq!(
-        again["features"]["can_message"], true,
-        "the retry was not counted twice"
-    );
-    assert_eq!(
-        app.get("/v1/users/retrier").json()["aggregates"]["scam_flags"],
-        1
-    );
+    assert_eq!(again["features"]["can_message"], true, "the retry was not counted twice");
+    assert_eq!(app.get("/v1/users/retrier").json()["aggregates"]["scam_flags"], 1);
     e["event_id"] = json!("evt-2");
     assert_eq!(app.post_applied(&e)["features"]["can_message"], false);
 }

@@ -6,19 +6,7 @@
 use std::fmt;
 
 /// The id Redis gave a stream entry. Ordered as Redis orders them.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Debug,
-    Default,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, bincode::Encode, bincode::Decode)]
 pub struct EntryId {
     /// Milliseconds since the Unix epoch at which Redis appended the entry.
     pub ms: u64,
@@ -40,10 +28,7 @@ impl EntryId {
             Some((ms, seq)) => (ms, seq),
             None => (text, "0"),
         };
-        Some(EntryId {
-            ms: ms.parse().ok()?,
-            seq: seq.parse().ok()?,
-        })
+        Some(EntryId { ms: ms.parse().ok()?, seq: seq.parse().ok()? })
     }
 
     pub fn parse_bytes(bytes: &[u8]) -> Option<Self> {

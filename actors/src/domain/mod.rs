@@ -1,5 +1,6 @@
 //! The domain: plain Rust, no actix, tokio or Redis. Time is an argument.
 
+pub mod admin;
 pub mod entry_id;
 pub mod money;
 pub mod routing;

@@ -38,11 +38,7 @@ impl Money {
             return Err(MoneyError::NotANumber);
         };
         if let Some(units) = n.as_u64() {
-            return if units > MAX_UNITS {
-                Err(MoneyError::TooLarge)
-            } else {
-                Ok(Money(units * SCALE))
-            };
+            return if units > MAX_UNITS { Err(MoneyError::TooLarge) } else { Ok(Money(units * SCALE)) };
         }
         if n.as_i64().is_some() {
             return Err(MoneyError::Negative);
@@ -77,12 +73,7 @@ impl fmt::Display for Money {
 /// Parses a non-negative decimal (`12`, `0.1`, `1.5e-3`, `1e2`) into micro-units.
 pub fn parse_decimal(text: &str) -> Result<Money, MoneyError> {
     let (mantissa, exponent) = match text.find(['e', 'E']) {
-        Some(i) => (
-            &text[..i],
-            text[i + 1..]
-                .parse::<i32>()
-                .map_err(|_| MoneyError::NotANumber)?,
-        ),
+        Some(i) => (&text[..i], text[i + 1..].parse::<i32>().map_err(|_| MoneyError::NotANumber)?),
         None => (text, 0),
     };
     if mantissa.starts_with('-') {
@@ -111,10 +102,8 @@ pub fn parse_decimal(text: &str) -> Result<Money, MoneyError> {
         return Err(MoneyError::TooLarge);
     }
     let significand: u64 = significand_text.parse().map_err(|_| MoneyError::TooLarge)?;
-    let micros = 10u64
-        .checked_pow(power as u32)
-        .and_then(|p| significand.checked_mul(p))
-        .ok_or(MoneyError::TooLarge)?;
+    let micros =
+        10u64.checked_pow(power as u32).and_then(|p| significand.checked_mul(p)).ok_or(MoneyError::TooLarge)?;
     if micros > MAX_UNITS * SCALE {
         return Err(MoneyError::TooLarge);
     }

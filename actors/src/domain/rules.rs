@@ -51,6 +51,21 @@ pub struct RuleDef {
     pub restrict: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// How long a restriction lasts (`"30d"`); absent: until lifted.
+    #[serde(default)]
+    pub restrict_for: Option<String>,
+    /// When the tripwire trips this rule: `keep` its restrictions, or `revert`
+    /// (lift) those it made within the window.
+    #[serde(default)]
+    pub on_trip: OnTrip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTrip {
+    #[default]
+    Keep,
+    Revert,
 }
 
 /// `[features.<name>]` in config.
@@ -144,6 +159,8 @@ pub struct Rule {
     pub terms: Vec<Term>,
     /// Features it restricts, as a bit mask over `Model::features`.
     pub features: u64,
+    /// `restrict_for`, in ms.
+    pub restrict_for_ms: Option<u64>,
 }
 
 /// The compiled model: schema, aggregates, rules and features.
@@ -176,17 +193,10 @@ impl Model {
         let mut feature_descriptions = Vec::new();
         for (name, f) in &def.features {
             if !name.starts_with("can_") || name.len() <= 4 {
-                return Err(format!(
-                    "features.{name}: a feature name starts with \"can_\" (can_message)"
-                ));
+                return Err(format!("features.{name}: a feature name starts with \"can_\" (can_message)"));
             }
-            if !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
-                return Err(format!(
-                    "features.{name}: use lowercase letters, digits and _"
-                ));
+            if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return Err(format!("features.{name}: use lowercase letters, digits and _"));
             }
             features.push(name.as_str().into());
             feature_descriptions.push(f.description.clone());
@@ -202,17 +212,12 @@ impl Model {
                 .ok_or_else(|| format!("{key}.event: {:?} is not a declared event", a.event))?;
             let property = match (a.kind, &a.property) {
                 (AggregateKind::Count, None) => None,
-                (AggregateKind::Count, Some(_)) => {
-                    return Err(format!("{key}.property: a count takes no property"))
-                }
+                (AggregateKind::Count, Some(_)) => return Err(format!("{key}.property: a count takes no property")),
                 (_, None) => return Err(format!("{key}.property: required for {:?}", a.kind)),
                 (kind, Some(p)) => {
-                    let (index, ty) = schema.property_index(event, p).ok_or_else(|| {
-                        format!(
-                            "{key}.property: event {:?} declares no property {p:?}",
-                            a.event
-                        )
-                    })?;
+                    let (index, ty) = schema
+                        .property_index(event, p)
+                        .ok_or_else(|| format!("{key}.property: event {:?} declares no property {p:?}", a.event))?;
                     if kind == AggregateKind::Sum && ty != PropType::Money {
                         return Err(format!(
                             "{key}.property: sums are of money properties (declare {p:?} as \"money\")"
@@ -228,20 +233,9 @@ impl Model {
                 scalars += 1;
                 Slot::Scalar(scalars - 1)
             };
-            let unit = if a.kind == AggregateKind::Sum {
-                SCALE
-            } else {
-                1
-            };
+            let unit = if a.kind == AggregateKind::Sum { SCALE } else { 1 };
             by_name.insert(name.as_str(), aggregates.len() as u16);
-            aggregates.push(Aggregate {
-                name: name.as_str().into(),
-                kind: a.kind,
-                event,
-                property,
-                slot,
-                unit,
-            });
+            aggregates.push(Aggregate { name: name.as_str().into(), kind: a.kind, event, property, slot, unit });
         }
 
         let mut rules = Vec::with_capacity(def.rules.len());
@@ -252,9 +246,8 @@ impl Model {
                 return Err(format!("{key}.on: name at least one event"));
             }
             for event in &r.on {
-                let e = schema
-                    .event_index(event)
-                    .ok_or_else(|| format!("{key}.on: {event:?} is not a declared event"))?;
+                let e =
+                    schema.event_index(event).ok_or_else(|| format!("{key}.on: {event:?} is not a declared event"))?;
                 rules_by_event[usize::from(e)] |= 1 << i;
             }
             if r.restrict.is_empty() {
@@ -262,19 +255,23 @@ impl Model {
             }
             let mut mask = 0u64;
             for f in &r.restrict {
-                let fi = features.iter().position(|x| &**x == f).ok_or_else(|| {
-                    format!("{key}.restrict: {f:?} is not a declared feature (add [features.{f}])")
-                })?;
+                let fi = features
+                    .iter()
+                    .position(|x| &**x == f)
+                    .ok_or_else(|| format!("{key}.restrict: {f:?} is not a declared feature (add [features.{f}])"))?;
                 mask |= 1 << fi;
             }
-            let terms = parse_condition(&r.when, &by_name, &aggregates)
-                .map_err(|e| format!("{key}.when: {e}"))?;
-            rules.push(Rule {
-                name: name.as_str().into(),
-                def: r.clone(),
-                terms,
-                features: mask,
-            });
+            let terms = parse_condition(&r.when, &by_name, &aggregates).map_err(|e| format!("{key}.when: {e}"))?;
+            let restrict_for_ms = r
+                .restrict_for
+                .as_deref()
+                .map(|d| {
+                    humantime::parse_duration(d)
+                        .map(|d| d.as_millis() as u64)
+                        .map_err(|e| format!("{key}.restrict_for: {d:?} is not a duration like \"30d\" ({e})"))
+                })
+                .transpose()?;
+            rules.push(Rule { name: name.as_str().into(), def: r.clone(), terms, features: mask, restrict_for_ms });
         }
 
         let mut aggregates_by_event = vec![Vec::new(); schema.events.len()];
@@ -314,25 +311,17 @@ impl Rule {
         self.terms.iter().all(|t| {
             let num = u128::from(values.value(t.num));
             match t.den {
-                None => t
-                    .cmp
-                    .holds(num.checked_mul(t.lhs_factor), Some(t.rhs_factor)),
+                None => t.cmp.holds(num.checked_mul(t.lhs_factor), Some(t.rhs_factor)),
                 Some(d) => {
                     let den = u128::from(values.value(d));
-                    den != 0
-                        && t.cmp
-                            .holds(num.checked_mul(t.lhs_factor), den.checked_mul(t.rhs_factor))
+                    den != 0 && t.cmp.holds(num.checked_mul(t.lhs_factor), den.checked_mul(t.rhs_factor))
                 }
             }
         })
     }
 }
 
-fn parse_condition(
-    text: &str,
-    by_name: &AHashMap<&str, u16>,
-    aggregates: &[Aggregate],
-) -> Result<Vec<Term>, String> {
+fn parse_condition(text: &str, by_name: &AHashMap<&str, u16>, aggregates: &[Aggregate]) -> Result<Vec<Term>, String> {
     let mut terms = Vec::new();
     let tokens: Vec<&str> = text.split_whitespace().collect();
     if tokens.is_empty() {
@@ -343,11 +332,7 @@ fn parse_condition(
             by_name.get(name).copied().ok_or_else(|| {
                 format!(
                     "{name:?} is not a declared aggregate (known: {})",
-                    aggregates
-                        .iter()
-                        .map(|a| &*a.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    aggregates.iter().map(|a| &*a.name).collect::<Vec<_>>().join(", ")
                 )
             })
         };
@@ -356,9 +341,9 @@ fn parse_condition(
             [a, "/", b, op, c] => (agg(a)?, Some(agg(b)?), *op, *c),
             _ => {
                 return Err(format!(
-                    "cannot read {:?}: write `aggregate OP number` or `aggregate / aggregate OP number`, joined by `and`",
-                    part.join(" ")
-                ))
+                "cannot read {:?}: write `aggregate OP number` or `aggregate / aggregate OP number`, joined by `and`",
+                part.join(" ")
+            ))
             }
         };
         let cmp = match cmp {
@@ -370,29 +355,16 @@ fn parse_condition(
             other => return Err(format!("unknown comparison {other:?} (use > >= < <= ==)")),
         };
         // constant = p / q exactly; p, q fit well inside u128.
-        let p = u128::from(
-            money::parse_decimal(constant)
-                .map_err(|e| format!("constant {constant:?} {e}"))?
-                .0,
-        );
+        let p = u128::from(money::parse_decimal(constant).map_err(|e| format!("constant {constant:?} {e}"))?.0);
         let q = u128::from(SCALE);
         let unit_num = u128::from(aggregates[usize::from(num)].unit);
         let (lhs_factor, rhs_factor) = match den {
             // (num/unit_num) cmp p/q  <=>  num*q cmp p*unit_num
             None => (q, p * unit_num),
             // (num/unit_num)/(den/unit_den) cmp p/q  <=>  num*unit_den*q cmp den*p*unit_num
-            Some(d) => (
-                u128::from(aggregates[usize::from(d)].unit) * q,
-                p * unit_num,
-            ),
+            Some(d) => (u128::from(aggregates[usize::from(d)].unit) * q, p * unit_num),
         };
-        terms.push(Term {
-            num,
-            den,
-            cmp,
-            lhs_factor,
-            rhs_factor,
-        });
+        terms.push(Term { num, den, cmp, lhs_factor, rhs_factor });
     }
     Ok(terms)
 }
@@ -442,15 +414,9 @@ mod tests {
         // aggregates sorted by name: chargebacks=0, purchases=1, spend=2
         let m = model("chargebacks / spend > 0.10");
         let r = &m.rules[0];
-        assert!(
-            !r.holds(&Vals(vec![10 * SCALE, 1, 100 * SCALE])),
-            "10/100 is not > 0.10"
-        );
+        assert!(!r.holds(&Vals(vec![10 * SCALE, 1, 100 * SCALE])), "10/100 is not > 0.10");
         assert!(r.holds(&Vals(vec![10 * SCALE + 1, 1, 100 * SCALE])));
-        assert!(
-            !r.holds(&Vals(vec![5 * SCALE, 0, 0])),
-            "zero denominator is false"
-        );
+        assert!(!r.holds(&Vals(vec![5 * SCALE, 0, 0])), "zero denominator is false");
     }
 
     #[test]
@@ -486,9 +452,6 @@ mod tests {
         )
         .unwrap();
         let err = Model::compile(&def, false).unwrap_err();
-        assert!(
-            err.contains("rules.r.when") && err.contains("\"m\""),
-            "{err}"
-        );
+        assert!(err.contains("rules.r.when") && err.contains("\"m\""), "{err}");
     }
 }

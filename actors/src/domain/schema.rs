@@ -103,18 +103,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     fn malformed(reason: &'static str, message: impl Into<String>) -> Self {
-        ValidationError {
-            kind: Rejection::Malformed,
-            reason,
-            message: message.into(),
-        }
+        ValidationError { kind: Rejection::Malformed, reason, message: message.into() }
     }
     fn unprocessable(reason: &'static str, message: impl Into<String>) -> Self {
-        ValidationError {
-            kind: Rejection::Unprocessable,
-            reason,
-            message: message.into(),
-        }
+        ValidationError { kind: Rejection::Unprocessable, reason, message: message.into() }
     }
 }
 
@@ -149,25 +141,16 @@ impl Schema {
                 return Err("events: an event name is empty".into());
             }
             if def.properties.len() > MAX_PROPERTIES {
-                return Err(format!(
-                    "events.{name}: at most {MAX_PROPERTIES} properties besides user_id"
-                ));
+                return Err(format!("events.{name}: at most {MAX_PROPERTIES} properties besides user_id"));
             }
             if def.properties.contains_key("user_id") {
                 return Err(format!(
                     "events.{name}.properties: user_id is always required and is a string; do not declare it"
                 ));
             }
-            schema
-                .by_name
-                .insert(name.as_str().into(), schema.events.len() as u16);
+            schema.by_name.insert(name.as_str().into(), schema.events.len() as u16);
             schema.events.push(name.as_str().into());
-            schema.properties.push(
-                def.properties
-                    .iter()
-                    .map(|(p, t)| (p.as_str().into(), *t))
-                    .collect(),
-            );
+            schema.properties.push(def.properties.iter().map(|(p, t)| (p.as_str().into(), *t)).collect());
         }
         Ok(schema)
     }
@@ -197,31 +180,15 @@ impl Schema {
         let name = match obj.get("name") {
             Some(Value::String(s)) if !s.is_empty() => s.as_str(),
             Some(Value::String(_)) => {
-                return Err(ValidationError::malformed(
-                    "missing_name",
-                    "\"name\" must not be empty",
-                ))
+                return Err(ValidationError::malformed("missing_name", "\"name\" must not be empty"))
             }
-            Some(_) => {
-                return Err(ValidationError::malformed(
-                    "missing_name",
-                    "\"name\" must be a string",
-                ))
-            }
-            None => {
-                return Err(ValidationError::malformed(
-                    "missing_name",
-                    "\"name\" is required",
-                ))
-            }
+            Some(_) => return Err(ValidationError::malformed("missing_name", "\"name\" must be a string")),
+            None => return Err(ValidationError::malformed("missing_name", "\"name\" is required")),
         };
         let props = match obj.get("event_properties") {
             Some(Value::Object(p)) => p,
             Some(_) => {
-                return Err(ValidationError::malformed(
-                    "missing_properties",
-                    "\"event_properties\" must be an object",
-                ))
+                return Err(ValidationError::malformed("missing_properties", "\"event_properties\" must be an object"))
             }
             None => {
                 return Err(ValidationError::malformed(
@@ -233,25 +200,16 @@ impl Schema {
         let user_id = validate_user_id(props.get("user_id"))?;
         let event_id = match obj.get("event_id") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EVENT_ID_BYTES => {
-                Some(s.as_str())
-            }
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EVENT_ID_BYTES => Some(s.as_str()),
             Some(_) => {
                 return Err(ValidationError::unprocessable(
                     "bad_event_id",
-                    format!(
-                    "\"event_id\" must be a non-empty string of at most {MAX_EVENT_ID_BYTES} bytes"
-                ),
+                    format!("\"event_id\" must be a non-empty string of at most {MAX_EVENT_ID_BYTES} bytes"),
                 ))
             }
         };
-        let mut event = Event {
-            name,
-            kind: EventKind::Unknown,
-            user_id,
-            event_id,
-            values: [PropValue::Absent; MAX_PROPERTIES],
-        };
+        let mut event =
+            Event { name, kind: EventKind::Unknown, user_id, event_id, values: [PropValue::Absent; MAX_PROPERTIES] };
         let Some(index) = self.event_index(name) else {
             if self.accept_unknown {
                 return Ok(event);
@@ -260,11 +218,7 @@ impl Schema {
                 "unknown_event",
                 format!(
                     "unknown event name {name:?}; known events: {}",
-                    self.events
-                        .iter()
-                        .map(|e| &**e)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    self.events.iter().map(|e| &**e).collect::<Vec<_>>().join(", ")
                 ),
             ));
         };
@@ -273,17 +227,11 @@ impl Schema {
             let Some(raw) = props.get(&**prop) else {
                 return Err(ValidationError::unprocessable(
                     "missing_property",
-                    format!(
-                        "event {name:?} requires property {prop:?} ({})",
-                        type_name(*ty)
-                    ),
+                    format!("event {name:?} requires property {prop:?} ({})", type_name(*ty)),
                 ));
             };
             event.values[slot] = typed(raw, *ty).map_err(|why| {
-                ValidationError::unprocessable(
-                    "bad_property",
-                    format!("property {prop:?} of event {name:?} {why}"),
-                )
+                ValidationError::unprocessable("bad_property", format!("property {prop:?} of event {name:?} {why}"))
             })?;
         }
         Ok(event)
@@ -300,17 +248,9 @@ fn validate_user_id(value: Option<&Value>) -> Result<&str, ValidationError> {
             ))
         }
         Some(_) => {
-            return Err(ValidationError::malformed(
-                "bad_user_id",
-                "\"event_properties.user_id\" must be a string",
-            ))
+            return Err(ValidationError::malformed("bad_user_id", "\"event_properties.user_id\" must be a string"))
         }
-        None => {
-            return Err(ValidationError::malformed(
-                "missing_user_id",
-                "\"event_properties.user_id\" is required",
-            ))
-        }
+        None => return Err(ValidationError::malformed("missing_user_id", "\"event_properties.user_id\" is required")),
     };
     check_user_id(id).map_err(|why| ValidationError::malformed("bad_user_id", why))
 }
@@ -332,16 +272,13 @@ fn typed(raw: &Value, ty: PropType) -> Result<PropValue<'_>, String> {
     match (ty, raw) {
         (PropType::String, Value::String(s)) if !s.is_empty() => Ok(PropValue::Str(s)),
         (PropType::String, Value::String(_)) => Err("must not be empty".into()),
-        (PropType::Money, v) => Money::from_json(v)
-            .map(PropValue::Money)
-            .map_err(|e| match e {
-                MoneyError::NotANumber => "must be a number".to_string(),
-                other => other.to_string(),
-            }),
-        (PropType::Integer, Value::Number(n)) => n
-            .as_i64()
-            .map(PropValue::Integer)
-            .ok_or_else(|| "must be a whole number".into()),
+        (PropType::Money, v) => Money::from_json(v).map(PropValue::Money).map_err(|e| match e {
+            MoneyError::NotANumber => "must be a number".to_string(),
+            other => other.to_string(),
+        }),
+        (PropType::Integer, Value::Number(n)) => {
+            n.as_i64().map(PropValue::Integer).ok_or_else(|| "must be a whole number".into())
+        }
         (PropType::Bool, Value::Bool(b)) => Ok(PropValue::Bool(*b)),
         (ty, _) => Err(format!("must be {}", type_name(ty))),
     }
@@ -373,8 +310,7 @@ mod tests {
 
     #[test]
     fn a_valid_event_borrows_its_values() {
-        let v =
-            json!({"name": "purchase_made", "event_properties": {"user_id": "u1", "amount": 12.5}});
+        let v = json!({"name": "purchase_made", "event_properties": {"user_id": "u1", "amount": 12.5}});
         let e = schema().validate(&v).unwrap();
         assert_eq!(e.user_id, "u1");
         assert_eq!(e.values[0], PropValue::Money(Money(12_500_000)));
@@ -385,31 +321,11 @@ mod tests {
         let s = schema();
         let cases = [
             (json!([1]), Rejection::Malformed, "JSON object"),
-            (
-                json!({"name": "x"}),
-                Rejection::Malformed,
-                "event_properties",
-            ),
-            (
-                json!({"name": "purchase_made", "event_properties": {}}),
-                Rejection::Malformed,
-                "user_id",
-            ),
-            (
-                json!({"name": "purchase_made", "event_properties": {"user_id": ""}}),
-                Rejection::Malformed,
-                "empty",
-            ),
-            (
-                json!({"name": "purchase_made", "event_properties": {"user_id": 5}}),
-                Rejection::Malformed,
-                "string",
-            ),
-            (
-                json!({"name": "nope", "event_properties": {"user_id": "u"}}),
-                Rejection::Unprocessable,
-                "unknown event",
-            ),
+            (json!({"name": "x"}), Rejection::Malformed, "event_properties"),
+            (json!({"name": "purchase_made", "event_properties": {}}), Rejection::Malformed, "user_id"),
+            (json!({"name": "purchase_made", "event_properties": {"user_id": ""}}), Rejection::Malformed, "empty"),
+            (json!({"name": "purchase_made", "event_properties": {"user_id": 5}}), Rejection::Malformed, "string"),
+            (json!({"name": "nope", "event_properties": {"user_id": "u"}}), Rejection::Unprocessable, "unknown event"),
             (
                 json!({"name": "purchase_made", "event_properties": {"user_id": "u"}}),
                 Rejection::Unprocessable,

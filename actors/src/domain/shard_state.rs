@@ -6,13 +6,16 @@
 
 use std::collections::VecDeque;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use ahash::{AHashMap, AHashSet};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::entry_id::EntryId;
 use super::rules::Model;
 use super::schema::{Event, EventKind};
-use super::user::{Restriction, UserState, Values};
+use super::user::{Override, Restriction, UserState, Values};
 
 /// What applying one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,10 +53,7 @@ pub struct DedupChanges {
 
 impl Dedup {
     pub fn new(window_ms: u64) -> Self {
-        Dedup {
-            window_ms,
-            ..Default::default()
-        }
+        Dedup { window_ms, ..Default::default() }
     }
 
     fn key(user_id: &str, event_id: &str) -> u128 {
@@ -110,10 +110,7 @@ impl Dedup {
 
     /// The remembered ids with the time each was seen, oldest first.
     pub fn entries(&self) -> impl Iterator<Item = (u128, u64)> + '_ {
-        self.order
-            .iter()
-            .filter(|(at, k)| self.seen.get(k) == Some(at))
-            .map(|&(at, k)| (k, at))
+        self.order.iter().filter(|(at, k)| self.seen.get(k) == Some(at)).map(|&(at, k)| (k, at))
     }
 
     /// Restores a remembered id (from a snapshot).
@@ -132,25 +129,64 @@ pub struct ShardState {
     pub applied: EntryId,
     /// Users changed since the last snapshot.
     pub dirty: AHashSet<Box<str>>,
+    /// When something of a user may expire (entries may be stale: checked on pop).
+    expiries: BinaryHeap<Reverse<(u64, Box<str>)>>,
+}
+
+/// A change of what a user may do, for the audit trail and the live feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub user_id: Box<str>,
+    pub kind: ChangeKind,
+    /// Features the change is about (bit mask).
+    pub features: u64,
+    /// The rule, for changes made by or for a rule.
+    pub rule: Option<u16>,
+    /// Stream entry that caused it (an event, or an operator's command).
+    pub entry: EntryId,
+    /// When it happened (event time, or the sweep's clock for expiries), ms.
+    pub at_ms: u64,
+    /// Who: the rule's name is implied by `rule`; an operator's token name otherwise.
+    pub by: Option<Box<str>>,
+    pub reason: Option<Box<str>>,
+    /// Restricted features after the change.
+    pub restricted_after: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A rule restricted the user.
+    RuleFired,
+    /// A rule's restriction reached its `restrict_for`.
+    Expired,
+    /// The tripwire lifted a restriction of a tripped `on_trip = "revert"` rule.
+    Reverted,
+    OverrideSet,
+    OverrideRemoved,
+    OverrideExpired,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::RuleFired => "rule_fired",
+            ChangeKind::Expired => "expired",
+            ChangeKind::Reverted => "tripwire_revert",
+            ChangeKind::OverrideSet => "override_set",
+            ChangeKind::OverrideRemoved => "override_removed",
+            ChangeKind::OverrideExpired => "override_expired",
+        }
+    }
 }
 
 impl ShardState {
     pub fn new(dedup_window_ms: u64) -> Self {
-        ShardState {
-            dedup: Dedup::new(dedup_window_ms),
-            ..Default::default()
-        }
+        ShardState { dedup: Dedup::new(dedup_window_ms), ..Default::default() }
     }
 
     /// Applies one validated event carried by entry `id`. `tripped` is the mask
     /// of rules that may not restrict anyone new.
-    pub fn apply(
-        &mut self,
-        model: &Model,
-        id: EntryId,
-        event: &Event<'_>,
-        tripped: u64,
-    ) -> Outcome {
+    pub fn apply(&mut self, model: &Model, id: EntryId, event: &Event<'_>, tripped: u64) -> Outcome {
         let mut out = Outcome::default();
         if id > self.applied {
             self.applied = id;
@@ -169,9 +205,7 @@ impl ShardState {
             Some(u) => u,
             None => {
                 out.new_user = true;
-                self.users
-                    .entry(event.user_id.into())
-                    .or_insert_with(|| UserState::new(model))
+                self.users.entry(event.user_id.into()).or_insert_with(|| UserState::new(model))
             }
         };
         user.apply(model, event);
@@ -190,14 +224,159 @@ impl ShardState {
                 out.suppressed |= 1 << r;
                 continue;
             }
-            user.restrictions.push(Restriction {
-                rule: r,
-                entry: id,
-                at_ms: id.ms,
-            });
+            let expires_at_ms = model.rules[usize::from(r)].restrict_for_ms.map(|d| id.ms.saturating_add(d));
+            user.restrictions.push(Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms });
+            if let Some(at) = expires_at_ms {
+                self.expiries.push(Reverse((at, event.user_id.into())));
+            }
             out.fired |= 1 << r;
         }
         out.features = user.restricted(model);
         out
+    }
+
+    /// Marks a user changed, for the next snapshot.
+    fn touch(&mut self, user_id: &str) {
+        if !self.dirty.contains(user_id) {
+            self.dirty.insert(user_id.into());
+        }
+    }
+
+    /// Rebuilds the expiry queue from the users (after a restore).
+    pub fn index_expiries(&mut self) {
+        self.expiries =
+            self.users.iter().filter_map(|(u, s)| s.next_expiry().map(|t| Reverse((t, u.clone())))).collect();
+    }
+
+    /// Lifts what expired by `now_ms`. Returns the changes.
+    pub fn sweep(&mut self, model: &Model, now_ms: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        while let Some(Reverse((at, _))) = self.expiries.peek() {
+            if *at > now_ms {
+                break;
+            }
+            let Some(Reverse((_, user_id))) = self.expiries.pop() else { break };
+            let Some(user) = self.users.get_mut(&user_id) else { continue };
+            let expired = user.expire(now_ms);
+            if let Some(next) = user.next_expiry() {
+                self.expiries.push(Reverse((next, user_id.clone())));
+            }
+            if expired.restrictions.is_empty() && expired.overrides.is_empty() {
+                continue;
+            }
+            let after = user.restricted(model);
+            for r in expired.restrictions {
+                changes.push(Change {
+                    user_id: user_id.clone(),
+                    kind: ChangeKind::Expired,
+                    features: model.rules[usize::from(r.rule)].features,
+                    rule: Some(r.rule),
+                    entry: r.entry,
+                    at_ms: now_ms,
+                    by: None,
+                    reason: Some("restrict_for elapsed".into()),
+                    restricted_after: after,
+                });
+            }
+            for o in expired.overrides {
+                changes.push(Change {
+                    user_id: user_id.clone(),
+                    kind: ChangeKind::OverrideExpired,
+                    features: 1 << o.feature,
+                    rule: None,
+                    entry: EntryId::ZERO,
+                    at_ms: now_ms,
+                    by: Some(o.by),
+                    reason: Some(o.reason),
+                    restricted_after: after,
+                });
+            }
+            self.touch(&user_id);
+        }
+        changes
+    }
+
+    /// Applies an operator's override (set when `o` is `Some`, removed when
+    /// `None`) carried by entry `id`. A user never seen is created.
+    pub fn set_override(
+        &mut self,
+        model: &Model,
+        id: EntryId,
+        user_id: &str,
+        feature: u8,
+        o: Option<Override>,
+        by: &str,
+    ) -> Option<Change> {
+        if id > self.applied {
+            self.applied = id;
+        }
+        let user = self.users.entry(user_id.into()).or_insert_with(|| UserState::new(model));
+        let (kind, reason) = match o {
+            Some(o) => {
+                if let Some(at) = o.expires_at_ms {
+                    self.expiries.push(Reverse((at, user_id.into())));
+                }
+                let reason = o.reason.clone();
+                user.set_override(o);
+                (ChangeKind::OverrideSet, Some(reason))
+            }
+            None => {
+                let removed = user.clear_override(feature)?;
+                (ChangeKind::OverrideRemoved, Some(removed.reason))
+            }
+        };
+        let after = user.restricted(model);
+        self.touch(user_id);
+        Some(Change {
+            user_id: user_id.into(),
+            kind,
+            features: 1 << feature,
+            rule: None,
+            entry: id,
+            at_ms: id.ms,
+            by: Some(by.into()),
+            reason,
+            restricted_after: after,
+        })
+    }
+
+    /// Lifts the restrictions rule `rule` made at or after `since_ms` (a
+    /// tripped `on_trip = "revert"` rule's window). Returns the changes.
+    pub fn revert(&mut self, model: &Model, rule: u16, since_ms: u64, now_ms: u64) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut touched = Vec::new();
+        for (user_id, user) in self.users.iter_mut() {
+            let before = user.restrictions.len();
+            let mut lifted = Vec::new();
+            user.restrictions.retain(|r| {
+                let lift = r.rule == rule && r.at_ms >= since_ms;
+                if lift {
+                    lifted.push(*r);
+                }
+                !lift
+            });
+            if user.restrictions.len() == before {
+                continue;
+            }
+            let after = user.restricted(model);
+            for r in lifted {
+                changes.push(Change {
+                    user_id: user_id.clone(),
+                    kind: ChangeKind::Reverted,
+                    features: model.rules[usize::from(rule)].features,
+                    rule: Some(rule),
+                    entry: r.entry,
+                    at_ms: now_ms,
+                    by: Some("tripwire".into()),
+                    reason: Some("rule tripped with on_trip = revert".into()),
+                    restricted_after: after,
+                });
+            }
+            touched.push(user_id.clone());
+        }
+        for u in touched {
+            self.touch(&u);
+        }
+        changes
     }
 }

@@ -10,10 +10,10 @@ use bincode::config::standard;
 
 use super::entry_id::EntryId;
 use super::rules::{Model, Slot};
-use super::user::{Restriction, UserState};
+use super::user::{Override, Restriction, UserState};
 
 /// The version written by this build.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -25,18 +25,30 @@ pub enum SnapshotError {
     Corrupt(String),
 }
 
-#[derive(bincode::Encode)]
-struct UserV1Ref<'a> {
-    scalars: Vec<(&'a str, u64)>,
-    sets: Vec<(&'a str, &'a [u64])>,
-    restrictions: Vec<(&'a str, EntryId, u64)>,
-}
-
+/// Version 1: aggregates and restrictions (no expiry, no overrides).
 #[derive(bincode::Decode)]
 struct UserV1 {
     scalars: Vec<(String, u64)>,
     sets: Vec<(String, Vec<u64>)>,
     restrictions: Vec<(String, EntryId, u64)>,
+}
+
+/// Version 2: restrictions carry their expiry; overrides
+/// (feature, allowed, reason, by, at_ms, expires_at_ms).
+#[derive(bincode::Encode)]
+struct UserV2Ref<'a> {
+    scalars: Vec<(&'a str, u64)>,
+    sets: Vec<(&'a str, &'a [u64])>,
+    restrictions: Vec<(&'a str, EntryId, u64, Option<u64>)>,
+    overrides: Vec<(&'a str, bool, &'a str, &'a str, u64, Option<u64>)>,
+}
+
+#[derive(bincode::Decode)]
+struct UserV2 {
+    scalars: Vec<(String, u64)>,
+    sets: Vec<(String, Vec<u64>)>,
+    restrictions: Vec<(String, EntryId, u64, Option<u64>)>,
+    overrides: Vec<(String, bool, String, String, u64, Option<u64>)>,
 }
 
 /// Encodes a user in the current format.
@@ -52,62 +64,68 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
     let restrictions = user
         .restrictions
         .iter()
-        .map(|r| (&*model.rules[usize::from(r.rule)].name, r.entry, r.at_ms))
+        .map(|r| (&*model.rules[usize::from(r.rule)].name, r.entry, r.at_ms, r.expires_at_ms))
+        .collect();
+    let overrides = user
+        .overrides
+        .iter()
+        .map(|o| (&*model.features[usize::from(o.feature)], o.allowed, &*o.reason, &*o.by, o.at_ms, o.expires_at_ms))
         .collect();
     let mut out = vec![VERSION];
-    bincode::encode_into_std_write(
-        UserV1Ref {
-            scalars,
-            sets,
-            restrictions,
-        },
-        &mut out,
-        standard(),
-    )
-    .expect("writing to a Vec cannot fail");
+    bincode::encode_into_std_write(UserV2Ref { scalars, sets, restrictions, overrides }, &mut out, standard())
+        .expect("writing to a Vec cannot fail");
     out
 }
 
 /// Decodes a user written by this or any earlier version.
 pub fn decode_user(model: &Model, bytes: &[u8]) -> Result<UserState, SnapshotError> {
     let (&version, body) = bytes.split_first().ok_or(SnapshotError::Empty)?;
-    match version {
+    let corrupt = |e: bincode::error::DecodeError| SnapshotError::Corrupt(e.to_string());
+    let v2 = match version {
         1 => {
-            let (v1, _): (UserV1, usize) = bincode::decode_from_slice(body, standard())
-                .map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
-            Ok(from_v1(model, v1))
+            let (v1, _): (UserV1, usize) = bincode::decode_from_slice(body, standard()).map_err(corrupt)?;
+            UserV2 {
+                scalars: v1.scalars,
+                sets: v1.sets,
+                restrictions: v1.restrictions.into_iter().map(|(r, e, at)| (r, e, at, None)).collect(),
+                overrides: Vec::new(),
+            }
         }
-        other => Err(SnapshotError::UnknownVersion(other)),
-    }
+        2 => bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0,
+        other => return Err(SnapshotError::UnknownVersion(other)),
+    };
+    Ok(from_v2(model, v2))
 }
 
-fn from_v1(model: &Model, v1: UserV1) -> UserState {
+fn from_v2(model: &Model, v2: UserV2) -> UserState {
     let mut user = UserState::new(model);
-    let slot = |name: &str| {
-        model
-            .aggregates
-            .iter()
-            .find(|a| &*a.name == name)
-            .map(|a| a.slot)
-    };
-    for (name, value) in v1.scalars {
+    let slot = |name: &str| model.aggregates.iter().find(|a| &*a.name == name).map(|a| a.slot);
+    for (name, value) in v2.scalars {
         if let Some(Slot::Scalar(s)) = slot(&name) {
             user.scalars[usize::from(s)] = value;
         }
     }
-    for (name, mut values) in v1.sets {
+    for (name, mut values) in v2.sets {
         if let Some(Slot::Set(s)) = slot(&name) {
             values.sort_unstable();
             values.dedup();
             user.sets[usize::from(s)] = values.into_boxed_slice();
         }
     }
-    for (rule, entry, at_ms) in v1.restrictions {
+    for (rule, entry, at_ms, expires_at_ms) in v2.restrictions {
         if let Some(r) = model.rule_index(&rule) {
-            user.restrictions.push(Restriction {
-                rule: r as u16,
-                entry,
+            user.restrictions.push(Restriction { rule: r as u16, entry, at_ms, expires_at_ms });
+        }
+    }
+    for (feature, allowed, reason, by, at_ms, expires_at_ms) in v2.overrides {
+        if let Some(f) = model.feature_index(&feature) {
+            user.overrides.push(Override {
+                feature: f as u8,
+                allowed,
+                reason: reason.into(),
+                by: by.into(),
                 at_ms,
+                expires_at_ms,
             });
         }
     }
@@ -128,15 +146,9 @@ mod tests {
     fn fixture_user(m: &Model) -> UserState {
         let mut u = UserState::new(m);
         let agg = |n: &str| m.aggregates.iter().find(|a| &*a.name == n).unwrap().slot;
-        let Slot::Scalar(flags) = agg("scam_flags") else {
-            panic!()
-        };
-        let Slot::Scalar(spend) = agg("spend") else {
-            panic!()
-        };
-        let Slot::Set(cards) = agg("cards") else {
-            panic!()
-        };
+        let Slot::Scalar(flags) = agg("scam_flags") else { panic!() };
+        let Slot::Scalar(spend) = agg("spend") else { panic!() };
+        let Slot::Set(cards) = agg("cards") else { panic!() };
         u.scalars[usize::from(flags)] = 2;
         u.scalars[usize::from(spend)] = 100_250_000;
         u.sets[usize::from(cards)] = vec![3, 7, 11].into_boxed_slice();
@@ -144,6 +156,22 @@ mod tests {
             rule: m.rule_index("scam_message_rule").unwrap() as u16,
             entry: EntryId::new(1_700_000_000_123, 4),
             at_ms: 1_700_000_000_123,
+            expires_at_ms: None,
+        });
+        u
+    }
+
+    /// The user stored in `tests/fixtures/user_v2.bin`: v1's, plus an expiry and an override.
+    fn fixture_user_v2(m: &Model) -> UserState {
+        let mut u = fixture_user(m);
+        u.restrictions[0].expires_at_ms = Some(1_702_592_000_123);
+        u.overrides.push(Override {
+            feature: m.feature_index("can_purchase").unwrap() as u8,
+            allowed: true,
+            reason: "appeal 4411 accepted".into(),
+            by: "ops".into(),
+            at_ms: 1_700_000_100_000,
+            expires_at_ms: Some(1_700_604_900_000),
         });
         u
     }
@@ -151,8 +179,16 @@ mod tests {
     #[test]
     fn a_user_round_trips() {
         let m = model();
-        let u = fixture_user(&m);
+        let u = fixture_user_v2(&m);
         assert_eq!(decode_user(&m, &encode_user(&m, &u)).unwrap(), u);
+    }
+
+    #[test]
+    fn the_stored_version_2_fixture_still_decodes() {
+        let m = model();
+        let stored = include_bytes!("../../tests/fixtures/user_v2.bin");
+        assert_eq!(stored[0], 2);
+        assert_eq!(decode_user(&m, stored).unwrap(), fixture_user_v2(&m));
     }
 
     #[test]
@@ -173,15 +209,8 @@ mod tests {
         def.rules.remove("chargeback_ratio_rule");
         let smaller = Model::compile(&def, false).unwrap();
         let u = decode_user(&smaller, &bytes).unwrap();
-        assert!(
-            u.restrictions.is_empty(),
-            "a removed rule's restrictions are dropped"
-        );
-        let flags = smaller
-            .aggregates
-            .iter()
-            .position(|a| &*a.name == "scam_flags")
-            .unwrap();
+        assert!(u.restrictions.is_empty(), "a removed rule's restrictions are dropped");
+        let flags = smaller.aggregates.iter().position(|a| &*a.name == "scam_flags").unwrap();
         assert_eq!(u.aggregate(&smaller, flags as u16), 2);
     }
 
@@ -189,24 +218,15 @@ mod tests {
     fn unknown_and_corrupt_snapshots_are_errors_not_panics() {
         let m = model();
         assert_eq!(decode_user(&m, &[]), Err(SnapshotError::Empty));
-        assert_eq!(
-            decode_user(&m, &[9, 1, 2]),
-            Err(SnapshotError::UnknownVersion(9))
-        );
-        assert!(matches!(
-            decode_user(&m, &[1, 200, 200, 200]),
-            Err(SnapshotError::Corrupt(_))
-        ));
+        assert_eq!(decode_user(&m, &[9, 1, 2]), Err(SnapshotError::UnknownVersion(9)));
+        assert!(matches!(decode_user(&m, &[1, 200, 200, 200]), Err(SnapshotError::Corrupt(_))));
     }
 
     #[test]
-    #[ignore = "writes the fixture; run once when a format version is added"]
+    #[ignore = "writes the current version's fixture; run once when a format version is added"]
     fn write_fixture() {
         let m = model();
-        std::fs::write(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/user_v1.bin"),
-            encode_user(&m, &fixture_user(&m)),
-        )
-        .unwrap();
+        let path = format!("{}/tests/fixtures/user_v{VERSION}.bin", env!("CARGO_MANIFEST_DIR"));
+        std::fs::write(path, encode_user(&m, &fixture_user_v2(&m))).unwrap();
     }
 }

@@ -41,16 +41,13 @@ pub struct RuleWindow {
     /// When the current state began (ms since the epoch).
     pub since_ms: u64,
     pub trips: u64,
+    /// Tripped by an operator: stays tripped until an operator resets it.
+    pub forced: bool,
 }
 
 impl Default for RuleWindow {
     fn default() -> Self {
-        RuleWindow {
-            hits: VecDeque::new(),
-            state: TripState::Armed,
-            since_ms: 0,
-            trips: 0,
-        }
+        RuleWindow { hits: VecDeque::new(), state: TripState::Armed, since_ms: 0, trips: 0, forced: false }
     }
 }
 
@@ -77,16 +74,17 @@ impl RuleWindow {
     }
 
     /// Decides whether the rule trips or re-arms now.
-    pub fn evaluate(
-        &mut self,
-        now_ms: u64,
-        population: u64,
-        s: &TripwireSettings,
-    ) -> Option<Transition> {
+    pub fn evaluate_unless_forced(&mut self, now_ms: u64, population: u64, s: &TripwireSettings) -> Option<Transition> {
+        if self.forced {
+            return None;
+        }
+        self.evaluate(now_ms, population, s)
+    }
+
+    pub fn evaluate(&mut self, now_ms: u64, population: u64, s: &TripwireSettings) -> Option<Transition> {
         let hits = self.in_window(now_ms, s);
         // share >= threshold  <=>  hits * 1e6 >= threshold_ppm * population
-        let over =
-            u128::from(hits) * 1_000_000 >= u128::from(s.threshold_ppm) * u128::from(population);
+        let over = u128::from(hits) * 1_000_000 >= u128::from(s.threshold_ppm) * u128::from(population);
         match self.state {
             TripState::Armed if population > 0 && hits >= s.min_restricted && over => {
                 self.set(TripState::Tripped, now_ms);
@@ -94,9 +92,7 @@ impl RuleWindow {
                 Some(Transition::Tripped)
             }
             TripState::Tripped => {
-                let cooled = s
-                    .cooldown_ms
-                    .is_some_and(|c| now_ms >= self.since_ms.saturating_add(c));
+                let cooled = s.cooldown_ms.is_some_and(|c| now_ms >= self.since_ms.saturating_add(c));
                 if !over || cooled {
                     self.set(TripState::Armed, now_ms);
                     // A cool-down starts a fresh window, or the rule would trip again at once.
@@ -112,6 +108,28 @@ impl RuleWindow {
         }
     }
 
+    /// An operator switches the rule off; it stays off until reset.
+    pub fn force_trip(&mut self, now_ms: u64) -> Option<Transition> {
+        self.forced = true;
+        if self.state == TripState::Tripped {
+            return None;
+        }
+        self.set(TripState::Tripped, now_ms);
+        self.trips += 1;
+        Some(Transition::Tripped)
+    }
+
+    /// An operator re-arms the rule with a fresh window.
+    pub fn reset(&mut self, now_ms: u64) -> Option<Transition> {
+        self.forced = false;
+        self.hits.clear();
+        if self.state == TripState::Armed {
+            return None;
+        }
+        self.set(TripState::Armed, now_ms);
+        Some(Transition::Rearmed)
+    }
+
     fn set(&mut self, state: TripState, now_ms: u64) {
         self.state = state;
         self.since_ms = now_ms;
@@ -122,12 +140,8 @@ impl RuleWindow {
 mod tests {
     use super::*;
 
-    const S: TripwireSettings = TripwireSettings {
-        window_ms: 300_000,
-        threshold_ppm: 50_000,
-        min_restricted: 10,
-        cooldown_ms: None,
-    };
+    const S: TripwireSettings =
+        TripwireSettings { window_ms: 300_000, threshold_ppm: 50_000, min_restricted: 10, cooldown_ms: None };
 
     #[test]
     fn one_restriction_in_a_young_deployment_does_not_trip() {
@@ -145,17 +159,9 @@ mod tests {
         }
         assert_eq!(w.evaluate(2_000, 100, &S), None, "9 < min_restricted");
         w.record(1_010);
-        assert_eq!(
-            w.evaluate(2_000, 200, &S),
-            Some(Transition::Tripped),
-            "10/200 = 5 %"
-        );
+        assert_eq!(w.evaluate(2_000, 200, &S), Some(Transition::Tripped), "10/200 = 5 %");
         assert_eq!(w.evaluate(2_000, 200, &S), None);
-        assert_eq!(
-            w.evaluate(2_000, 201, &S),
-            Some(Transition::Rearmed),
-            "10/201 < 5 %"
-        );
+        assert_eq!(w.evaluate(2_000, 201, &S), Some(Transition::Rearmed), "10/201 < 5 %");
     }
 
     #[test]
@@ -170,11 +176,19 @@ mod tests {
     }
 
     #[test]
+    fn an_operators_trip_holds_until_reset() {
+        let mut w = RuleWindow::default();
+        assert_eq!(w.force_trip(5), Some(Transition::Tripped));
+        assert_eq!(w.evaluate_unless_forced(10, 1_000_000, &S), None, "no automatic re-arm");
+        assert_eq!(w.state, TripState::Tripped);
+        assert_eq!(w.reset(20), Some(Transition::Rearmed));
+        assert_eq!(w.state, TripState::Armed);
+        assert_eq!(w.reset(30), None);
+    }
+
+    #[test]
     fn a_cooldown_rearms_with_a_fresh_window() {
-        let s = TripwireSettings {
-            cooldown_ms: Some(60_000),
-            ..S
-        };
+        let s = TripwireSettings { cooldown_ms: Some(60_000), ..S };
         let mut w = RuleWindow::default();
         for i in 0..10 {
             w.record(i);

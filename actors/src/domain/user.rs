@@ -1,7 +1,9 @@
-//! One user's state: aggregates and the restrictions rules made.
+//! One user's state: aggregates, the restrictions rules made, and operators'
+//! overrides.
 //!
 //! Laid out for memory: counts and sums in one boxed slice, distinct values as
-//! sorted 64-bit hashes, restrictions only where there are some.
+//! sorted 64-bit hashes, restrictions and overrides only where there are some.
+//! Expiry is applied by `expire(now)`, called by the shard's sweep.
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -10,7 +12,7 @@ use super::rules::{AggregateKind, AggregateValues, Model, Slot};
 use super::schema::{Event, EventKind, PropValue};
 
 /// A restriction made by a rule, kept so it can be explained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Restriction {
     /// Index of the rule in `Model::rules`.
     pub rule: u16,
@@ -18,6 +20,22 @@ pub struct Restriction {
     pub entry: EntryId,
     /// Event time of that entry, in ms since the epoch.
     pub at_ms: u64,
+    /// When the rule's `restrict_for` lifts it; `None`: until lifted.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// An operator's decision for one feature of one user; beats every rule while it lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// Index into `Model::features`.
+    pub feature: u8,
+    /// `true`: allowed whatever the rules say; `false`: restricted.
+    pub allowed: bool,
+    pub reason: Box<str>,
+    /// The admin token's name.
+    pub by: Box<str>,
+    pub at_ms: u64,
+    pub expires_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -26,9 +44,18 @@ pub struct UserState {
     pub scalars: Box<[u64]>,
     /// Distinct values as sorted xxh3 hashes, indexed by `Slot::Set`.
     pub sets: Box<[Box<[u64]>]>,
-    /// Restrictions in the order rules made them. Restrictions are sticky: a
-    /// rule that fired stays in force until lifted.
+    /// Restrictions in the order rules made them. A rule that fired stays in
+    /// force until it expires (`restrict_for`) or is lifted.
     pub restrictions: Vec<Restriction>,
+    /// Overrides, at most one per feature.
+    pub overrides: Vec<Override>,
+}
+
+/// What `expire` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub restrictions: Vec<Restriction>,
+    pub overrides: Vec<Override>,
 }
 
 impl UserState {
@@ -37,6 +64,7 @@ impl UserState {
             scalars: vec![0; model.scalar_count].into_boxed_slice(),
             sets: vec![Box::<[u64]>::default(); model.set_count].into_boxed_slice(),
             restrictions: Vec::new(),
+            overrides: Vec::new(),
         }
     }
 
@@ -70,18 +98,63 @@ impl UserState {
         true
     }
 
-    /// The features restricted, as a bit mask over `Model::features`.
+    /// The features restricted, as a bit mask over `Model::features`:
+    /// what the rules restricted, then the overrides on top.
     pub fn restricted(&self, model: &Model) -> u64 {
-        self.restrictions.iter().fold(0, |mask, r| {
-            mask | model.rules[usize::from(r.rule)].features
+        let by_rules = self.restrictions.iter().fold(0, |mask, r| mask | model.rules[usize::from(r.rule)].features);
+        self.overrides.iter().fold(by_rules, |mask, o| {
+            let bit = 1u64 << o.feature;
+            if o.allowed {
+                mask & !bit
+            } else {
+                mask | bit
+            }
         })
+    }
+
+    /// The earliest time something of this user expires.
+    pub fn next_expiry(&self) -> Option<u64> {
+        let r = self.restrictions.iter().filter_map(|r| r.expires_at_ms);
+        let o = self.overrides.iter().filter_map(|o| o.expires_at_ms);
+        r.chain(o).min()
+    }
+
+    /// Removes restrictions and overrides that expired by `now_ms`.
+    pub fn expire(&mut self, now_ms: u64) -> Expired {
+        let due = |e: Option<u64>| e.is_some_and(|t| t <= now_ms);
+        let mut out = Expired::default();
+        self.restrictions.retain(|r| {
+            let keep = !due(r.expires_at_ms);
+            if !keep {
+                out.restrictions.push(*r);
+            }
+            keep
+        });
+        self.overrides.retain(|o| {
+            let keep = !due(o.expires_at_ms);
+            if !keep {
+                out.overrides.push(o.clone());
+            }
+            keep
+        });
+        out
+    }
+
+    /// Sets (replaces) the override of a feature.
+    pub fn set_override(&mut self, o: Override) {
+        self.overrides.retain(|x| x.feature != o.feature);
+        self.overrides.push(o);
+    }
+
+    /// Removes the override of a feature, if any.
+    pub fn clear_override(&mut self, feature: u8) -> Option<Override> {
+        let i = self.overrides.iter().position(|o| o.feature == feature)?;
+        Some(self.overrides.remove(i))
     }
 
     /// Rules that already restricted this user, as a bit mask.
     pub fn fired_rules(&self) -> u64 {
-        self.restrictions
-            .iter()
-            .fold(0, |mask, r| mask | 1 << r.rule)
+        self.restrictions.iter().fold(0, |mask, r| mask | 1 << r.rule)
     }
 
     /// The value of aggregate `a` for display: count, sum in micro-units or distinct count.
@@ -129,6 +202,18 @@ pub struct UserReport {
     /// Aggregate name → count, exact decimal sum (as a string), or distinct count.
     pub aggregates: std::collections::BTreeMap<String, serde_json::Value>,
     pub restrictions: Vec<RestrictionReport>,
+    pub overrides: Vec<OverrideReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OverrideReport {
+    pub feature: String,
+    /// "allowed" or "restricted".
+    pub state: &'static str,
+    pub reason: String,
+    pub by: String,
+    pub at_ms: u64,
+    pub expires_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -139,6 +224,7 @@ pub struct RestrictionReport {
     pub event_id: String,
     /// Event time, ms since the epoch.
     pub at_ms: u64,
+    pub expires_at_ms: Option<u64>,
 }
 
 impl UserState {
@@ -166,23 +252,27 @@ impl UserState {
                     features: features_of(model, rule.features),
                     event_id: r.entry.to_string(),
                     at_ms: r.at_ms,
+                    expires_at_ms: r.expires_at_ms,
                 }
             })
             .collect();
-        UserReport {
-            aggregates,
-            restrictions,
-        }
+        let overrides = self
+            .overrides
+            .iter()
+            .map(|o| OverrideReport {
+                feature: model.features[usize::from(o.feature)].to_string(),
+                state: if o.allowed { "allowed" } else { "restricted" },
+                reason: o.reason.to_string(),
+                by: o.by.to_string(),
+                at_ms: o.at_ms,
+                expires_at_ms: o.expires_at_ms,
+            })
+            .collect();
+        UserReport { aggregates, restrictions, overrides }
     }
 }
 
 /// Names of the features in a mask.
 pub fn features_of(model: &Model, mask: u64) -> Vec<String> {
-    model
-        .features
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1 << i) != 0)
-        .map(|(_, f)| f.to_string())
-        .collect()
+    model.features.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, f)| f.to_string()).collect()
 }

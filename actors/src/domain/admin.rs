@@ -1,0 +1,68 @@
+//! Operators' commands and the audit record, as written to streams.
+//!
+//! An operator's command travels through the user's shard stream like an event,
+//! so it is ordered with the user's events, durable once acknowledged, and
+//! applied by the shard's single writer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::rules::Model;
+use super::shard_state::Change;
+use super::user::features_of;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminCommand {
+    SetOverride {
+        user_id: String,
+        feature: String,
+        allowed: bool,
+        reason: String,
+        /// The admin token's name.
+        by: String,
+        expires_at_ms: Option<u64>,
+    },
+    ClearOverride {
+        user_id: String,
+        feature: String,
+        by: String,
+    },
+}
+
+impl AdminCommand {
+    pub fn user_id(&self) -> &str {
+        match self {
+            AdminCommand::SetOverride { user_id, .. } | AdminCommand::ClearOverride { user_id, .. } => user_id,
+        }
+    }
+}
+
+/// A change as people read it (audit trail, history, live feed): what, why,
+/// who, when.
+pub fn change_json(model: &Model, c: &Change) -> String {
+    let rule = c.rule.map(|r| &*model.rules[usize::from(r)].name);
+    let who = match (&c.by, rule) {
+        (Some(by), _) => by.to_string(),
+        (None, Some(rule)) => format!("rule:{rule}"),
+        (None, None) => "restrictd".to_string(),
+    };
+    let why = match (&c.reason, rule) {
+        (Some(reason), _) => reason.to_string(),
+        (None, Some(_)) => model.rules[usize::from(c.rule.unwrap_or(0))].def.when.clone(),
+        (None, None) => String::new(),
+    };
+    json!({
+        "type": "change",
+        "user_id": &*c.user_id,
+        "change": c.kind.as_str(),
+        "features": features_of(model, c.features),
+        "rule": rule,
+        "why": why,
+        "who": who,
+        "at_ms": c.at_ms,
+        "entry_id": (c.entry.ms > 0).then(|| c.entry.to_string()),
+        "restricted_after": features_of(model, c.restricted_after),
+    })
+    .to_string()
+}

@@ -1,0 +1,108 @@
+//! Bearer tokens. Admin endpoints need an admin token (401 without one, 403
+//! with a wrong one); checks and ingestion are open unless
+//! `auth.require_for_reads` / `auth.ingest_token` close them. Tokens are
+//! compared in constant time and never logged: only a token's *name* (the key
+//! in `auth.admin_tokens`) is recorded as "who".
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpRequest;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// (name, token) pairs.
+    pub admin: Vec<(String, String)>,
+    pub require_for_reads: bool,
+    /// Accepted for reads when they require a token (admin tokens are too).
+    pub read_token: Option<String>,
+    /// When set, ingestion requires it (or an admin token).
+    pub ingest_token: Option<String>,
+}
+
+/// Equal, in time independent of where the bytes differ.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "this endpoint needs `Authorization: Bearer <token>`")
+    })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the Authorization header must be `Bearer <token>`"))
+}
+
+fn forbidden() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "the token is not valid for this endpoint")
+}
+
+impl Auth {
+    /// The admin token's name, or 401/403.
+    pub fn admin<'a>(&'a self, req: &HttpRequest) -> Result<&'a str, ApiError> {
+        let token = bearer(req)?;
+        // Compare with every token, so timing does not tell which one matched.
+        let mut found = None;
+        for (name, t) in &self.admin {
+            if ct_eq(token.as_bytes(), t.as_bytes()) {
+                found = Some(name.as_str());
+            }
+        }
+        if self.admin.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the admin API is disabled: configure auth.admin_tokens (e.g. RESTRICTD_AUTH__ADMIN_TOKENS__OPS=<token>)",
+            ));
+        }
+        found.ok_or_else(forbidden)
+    }
+
+    fn admin_or(&self, req: &HttpRequest, other: Option<&str>) -> Result<(), ApiError> {
+        let token = bearer(req)?;
+        let other_ok = other.is_some_and(|o| ct_eq(token.as_bytes(), o.as_bytes()));
+        let admin_ok = self.admin.iter().fold(false, |ok, (_, t)| ok | ct_eq(token.as_bytes(), t.as_bytes()));
+        if other_ok || admin_ok {
+            Ok(())
+        } else {
+            Err(forbidden())
+        }
+    }
+
+    /// Checks and reads: open unless `require_for_reads`.
+    pub fn read(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        if !self.require_for_reads {
+            return Ok(());
+        }
+        self.admin_or(req, self.read_token.as_deref())
+    }
+
+    /// Ingestion: open unless an ingest token is set.
+    pub fn ingest(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        match &self.ingest_token {
+            None => Ok(()),
+            Some(t) => self.admin_or(req, Some(t)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_equality_is_equality() {
+        assert!(ct_eq(b"secret", b"secret"));
+        assert!(!ct_eq(b"secret", b"secreT"));
+        assert!(!ct_eq(b"secret", b"secret2"));
+        assert!(!ct_eq(b"", b"x"));
+        assert!(ct_eq(b"", b""));
+    }
+}

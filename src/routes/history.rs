@@ -1,0 +1,44 @@
+//! `GET /v1/users/{user_id}/history`: a user's restriction changes, newest
+//! first, paginated. Changes are recorded with the shard's snapshot, so a
+//! change appears here within `persistence.flush_interval`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use restrictd_actors::domain::schema::check_user_id;
+use serde_json::{json, Value};
+
+use super::query_param;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub const MAX_LIMIT: usize = 500;
+
+pub async fn get_history(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.settings.auth.read(&req)?;
+    let user = check_user_id(&path).map_err(ApiError::bad_request)?;
+    let number = |name: &str, default: usize| -> Result<usize, ApiError> {
+        match query_param(&req, name) {
+            None => Ok(default),
+            Some(v) => {
+                v.parse().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number, not {v:?}")))
+            }
+        }
+    };
+    let limit = number("limit", 50)?.clamp(1, MAX_LIMIT);
+    let offset = number("offset", 0)?;
+    let key = state.shared.keys.history(state.shared.shard_of(user), user);
+    let mut pipe = redis::pipe();
+    pipe.cmd("LRANGE").arg(&key).arg(offset).arg(offset + limit - 1);
+    let (items,): (Vec<String>,) = state.ingest.run(&pipe, "lrange").await?;
+    let changes: Vec<Value> = items.iter().filter_map(|j| serde_json::from_str(j).ok()).collect();
+    let next = (changes.len() == limit).then_some(offset + limit);
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": user,
+        "offset": offset,
+        "changes": changes,
+        "next_offset": next,
+    })))
+}
