@@ -35,6 +35,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]
+    pub feed: FeedSection,
+    #[serde(default)]
     pub tripwire: TripwireSection,
     #[serde(default)]
     pub log: LogSection,
@@ -128,6 +130,19 @@ pub struct ReaderSection {
 impl Default for ReaderSection {
     fn default() -> Self {
         ReaderSection { batch: 512, block: "1s".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedSection {
+    /// Items the live feed buffers; a subscriber further behind is disconnected.
+    pub buffer: usize,
+}
+
+impl Default for FeedSection {
+    fn default() -> Self {
+        FeedSection { buffer: 4096 }
     }
 }
 
@@ -243,6 +258,7 @@ pub struct Settings {
     pub max_inflight_writes: usize,
     pub max_inflight_checks: usize,
     pub auth: crate::auth::Auth,
+    pub feed_buffer: usize,
     pub tripwire: TripwireSettings,
     pub tripwire_tick: Duration,
     pub log: LogSection,
@@ -369,6 +385,7 @@ impl Settings {
             flush_dirty_limit: p.flush_dirty_limit,
             max_inflight_writes: raw.admission.max_inflight_writes,
             max_inflight_checks: raw.admission.max_inflight_checks,
+            feed_buffer: raw.feed.buffer.max(1),
             auth: crate::auth::Auth {
                 admin: raw.auth.admin_tokens.into_iter().collect(),
                 require_for_reads: raw.auth.require_for_reads,

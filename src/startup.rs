@@ -108,7 +108,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
     let settings = Arc::new(settings);
     let count = settings.shard_count.get();
     let model = Arc::new(settings.model.clone());
-    let shared = Arc::new(Shared::new(Arc::clone(&model), count, &settings.key_prefix));
+    let shared = Arc::new(Shared::new(Arc::clone(&model), count, &settings.key_prefix, settings.feed_buffer));
 
     register_known_series(&model);
     let tripwire = Tripwire::new(settings.tripwire, settings.tripwire_tick, Arc::clone(&shared)).start();

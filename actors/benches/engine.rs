@@ -18,7 +18,7 @@ fn model() -> Model {
 }
 
 fn check(c: &mut Criterion) {
-    let shared = Shared::new(Arc::new(model()), 64, "rd");
+    let shared = Shared::new(Arc::new(model()), 64, "rd", 16);
     for i in 0..100_000u32 {
         if i % 20 == 0 {
             let user = format!("user{i}");

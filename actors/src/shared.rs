@@ -141,10 +141,6 @@ pub enum FeedKind {
     Event,
 }
 
-/// Items buffered in the broadcast channel; a subscriber further behind is
-/// disconnected (it never slows the engine).
-pub const FEED_CAPACITY: usize = 4096;
-
 /// State shared by the shard actors, the tripwire and the HTTP handlers.
 pub struct Shared {
     pub model: Arc<Model>,
@@ -169,7 +165,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(model: Arc<Model>, shard_count: u32, key_prefix: &str) -> Self {
+    /// `feed_buffer`: items the live feed holds; a subscriber further behind is
+    /// disconnected (it never slows the engine).
+    pub fn new(model: Arc<Model>, shard_count: u32, key_prefix: &str, feed_buffer: usize) -> Self {
         let n = shard_count as usize;
         Shared {
             model,
@@ -180,7 +178,7 @@ impl Shared {
             users: (0..n).map(|_| AtomicU64::new(0)).collect(),
             caught_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
             tripped: AtomicU64::new(0),
-            feed: broadcast::channel(FEED_CAPACITY).0,
+            feed: broadcast::channel(feed_buffer.max(1)).0,
             event_subscribers: Default::default(),
             replayed: AtomicU64::new(0),
             started: std::time::Instant::now(),

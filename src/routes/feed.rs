@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::shared::{FeedItem, FeedKind, Shared, FEED_CAPACITY};
+use restrictd_actors::shared::{FeedItem, FeedKind, Shared};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::query_param;
@@ -141,15 +141,17 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         _interest: EventInterest,
         started: bool,
         done: bool,
+        buffer: usize,
     }
-    let sub = Sub { rx, filter, _interest: interest, started: false, done: false };
+    let buffer = state.settings.feed_buffer;
+    let sub = Sub { rx, filter, _interest: interest, started: false, done: false, buffer };
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         if sub.done {
             return None;
         }
         if !sub.started {
             sub.started = true;
-            let hello = format!("{{\"buffer\":{FEED_CAPACITY}}}");
+            let hello = format!("{{\"buffer\":{}}}", sub.buffer);
             return Some((Ok::<_, actix_web::Error>(sse("subscribed", &hello)), sub));
         }
         loop {

@@ -35,6 +35,8 @@ pub async fn get_user(
                 "event_id": r.event_id,
                 "at_ms": r.at_ms,
                 "at": rfc3339_ms(r.at_ms),
+                "expires_at_ms": r.expires_at_ms,
+                "expires_at": r.expires_at_ms.map(rfc3339_ms),
             })
         })
         .collect();
