@@ -72,11 +72,6 @@ pub struct ApplyEntries(pub Vec<RawEntry>);
 #[rtype(result = "()")]
 pub struct CatchUpTo(pub Option<EntryId>);
 
-/// Where the reader should start: the last applied entry.
-#[derive(Message)]
-#[rtype(result = "EntryId")]
-pub struct GetApplied;
-
 /// Start from this recovered state; persist through `conn`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -135,6 +130,8 @@ pub struct ShardActor {
     audit: Vec<(Box<str>, String)>,
     /// Per event (then undeclared): (count, amount in micro-units) since the last flush.
     stats: Vec<(u64, u64)>,
+    /// Per event: the index of its `amount` property, if it has one (for stats).
+    amount_property: Vec<Option<usize>>,
 }
 
 /// Milliseconds since the epoch, by the wall clock.
@@ -194,6 +191,8 @@ impl ShardActor {
     ) -> Self {
         let metrics = ShardMetrics::new(id, &shared.model);
         let events = shared.model.schema.events.len();
+        let amount_property =
+            (0..events as u16).map(|k| shared.model.schema.property_index(k, "amount").map(|(p, _)| p)).collect();
         ShardActor {
             id,
             state,
@@ -210,6 +209,7 @@ impl ShardActor {
             failing: false,
             audit: Vec::new(),
             stats: vec![(0, 0); events + 1],
+            amount_property,
         }
     }
 
@@ -330,7 +330,7 @@ impl ShardActor {
             let stats = &mut self.stats[kind];
             stats.0 += 1;
             if let EventKind::Known(k) = event.kind {
-                if let Some((p, _)) = model.schema.property_index(k, "amount") {
+                if let Some(p) = self.amount_property[usize::from(k)] {
                     if let PropValue::Money(m) = event.values[p] {
                         stats.1 += m.0;
                     }
@@ -514,14 +514,6 @@ impl Handler<CatchUpTo> for ShardActor {
                 self.shared.mark_caught_up(self.id, 0);
             }
         }
-    }
-}
-
-impl Handler<GetApplied> for ShardActor {
-    type Result = MessageResult<GetApplied>;
-
-    fn handle(&mut self, _: GetApplied, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.state.applied)
     }
 }
 

@@ -221,10 +221,6 @@ impl Shared {
         }
     }
 
-    pub fn all_caught_up(&self) -> bool {
-        self.caught_up.iter().all(|c| c.load(Ordering::Acquire))
-    }
-
     /// Shards still replaying their stream.
     pub fn catching_up(&self) -> Vec<u32> {
         (0..self.shard_count).filter(|&s| !self.caught_up[s as usize].load(Ordering::Acquire)).collect()

@@ -13,8 +13,24 @@ use serde_json::{json, Value};
 
 use super::body::{self, wait_applied};
 use super::features_json;
+use crate::admission::Slot;
 use crate::error::ApiError;
 use crate::startup::AppState;
+
+/// What every write does first: take an admission slot, check the ingest
+/// token, read `?wait=` and the body. The slot is held until the reply.
+async fn accept_write<'a>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &'a AppState,
+) -> Result<(Slot<'a>, Instant, bool, web::Bytes), ApiError> {
+    let slot = state.writes.enter()?;
+    state.settings.auth.ingest(req)?;
+    let started = Instant::now();
+    let wait = wait_applied(req)?;
+    let bytes = body::read_json(req, payload, state.settings.body_limit_bytes).await?;
+    Ok((slot, started, wait, bytes))
+}
 
 /// `POST /event`: one event, the reference service's API.
 pub async fn post_event(
@@ -22,11 +38,7 @@ pub async fn post_event(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let _slot = state.writes.enter()?;
-    state.settings.auth.ingest(&req)?;
-    let started = Instant::now();
-    let wait = wait_applied(&req)?;
-    let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
+    let (_slot, started, wait, bytes) = accept_write(&req, payload, &state).await?;
     let value: Value = body::parse(&bytes).inspect_err(|_| state.rejects.add("malformed_json"))?;
     let event = state.shared.model.schema.validate(&value).inspect_err(|e| state.rejects.add(e.reason))?;
     let shard = state.shared.shard_of(event.user_id);
@@ -52,11 +64,7 @@ pub async fn post_events(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let _slot = state.writes.enter()?;
-    state.settings.auth.ingest(&req)?;
-    let started = Instant::now();
-    let wait = wait_applied(&req)?;
-    let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
+    let (_slot, started, wait, bytes) = accept_write(&req, payload, &state).await?;
     let raw: Vec<&RawValue> = serde_json::from_slice(&bytes).map_err(|e| {
         state.rejects.add("malformed_json");
         ApiError::bad_request(format!("the body must be a JSON array of events: {e}"))
