@@ -10,6 +10,7 @@ use std::time::Duration;
 use restrictd_actors::domain::rules::{AggregateDef, FeatureDef, RuleDef};
 use restrictd_actors::domain::schema::EventDef;
 use restrictd_actors::domain::{Model, ModelDef, TripwireSettings};
+use restrictd_actors::link::Target;
 use serde::Deserialize;
 
 /// Prefix of environment overrides: `RESTRICTD_HTTP__ADDR=127.0.0.1:9000`.
@@ -24,6 +25,8 @@ pub struct RawConfig {
     pub redis: RedisSection,
     #[serde(default)]
     pub shards: ShardsSection,
+    #[serde(default)]
+    pub instance: InstanceSection,
     #[serde(default)]
     pub ingest: IngestSection,
     #[serde(default)]
@@ -69,11 +72,98 @@ impl Default for HttpSection {
 pub struct RedisSection {
     pub url: String,
     pub key_prefix: String,
+    /// Use the cluster client, seeded with `url` (or `nodes` when given).
+    pub cluster: bool,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`); implies `cluster`.
+    pub nodes: Vec<String>,
 }
 
 impl Default for RedisSection {
     fn default() -> Self {
-        RedisSection { url: "redis://127.0.0.1:6379/0".into(), key_prefix: "rd".into() }
+        RedisSection {
+            url: "redis://127.0.0.1:6379/0".into(),
+            key_prefix: "rd".into(),
+            cluster: false,
+            nodes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceSection {
+    /// This instance's name in leases and logs; empty: `<hostname>/<http.addr>`.
+    pub id: String,
+    /// The shards this instance reads, applies and persists: "all", "0-31",
+    /// "0-7,16,20-23", or a list of numbers and ranges.
+    pub shards: ShardSpec,
+    /// Wait for shards owned by another instance instead of refusing to start.
+    pub standby: bool,
+    /// How long a shard's lease lives without renewal.
+    pub lease_ttl: String,
+}
+
+impl Default for InstanceSection {
+    fn default() -> Self {
+        InstanceSection {
+            id: String::new(),
+            shards: ShardSpec::Text("all".into()),
+            standby: false,
+            lease_ttl: "10s".into(),
+        }
+    }
+}
+
+/// `"0-31"` or `[0, "4-7"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ShardSpec {
+    Text(String),
+    List(Vec<toml::Value>),
+}
+
+impl ShardSpec {
+    /// The shard numbers, ascending and without repeats.
+    pub fn resolve(&self, count: u32) -> Result<Vec<u32>, String> {
+        let parts: Vec<String> = match self {
+            ShardSpec::Text(t) => t.split(',').map(|p| p.trim().to_string()).collect(),
+            ShardSpec::List(items) => items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::Integer(i) => Ok(i.to_string()),
+                    toml::Value::String(s) => Ok(s.trim().to_string()),
+                    other => Err(format!("{other} is neither a shard number nor a range")),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut shards = std::collections::BTreeSet::new();
+        for part in &parts {
+            if part == "all" {
+                shards.extend(0..count);
+                continue;
+            }
+            let number = |n: &str| {
+                n.trim().parse::<u32>().ok().filter(|n| *n < count).ok_or_else(|| {
+                    format!("{n:?} is not a shard number below shards.count ({count}); write \"all\", \"0-31\" or \"0,4-7\"")
+                })
+            };
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (number(a)?, number(b)?);
+                    if a > b {
+                        return Err(format!("range {part:?} is backwards"));
+                    }
+                    shards.extend(a..=b);
+                }
+                None => {
+                    shards.insert(number(part)?);
+                }
+            }
+        }
+        if shards.is_empty() {
+            return Err("names no shard".into());
+        }
+        Ok(shards.into_iter().collect())
     }
 }
 
@@ -174,6 +264,8 @@ impl Default for AdmissionSection {
 pub struct PersistenceSection {
     pub flush_interval: String,
     pub flush_dirty_limit: usize,
+    /// Restriction changes reach the changelog (other instances) within this.
+    pub changelog_delay: String,
     /// A duration, or "off" to never trim.
     pub trim_margin: String,
     pub shutdown_timeout: String,
@@ -184,6 +276,7 @@ impl Default for PersistenceSection {
         PersistenceSection {
             flush_interval: "1s".into(),
             flush_dirty_limit: 10_000,
+            changelog_delay: "100ms".into(),
             trim_margin: "60s".into(),
             shutdown_timeout: "10s".into(),
         }
@@ -238,9 +331,16 @@ impl Default for LogSection {
 pub struct Settings {
     pub http_addr: String,
     pub http_workers: usize,
-    pub redis_url: String,
+    /// The server, or the cluster's seed nodes.
+    pub redis: Target,
     pub key_prefix: String,
     pub shard_count: NonZeroU32,
+    /// This instance's name (leases, logs).
+    pub instance_id: String,
+    /// The shards this instance owns, ascending.
+    pub owned_shards: Vec<u32>,
+    pub standby: bool,
+    pub lease_ttl: Duration,
     pub shard_workers: usize,
     pub unknown_events: UnknownEvents,
     pub batch_limit: usize,
@@ -251,6 +351,7 @@ pub struct Settings {
     pub reader_block: Duration,
     pub flush_interval: Duration,
     pub flush_dirty_limit: usize,
+    pub changelog_delay: Duration,
     /// `None`: never trim streams.
     pub trim_margin: Option<Duration>,
     /// How long shutdown waits for in-flight requests, and again for the final flush.
@@ -322,6 +423,28 @@ impl Settings {
         }
         redis::parse_redis_url(&raw.redis.url)
             .ok_or_else(|| invalid("redis.url", format!("{:?} is not a redis:// URL", raw.redis.url)))?;
+        for node in &raw.redis.nodes {
+            redis::parse_redis_url(node)
+                .ok_or_else(|| invalid("redis.nodes", format!("{node:?} is not a redis:// URL")))?;
+        }
+        let redis_target = match (raw.redis.cluster, raw.redis.nodes.is_empty()) {
+            (false, true) => Target::Single(raw.redis.url.clone()),
+            (_, false) => Target::Cluster(raw.redis.nodes.clone()),
+            (true, true) => Target::Cluster(vec![raw.redis.url.clone()]),
+        };
+        let owned_shards = raw.instance.shards.resolve(shard_count.get()).map_err(|e| invalid("instance.shards", e))?;
+        let lease_ttl = duration("instance.lease_ttl", &raw.instance.lease_ttl)?;
+        if lease_ttl < Duration::from_secs(1) {
+            return Err(invalid("instance.lease_ttl", "must be at least 1s".into()));
+        }
+        let instance_id = if raw.instance.id.is_empty() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            // Stable across restarts, so a restarted instance reclaims its own
+            // leases at once; distinct for instances on one host (distinct addresses).
+            format!("{}/{}", host.trim(), raw.http.addr)
+        } else {
+            raw.instance.id.clone()
+        };
         if raw.ingest.batch_limit == 0 {
             return Err(invalid("ingest.batch_limit", "must be at least 1".into()));
         }
@@ -370,9 +493,13 @@ impl Settings {
         Ok(Settings {
             http_addr: raw.http.addr,
             http_workers: if raw.http.workers == 0 { cores } else { raw.http.workers },
-            redis_url: raw.redis.url,
+            redis: redis_target,
             key_prefix: raw.redis.key_prefix,
             shard_count,
+            instance_id,
+            owned_shards,
+            standby: raw.instance.standby,
+            lease_ttl,
             shard_workers: if raw.shards.workers == 0 { cores } else { raw.shards.workers },
             unknown_events: raw.ingest.unknown_events,
             batch_limit: raw.ingest.batch_limit,
@@ -383,6 +510,7 @@ impl Settings {
             reader_block: duration("reader.block", &raw.reader.block)?,
             flush_interval: duration("persistence.flush_interval", &p.flush_interval)?,
             flush_dirty_limit: p.flush_dirty_limit,
+            changelog_delay: duration("persistence.changelog_delay", &p.changelog_delay)?,
             max_inflight_writes: raw.admission.max_inflight_writes,
             max_inflight_checks: raw.admission.max_inflight_checks,
             feed_buffer: raw.feed.buffer.max(1),
@@ -464,6 +592,26 @@ mod tests {
         assert_eq!(s.http_addr, "127.0.0.1:9999");
         assert_eq!(s.shard_count.get(), 16);
         assert_eq!(s.tripwire.window_ms, 300_000);
+    }
+
+    #[test]
+    fn instance_shards_take_ranges_lists_and_all() {
+        let shards = |spec: &str| {
+            Settings::from_toml(
+                DEFAULT,
+                "f",
+                env(&[("RESTRICTD_SHARDS__COUNT", "64"), ("RESTRICTD_INSTANCE__SHARDS", spec)]),
+            )
+            .map(|s| s.owned_shards)
+        };
+        assert_eq!(shards("all").unwrap(), (0..64).collect::<Vec<_>>());
+        assert_eq!(shards("0-3").unwrap(), [0, 1, 2, 3]);
+        assert_eq!(shards("60-63,2, 4").unwrap(), [2, 4, 60, 61, 62, 63]);
+        assert_eq!(shards("[1, \"8-9\"]").unwrap(), [1, 8, 9]);
+        let err = shards("0-64").unwrap_err().to_string();
+        assert!(err.contains("instance.shards") && err.contains("64"), "{err}");
+        assert!(shards("5-2").unwrap_err().to_string().contains("backwards"));
+        assert!(shards("x").is_err());
     }
 
     #[test]

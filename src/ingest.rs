@@ -11,23 +11,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use restrictd_actors::domain::EntryId;
+use restrictd_actors::link::{Conn, Target};
 use restrictd_actors::metrics::REDIS_ERRORS_TOTAL;
 
 use crate::error::ApiError;
 
 pub struct Ingest {
-    url: String,
-    conn: OnceLock<ConnectionManager>,
+    target: Target,
+    conn: OnceLock<Conn>,
     /// Whether the last command succeeded: logs one line per change, not per request.
     up: AtomicBool,
 }
 
 impl Ingest {
     /// Starts connecting in the background; logs one clear line while Redis is unreachable.
-    pub fn start(url: String) -> Arc<Ingest> {
-        let ingest = Arc::new(Ingest { url, conn: OnceLock::new(), up: AtomicBool::new(false) });
+    pub fn start(target: Target) -> Arc<Ingest> {
+        let ingest = Arc::new(Ingest { target, conn: OnceLock::new(), up: AtomicBool::new(false) });
         let bg = Arc::clone(&ingest);
         actix_rt::spawn(async move { bg.connect_loop().await });
         ingest
@@ -37,20 +37,16 @@ impl Ingest {
         let mut warned = false;
         let mut delay = Duration::from_millis(100);
         loop {
-            let attempt = async {
-                let client = redis::Client::open(self.url.as_str())?;
-                ConnectionManager::new_with_config(client, Self::config(Duration::from_secs(2))).await
-            };
-            match attempt.await {
+            match self.target.managed(Duration::from_secs(2)).await {
                 Ok(conn) => {
                     let _ = self.conn.set(conn);
                     self.up.store(true, Ordering::Release);
-                    tracing::info!(url = %self.url, "connected to redis");
+                    tracing::info!(url = %self.target.describe(), "connected to redis");
                     return;
                 }
                 Err(e) => {
                     if !warned {
-                        tracing::warn!(url = %self.url, error = %e, "redis unreachable; retrying (/ready is 503 meanwhile)");
+                        tracing::warn!(url = %self.target.describe(), error = %e, "redis unreachable; retrying (/ready is 503 meanwhile)");
                         warned = true;
                     }
                     tokio::time::sleep(delay).await;
@@ -60,18 +56,10 @@ impl Ingest {
         }
     }
 
-    fn config(connect_timeout: Duration) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1))
-    }
-
     /// This thread's write connection, opened on first use once Redis is up.
-    pub async fn connection(&self) -> Result<ConnectionManager, ApiError> {
+    pub async fn connection(&self) -> Result<Conn, ApiError> {
         thread_local! {
-            static WRITE: Rc<RefCell<Option<ConnectionManager>>> = Rc::default();
+            static WRITE: Rc<RefCell<Option<Conn>>> = Rc::default();
         }
         let cell = WRITE.with(Rc::clone);
         if let Some(conn) = cell.borrow().as_ref() {
@@ -80,13 +68,10 @@ impl Ingest {
         if self.conn.get().is_none() {
             return Err(ApiError::redis_unavailable("not connected yet"));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(ApiError::redis_unavailable)?;
-        let conn = ConnectionManager::new_with_config(client, Self::config(Duration::from_millis(500))).await.map_err(
-            |e| {
-                self.note(false, "connect", Some(&e));
-                ApiError::redis_unavailable(e)
-            },
-        )?;
+        let conn = self.target.managed(Duration::from_millis(500)).await.map_err(|e| {
+            self.note(false, "connect", Some(&e));
+            ApiError::redis_unavailable(e)
+        })?;
         // Two requests may have raced to open it: keep the first.
         let kept = cell.borrow_mut().get_or_insert(conn).clone();
         Ok(kept)
@@ -99,9 +84,9 @@ impl Ingest {
         }
         match (was, ok) {
             (true, false) => {
-                tracing::warn!(url = %self.url, error = ?error.map(ToString::to_string), "redis went away; writes answer 503")
+                tracing::warn!(url = %self.target.describe(), error = ?error.map(ToString::to_string), "redis went away; writes answer 503")
             }
-            (false, true) => tracing::info!(url = %self.url, "redis is back"),
+            (false, true) => tracing::info!(url = %self.target.describe(), "redis is back"),
             _ => {}
         }
     }

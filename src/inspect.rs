@@ -2,9 +2,9 @@
 //! a running service (for operators and incident review).
 
 use anyhow::Context as _;
-use redis::aio::MultiplexedConnection;
 use restrictd_actors::domain::shard_of;
 use restrictd_actors::domain::snapshot::decode_user;
+use restrictd_actors::link::Conn;
 use restrictd_actors::persistence::read_offset;
 use restrictd_actors::shared::Keys;
 use serde_json::{json, Value};
@@ -20,11 +20,11 @@ pub enum Target {
 pub fn run(settings: &Settings, target: Target) -> anyhow::Result<Value> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = redis::Client::open(settings.redis_url.as_str())?;
-        let mut conn = client
-            .get_multiplexed_async_connection()
+        let mut conn = settings
+            .redis
+            .connect(std::time::Duration::from_secs(2), std::time::Duration::from_secs(10))
             .await
-            .with_context(|| format!("cannot reach redis at {}", settings.redis_url))?;
+            .with_context(|| format!("cannot reach redis at {}", settings.redis.describe()))?;
         let count = settings.shard_count.get();
         let keys = Keys::new(&settings.key_prefix, count);
         match target {
@@ -39,7 +39,7 @@ pub fn run(settings: &Settings, target: Target) -> anyhow::Result<Value> {
 
 async fn user_state(
     settings: &Settings,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     keys: &Keys,
     user: &str,
     shard: u32,
@@ -70,7 +70,7 @@ async fn user_state(
     }))
 }
 
-async fn shard_state(conn: &mut MultiplexedConnection, keys: &Keys, shard: u32) -> anyhow::Result<Value> {
+async fn shard_state(conn: &mut Conn, keys: &Keys, shard: u32) -> anyhow::Result<Value> {
     let offset = read_offset(conn, keys, shard).await?;
     let users: u64 = redis::cmd("HLEN").arg(keys.users(shard)).query_async(conn).await?;
     let dedup: u64 = redis::cmd("HLEN").arg(keys.dedup(shard)).query_async(conn).await?;

@@ -9,6 +9,7 @@ pub mod http_metrics;
 pub mod ingest;
 pub mod inspect;
 pub mod metrics;
+pub mod ownership;
 pub mod routes;
 pub mod startup;
 pub mod stats;

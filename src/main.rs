@@ -103,7 +103,7 @@ fn serve(settings: Settings) -> ExitCode {
 fn print_rules(s: &Settings) {
     let m = &s.model;
     println!("configuration is valid");
-    println!("shards: {}, redis: {} (prefix {:?})", s.shard_count, s.redis_url, s.key_prefix);
+    println!("shards: {}, redis: {} (prefix {:?})", s.shard_count, s.redis.describe(), s.key_prefix);
     println!("features:");
     for f in &m.features {
         println!("  {f}  (GET {}?user_id=...)", check_path(f));

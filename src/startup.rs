@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use metrics::Histogram;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use restrictd_actors::domain::ShardState;
+use restrictd_actors::link::Target;
 use restrictd_actors::reader::{ReaderSettings, StopReading, StreamReader};
 use restrictd_actors::shard::{FlushNow, PersistSettings, ShardActor};
 use restrictd_actors::shared::Shared;
@@ -32,7 +33,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub shared: Arc<Shared>,
     pub ingest: Arc<Ingest>,
-    pub shards: Vec<Addr<ShardActor>>,
+    /// Indexed by shard: the actors of the shards this instance owns.
+    pub shards: Vec<Option<Addr<ShardActor>>>,
     pub tripwire: Addr<Tripwire>,
     pub metrics: PrometheusHandle,
     /// Handles resolved once, so the hot path does no registry look-up.
@@ -108,7 +110,13 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
     let settings = Arc::new(settings);
     let count = settings.shard_count.get();
     let model = Arc::new(settings.model.clone());
-    let shared = Arc::new(Shared::new(Arc::clone(&model), count, &settings.key_prefix, settings.feed_buffer));
+    let shared = Arc::new(Shared::new(
+        Arc::clone(&model),
+        count,
+        &settings.key_prefix,
+        settings.feed_buffer,
+        settings.owned_shards.clone(),
+    ));
 
     register_known_series(&model);
     let tripwire = Tripwire::new(settings.tripwire, settings.tripwire_tick, Arc::clone(&shared)).start();
@@ -120,34 +128,61 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
         flush_interval: settings.flush_interval,
         dirty_limit: settings.flush_dirty_limit,
         trim_margin_ms: settings.trim_margin.map(|m| m.as_millis() as u64),
+        changelog_delay: settings.changelog_delay,
     };
-    let shards: Vec<Addr<ShardActor>> = (0..count)
+    let worker_of = |s: u32| worker_of_owned(&settings.owned_shards, s, workers);
+    let shards: Vec<Option<Addr<ShardActor>>> = (0..count)
         .map(|s| {
-            let shared = Arc::clone(&shared);
-            let report = tripwire.clone().recipient();
-            ShardActor::start_in_arbiter(&arbiters[s as usize % workers].handle(), move |_| {
-                ShardActor::new(s, ShardState::new(dedup_ms), shared, report, persist)
+            shared.owns(s).then(|| {
+                let shared = Arc::clone(&shared);
+                let report = tripwire.clone().recipient();
+                ShardActor::start_in_arbiter(&arbiters[worker_of(s)].handle(), move |_| {
+                    ShardActor::new(s, ShardState::new(dedup_ms), shared, report, persist)
+                })
             })
         })
         .collect();
     let reader_settings = ReaderSettings {
-        redis_url: settings.redis_url.clone(),
+        redis: settings.redis.clone(),
         batch: settings.reader_batch,
         block: settings.reader_block,
         dedup_window_ms: dedup_ms,
     };
-    let readers: Vec<Addr<StreamReader>> = arbiters
-        .iter()
-        .enumerate()
-        .map(|(w, arbiter)| {
-            let group: Vec<_> =
-                (0..count).filter(|s| *s as usize % workers == w).map(|s| (s, shards[s as usize].clone())).collect();
-            let (rs, shared) = (reader_settings.clone(), Arc::clone(&shared));
-            StreamReader::start_in_arbiter(&arbiter.handle(), move |_| StreamReader::new(group, rs, shared))
-        })
-        .collect();
+    let readers = Arc::new(std::sync::Mutex::new(Vec::<Addr<StreamReader>>::new()));
+    let start_readers = {
+        let (readers, shards, shared) = (Arc::clone(&readers), shards.clone(), Arc::clone(&shared));
+        let handles: Vec<_> = arbiters.iter().map(|a| a.handle()).collect();
+        move || {
+            let mut started = readers.lock().unwrap_or_else(|e| e.into_inner());
+            for (w, handle) in handles.iter().enumerate() {
+                let group: Vec<_> = shards
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(s, a)| a.clone().map(|a| (s as u32, a)))
+                    .filter(|(s, _)| worker_of_owned(&shared.owned, *s, handles.len()) == w)
+                    .collect();
+                if group.is_empty() {
+                    continue;
+                }
+                let (rs, shared) = (reader_settings.clone(), Arc::clone(&shared));
+                started.push(StreamReader::start_in_arbiter(handle, move |_| StreamReader::new(group, rs, shared)));
+            }
+        }
+    };
+    let held = crate::ownership::claim(Arc::clone(&settings), Arc::clone(&shared), start_readers);
+    let follow: Vec<u32> = (0..count).filter(|s| settings.standby || !shared.owns(*s)).collect();
+    actix_rt::spawn(
+        restrictd_actors::changelog::Follower {
+            shared: Arc::clone(&shared),
+            target: settings.redis.clone(),
+            shards: follow,
+            batch: settings.reader_batch,
+            block: settings.reader_block,
+        }
+        .run(),
+    );
 
-    let ingest = Ingest::start(settings.redis_url.clone());
+    let ingest = Ingest::start(settings.redis.clone());
     let upkeep = metrics.clone();
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -159,7 +194,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
 
     let rejects = Arc::new(Rejects::new());
     rejects.spawn_flusher(Arc::clone(&ingest), shared.keys.rejects());
-    connect_tripwire(&tripwire, &shards, settings.redis_url.clone());
+    connect_tripwire(&tripwire, &shards, settings.redis.clone());
 
     let check_bodies = model
         .features
@@ -168,7 +203,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
         .collect();
     let state = web::Data::new(AppState {
         settings: Arc::clone(&settings),
-        shared,
+        shared: Arc::clone(&shared),
         ingest,
         shards: shards.clone(),
         tripwire,
@@ -210,14 +245,23 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
         });
         handle.stop(true).await;
     });
-    tracing::info!(addr = %addr, shards = count, workers, "listening");
+    tracing::info!(
+        addr = %addr,
+        shards = count,
+        owned = settings.owned_shards.len(),
+        instance = %settings.instance_id,
+        workers,
+        "listening"
+    );
     server.await.context("http server")?;
 
+    let readers: Vec<_> = readers.lock().unwrap_or_else(|e| e.into_inner()).clone();
     futures_util::future::join_all(readers.iter().map(|r| r.send(StopReading))).await;
-    let flushes = futures_util::future::join_all(shards.iter().map(|s| s.send(FlushNow)));
+    let flushes = futures_util::future::join_all(shards.iter().flatten().map(|s| s.send(FlushNow)));
     match tokio::time::timeout(settings.shutdown_timeout, flushes).await {
         Ok(results) if results.iter().all(|r| matches!(r, Ok(true))) => {
-            tracing::info!(shards = count, "every shard flushed; bye")
+            crate::ownership::release(&settings, &shared, &held).await;
+            tracing::info!(shards = settings.owned_shards.len(), "every owned shard flushed; leases released; bye")
         }
         _ => tracing::warn!(
             "not every shard could be flushed (is Redis down?); the unflushed events are replayed from the streams at the next start"
@@ -232,15 +276,19 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
 
 /// Gives the tripwire the shards (for reverts) now, and a Redis connection
 /// (for its audit trail) once Redis answers.
-fn connect_tripwire(tripwire: &Addr<Tripwire>, shards: &[Addr<ShardActor>], url: String) {
-    let recipients = || shards.iter().map(|s| s.clone().recipient()).collect::<Vec<_>>();
+/// The worker (thread) of owned shard `s`: owned shards are dealt out in turn.
+fn worker_of_owned(owned: &[u32], s: u32, workers: usize) -> usize {
+    owned.iter().position(|o| *o == s).unwrap_or(0) % workers.max(1)
+}
+
+fn connect_tripwire(tripwire: &Addr<Tripwire>, shards: &[Option<Addr<ShardActor>>], redis: Target) {
+    let recipients = || shards.iter().flatten().map(|s| s.clone().recipient()).collect::<Vec<_>>();
     tripwire.do_send(Connect { shards: recipients(), conn: None });
     let (tripwire, shards) = (tripwire.clone(), recipients());
     actix_rt::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            let conn = async { redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await }.await;
-            if let Ok(conn) = conn {
+            if let Ok(conn) = redis.connect(Duration::from_secs(2), Duration::from_secs(5)).await {
                 tripwire.do_send(Connect { shards, conn: Some(conn) });
                 return;
             }

@@ -4,7 +4,10 @@
 //! own domain state, receive messages, call the domain, record metrics and do
 //! the I/O.
 
+pub mod changelog;
 pub mod domain;
+pub mod lease;
+pub mod link;
 pub mod metrics;
 pub mod persistence;
 pub mod reader;

@@ -40,3 +40,14 @@ pub const RECOVERY_SECONDS: &str = "restrictd_recovery_seconds";
 pub const STREAM_LAG_SECONDS: &str = "restrictd_stream_lag_seconds";
 /// Gauge, label `shard`: entries not yet read (exact up to 1000, capped there).
 pub const STREAM_LAG_ENTRIES: &str = "restrictd_stream_lag_entries";
+/// Gauge: seconds the changelog follower is behind the newest change of the
+/// shards this instance does not own (how stale a non-owner's answer is).
+pub const CHANGELOG_STALENESS_SECONDS: &str = "restrictd_changelog_staleness_seconds";
+/// Histogram: from the event that caused a change (or the change itself) to
+/// the change being visible on this instance as a non-owner, seconds.
+pub const CHANGELOG_DELAY_SECONDS: &str = "restrictd_changelog_delay_seconds";
+/// Counter: times the follower reloaded a shard's restricted users (start-up,
+/// or after missing trimmed changelog entries).
+pub const CHANGELOG_RELOADS_TOTAL: &str = "restrictd_changelog_reloads_total";
+/// Gauge: shards this instance owns (lease held and applying).
+pub const SHARDS_OWNED: &str = "restrictd_shards_owned";

@@ -12,7 +12,7 @@
 //! chunks (HSCAN) and the reader replays the stream after the offset, so every
 //! event is reflected exactly once.
 
-use redis::aio::MultiplexedConnection;
+use crate::link::Conn;
 use redis::Value;
 
 use crate::domain::shard_state::DedupChanges;
@@ -36,6 +36,12 @@ pub struct FlushBatch {
     pub audit: Vec<(Box<str>, String)>,
     /// Stats increments: (field, delta).
     pub stats: Vec<(String, u64)>,
+    /// Users whose restricted set changed: (user, feature names, empty when
+    /// none), for `<prefix>:{S}:restricted`.
+    pub restricted: Vec<(Box<str>, String)>,
+    /// Rewrite `<prefix>:{S}:restricted` from scratch with `restricted`
+    /// (the first flush after a shard is recovered).
+    pub restricted_rewrite: bool,
 }
 
 /// Entries kept in a shard's audit stream, and changes kept per user history.
@@ -43,12 +49,7 @@ pub const AUDIT_MAXLEN: u64 = 100_000;
 pub const HISTORY_MAXLEN: i64 = 1_000;
 
 /// Writes a flush in one MULTI/EXEC.
-pub async fn write(
-    conn: &mut MultiplexedConnection,
-    keys: &Keys,
-    shard: u32,
-    batch: &FlushBatch,
-) -> redis::RedisResult<()> {
+pub async fn write(conn: &mut Conn, keys: &Keys, shard: u32, batch: &FlushBatch) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     pipe.atomic();
     if !batch.users.is_empty() {
@@ -86,6 +87,24 @@ pub async fn write(
         pipe.cmd("LPUSH").arg(&history).arg(json).ignore();
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
     }
+    if batch.restricted_rewrite {
+        pipe.cmd("DEL").arg(keys.restricted(shard)).ignore();
+    }
+    let (set, lifted): (Vec<_>, Vec<_>) = batch.restricted.iter().partition(|(_, features)| !features.is_empty());
+    if !set.is_empty() {
+        let cmd = pipe.cmd("HSET").arg(keys.restricted(shard));
+        for (user, features) in set {
+            cmd.arg(user.as_bytes()).arg(features.as_str());
+        }
+        cmd.ignore();
+    }
+    if !lifted.is_empty() {
+        let cmd = pipe.cmd("HDEL").arg(keys.restricted(shard));
+        for (user, _) in lifted {
+            cmd.arg(user.as_bytes());
+        }
+        cmd.ignore();
+    }
     for (field, delta) in &batch.stats {
         pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(*delta).ignore();
     }
@@ -112,7 +131,7 @@ pub enum LoadError {
 
 /// Reads a shard's snapshot: users, dedup memory and offset.
 pub async fn load(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     keys: &Keys,
     shard: u32,
     model: &Model,
@@ -148,17 +167,25 @@ pub async fn load(
 }
 
 /// The stored offset of a shard, if any.
-pub async fn read_offset(
-    conn: &mut MultiplexedConnection,
-    keys: &Keys,
-    shard: u32,
-) -> Result<Option<EntryId>, LoadError> {
+pub async fn read_offset(conn: &mut Conn, keys: &Keys, shard: u32) -> Result<Option<EntryId>, LoadError> {
     let offset: Option<String> = redis::cmd("GET").arg(keys.offset(shard)).query_async(conn).await?;
     offset.map(|o| EntryId::parse(&o).ok_or(LoadError::Offset { shard, value: o })).transpose()
 }
 
-async fn scan_hash(
-    conn: &mut MultiplexedConnection,
+/// A feature mask from names joined by commas (unknown names are skipped: a
+/// feature removed from the configuration restricts nothing).
+pub fn mask_of(model: &Model, features: &str) -> u64 {
+    features.split(',').filter_map(|f| model.feature_index(f.trim())).fold(0, |m, f| m | 1 << f)
+}
+
+/// Feature names joined by commas, for `<prefix>:{S}:restricted`.
+pub fn names_of(model: &Model, mask: u64) -> String {
+    crate::domain::user::features_of(model, mask).join(",")
+}
+
+/// Reads a whole hash in chunks, handing each field and value to `each`.
+pub async fn scan_hash(
+    conn: &mut Conn,
     key: &str,
     mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), LoadError>,
 ) -> Result<(), LoadError> {

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::link::{Conn, Target};
 use actix::prelude::*;
 use futures_util::future::join_all;
 use metrics::{counter, gauge};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Value};
+use redis::Value;
 use tokio::sync::watch;
 
 use crate::domain::EntryId;
@@ -29,7 +29,7 @@ use crate::shared::Shared;
 
 #[derive(Debug, Clone)]
 pub struct ReaderSettings {
-    pub redis_url: String,
+    pub redis: Target,
     /// Entries per shard per read.
     pub batch: usize,
     /// How long one XREAD blocks waiting for entries.
@@ -102,7 +102,7 @@ struct ReadLoop {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum ReadError {
+pub(crate) enum ReadError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("unexpected XREAD reply: {0}")]
@@ -127,7 +127,7 @@ impl ReadLoop {
                 let mut read_conn = self.connect(self.settings.block + Duration::from_secs(5)).await?;
                 let mut write_conn = self.connect(Duration::from_secs(10)).await?;
                 if down {
-                    tracing::info!(url = %self.settings.redis_url, "stream reader reconnected to redis");
+                    tracing::info!(redis = %self.settings.redis.describe(), "stream reader reconnected to redis");
                     down = false;
                 }
                 backoff = Duration::from_millis(50);
@@ -141,8 +141,14 @@ impl ReadLoop {
                     recovered = true;
                 }
                 let mut probed = Instant::now();
+                let mut idle = IdleBackoff::default();
                 while !self.stop.load(Ordering::Acquire) {
-                    self.read_round(&mut read_conn, &mut write_conn, &mut cursors).await?;
+                    if !self.shared.lease_valid() {
+                        // Not renewed in time: another instance may take the shards over.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    self.read_round(&mut read_conn, &mut write_conn, &mut cursors, &mut idle).await?;
                     if probed.elapsed() >= Duration::from_secs(1) {
                         self.probe_lag(&mut write_conn, &cursors).await?;
                         probed = Instant::now();
@@ -162,10 +168,10 @@ impl ReadLoop {
                 Err(e) => {
                     counter!(REDIS_ERRORS_TOTAL, "operation" => "xread").increment(1);
                     if !down && connected_once {
-                        tracing::warn!(url = %self.settings.redis_url, error = %e, "stream reader lost redis; retrying with backoff");
+                        tracing::warn!(redis = %self.settings.redis.describe(), error = %e, "stream reader lost redis; retrying with backoff");
                         down = true;
                     } else if !connected_once {
-                        tracing::debug!(url = %self.settings.redis_url, error = %e, "stream reader waiting for redis");
+                        tracing::debug!(redis = %self.settings.redis.describe(), error = %e, "stream reader waiting for redis");
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -176,7 +182,7 @@ impl ReadLoop {
 
     /// Loads each shard's snapshot, hands it to the shard, and tells it where
     /// its stream ended, so it knows when it has caught up.
-    async fn recover(&self, conn: &mut MultiplexedConnection, cursors: &mut [EntryId]) -> Result<(), ReadError> {
+    async fn recover(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), ReadError> {
         let started = Instant::now();
         let mut users = 0;
         for (i, (s, addr)) in self.shards.iter().enumerate() {
@@ -197,17 +203,13 @@ impl ReadLoop {
         self.announce_catch_up(conn).await
     }
 
-    async fn connect(&self, response_timeout: Duration) -> Result<MultiplexedConnection, ReadError> {
-        let client = redis::Client::open(self.settings.redis_url.as_str())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(response_timeout));
-        Ok(client.get_multiplexed_async_connection_with_config(&config).await?)
+    async fn connect(&self, response_timeout: Duration) -> Result<Conn, ReadError> {
+        Ok(self.settings.redis.connect(Duration::from_secs(2), response_timeout).await?)
     }
 
     /// Tells each shard the last entry its stream held at start: once applied,
     /// the shard is caught up and `/ready` may say so.
-    async fn announce_catch_up(&self, conn: &mut MultiplexedConnection) -> Result<(), ReadError> {
+    async fn announce_catch_up(&self, conn: &mut Conn) -> Result<(), ReadError> {
         for (s, addr) in &self.shards {
             let reply: Value = redis::cmd("XREVRANGE")
                 .arg(self.shared.keys.events(*s))
@@ -225,25 +227,15 @@ impl ReadLoop {
 
     async fn read_round(
         &self,
-        conn: &mut MultiplexedConnection,
-        write_conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
+        write_conn: &mut Conn,
         cursors: &mut [EntryId],
+        idle: &mut IdleBackoff,
     ) -> Result<(), ReadError> {
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(self.settings.batch)
-            .arg("BLOCK")
-            .arg(self.settings.block.as_millis() as u64)
-            .arg("STREAMS");
-        for (s, _) in &self.shards {
-            cmd.arg(self.shared.keys.events(*s));
-        }
-        for c in cursors.iter() {
-            cmd.arg(c.to_string());
-        }
-        let reply: Value = cmd.query_async(conn).await?;
         let mut batches: Vec<(usize, Vec<RawEntry>)> = Vec::new();
-        for (key, entries) in streams(reply)? {
+        let keys = self.shards.iter().map(|(s, _)| self.shared.keys.events(*s));
+        let (batch, block) = (self.settings.batch, self.settings.block);
+        for (key, entries) in read_streams(conn, &self.settings.redis, keys, cursors, batch, block, idle).await? {
             let Some(i) = self.shards.iter().position(|(s, _)| self.shared.keys.events(*s).as_bytes() == key) else {
                 continue;
             };
@@ -252,6 +244,7 @@ impl ReadLoop {
         if batches.is_empty() {
             return Ok(());
         }
+        idle.reset();
         let sends = batches.into_iter().map(|(i, entries)| {
             let last = entries.last().map(|e| e.id);
             let addr = self.shards[i].1.clone();
@@ -274,7 +267,7 @@ impl ReadLoop {
     /// Publishes how far each shard is behind its stream: seconds between the
     /// newest entry and the last one handed to the shard, and entries (exact up
     /// to 1000, then capped). One pipelined round trip when nothing is behind.
-    async fn probe_lag(&self, conn: &mut MultiplexedConnection, cursors: &[EntryId]) -> Result<(), ReadError> {
+    async fn probe_lag(&self, conn: &mut Conn, cursors: &[EntryId]) -> Result<(), ReadError> {
         let mut pipe = redis::pipe();
         for (s, _) in &self.shards {
             pipe.cmd("XREVRANGE").arg(self.shared.keys.events(*s)).arg("+").arg("-").arg("COUNT").arg(1);
@@ -302,7 +295,7 @@ impl ReadLoop {
         Ok(())
     }
 
-    async fn dead_letter(&self, conn: &mut MultiplexedConnection, shard: u32, d: DeadLetter) -> Result<(), ReadError> {
+    async fn dead_letter(&self, conn: &mut Conn, shard: u32, d: DeadLetter) -> Result<(), ReadError> {
         counter!(DEAD_LETTERS_TOTAL, "reason" => d.reason).increment(1);
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.shared.keys.deadletter())
@@ -323,8 +316,75 @@ impl ReadLoop {
     }
 }
 
+/// The next entries (at most `batch` each) of `keys` after `cursors`. On a
+/// single Redis: one `XREAD BLOCK` over all of them. On a cluster a command
+/// cannot name keys of several slots, and blocking reads would queue behind
+/// each other on a node's connection, so each stream is read without blocking
+/// (the reads run concurrently) and an idle reader backs off from 1 to 25 ms.
+pub(crate) async fn read_streams<'k>(
+    conn: &mut Conn,
+    target: &Target,
+    keys: impl Iterator<Item = &'k str>,
+    cursors: &[EntryId],
+    batch: usize,
+    block: Duration,
+    idle: &mut IdleBackoff,
+) -> Result<Vec<(Vec<u8>, Vec<RawEntry>)>, ReadError> {
+    let xread = |block: Option<u64>| {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(batch);
+        if let Some(ms) = block {
+            cmd.arg("BLOCK").arg(ms);
+        }
+        cmd.arg("STREAMS");
+        cmd
+    };
+    if !target.is_cluster() {
+        let mut cmd = xread(Some(block.as_millis() as u64));
+        cmd.arg(keys.collect::<Vec<_>>());
+        for c in cursors {
+            cmd.arg(c.to_string());
+        }
+        return streams(cmd.query_async(conn).await?);
+    }
+    let reads = keys.zip(cursors).map(|(key, c)| {
+        let mut cmd = xread(None);
+        cmd.arg(key).arg(c.to_string());
+        let mut conn = conn.clone();
+        async move { cmd.query_async::<Value>(&mut conn).await }
+    });
+    let mut out = Vec::new();
+    for reply in join_all(reads).await {
+        out.extend(streams(reply?)?);
+    }
+    if out.is_empty() {
+        idle.wait().await;
+    }
+    Ok(out)
+}
+
+/// How long a polling reader (on a cluster) waits when it found nothing.
+#[derive(Debug, Default)]
+pub(crate) struct IdleBackoff {
+    rounds: u32,
+}
+
+impl IdleBackoff {
+    const MAX: Duration = Duration::from_millis(25);
+
+    pub(crate) fn reset(&mut self) {
+        self.rounds = 0;
+    }
+
+    async fn wait(&mut self) {
+        let wait = Duration::from_millis(1 << self.rounds.min(5)).min(Self::MAX);
+        self.rounds = self.rounds.saturating_add(1);
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// The id of the newest entry in an `XREVRANGE key + - COUNT 1` reply.
-fn newest_id(reply: &Value) -> Option<EntryId> {
+pub(crate) fn newest_id(reply: &Value) -> Option<EntryId> {
     match reply {
         Value::Array(items) => items.first().and_then(|e| match e {
             Value::Array(parts) => parts.first().and_then(bulk_id),
@@ -396,6 +456,7 @@ fn payload(fields: Value) -> Payload {
         match (k, v) {
             (Value::BulkString(k), Value::BulkString(v)) if k == b"event" => return Payload::Event(v),
             (Value::BulkString(k), Value::BulkString(v)) if k == b"admin" => return Payload::Admin(v),
+            (Value::BulkString(k), Value::BulkString(v)) if k == b"change" => return Payload::Change(v),
             _ => {}
         }
     }

@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::link::Conn;
 use actix::prelude::*;
+use ahash::AHashMap;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
 use crate::domain::admin::{change_json, AdminCommand};
@@ -41,6 +42,8 @@ pub enum Payload {
     Event(Vec<u8>),
     /// An operator's command (`admin` field).
     Admin(Vec<u8>),
+    /// A restriction change (`change` field, in a changelog).
+    Change(Vec<u8>),
     /// Neither: written by someone else.
     Missing,
 }
@@ -77,13 +80,13 @@ pub struct CatchUpTo(pub Option<EntryId>);
 #[rtype(result = "()")]
 pub struct Restore {
     pub state: ShardState,
-    pub conn: MultiplexedConnection,
+    pub conn: Conn,
 }
 
 /// Persist through this connection from now on (after a reconnect).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct UseConnection(pub MultiplexedConnection);
+pub struct UseConnection(pub Conn);
 
 /// Flush everything applied so far; resolves true once it is persisted.
 #[derive(Message)]
@@ -103,6 +106,9 @@ pub struct PersistSettings {
     pub dirty_limit: usize,
     /// Trim the stream up to the persisted offset minus this margin; `None`: never trim.
     pub trim_margin_ms: Option<u64>,
+    /// A restriction change is written (to the changelog other instances
+    /// follow) at most this long after it happened.
+    pub changelog_delay: Duration,
 }
 
 pub struct ShardActor {
@@ -117,7 +123,7 @@ pub struct ShardActor {
     metrics: ShardMetrics,
     persist: PersistSettings,
     /// `None` until the reader connected and restored this shard.
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
     /// One flush in flight at a time, so the stored offset never outruns stored users.
     flushing: bool,
     /// A flush was asked for (shutdown, dirty limit) while one was in flight.
@@ -132,6 +138,12 @@ pub struct ShardActor {
     stats: Vec<(u64, u64)>,
     /// Per event: the index of its `amount` property, if it has one (for stats).
     amount_property: Vec<Option<usize>>,
+    /// Users whose restricted set changed since the last flush, with the set.
+    restricted: AHashMap<Box<str>, u64>,
+    /// The next flush rewrites the shard's restricted set whole (after recovery).
+    restricted_rewrite: bool,
+    /// A flush is scheduled within `changelog_delay` for pending changes.
+    changelog_scheduled: bool,
 }
 
 /// Milliseconds since the epoch, by the wall clock.
@@ -210,6 +222,9 @@ impl ShardActor {
             audit: Vec::new(),
             stats: vec![(0, 0); events + 1],
             amount_property,
+            restricted: AHashMap::new(),
+            restricted_rewrite: false,
+            changelog_scheduled: false,
         }
     }
 
@@ -223,8 +238,16 @@ impl ShardActor {
         let Some(mut conn) = self.conn.clone() else {
             return;
         };
+        if !self.shared.lease_valid() {
+            // Another instance may own the shard by now: write nothing.
+            return;
+        }
         let persisted = *self.persisted.borrow();
-        if self.state.dirty.is_empty() && self.state.applied == persisted && self.audit.is_empty() {
+        if self.state.dirty.is_empty()
+            && self.state.applied == persisted
+            && self.audit.is_empty()
+            && !self.restricted_rewrite
+        {
             return;
         }
         let ShardState { users, dirty, dedup, applied, .. } = &mut self.state;
@@ -249,6 +272,8 @@ impl ShardActor {
                 })
                 .filter(|(_, v)| *v > 0)
                 .collect(),
+            restricted: self.restricted.drain().map(|(u, mask)| (u, persistence::names_of(model, mask))).collect(),
+            restricted_rewrite: std::mem::take(&mut self.restricted_rewrite),
             trim_below: self
                 .persist
                 .trim_margin_ms
@@ -283,6 +308,11 @@ impl ShardActor {
                         act.state.dirty.insert(user);
                     }
                     act.state.dedup.put_back(batch.dedup);
+                    for (user, names) in batch.restricted {
+                        let mask = persistence::mask_of(&act.shared.model, &names);
+                        act.restricted.entry(user).or_insert(mask);
+                    }
+                    act.restricted_rewrite |= batch.restricted_rewrite;
                     let mut audit = batch.audit;
                     audit.append(&mut act.audit);
                     act.audit = audit;
@@ -415,9 +445,11 @@ impl ShardActor {
         Ok(())
     }
 
-    /// Publishes a change: into the read view, the pending audit, the live feed.
+    /// Publishes a change: into the read view, the pending audit and
+    /// changelog, the live feed.
     fn publish(&mut self, change: Change) {
         self.shared.view.set(self.id, &change.user_id, change.restricted_after);
+        self.restricted.insert(change.user_id.clone(), change.restricted_after);
         let json = change_json(&self.shared.model, &change);
         if self.shared.feed.receiver_count() > 0 {
             let _ = self.shared.feed.send(Arc::new(FeedItem {
@@ -433,11 +465,25 @@ impl ShardActor {
     }
 
     /// Lifts what expired; visible to checks at once.
-    fn sweep(&mut self) {
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
         let model = Arc::clone(&self.shared.model);
         for change in self.state.sweep(&model, now_ms()) {
             self.publish(change);
         }
+        self.schedule_changelog(ctx);
+    }
+
+    /// Changes are waiting: flush within `changelog_delay`, so that other
+    /// instances see them soon (not only at the next flush interval).
+    fn schedule_changelog(&mut self, ctx: &mut Context<Self>) {
+        if self.audit.is_empty() || self.changelog_scheduled {
+            return;
+        }
+        self.changelog_scheduled = true;
+        ctx.run_later(self.persist.changelog_delay, |act, ctx| {
+            act.changelog_scheduled = false;
+            act.flush(ctx);
+        });
     }
 
     fn check_caught_up(&mut self) {
@@ -472,11 +518,13 @@ impl Handler<ApplyEntries> for ShardActor {
             let result = match &entry.payload {
                 Payload::Event(bytes) => self.apply_event(entry.id, bytes, now_ms, &mut fired),
                 Payload::Admin(bytes) => self.apply_admin(entry.id, bytes),
-                Payload::Missing => Err(("missing_field", "entry has no \"event\" field".to_string())),
+                Payload::Missing | Payload::Change(_) => {
+                    Err(("missing_field", "entry has no \"event\" field".to_string()))
+                }
             };
             if let Err((reason, message)) = result {
                 let payload = match entry.payload {
-                    Payload::Event(b) | Payload::Admin(b) => Some(b),
+                    Payload::Event(b) | Payload::Admin(b) | Payload::Change(b) => Some(b),
                     Payload::Missing => None,
                 };
                 dead.push(DeadLetter { id: entry.id, reason, message, payload });
@@ -499,6 +547,7 @@ impl Handler<ApplyEntries> for ShardActor {
         if self.state.dirty.len() >= self.persist.dirty_limit {
             self.flush(ctx);
         }
+        self.schedule_changelog(ctx);
         MessageResult(dead)
     }
 }
@@ -530,12 +579,17 @@ impl Handler<Restore> for ShardActor {
 
     fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
         self.state = msg.state;
+        self.shared.view.take_over(self.id);
         for (user, state) in &self.state.users {
             let mask = state.restricted(&self.shared.model);
             if mask != 0 {
                 self.shared.view.set(self.id, user, mask);
+                self.restricted.insert(user.clone(), mask);
             }
         }
+        // Rewritten whole by the first flush: it is then exact even if it was
+        // written by an older version, or not at all.
+        self.restricted_rewrite = true;
         let users = self.state.users.len() as u64;
         self.shared.users[self.id as usize].store(users, Ordering::Relaxed);
         self.metrics.users.set(users as f64);
@@ -544,7 +598,7 @@ impl Handler<Restore> for ShardActor {
         self.state.index_expiries();
         self.conn = Some(msg.conn);
         ctx.run_interval(self.persist.flush_interval, |act, ctx| act.flush(ctx));
-        ctx.run_interval(SWEEP_INTERVAL, |act, _| act.sweep());
+        ctx.run_interval(SWEEP_INTERVAL, |act, ctx| act.sweep(ctx));
     }
 }
 
@@ -570,10 +624,11 @@ impl Handler<FlushNow> for ShardActor {
 impl Handler<RevertRule> for ShardActor {
     type Result = ();
 
-    fn handle(&mut self, msg: RevertRule, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: RevertRule, ctx: &mut Context<Self>) {
         let model = Arc::clone(&self.shared.model);
         for change in self.state.revert(&model, msg.rule, msg.since_ms, now_ms()) {
             self.publish(change);
         }
+        self.schedule_changelog(ctx);
     }
 }

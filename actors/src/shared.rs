@@ -13,24 +13,60 @@ use tokio::sync::{broadcast, watch};
 use crate::domain::{shard_of, EntryId, Model};
 
 /// Restricted features per user (only users with a restriction), by shard.
+/// A shard this instance owns is written by its shard actor; any other shard
+/// by the changelog follower.
 pub struct ReadView {
-    shards: Box<[RwLock<AHashMap<Box<str>, u64>>]>,
+    shards: Box<[RwLock<ShardView>]>,
+}
+
+#[derive(Default)]
+struct ShardView {
+    /// Written by this instance's shard actor: the follower leaves it alone.
+    owned: bool,
+    map: AHashMap<Box<str>, u64>,
 }
 
 impl ReadView {
     fn new(count: u32) -> Self {
-        ReadView { shards: (0..count).map(|_| RwLock::new(AHashMap::new())).collect() }
+        ReadView { shards: (0..count).map(|_| RwLock::default()).collect() }
     }
 
     /// The restricted-features mask of a user of shard `shard` (0: none).
     pub fn restricted(&self, shard: u32, user_id: &str) -> u64 {
-        let map = self.shards[shard as usize].read().unwrap_or_else(|e| e.into_inner());
-        map.get(user_id).copied().unwrap_or(0)
+        let view = self.shards[shard as usize].read().unwrap_or_else(|e| e.into_inner());
+        view.map.get(user_id).copied().unwrap_or(0)
+    }
+
+    /// The shard's actor takes the shard over: what the follower put there goes.
+    pub fn take_over(&self, shard: u32) {
+        let mut view = self.shards[shard as usize].write().unwrap_or_else(|e| e.into_inner());
+        view.owned = true;
+        view.map.clear();
+    }
+
+    /// The follower's write: ignored once the shard is owned here.
+    pub fn follow(&self, shard: u32, user_id: &str, mask: u64) {
+        let mut view = self.shards[shard as usize].write().unwrap_or_else(|e| e.into_inner());
+        if !view.owned {
+            Self::put(&mut view.map, user_id, mask);
+        }
+    }
+
+    /// The follower starts the shard over (after missing part of its changelog).
+    pub fn forget_followed(&self, shard: u32) {
+        let mut view = self.shards[shard as usize].write().unwrap_or_else(|e| e.into_inner());
+        if !view.owned {
+            view.map.clear();
+        }
     }
 
     /// Publishes a user's mask. Written only by the shard's actor.
     pub fn set(&self, shard: u32, user_id: &str, mask: u64) {
-        let mut map = self.shards[shard as usize].write().unwrap_or_else(|e| e.into_inner());
+        let mut view = self.shards[shard as usize].write().unwrap_or_else(|e| e.into_inner());
+        Self::put(&mut view.map, user_id, mask);
+    }
+
+    fn put(map: &mut AHashMap<Box<str>, u64>, user_id: &str, mask: u64) {
         if mask == 0 {
             map.remove(user_id);
         } else if let Some(m) = map.get_mut(user_id) {
@@ -44,8 +80,8 @@ impl ReadView {
     pub fn count_by_feature(&self, features: usize) -> Vec<u64> {
         let mut counts = vec![0u64; features];
         for shard in self.shards.iter() {
-            let map = shard.read().unwrap_or_else(|e| e.into_inner());
-            for mask in map.values() {
+            let view = shard.read().unwrap_or_else(|e| e.into_inner());
+            for mask in view.map.values() {
                 for (i, c) in counts.iter_mut().enumerate() {
                     *c += (mask >> i) & 1;
                 }
@@ -59,8 +95,8 @@ impl ReadView {
 #[derive(Debug, Clone)]
 pub struct Keys {
     pub prefix: String,
-    /// Per shard: [events, users, offset, dedup, audit, stats].
-    names: Box<[[String; 6]]>,
+    /// Per shard: [events, users, offset, dedup, audit, stats, restricted, lease].
+    names: Box<[[String; 8]]>,
 }
 
 impl Keys {
@@ -69,7 +105,8 @@ impl Keys {
             prefix: prefix.to_string(),
             names: (0..shards)
                 .map(|s| {
-                    ["events", "users", "offset", "dedup", "audit", "stats"].map(|k| format!("{prefix}:{{{s}}}:{k}"))
+                    ["events", "users", "offset", "dedup", "audit", "stats", "restricted", "lease"]
+                        .map(|k| format!("{prefix}:{{{s}}}:{k}"))
                 })
                 .collect(),
         }
@@ -97,6 +134,27 @@ impl Keys {
     /// Event counts and amounts of shard `s`: `<prefix>:{S}:stats`.
     pub fn stats(&self, s: u32) -> &str {
         &self.names[s as usize][5]
+    }
+    /// The restricted users of shard `s` (user → feature names), for instances
+    /// that do not own it: `<prefix>:{S}:restricted`.
+    pub fn restricted(&self, s: u32) -> &str {
+        &self.names[s as usize][6]
+    }
+    /// Which instance owns shard `s` (value: its id; expires): `<prefix>:{S}:lease`.
+    pub fn lease(&self, s: u32) -> &str {
+        &self.names[s as usize][7]
+    }
+    /// The tripwire's shared state, one hash tag so it can change atomically.
+    pub fn tripwire_state(&self) -> String {
+        format!("{}:{{tripwire}}:state", self.prefix)
+    }
+    /// Users per shard, written by each shard's owner: the tripwire's population.
+    pub fn tripwire_population(&self) -> String {
+        format!("{}:{{tripwire}}:population", self.prefix)
+    }
+    /// Restrictions rule `rule` made (member: shard/entry, score: event time).
+    pub fn tripwire_hits(&self, rule: &str) -> String {
+        format!("{}:{{tripwire}}:hits:{rule}", self.prefix)
     }
     /// A user's changes, newest first: `<prefix>:{S}:history:<user>`.
     pub fn history(&self, s: u32, user_id: &str) -> String {
@@ -153,6 +211,15 @@ pub struct Shared {
     pub users: Box<[AtomicU64]>,
     /// Per shard: replayed the stream up to where it ended at start-up.
     pub caught_up: Box<[AtomicBool]>,
+    /// The shards this instance is configured to own, ascending.
+    pub owned: Vec<u32>,
+    /// Per shard: owned by this instance (configured, lease held).
+    owned_mask: Box<[bool]>,
+    /// Leases are valid until this instant (ms since `started`); past it the
+    /// readers and flushes pause, because another instance may own the shards.
+    lease_until_ms: AtomicU64,
+    /// The changelog of every other shard has been loaded (any-instance checks).
+    pub followed: AtomicBool,
     /// Bit r set: rule r is tripped and restricts nobody new.
     pub tripped: AtomicU64,
     /// The live feed. Sending never blocks; with no subscriber nothing is built.
@@ -167,8 +234,12 @@ pub struct Shared {
 impl Shared {
     /// `feed_buffer`: items the live feed holds; a subscriber further behind is
     /// disconnected (it never slows the engine).
-    pub fn new(model: Arc<Model>, shard_count: u32, key_prefix: &str, feed_buffer: usize) -> Self {
+    pub fn new(model: Arc<Model>, shard_count: u32, key_prefix: &str, feed_buffer: usize, owned: Vec<u32>) -> Self {
         let n = shard_count as usize;
+        let mut owned_mask = vec![false; n].into_boxed_slice();
+        for s in &owned {
+            owned_mask[*s as usize] = true;
+        }
         Shared {
             model,
             shard_count,
@@ -177,6 +248,10 @@ impl Shared {
             applied: (0..n).map(|_| watch::channel(EntryId::ZERO).0).collect(),
             users: (0..n).map(|_| AtomicU64::new(0)).collect(),
             caught_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            followed: AtomicBool::new(owned.len() == n),
+            owned,
+            owned_mask,
+            lease_until_ms: AtomicU64::new(0),
             tripped: AtomicU64::new(0),
             feed: broadcast::channel(feed_buffer.max(1)).0,
             event_subscribers: Default::default(),
@@ -187,6 +262,28 @@ impl Shared {
 
     pub fn shard_of(&self, user_id: &str) -> u32 {
         shard_of(user_id, self.shard_count)
+    }
+
+    /// Whether this instance owns shard `s`.
+    pub fn owns(&self, s: u32) -> bool {
+        self.owned_mask[s as usize]
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The leases were confirmed at `confirmed` (an instant taken before the
+    /// renewal was sent) for `ttl`: valid until then, less a safety margin.
+    pub fn leases_renewed(&self, confirmed: std::time::Instant, ttl: std::time::Duration) {
+        let at = confirmed.saturating_duration_since(self.started).as_millis() as u64;
+        let until = at + ttl.as_millis() as u64 * 4 / 5;
+        self.lease_until_ms.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Whether this instance may apply and persist its shards now.
+    pub fn lease_valid(&self) -> bool {
+        self.elapsed_ms() < self.lease_until_ms.load(Ordering::Acquire)
     }
 
     /// The restricted-features mask of any user.
@@ -208,7 +305,7 @@ impl Shared {
         self.replayed.fetch_add(replayed, Ordering::Relaxed);
         let done = self.caught_up.iter().filter(|c| c.load(Ordering::Acquire)).count();
         metrics::gauge!(crate::metrics::SHARDS_CAUGHT_UP).set(done as f64);
-        if done == self.caught_up.len() {
+        if done == self.owned.len() {
             let seconds = self.started.elapsed().as_secs_f64();
             metrics::gauge!(crate::metrics::RECOVERY_SECONDS).set(seconds);
             tracing::info!(
@@ -221,8 +318,8 @@ impl Shared {
         }
     }
 
-    /// Shards still replaying their stream.
+    /// Owned shards still replaying their stream (or waiting for their lease).
     pub fn catching_up(&self) -> Vec<u32> {
-        (0..self.shard_count).filter(|&s| !self.caught_up[s as usize].load(Ordering::Acquire)).collect()
+        self.owned.iter().copied().filter(|&s| !self.caught_up[s as usize].load(Ordering::Acquire)).collect()
     }
 }

@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::link::Conn;
 use actix::prelude::*;
 use metrics::{counter, gauge};
-use redis::aio::MultiplexedConnection;
 
 use crate::domain::rules::OnTrip;
 use crate::domain::{RuleWindow, Transition, TripState, TripwireSettings};
@@ -38,7 +38,7 @@ pub struct GetRuleStatus;
 #[rtype(result = "()")]
 pub struct Connect {
     pub shards: Vec<Recipient<RevertRule>>,
-    pub conn: Option<MultiplexedConnection>,
+    pub conn: Option<Conn>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -80,7 +80,7 @@ pub struct Tripwire {
     tick: Duration,
     shared: Arc<Shared>,
     shards: Vec<Recipient<RevertRule>>,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
 }
 
 /// Mailbox size: past it shards shed reports (counted) rather than block.

@@ -49,12 +49,13 @@ pub async fn post_event(
         return Ok(HttpResponse::Ok().json(json!({ "status": status, "id": id.to_string() })));
     }
     wait_until_applied(&state, shard, id).await?;
+    let mask = masks_after_wait(&state, &[event.user_id]).await?[0];
     Ok(HttpResponse::Ok().json(json!({
         "status": status,
         "id": id.to_string(),
         "applied": true,
         "user_id": event.user_id,
-        "features": features_json(&state.shared.model, state.shared.restricted(event.user_id)),
+        "features": features_json(&state.shared.model, mask),
     })))
 }
 
@@ -119,10 +120,10 @@ pub async fn post_events(
     for (&s, &id) in &highest {
         wait_until_applied(&state, s, id).await?;
     }
-    let features: serde_json::Map<String, Value> = events
-        .iter()
-        .map(|e| (e.user_id.to_string(), features_json(&state.shared.model, state.shared.restricted(e.user_id))))
-        .collect();
+    let users: Vec<&str> = events.iter().map(|e| e.user_id).collect();
+    let masks = masks_after_wait(&state, &users).await?;
+    let features: serde_json::Map<String, Value> =
+        users.iter().zip(masks).map(|(u, mask)| (u.to_string(), features_json(&state.shared.model, mask))).collect();
     Ok(HttpResponse::Ok().json(json!({
         "accepted": ids.len(),
         "ids": id_strings,
@@ -131,11 +132,48 @@ pub async fn post_events(
     })))
 }
 
-/// Waits until shard `shard` applied entry `id`, or answers 504.
+/// The users' restricted features once their events were applied: from
+/// memory for owned shards; for other shards from what the owner persisted
+/// (the changelog may not have reached this instance yet).
+pub(crate) async fn masks_after_wait(state: &AppState, users: &[&str]) -> Result<Vec<u64>, ApiError> {
+    let mut masks: Vec<u64> = users.iter().map(|u| state.shared.restricted(u)).collect();
+    let elsewhere: Vec<usize> =
+        (0..users.len()).filter(|&i| !state.shared.owns(state.shared.shard_of(users[i]))).collect();
+    if elsewhere.is_empty() {
+        return Ok(masks);
+    }
+    let mut pipe = redis::pipe();
+    for &i in &elsewhere {
+        pipe.cmd("HGET").arg(state.shared.keys.restricted(state.shared.shard_of(users[i]))).arg(users[i]);
+    }
+    let persisted: Vec<Option<String>> = state.ingest.run(&pipe, "hget").await?;
+    for (i, names) in elsewhere.into_iter().zip(persisted) {
+        masks[i] = names.map_or(0, |n| restrictd_actors::persistence::mask_of(&state.shared.model, &n));
+    }
+    Ok(masks)
+}
+
+/// Waits until shard `shard` applied entry `id`, or answers 504. For a shard
+/// another instance owns: until that instance persisted it (polls its offset).
 pub(crate) async fn wait_until_applied(state: &AppState, shard: u32, id: EntryId) -> Result<(), ApiError> {
-    let mut rx = state.shared.applied[shard as usize].subscribe();
     let timeout = state.settings.wait_timeout;
-    let applied = async { rx.wait_for(|applied| *applied >= id).await.is_ok() };
+    let mut rx = state.shared.applied[shard as usize].subscribe();
+    let owned = state.shared.owns(shard);
+    let applied = async {
+        if owned {
+            return rx.wait_for(|applied| *applied >= id).await.is_ok();
+        }
+        let mut get = redis::pipe();
+        get.cmd("GET").arg(state.shared.keys.offset(shard));
+        loop {
+            if let Ok((Some(offset),)) = state.ingest.run::<(Option<String>,)>(&get, "get").await {
+                if EntryId::parse(&offset).is_some_and(|o| o >= id) {
+                    return true;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
     match tokio::time::timeout(timeout, applied).await {
         Ok(true) => Ok(()),
         _ => Err(ApiError::new(

@@ -11,16 +11,21 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Redis reachable and every owned shard caught up with its stream.
+/// Redis reachable, every owned shard caught up with its stream (its lease
+/// taken), and the changelog of every other shard loaded.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let redis = state.ingest.ping().await;
     let catching_up = state.shared.catching_up();
-    if redis && catching_up.is_empty() {
-        return HttpResponse::Ok().json(json!({ "status": "ready" }));
+    let followed = state.shared.followed.load(std::sync::atomic::Ordering::Acquire);
+    if redis && catching_up.is_empty() && followed {
+        return HttpResponse::Ok().json(json!({ "status": "ready", "instance": state.settings.instance_id }));
     }
-    let mut body = json!({ "status": "not ready" });
+    let mut body = json!({ "status": "not ready", "instance": state.settings.instance_id });
+    if !followed {
+        body["changelog"] = json!("loading the restricted users of the shards other instances own");
+    }
     if !redis {
-        body["redis"] = json!(format!("unreachable at {}", state.settings.redis_url));
+        body["redis"] = json!(format!("unreachable at {}", state.settings.redis.describe()));
     }
     if !catching_up.is_empty() {
         body["shards_catching_up"] = json!(catching_up);

@@ -43,12 +43,11 @@ async fn submit(state: &AppState, command: &AdminCommand) -> Result<HttpResponse
     let bytes = serde_json::to_vec(command).expect("commands serialize");
     let id = state.ingest.append_field(state.shared.keys.events(shard), "admin", &bytes).await?;
     wait_until_applied(state, shard, id).await?;
-    let report =
-        state.shards[shard as usize].send(restrictd_actors::shard::GetUser(user.to_string())).await.ok().flatten();
+    let report = super::users::user_report(state, user).await?.map(|(r, _)| r);
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user,
         "id": id.to_string(),
-        "features": features_json(&state.shared.model, state.shared.restricted(user)),
+        "features": features_json(&state.shared.model, report.as_ref().map_or(0, |r| r.restricted)),
         "overrides": report.map(|r| json!(r.overrides)).unwrap_or(json!([])),
     })))
 }

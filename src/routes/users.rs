@@ -1,8 +1,11 @@
 //! `GET /v1/users/{user_id}`: aggregates and restrictions, each with its rule,
-//! the entry id of the event that triggered it and when. Asks the owning shard.
+//! the entry id of the event that triggered it and when. Asks the owning shard
+//! when this instance owns it; otherwise reads what its owner persisted.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::domain::schema::check_user_id;
+use restrictd_actors::domain::snapshot::decode_user;
+use restrictd_actors::domain::user::UserReport;
 use restrictd_actors::shard::GetUser;
 use serde_json::json;
 
@@ -18,12 +21,8 @@ pub async fn get_user(
     state.settings.auth.read(&req)?;
     let user = check_user_id(&path).map_err(ApiError::bad_request)?;
     let shard = state.shared.shard_of(user);
-    let report = state.shards[shard as usize]
-        .send(GetUser(user.to_string()))
-        .await
-        .map_err(|e| {
-            ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("shard {shard} unavailable: {e}"))
-        })?
+    let (report, source) = user_report(&state, user)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("user {user:?} has never been seen (every feature is allowed)")))?;
     let restrictions: Vec<_> = report
         .restrictions
@@ -43,9 +42,35 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user,
         "shard": shard,
-        "features": features_json(&state.shared.model, state.shared.restricted(user)),
+        "features": features_json(&state.shared.model, report.restricted),
+        "source": source,
         "aggregates": report.aggregates,
         "restrictions": restrictions,
         "overrides": report.overrides,
     })))
+}
+
+/// A user's report and where it came from: `"memory"` (this instance owns the
+/// shard) or `"redis"` (the owner's last persisted snapshot, up to
+/// `persistence.flush_interval` old).
+pub(crate) async fn user_report(state: &AppState, user: &str) -> Result<Option<(UserReport, &'static str)>, ApiError> {
+    let shard = state.shared.shard_of(user);
+    if let Some(actor) = &state.shards[shard as usize] {
+        let report = actor.send(GetUser(user.to_string())).await.map_err(|e| {
+            ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("shard {shard} unavailable: {e}"))
+        })?;
+        return Ok(report.map(|r| (r, "memory")));
+    }
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGET").arg(state.shared.keys.users(shard)).arg(user);
+    let (blob,): (Option<Vec<u8>>,) = state.ingest.run(&pipe, "hget").await?;
+    let Some(blob) = blob else { return Ok(None) };
+    let model = &state.shared.model;
+    let user_state = decode_user(model, &blob).map_err(|e| {
+        ApiError::new(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the stored state of user {user:?} cannot be read: {e}"),
+        )
+    })?;
+    Ok(Some((user_state.report(model), "redis")))
 }

@@ -66,7 +66,7 @@ fn a_graceful_stop_snapshots_everything_and_a_restart_replays_nothing() {
     let mut app = TestApp::spawn_with(&redis, LAZY);
     seed_users(&app);
     assert_eq!(app.terminate(), Some(0), "SIGTERM exits 0; log:\n{}", app.log());
-    assert!(app.log().contains("every shard flushed"), "{}", app.log());
+    assert!(app.log().contains("every owned shard flushed"), "{}", app.log());
     assert_eq!(redis.cli(&["HEXISTS", &format!("rd:{{{}}}:users", shard_of("buyer", 64)), "buyer"]), "1");
 
     let app = TestApp::spawn_with(&redis, LAZY);

@@ -203,6 +203,9 @@ pub struct UserReport {
     pub aggregates: std::collections::BTreeMap<String, serde_json::Value>,
     pub restrictions: Vec<RestrictionReport>,
     pub overrides: Vec<OverrideReport>,
+    /// The features restricted now (mask), overrides included.
+    #[serde(skip)]
+    pub restricted: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -268,7 +271,7 @@ impl UserState {
                 expires_at_ms: o.expires_at_ms,
             })
             .collect();
-        UserReport { aggregates, restrictions, overrides }
+        UserReport { aggregates, restrictions, overrides, restricted: self.restricted(model) }
     }
 }
 

@@ -1,0 +1,219 @@
+//! The changelog follower: how an instance answers checks for users of shards
+//! it does not own, from memory.
+//!
+//! Each shard's owner writes its restriction changes (restrict, lift, expire,
+//! override, revert) to `<prefix>:{S}:audit` and the resulting restricted set
+//! to `<prefix>:{S}:restricted` in the same transaction as its snapshot (see
+//! `persistence`). The follower loads the restricted users of every shard it
+//! follows (the set is sparse), then reads the changelogs and puts each user's
+//! `restricted_after` into the read view. Entries carry the whole set, so
+//! applying one twice or out of a reload is harmless.
+//!
+//! A non-owner's answer is behind the owner's by the owner's changelog delay
+//! (`persistence.changelog_delay`, 100 ms by default) plus one read; the
+//! `restrictd_changelog_staleness_seconds` gauge shows it. If the follower
+//! falls so far behind that trimmed changelog entries were never read, it
+//! reloads the shard.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use metrics::{counter, gauge, histogram};
+use redis::Value;
+
+use crate::domain::EntryId;
+use crate::link::{Conn, Target};
+use crate::metrics::*;
+use crate::persistence;
+use crate::reader::{newest_id, read_streams, IdleBackoff, ReadError};
+use crate::shard::Payload;
+use crate::shared::Shared;
+
+pub struct Follower {
+    pub shared: Arc<Shared>,
+    pub target: Target,
+    /// The shards to follow.
+    pub shards: Vec<u32>,
+    pub batch: usize,
+    pub block: Duration,
+}
+
+/// What a change entry says about its user.
+#[derive(serde::Deserialize)]
+struct ChangeRecord<'a> {
+    #[serde(borrow)]
+    user_id: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    restricted_after: Vec<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    at_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Follower {
+    /// Runs until the process ends, reconnecting with backoff.
+    pub async fn run(self) {
+        if self.shards.is_empty() {
+            return;
+        }
+        let mut cursors = vec![EntryId::ZERO; self.shards.len()];
+        let mut loaded = false;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let result = async {
+                let mut conn = self.target.connect(Duration::from_secs(2), self.block + Duration::from_secs(5)).await?;
+                let mut side = self.target.connect(Duration::from_secs(2), Duration::from_secs(10)).await?;
+                backoff = Duration::from_millis(50);
+                if !loaded {
+                    let started = Instant::now();
+                    let mut users = 0;
+                    for i in 0..self.shards.len() {
+                        users += self.reload(&mut side, i, &mut cursors).await?;
+                    }
+                    loaded = true;
+                    self.shared.followed.store(true, Ordering::Release);
+                    tracing::info!(
+                        shards = self.shards.len(),
+                        restricted_users = users,
+                        seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
+                        "changelog loaded for the shards this instance does not own"
+                    );
+                }
+                let mut idle = IdleBackoff::default();
+                let mut probed = Instant::now();
+                loop {
+                    self.read_round(&mut conn, &mut cursors, &mut idle).await?;
+                    if probed.elapsed() >= Duration::from_secs(1) {
+                        self.probe(&mut side, &mut cursors).await?;
+                        probed = Instant::now();
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), ReadError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
+                tracing::debug!(error = %e, "changelog follower retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+
+    /// Loads shard `i`'s restricted users; the changelog is then read from
+    /// where it ended before the load (changes in between are applied twice,
+    /// which is harmless). Returns the users loaded.
+    async fn reload(&self, conn: &mut Conn, i: usize, cursors: &mut [EntryId]) -> Result<usize, ReadError> {
+        let s = self.shards[i];
+        let keys = &self.shared.keys;
+        let newest: Value =
+            redis::cmd("XREVRANGE").arg(keys.audit(s)).arg("+").arg("-").arg("COUNT").arg(1).query_async(conn).await?;
+        cursors[i] = newest_id(&newest).unwrap_or(EntryId::ZERO);
+        self.shared.view.forget_followed(s);
+        let model = &self.shared.model;
+        let mut users = 0;
+        persistence::scan_hash(conn, keys.restricted(s), |user, features| {
+            let user = String::from_utf8_lossy(&user);
+            let mask = persistence::mask_of(model, &String::from_utf8_lossy(&features));
+            self.shared.view.follow(s, &user, mask);
+            users += 1;
+            Ok(())
+        })
+        .await?;
+        counter!(CHANGELOG_RELOADS_TOTAL).increment(1);
+        Ok(users)
+    }
+
+    async fn read_round(
+        &self,
+        conn: &mut Conn,
+        cursors: &mut [EntryId],
+        idle: &mut IdleBackoff,
+    ) -> Result<(), ReadError> {
+        let keys = self.shards.iter().map(|s| self.shared.keys.audit(*s));
+        let replies = read_streams(conn, &self.target, keys, cursors, self.batch, self.block, idle).await?;
+        if replies.is_empty() {
+            return Ok(());
+        }
+        idle.reset();
+        let now = now_ms();
+        let delay = histogram!(CHANGELOG_DELAY_SECONDS);
+        for (key, entries) in replies {
+            let Some(i) = self.shards.iter().position(|s| self.shared.keys.audit(*s).as_bytes() == key) else {
+                continue;
+            };
+            let s = self.shards[i];
+            for entry in entries {
+                cursors[i] = entry.id;
+                let Payload::Change(bytes) = &entry.payload else { continue };
+                let Ok(change) = serde_json::from_slice::<ChangeRecord>(bytes) else {
+                    tracing::warn!(shard = s, id = %entry.id, "unreadable changelog entry skipped");
+                    continue;
+                };
+                let mask = change
+                    .restricted_after
+                    .iter()
+                    .filter_map(|f| self.shared.model.feature_index(f))
+                    .fold(0u64, |m, f| m | 1 << f);
+                self.shared.view.follow(s, &change.user_id, mask);
+                if change.at_ms > 0 {
+                    delay.record(now.saturating_sub(change.at_ms) as f64 / 1000.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes how far behind the follower is, and reloads a shard whose
+    /// changelog lost entries the follower had not read (trimmed).
+    async fn probe(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), ReadError> {
+        let mut pipe = redis::pipe();
+        for s in &self.shards {
+            pipe.cmd("XINFO").arg("STREAM").arg(self.shared.keys.audit(*s));
+        }
+        // A stream that does not exist yet answers an error: read replies one by one.
+        let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
+        let mut behind_ms = 0u64;
+        for (i, reply) in replies.iter().enumerate() {
+            let (last, deleted) = (info_id(reply, "last-generated-id"), info_id(reply, "max-deleted-entry-id"));
+            if let Some(last) = last {
+                behind_ms = behind_ms.max(last.ms.saturating_sub(cursors[i].ms));
+            }
+            if deleted.is_some_and(|d| d > cursors[i]) {
+                tracing::warn!(shard = self.shards[i], "changelog entries were trimmed before being read; reloading");
+                self.reload(conn, i, cursors).await?;
+            }
+        }
+        gauge!(CHANGELOG_STALENESS_SECONDS).set(behind_ms as f64 / 1000.0);
+        Ok(())
+    }
+}
+
+/// A stream id field of an `XINFO STREAM` reply (RESP2 array or RESP3 map).
+fn info_id(reply: &Value, field: &str) -> Option<EntryId> {
+    let pairs: Vec<(&Value, &Value)> = match reply {
+        Value::Array(items) => items.chunks(2).filter_map(|kv| Some((kv.first()?, kv.get(1)?))).collect(),
+        Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
+        _ => return None,
+    };
+    pairs.into_iter().find_map(|(k, v)| {
+        let key: &[u8] = match k {
+            Value::BulkString(b) => b,
+            Value::SimpleString(s) => s.as_bytes(),
+            _ => return None,
+        };
+        if key != field.as_bytes() {
+            return None;
+        }
+        match v {
+            Value::BulkString(b) => EntryId::parse_bytes(b),
+            Value::SimpleString(s) => EntryId::parse(s),
+            _ => None,
+        }
+    })
+}

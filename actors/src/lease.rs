@@ -1,0 +1,159 @@
+//! Shard ownership across instances: one lease per shard in Redis
+//! (`<prefix>:{S}:lease` = the owner's id, with a TTL), taken with `SET NX`
+//! and renewed by its owner every third of the TTL.
+//!
+//! An instance applies and persists a shard only while its lease is valid by
+//! its own clock: it counts the TTL (less a fifth) from the moment it *sent*
+//! the last confirmed renewal, so it stops before any other instance could
+//! take the lease over. A renewal that finds the lease gone or held by someone
+//! else means another instance may have taken the shard: the process exits
+//! (code 3) rather than become a second writer, and its supervisor restarts it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use crate::link::Conn;
+use crate::shared::{Keys, Shared};
+
+/// Renews a lease if it is still ours; returns 1, or the other owner (or nil).
+const RENEW: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return v";
+
+/// Deletes a lease if it is still ours.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// A shard held by another instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub shard: u32,
+    pub owner: String,
+    /// Until the lease expires if its owner stops renewing it.
+    pub expires_in: Duration,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "shard {} is owned by instance {:?} (its lease expires in {:.1}s unless renewed)",
+            self.shard,
+            self.owner,
+            self.expires_in.as_secs_f64()
+        )
+    }
+}
+
+/// Tries to take the leases of `shards` not yet in `held`; adds those it got
+/// to `held` and returns the ones another instance holds. A lease already
+/// naming `me` (a restart within the TTL) is ours.
+pub async fn acquire(
+    conn: &mut Conn,
+    keys: &Keys,
+    shards: &[u32],
+    held: &mut Vec<u32>,
+    me: &str,
+    ttl: Duration,
+) -> redis::RedisResult<Vec<Held>> {
+    let wanted: Vec<u32> = shards.iter().copied().filter(|s| !held.contains(s)).collect();
+    let mut pipe = redis::pipe();
+    for s in &wanted {
+        pipe.cmd("SET").arg(keys.lease(*s)).arg(me).arg("NX").arg("PX").arg(ttl.as_millis() as u64);
+    }
+    let replies: Vec<Value> = pipe.query_async(conn).await?;
+    let mut others = Vec::new();
+    for (s, reply) in wanted.into_iter().zip(replies) {
+        if matches!(reply, Value::Okay | Value::SimpleString(_)) {
+            held.push(s);
+            continue;
+        }
+        let (owner, pttl): (Option<String>, i64) =
+            redis::pipe().cmd("GET").arg(keys.lease(s)).cmd("PTTL").arg(keys.lease(s)).query_async(conn).await?;
+        match owner {
+            Some(owner) if owner == me => {
+                let _: () =
+                    redis::cmd("PEXPIRE").arg(keys.lease(s)).arg(ttl.as_millis() as u64).query_async(conn).await?;
+                held.push(s);
+            }
+            Some(owner) => others.push(Held { shard: s, owner, expires_in: Duration::from_millis(pttl.max(0) as u64) }),
+            // Expired between the two commands: the next attempt takes it.
+            None => {}
+        }
+    }
+    held.sort_unstable();
+    Ok(others)
+}
+
+/// Renews every lease in `held`; `Err` names a lease that is no longer ours.
+pub async fn renew(conn: &mut Conn, keys: &Keys, held: &[u32], me: &str, ttl: Duration) -> Result<(), RenewError> {
+    let mut pipe = redis::pipe();
+    for s in held {
+        pipe.cmd("EVAL").arg(RENEW).arg(1).arg(keys.lease(*s)).arg(me).arg(ttl.as_millis() as u64);
+    }
+    let replies: Vec<Value> = pipe.query_async(conn).await?;
+    for (s, reply) in held.iter().zip(replies) {
+        match reply {
+            Value::Int(1) => {}
+            Value::BulkString(owner) => {
+                return Err(RenewError::Lost { shard: *s, owner: Some(String::from_utf8_lossy(&owner).into_owned()) })
+            }
+            _ => return Err(RenewError::Lost { shard: *s, owner: None }),
+        }
+    }
+    Ok(())
+}
+
+/// Gives the leases back (graceful shutdown), so a successor starts at once.
+pub async fn release(conn: &mut Conn, keys: &Keys, held: &[u32], me: &str) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for s in held {
+        pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(keys.lease(*s)).arg(me).ignore();
+    }
+    pipe.query_async(conn).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the lease of shard {shard} is no longer ours (now held by {owner:?})")]
+    Lost { shard: u32, owner: Option<String> },
+}
+
+/// Renews `held` every third of the TTL for as long as the process lives and
+/// tells `shared` until when they are valid. Exits the process when a lease
+/// turns out to be lost.
+pub async fn keep(mut conn: Conn, shared: Arc<Shared>, held: Vec<u32>, me: String, ttl: Duration) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let sent = Instant::now();
+        match renew(&mut conn, &shared.keys, &held, &me, ttl).await {
+            Ok(()) => {
+                shared.leases_renewed(sent, ttl);
+                if failing {
+                    tracing::info!("shard leases renewed again");
+                    failing = false;
+                }
+            }
+            Err(RenewError::Redis(e)) => {
+                metrics::counter!(crate::metrics::REDIS_ERRORS_TOTAL, "operation" => "lease").increment(1);
+                if !failing {
+                    tracing::warn!(error = %e, "cannot renew shard leases; shards pause when they run out");
+                    failing = true;
+                }
+            }
+            Err(e @ RenewError::Lost { .. }) => {
+                tracing::error!(error = %e, "exiting: another instance may be applying this shard now");
+                std::process::exit(3);
+            }
+        }
+    }
+}

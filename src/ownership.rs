@@ -1,0 +1,102 @@
+//! Taking ownership of the configured shards at start-up, and giving it back
+//! at shutdown (see `restrictd_actors::lease` for the leases themselves).
+//!
+//! Once Redis answers, the instance takes the lease of every shard in
+//! `instance.shards`. If another instance holds one, it refuses to start (exit
+//! code 2, naming the shard and the other owner), or with `instance.standby`
+//! it waits, holding what it got, until the others' leases expire. Only then
+//! do its stream readers start; meanwhile the HTTP side answers checks from
+//! the changelog and accepts events for any shard.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use restrictd_actors::lease;
+use restrictd_actors::metrics::SHARDS_OWNED;
+use restrictd_actors::shared::Shared;
+
+use crate::config::Settings;
+
+/// The shards whose leases this instance holds (filled once all are taken).
+pub type Held = Arc<Mutex<Vec<u32>>>;
+
+/// Takes the leases in the background, then calls `start` (the readers).
+pub fn claim(settings: Arc<Settings>, shared: Arc<Shared>, start: impl FnOnce() + 'static) -> Held {
+    let held: Held = Arc::default();
+    let out = Arc::clone(&held);
+    actix_rt::spawn(async move {
+        let me = settings.instance_id.clone();
+        let ttl = settings.lease_ttl;
+        let mut delay = Duration::from_millis(100);
+        let mut conn = loop {
+            match settings.redis.connect(Duration::from_secs(2), Duration::from_secs(5)).await {
+                Ok(conn) => break conn,
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        let mut got = Vec::new();
+        let mut waiting_logged = false;
+        loop {
+            let sent = Instant::now();
+            match lease::acquire(&mut conn, &shared.keys, &settings.owned_shards, &mut got, &me, ttl).await {
+                Ok(others) if others.is_empty() => {
+                    shared.leases_renewed(sent, ttl);
+                    break;
+                }
+                Ok(others) if settings.standby => {
+                    if !got.is_empty() {
+                        // Keep what we have while waiting for the rest.
+                        shared.leases_renewed(sent, ttl);
+                        let _ = lease::renew(&mut conn, &shared.keys, &got, &me, ttl).await;
+                    }
+                    if !waiting_logged {
+                        for h in &others {
+                            tracing::info!(instance = %me, "standby: {h}; waiting to take it over");
+                        }
+                        waiting_logged = true;
+                    }
+                    tokio::time::sleep((ttl / 4).min(Duration::from_secs(1))).await;
+                }
+                Ok(others) => {
+                    let _ = lease::release(&mut conn, &shared.keys, &got, &me).await;
+                    for h in &others {
+                        tracing::error!(instance = %me, "refusing to start: {h}");
+                    }
+                    eprintln!(
+                        "restrictd: refusing to start: {}. Give each instance its own shards (instance.shards), or set instance.standby = true to wait for them.",
+                        others.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                    );
+                    std::process::exit(2);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take shard leases yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        tracing::info!(instance = %me, shards = got.len(), "shard leases taken; recovering owned shards");
+        metrics::gauge!(SHARDS_OWNED).set(got.len() as f64);
+        *out.lock().unwrap_or_else(|e| e.into_inner()) = got.clone();
+        actix_rt::spawn(lease::keep(conn, Arc::clone(&shared), got, me, ttl));
+        start();
+    });
+    held
+}
+
+/// Gives the leases back after the final flush, so a successor need not wait.
+pub async fn release(settings: &Settings, shared: &Shared, held: &Held) {
+    let held = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if held.is_empty() {
+        return;
+    }
+    let released = async {
+        let mut conn = settings.redis.connect(Duration::from_secs(1), Duration::from_secs(2)).await?;
+        lease::release(&mut conn, &shared.keys, &held, &settings.instance_id).await
+    };
+    if let Err(e) = released.await {
+        tracing::warn!(error = %e, "could not release the shard leases; they expire by themselves");
+    }
+}
