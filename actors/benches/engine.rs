@@ -1,5 +1,5 @@
 //! Hot paths of the engine: a check's look-up, applying each default rule's
-//! events, the tripwire's window, and snapshot encode/decode.
+//! events, the tripwire's evaluation, and snapshot encode/decode.
 //!
 //! `cargo bench -p restrictd-actors`
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use restrictd_actors::domain::snapshot::{decode_user, encode_user};
-use restrictd_actors::domain::{EntryId, Model, ModelDef, RuleWindow, ShardState, TripwireSettings};
+use restrictd_actors::domain::{EntryId, Model, ModelDef, ShardState, SharedRule, TripwireSettings};
 use restrictd_actors::shared::Shared;
 use serde_json::{json, Value};
 
@@ -18,7 +18,7 @@ fn model() -> Model {
 }
 
 fn check(c: &mut Criterion) {
-    let shared = Shared::new(Arc::new(model()), 64, "rd", 16);
+    let shared = Shared::new(Arc::new(model()), 64, "rd", 16, (0..64).collect());
     for i in 0..100_000u32 {
         if i % 20 == 0 {
             let user = format!("user{i}");
@@ -77,13 +77,15 @@ fn apply(c: &mut Criterion) {
 fn tripwire(c: &mut Criterion) {
     let settings =
         TripwireSettings { window_ms: 300_000, threshold_ppm: 50_000, min_restricted: 10, cooldown_ms: None };
-    let mut window = RuleWindow::default();
+    // What a sync does per rule once the shared counts are back: evaluate,
+    // and encode the state it would compare-and-set.
+    let mut rule = SharedRule::default();
     let mut now = 0;
-    c.bench_function("tripwire: record + evaluate", |b| {
+    c.bench_function("tripwire: evaluate + encode state", |b| {
         b.iter(|| {
             now += 3;
-            window.record(now);
-            black_box(window.evaluate(now, 1_000_000, &settings))
+            let change = rule.evaluate(black_box(40_000), 1_000_000, now, &settings);
+            black_box((change, serde_json::to_string(&rule).unwrap()))
         })
     });
 }

@@ -26,7 +26,7 @@ use crate::domain::{EntryId, EventKind, ShardState};
 use crate::metrics::*;
 use crate::persistence::{self, FlushBatch};
 use crate::shared::{FeedItem, FeedKind, Shared};
-use crate::tripwire::RulesFired;
+use crate::tripwire::{Fired, RulesFired};
 
 /// One stream entry as read from Redis.
 #[derive(Debug, Clone)]
@@ -341,7 +341,7 @@ impl ShardActor {
         id: EntryId,
         bytes: &[u8],
         now_ms: u64,
-        fired: &mut Vec<(u16, u64)>,
+        fired: &mut Vec<Fired>,
     ) -> Result<(), (&'static str, String)> {
         let model = Arc::clone(&self.shared.model);
         let value: serde_json::Value =
@@ -387,7 +387,7 @@ impl ShardActor {
         while bits != 0 {
             let r = bits.trailing_zeros() as u16;
             bits &= bits - 1;
-            fired.push((r, id.ms));
+            fired.push(Fired { rule: r, at_ms: id.ms, shard: self.id, entry: id });
             self.metrics.fired[usize::from(r)].increment(1);
             self.publish(Change {
                 user_id: event.user_id.into(),

@@ -35,6 +35,7 @@ pub async fn control(
         .tripwire
         .send(ControlTripwire { rule: rule as u16, action: a.action, by })
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("tripwire unavailable: {e}")))?;
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("tripwire unavailable: {e}")))?
+        .map_err(|e| ApiError::redis_unavailable(format!("the tripwire change was not recorded: {e}")))?;
     Ok(HttpResponse::Ok().json(json!({ "rule": path.as_str(), "tripwire": status })))
 }

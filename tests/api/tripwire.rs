@@ -34,7 +34,10 @@ fn a_rule_restricting_too_large_a_share_trips_then_rearms_when_the_share_falls()
     );
     // A population of 40 users, none restricted.
     post_all(&app, (0..40).map(|i| event("scam_message_flagged", &format!("ok{i}"), json!({}))).collect());
-    assert_eq!(scam_rule_state(&app)["population"], 40);
+    // The population is shared through Redis: it shows within a tripwire tick.
+    wait_for("the population to count 40 users", Duration::from_secs(5), || {
+        (scam_rule_state(&app)["population"] == 40).then_some(())
+    });
 
     // Four restrictions: under the minimum volume, the rule stays armed.
     for i in 0..4 {

@@ -17,5 +17,5 @@ pub use routing::shard_of;
 pub use rules::{Model, ModelDef};
 pub use schema::{Event, EventKind, Rejection, Schema, ValidationError};
 pub use shard_state::{Outcome, ShardState};
-pub use tripwire::{RuleWindow, Transition, TripState, TripwireSettings};
+pub use tripwire::{SharedRule, Transition, TripState, TripwireSettings};
 pub use user::UserState;
