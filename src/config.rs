@@ -118,6 +118,7 @@ impl Default for InstanceSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ShardSpec {
+    Number(i64),
     Text(String),
     List(Vec<toml::Value>),
 }
@@ -126,6 +127,7 @@ impl ShardSpec {
     /// The shard numbers, ascending and without repeats.
     pub fn resolve(&self, count: u32) -> Result<Vec<u32>, String> {
         let parts: Vec<String> = match self {
+            ShardSpec::Number(n) => vec![n.to_string()],
             ShardSpec::Text(t) => t.split(',').map(|p| p.trim().to_string()).collect(),
             ShardSpec::List(items) => items
                 .iter()

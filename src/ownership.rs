@@ -53,9 +53,8 @@ pub fn claim(settings: Arc<Settings>, shared: Arc<Shared>, start: impl FnOnce() 
                         let _ = lease::renew(&mut conn, &shared.keys, &got, &me, ttl).await;
                     }
                     if !waiting_logged {
-                        for h in &others {
-                            tracing::info!(instance = %me, "standby: {h}; waiting to take it over");
-                        }
+                        let shards: Vec<u32> = others.iter().map(|h| h.shard).collect();
+                        tracing::info!(instance = %me, ?shards, "standby: {}; waiting to take them over", others[0]);
                         waiting_logged = true;
                     }
                     tokio::time::sleep((ttl / 4).min(Duration::from_secs(1))).await;
@@ -80,6 +79,7 @@ pub fn claim(settings: Arc<Settings>, shared: Arc<Shared>, start: impl FnOnce() 
         tracing::info!(instance = %me, shards = got.len(), "shard leases taken; recovering owned shards");
         metrics::gauge!(SHARDS_OWNED).set(got.len() as f64);
         *out.lock().unwrap_or_else(|e| e.into_inner()) = got.clone();
+        shared.leased.store(true, std::sync::atomic::Ordering::Release);
         actix_rt::spawn(lease::keep(conn, Arc::clone(&shared), got, me, ttl));
         start();
     });

@@ -75,6 +75,7 @@ impl Follower {
                         users += self.reload(&mut side, i, &mut cursors).await?;
                     }
                     loaded = true;
+                    gauge!(CHANGELOG_STALENESS_SECONDS).set(0.0);
                     self.shared.followed.store(true, Ordering::Release);
                     tracing::info!(
                         shards = self.shards.len(),

@@ -220,6 +220,8 @@ pub struct Shared {
     lease_until_ms: AtomicU64,
     /// The changelog of every other shard has been loaded (any-instance checks).
     pub followed: AtomicBool,
+    /// The leases of every owned shard are taken (a standby: not yet).
+    pub leased: AtomicBool,
     /// Bit r set: rule r is tripped and restricts nobody new.
     pub tripped: AtomicU64,
     /// The live feed. Sending never blocks; with no subscriber nothing is built.
@@ -249,6 +251,7 @@ impl Shared {
             users: (0..n).map(|_| AtomicU64::new(0)).collect(),
             caught_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
             followed: AtomicBool::new(owned.len() == n),
+            leased: AtomicBool::new(false),
             owned,
             owned_mask,
             lease_until_ms: AtomicU64::new(0),

@@ -222,6 +222,14 @@ impl Service {
             let _ = c.wait();
         }
     }
+
+    /// Waits for the process to exit by itself; its exit code (`None`: still running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let status = poll(timeout, || child.try_wait().expect("try_wait"))?;
+        self.child = None;
+        status.code()
+    }
 }
 
 impl Drop for Service {
@@ -250,4 +258,61 @@ fn get_status(addr: &str, path: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A private Redis Cluster: `n` masters (no replicas) on free ports, each in
+/// its own directory, joined with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    pub fn start(n: usize) -> RedisCluster {
+        let mut nodes = Vec::with_capacity(n);
+        while nodes.len() < n {
+            let mut node = Redis::not_started();
+            // The cluster bus listens on port + 10000: it must be free too.
+            if node.port > 55_000 || TcpListener::bind(("127.0.0.1", node.port + 10_000)).is_err() {
+                continue;
+            }
+            node.args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--appendonly", "no"]
+                .map(String::from)
+                .to_vec();
+            node.launch();
+            nodes.push(node);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|r| format!("127.0.0.1:{}", r.port)).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        for node in &nodes {
+            poll(Duration::from_secs(20), || node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok").then_some(()))
+                .expect("the cluster reports cluster_state:ok within 20 s");
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The seed nodes, as a TOML array for `RESTRICTD_REDIS__NODES`.
+    pub fn nodes_toml(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(|r| format!("\"redis://127.0.0.1:{}\"", r.port)).collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.nodes[0].port)
+    }
+
+    /// Runs `redis-cli -c` (follows redirections) against the first node.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-p", &self.nodes[0].port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
 }

@@ -15,10 +15,17 @@ pub async fn health() -> HttpResponse {
 /// taken), and the changelog of every other shard loaded.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let redis = state.ingest.ping().await;
-    let catching_up = state.shared.catching_up();
+    let leased = state.shared.leased.load(std::sync::atomic::Ordering::Acquire);
+    // A standby serves checks from the changelog while it waits for its shards.
+    let standing_by = state.settings.standby && !leased;
+    let catching_up = if standing_by { Vec::new() } else { state.shared.catching_up() };
     let followed = state.shared.followed.load(std::sync::atomic::Ordering::Acquire);
     if redis && catching_up.is_empty() && followed {
-        return HttpResponse::Ok().json(json!({ "status": "ready", "instance": state.settings.instance_id }));
+        let mut body = json!({ "status": "ready", "instance": state.settings.instance_id });
+        if standing_by {
+            body["standby"] = json!("waiting for the leases of its shards; checks are answered from the changelog");
+        }
+        return HttpResponse::Ok().json(body);
     }
     let mut body = json!({ "status": "not ready", "instance": state.settings.instance_id });
     if !followed {

@@ -14,7 +14,7 @@ use crate::producers::{assert_state_matches, Producers};
 /// Snapshots often, so crashes land between, during and after snapshots. The
 /// stream keeps what was snapshotted (trim margin 60 s), so a stored offset
 /// that lagged its users would show as events applied twice.
-const EAGER: &[(&str, &str)] = &[
+pub(crate) const EAGER: &[(&str, &str)] = &[
     ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "20ms"),
     ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "50"),
     ("RESTRICTD_PERSISTENCE__TRIM_MARGIN", "60s"),
@@ -31,7 +31,7 @@ const TRIMMING: &[(&str, &str)] = &[
 const LAZY: &[(&str, &str)] =
     &[("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"), ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "1000000")];
 
-fn seed_users(app: &TestApp) {
+pub(crate) fn seed_users(app: &TestApp) {
     for _ in 0..2 {
         app.post_applied(&event("scam_message_flagged", "flagged", json!({})));
     }
@@ -40,7 +40,7 @@ fn seed_users(app: &TestApp) {
     app.post_applied(&event("purchase_made", "fine", json!({"amount": 40.25})));
 }
 
-fn assert_seeded(app: &TestApp) {
+pub(crate) fn assert_seeded(app: &TestApp) {
     assert!(!app.can("message", "flagged"));
     assert!(!app.can("purchase", "buyer"));
     assert!(app.can("purchase", "fine"));
@@ -143,12 +143,18 @@ fn jitter(bound: u64) -> u64 {
 
 fn crash_cycles(cycles: usize) {
     let redis = TestRedis::start();
-    let mut app = TestApp::spawn_with(&redis, EAGER);
+    crash_cycles_with(cycles, || TestApp::spawn_with(&redis, EAGER));
+}
+
+/// Kills the service (`spawn` starts it) at random points under load, then
+/// compares every user with the reference model of acknowledged events.
+pub(crate) fn crash_cycles_with(cycles: usize, spawn: impl Fn() -> TestApp) {
+    let mut app = spawn();
     let producers = Producers::start(&app, 4, 25);
     for cycle in 0..cycles {
         producers.wait_acked(100 + jitter(300));
         app.kill();
-        app = TestApp::spawn_with(&redis, EAGER);
+        app = spawn();
         producers.target.set(&app.addr);
         eprintln!("crash cycle {cycle}: {} acknowledged so far", producers.acked.load(Ordering::Relaxed));
     }

@@ -167,6 +167,11 @@ impl TestApp {
     pub fn kill(&mut self) {
         self.svc.kill();
     }
+
+    /// Waits for the process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        self.svc.wait_exit(timeout)
+    }
 }
 
 /// `{"name": name, "event_properties": {"user_id": user, ...props}}`.

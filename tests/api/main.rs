@@ -12,6 +12,7 @@ mod observability;
 mod operators;
 mod producers;
 mod redis_outage;
+mod scaleout;
 mod scenarios;
 mod sse;
 mod tripwire;
