@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use loadtest::engine::{self, Plan, Summary};
 use loadtest::measure;
 use loadtest::scenarios::{populate, Batches, Checks, Events, Mixed, Model, Population, Rng};
-use loadtest::spawn::{Redis, Service};
+use loadtest::spawn::{Redis, RedisCluster, Service};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -53,6 +53,10 @@ struct Common {
     /// Skip the correctness check after the run.
     #[arg(long, global = true)]
     no_verify: bool,
+    /// With --spawn: drive an instance that owns only shard 0, beside one that
+    /// owns the other 63, so that checks are answered from the changelog.
+    #[arg(long, global = true)]
+    non_owner: bool,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +85,12 @@ enum Command {
     Apply {
         #[arg(long, default_value_t = 500_000)]
         events: u64,
+        /// Instances replaying, each owning an equal part of the shards.
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
+        /// On a private three-master Redis Cluster instead of one redis-server.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Seconds to ready and memory after loading users and restarting (needs --spawn).
     Recovery {
@@ -96,6 +106,7 @@ struct Target {
     addr: String,
     _redis: Option<Redis>,
     _service: Option<Service>,
+    _owner: Option<Service>,
 }
 
 const QUIET_TRIPWIRE: [(&str, &str); 2] =
@@ -103,14 +114,29 @@ const QUIET_TRIPWIRE: [(&str, &str); 2] =
 
 fn target(c: &Common) -> anyhow::Result<Target> {
     if let Some(addr) = &c.target {
-        return Ok(Target { addr: addr.clone(), _redis: None, _service: None });
+        return Ok(Target { addr: addr.clone(), _redis: None, _service: None, _owner: None });
     }
     let bin =
         c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("give --target host:port or --spawn path/to/restrictd"))?;
     let redis = Redis::start();
-    let service = Service::launch(bin, &c.config, &redis.url(), &QUIET_TRIPWIRE);
+    let owner = c.non_owner.then(|| {
+        let env = [
+            QUIET_TRIPWIRE[0],
+            QUIET_TRIPWIRE[1],
+            ("RESTRICTD_INSTANCE__SHARDS", "1-63"),
+            ("RESTRICTD_INSTANCE__ID", "owner"),
+        ];
+        let owner = Service::launch(bin, &c.config, &redis.url(), &env);
+        owner.wait_ready(Duration::from_secs(60));
+        owner
+    });
+    let mut env = QUIET_TRIPWIRE.to_vec();
+    if c.non_owner {
+        env.extend([("RESTRICTD_INSTANCE__SHARDS", "0"), ("RESTRICTD_INSTANCE__ID", "non-owner")]);
+    }
+    let service = Service::launch(bin, &c.config, &redis.url(), &env);
     service.wait_ready(Duration::from_secs(60));
-    Ok(Target { addr: service.addr.clone(), _redis: Some(redis), _service: Some(service) })
+    Ok(Target { addr: service.addr.clone(), _redis: Some(redis), _service: Some(service), _owner: owner })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,9 +152,9 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             ("recovery".into(), json!(report))
         }
-        Command::Apply { events } => {
+        Command::Apply { events, instances, cluster } => {
             let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("apply needs --spawn path/to/restrictd"))?;
-            let r = apply_rate(&runtime, bin, &c, events)?;
+            let r = apply_rate(&runtime, bin, &c, events, instances, cluster)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             ("apply".into(), r)
         }
@@ -266,15 +292,29 @@ fn apply_rate(
     bin: &PathBuf,
     c: &Common,
     events: u64,
+    instances: usize,
+    cluster: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let redis = Redis::start();
-    let lazy = [
-        QUIET_TRIPWIRE[0],
-        QUIET_TRIPWIRE[1],
+    let (_redis, _cluster, url, nodes) = if cluster {
+        let cluster = RedisCluster::start(3);
+        let (url, nodes) = (cluster.url(), cluster.nodes_toml());
+        (None, Some(cluster), url, nodes)
+    } else {
+        let redis = Redis::start();
+        let url = redis.url();
+        (Some(redis), None, url, String::new())
+    };
+    let mut base = QUIET_TRIPWIRE.to_vec();
+    if cluster {
+        base.push(("RESTRICTD_REDIS__NODES", nodes.as_str()));
+    }
+    let mut lazy = base.clone();
+    lazy.extend([
         ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"),
         ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "100000000"),
-    ];
-    let mut svc = Service::launch(bin, &c.config, &redis.url(), &lazy);
+        ("RESTRICTD_PERSISTENCE__CHANGELOG_DELAY", "1h"),
+    ]);
+    let mut svc = Service::launch(bin, &c.config, &url, &lazy);
     svc.wait_ready(Duration::from_secs(60));
     let pop = Population::new(c.users, "ap", false);
     let model = Model::new(u64::MAX);
@@ -315,11 +355,40 @@ fn apply_rate(
     })?;
     // Nothing was snapshotted (flush interval 1 h): the restart replays the whole backlog.
     svc.kill();
+    // The killed owner's leases would hold the shards for their TTL: clear
+    // them, as an operator does once sure the process is dead.
+    for s in 0..64 {
+        let key = format!("rd:{{{s}}}:lease");
+        match (&_redis, &_cluster) {
+            (Some(r), _) => r.cli(&["DEL", &key]),
+            (_, Some(cl)) => cl.cli(&["DEL", &key]),
+            _ => String::new(),
+        };
+    }
+    // The shards split evenly over the instances: 0-31 and 32-63 for two.
+    let count = 64usize;
+    let specs: Vec<(String, String)> = (0..instances.max(1))
+        .map(|i| {
+            let (from, to) = (i * count / instances.max(1), (i + 1) * count / instances.max(1) - 1);
+            (format!("{from}-{to}"), format!("bench-{i}"))
+        })
+        .collect();
     let launched = Instant::now();
-    let svc = Service::launch(bin, &c.config, &redis.url(), &QUIET_TRIPWIRE);
-    svc.wait_ready(Duration::from_secs(600));
+    let services: Vec<Service> = specs
+        .iter()
+        .map(|(shards, id)| {
+            let mut env = base.clone();
+            env.extend([("RESTRICTD_INSTANCE__SHARDS", shards.as_str()), ("RESTRICTD_INSTANCE__ID", id.as_str())]);
+            Service::launch(bin, &c.config, &url, &env)
+        })
+        .collect();
+    for s in &services {
+        s.wait_ready(Duration::from_secs(600));
+    }
     let seconds = launched.elapsed().as_secs_f64();
     Ok(json!({
+        "instances": services.len(),
+        "redis": if cluster { "cluster of 3 masters" } else { "one redis-server" },
         "events_replayed": posted,
         "seconds_to_ready": seconds,
         "events_applied_per_second": posted as f64 / seconds,
@@ -357,7 +426,7 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &PathBuf, c: &Common) -> anyhow
         checks.requests_per_second / ceiling.requests_per_second,
         lag.post_to_visible_us
     );
-    let apply = apply_rate(runtime, bin, c, 500_000)?;
+    let apply = apply_rate(runtime, bin, c, 500_000, 1, false)?;
     println!("applied: {apply}");
     Ok(json!({
         "scenarios": rows,

@@ -121,6 +121,7 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
         quiet[1],
         ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"),
         ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "100000000"),
+        ("RESTRICTD_PERSISTENCE__CHANGELOG_DELAY", "1h"),
     ];
     let mut svc = Service::launch(bin, config, &redis.url(), &lazy);
     svc.wait_ready(Duration::from_secs(600));

@@ -28,8 +28,11 @@ const TRIMMING: &[(&str, &str)] = &[
 ];
 
 /// Never snapshots while running (only at graceful shutdown).
-const LAZY: &[(&str, &str)] =
-    &[("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"), ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "1000000")];
+const LAZY: &[(&str, &str)] = &[
+    ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"),
+    ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "1000000"),
+    ("RESTRICTD_PERSISTENCE__CHANGELOG_DELAY", "1h"),
+]
 
 pub(crate) fn seed_users(app: &TestApp) {
     for _ in 0..2 {
