@@ -128,7 +128,17 @@ pub struct Tripwire {
     /// A report arrived during a sync: sync again right after.
     again: bool,
     failing: bool,
+    /// When the last sync started: reports sync at most every `REPORT_GAP`.
+    last_sync: Option<std::time::Instant>,
+    /// A sync is scheduled for the end of the gap.
+    scheduled: bool,
+    /// When this instance's population was last written (once per tick is enough).
+    population_written: Option<std::time::Instant>,
 }
+
+/// Reports sync at most this often: a runaway rule still stops within tens
+/// of milliseconds, and Redis is not asked on every shard batch.
+const REPORT_GAP: Duration = Duration::from_millis(20);
 
 /// Mailbox size: past it shards shed reports (counted) rather than block.
 pub const MAILBOX: usize = 4096;
@@ -161,6 +171,9 @@ impl Tripwire {
             syncing: false,
             again: false,
             failing: false,
+            last_sync: None,
+            scheduled: false,
+            population_written: None,
         }
     }
 
@@ -183,13 +196,28 @@ impl Tripwire {
             return;
         }
         let Some(mut conn) = self.conn.clone() else { return };
+        if let Some(wait) = self.last_sync.and_then(|l| REPORT_GAP.checked_sub(l.elapsed())) {
+            if !self.scheduled {
+                self.scheduled = true;
+                ctx.run_later(wait, |act, ctx| {
+                    act.scheduled = false;
+                    act.sync(ctx);
+                });
+            }
+            return;
+        }
+        self.last_sync = Some(std::time::Instant::now());
         self.syncing = true;
         self.again = false;
         let pending = std::mem::take(&mut self.pending);
         let (shared, settings, rules) = (Arc::clone(&self.shared), self.settings, self.rules.clone());
         let now = now_ms();
+        let write_population = self.population_written.is_none_or(|w| w.elapsed() >= self.tick);
+        if write_population {
+            self.population_written = Some(std::time::Instant::now());
+        }
         let work = async move {
-            let counts = read_counts(&mut conn, &shared, &settings, &rules, &pending, now).await;
+            let counts = read_counts(&mut conn, &shared, &settings, &rules, &pending, now, write_population).await;
             (counts, pending, conn)
         };
         ctx.spawn(work.into_actor(self).map(move |(counts, pending, conn), act, ctx| {
@@ -383,6 +411,7 @@ async fn read_counts(
     rules: &[SharedRule],
     pending: &[Fired],
     now: u64,
+    write_population: bool,
 ) -> redis::RedisResult<Counts> {
     let keys = &shared.keys;
     let model = &shared.model;
@@ -397,7 +426,7 @@ async fn read_counts(
             .ignore();
     }
     let population = keys.tripwire_population();
-    if !shared.owned.is_empty() {
+    if write_population && !shared.owned.is_empty() {
         let cmd = pipe.cmd("HSET").arg(&population);
         for &s in &shared.owned {
             cmd.arg(s).arg(shared.users[s as usize].load(Ordering::Relaxed));

@@ -32,7 +32,7 @@ const LAZY: &[(&str, &str)] = &[
     ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "1h"),
     ("RESTRICTD_PERSISTENCE__FLUSH_DIRTY_LIMIT", "1000000"),
     ("RESTRICTD_PERSISTENCE__CHANGELOG_DELAY", "1h"),
-]
+];
 
 pub(crate) fn seed_users(app: &TestApp) {
     for _ in 0..2 {
