@@ -2,9 +2,10 @@
 //! it does not own, from memory.
 //!
 //! Each shard's owner writes its restriction changes (restrict, lift, expire,
-//! override, revert) to `<prefix>:{S}:audit` and the resulting restricted set
-//! to `<prefix>:{S}:restricted` in the same transaction as its snapshot (see
-//! `persistence`). The follower loads the restricted users of every shard it
+//! override, revert) to `<prefix>:{S}:changes` and the resulting restricted
+//! set to `<prefix>:{S}:restricted`, at most `persistence.changelog_delay`
+//! after they happen (or with its snapshot, whichever comes first; see
+//! `persistence::write_changes`). The follower loads the restricted users of every shard it
 //! follows (the set is sparse), then reads the changelogs and puts each user's
 //! `restricted_after` into the read view. Entries carry the whole set, so
 //! applying one twice or out of a reload is harmless.
@@ -112,8 +113,14 @@ impl Follower {
     async fn reload(&self, conn: &mut Conn, i: usize, cursors: &mut [EntryId]) -> Result<usize, ReadError> {
         let s = self.shards[i];
         let keys = &self.shared.keys;
-        let newest: Value =
-            redis::cmd("XREVRANGE").arg(keys.audit(s)).arg("+").arg("-").arg("COUNT").arg(1).query_async(conn).await?;
+        let newest: Value = redis::cmd("XREVRANGE")
+            .arg(keys.changes(s))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await?;
         cursors[i] = newest_id(&newest).unwrap_or(EntryId::ZERO);
         self.shared.view.forget_followed(s);
         let model = &self.shared.model;
@@ -136,7 +143,7 @@ impl Follower {
         cursors: &mut [EntryId],
         idle: &mut IdleBackoff,
     ) -> Result<(), ReadError> {
-        let keys = self.shards.iter().map(|s| self.shared.keys.audit(*s));
+        let keys = self.shards.iter().map(|s| self.shared.keys.changes(*s));
         let replies = read_streams(conn, &self.target, keys, cursors, self.batch, self.block, idle).await?;
         if replies.is_empty() {
             return Ok(());
@@ -145,7 +152,7 @@ impl Follower {
         let now = now_ms();
         let delay = histogram!(CHANGELOG_DELAY_SECONDS);
         for (key, entries) in replies {
-            let Some(i) = self.shards.iter().position(|s| self.shared.keys.audit(*s).as_bytes() == key) else {
+            let Some(i) = self.shards.iter().position(|s| self.shared.keys.changes(*s).as_bytes() == key) else {
                 continue;
             };
             let s = self.shards[i];
@@ -175,7 +182,7 @@ impl Follower {
     async fn probe(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), ReadError> {
         let mut pipe = redis::pipe();
         for s in &self.shards {
-            pipe.cmd("XINFO").arg("STREAM").arg(self.shared.keys.audit(*s));
+            pipe.cmd("XINFO").arg("STREAM").arg(self.shared.keys.changes(*s));
         }
         // A stream that does not exist yet answers an error: read replies one by one.
         let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;

@@ -36,12 +36,73 @@ pub struct FlushBatch {
     pub audit: Vec<(Box<str>, String)>,
     /// Stats increments: (field, delta).
     pub stats: Vec<(String, u64)>,
+    /// Changelog entries not yet written by `write_changes`.
+    pub changes: ChangeBatch,
+}
+
+/// Restriction changes for the instances that do not own the shard.
+#[derive(Debug, Default)]
+pub struct ChangeBatch {
+    /// Changes as JSON (with the user's whole restricted set), in order.
+    pub entries: Vec<String>,
     /// Users whose restricted set changed: (user, feature names, empty when
     /// none), for `<prefix>:{S}:restricted`.
     pub restricted: Vec<(Box<str>, String)>,
     /// Rewrite `<prefix>:{S}:restricted` from scratch with `restricted`
-    /// (the first flush after a shard is recovered).
-    pub restricted_rewrite: bool,
+    /// (the first write after a shard is recovered).
+    pub rewrite: bool,
+}
+
+impl ChangeBatch {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.restricted.is_empty() && !self.rewrite
+    }
+}
+
+/// Entries kept in a shard's changelog.
+pub const CHANGES_MAXLEN: u64 = 100_000;
+
+fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &ChangeBatch) {
+    for json in &batch.entries {
+        pipe.cmd("XADD")
+            .arg(keys.changes(shard))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(CHANGES_MAXLEN)
+            .arg("*")
+            .arg("change")
+            .arg(json)
+            .ignore();
+    }
+    if batch.rewrite {
+        pipe.cmd("DEL").arg(keys.restricted(shard)).ignore();
+    }
+    let (set, lifted): (Vec<_>, Vec<_>) = batch.restricted.iter().partition(|(_, features)| !features.is_empty());
+    if !set.is_empty() {
+        let cmd = pipe.cmd("HSET").arg(keys.restricted(shard));
+        for (user, features) in set {
+            cmd.arg(user.as_bytes()).arg(features.as_str());
+        }
+        cmd.ignore();
+    }
+    if !lifted.is_empty() {
+        let cmd = pipe.cmd("HDEL").arg(keys.restricted(shard));
+        for (user, _) in lifted {
+            cmd.arg(user.as_bytes());
+        }
+        cmd.ignore();
+    }
+}
+
+/// Writes changelog entries and restricted sets ahead of the snapshot, so
+/// other instances see them within `changelog_delay`. Entries carry whole
+/// sets, so if the owner dies before its snapshot and the replay writes them
+/// again, followers end in the same state.
+pub async fn write_changes(conn: &mut Conn, keys: &Keys, shard: u32, batch: &ChangeBatch) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    add_changes(&mut pipe, keys, shard, batch);
+    pipe.query_async::<()>(conn).await
 }
 
 /// Entries kept in a shard's audit stream, and changes kept per user history.
@@ -87,24 +148,7 @@ pub async fn write(conn: &mut Conn, keys: &Keys, shard: u32, batch: &FlushBatch)
         pipe.cmd("LPUSH").arg(&history).arg(json).ignore();
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
     }
-    if batch.restricted_rewrite {
-        pipe.cmd("DEL").arg(keys.restricted(shard)).ignore();
-    }
-    let (set, lifted): (Vec<_>, Vec<_>) = batch.restricted.iter().partition(|(_, features)| !features.is_empty());
-    if !set.is_empty() {
-        let cmd = pipe.cmd("HSET").arg(keys.restricted(shard));
-        for (user, features) in set {
-            cmd.arg(user.as_bytes()).arg(features.as_str());
-        }
-        cmd.ignore();
-    }
-    if !lifted.is_empty() {
-        let cmd = pipe.cmd("HDEL").arg(keys.restricted(shard));
-        for (user, _) in lifted {
-            cmd.arg(user.as_bytes());
-        }
-        cmd.ignore();
-    }
+    add_changes(&mut pipe, keys, shard, &batch.changes);
     for (field, delta) in &batch.stats {
         pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(*delta).ignore();
     }

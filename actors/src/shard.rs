@@ -138,12 +138,16 @@ pub struct ShardActor {
     stats: Vec<(u64, u64)>,
     /// Per event: the index of its `amount` property, if it has one (for stats).
     amount_property: Vec<Option<usize>>,
-    /// Users whose restricted set changed since the last flush, with the set.
+    /// Changelog entries not yet written (JSON, in order).
+    changelog: Vec<String>,
+    /// Users whose restricted set changed since the last changelog write, with the set.
     restricted: AHashMap<Box<str>, u64>,
-    /// The next flush rewrites the shard's restricted set whole (after recovery).
+    /// The next changelog write rewrites the shard's restricted set whole (after recovery).
     restricted_rewrite: bool,
-    /// A flush is scheduled within `changelog_delay` for pending changes.
+    /// A changelog write is scheduled within `changelog_delay`.
     changelog_scheduled: bool,
+    /// One changelog write in flight at a time, so entries stay in order.
+    changelog_writing: bool,
 }
 
 /// Milliseconds since the epoch, by the wall clock.
@@ -222,16 +226,19 @@ impl ShardActor {
             audit: Vec::new(),
             stats: vec![(0, 0); events + 1],
             amount_property,
+            changelog: Vec::new(),
             restricted: AHashMap::new(),
             restricted_rewrite: false,
             changelog_scheduled: false,
+            changelog_writing: false,
         }
     }
 
     /// Writes the users changed since the last flush and the offset, unless a
     /// flush is in flight (then it runs again when that one ends).
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing {
+        // After a changelog write in flight, so changes reach Redis in order.
+        if self.flushing || self.changelog_writing {
             self.urgent = true;
             return;
         }
@@ -247,6 +254,7 @@ impl ShardActor {
             && self.state.applied == persisted
             && self.audit.is_empty()
             && !self.restricted_rewrite
+            && self.changelog.is_empty()
         {
             return;
         }
@@ -272,8 +280,7 @@ impl ShardActor {
                 })
                 .filter(|(_, v)| *v > 0)
                 .collect(),
-            restricted: self.restricted.drain().map(|(u, mask)| (u, persistence::names_of(model, mask))).collect(),
-            restricted_rewrite: std::mem::take(&mut self.restricted_rewrite),
+            changes: Self::take_changes(model, &mut self.changelog, &mut self.restricted, &mut self.restricted_rewrite),
             trim_below: self
                 .persist
                 .trim_margin_ms
@@ -308,11 +315,7 @@ impl ShardActor {
                         act.state.dirty.insert(user);
                     }
                     act.state.dedup.put_back(batch.dedup);
-                    for (user, names) in batch.restricted {
-                        let mask = persistence::mask_of(&act.shared.model, &names);
-                        act.restricted.entry(user).or_insert(mask);
-                    }
-                    act.restricted_rewrite |= batch.restricted_rewrite;
+                    act.put_back_changes(batch.changes);
                     let mut audit = batch.audit;
                     audit.append(&mut act.audit);
                     act.audit = audit;
@@ -387,7 +390,7 @@ impl ShardActor {
         while bits != 0 {
             let r = bits.trailing_zeros() as u16;
             bits &= bits - 1;
-            fired.push(Fired { rule: r, at_ms: id.ms, shard: self.id, entry: id });
+            fired.push(Fired { rule: r, at_ms: id.ms });
             self.metrics.fired[usize::from(r)].increment(1);
             self.publish(Change {
                 user_id: event.user_id.into(),
@@ -451,6 +454,7 @@ impl ShardActor {
         self.shared.view.set(self.id, &change.user_id, change.restricted_after);
         self.restricted.insert(change.user_id.clone(), change.restricted_after);
         let json = change_json(&self.shared.model, &change);
+        self.changelog.push(json.clone());
         if self.shared.feed.receiver_count() > 0 {
             let _ = self.shared.feed.send(Arc::new(FeedItem {
                 kind: FeedKind::Change,
@@ -473,17 +477,75 @@ impl ShardActor {
         self.schedule_changelog(ctx);
     }
 
-    /// Changes are waiting: flush within `changelog_delay`, so that other
-    /// instances see them soon (not only at the next flush interval).
+    /// Changes are waiting: write them to the changelog within
+    /// `changelog_delay`, so that other instances see them soon (not only at
+    /// the next snapshot).
     fn schedule_changelog(&mut self, ctx: &mut Context<Self>) {
-        if self.audit.is_empty() || self.changelog_scheduled {
+        if self.changelog.is_empty() || self.changelog_scheduled {
             return;
         }
         self.changelog_scheduled = true;
         ctx.run_later(self.persist.changelog_delay, |act, ctx| {
             act.changelog_scheduled = false;
-            act.flush(ctx);
+            act.write_changelog(ctx);
         });
+    }
+
+    fn take_changes(
+        model: &crate::domain::Model,
+        changelog: &mut Vec<String>,
+        restricted: &mut AHashMap<Box<str>, u64>,
+        rewrite: &mut bool,
+    ) -> persistence::ChangeBatch {
+        persistence::ChangeBatch {
+            entries: std::mem::take(changelog),
+            restricted: restricted.drain().map(|(u, mask)| (u, persistence::names_of(model, mask))).collect(),
+            rewrite: std::mem::take(rewrite),
+        }
+    }
+
+    /// A write failed: its changes go back in front of newer ones.
+    fn put_back_changes(&mut self, batch: persistence::ChangeBatch) {
+        let mut entries = batch.entries;
+        entries.append(&mut self.changelog);
+        self.changelog = entries;
+        for (user, names) in batch.restricted {
+            let mask = persistence::mask_of(&self.shared.model, &names);
+            self.restricted.entry(user).or_insert(mask);
+        }
+        self.restricted_rewrite |= batch.rewrite;
+    }
+
+    /// Writes the pending changelog ahead of the snapshot (a snapshot in
+    /// flight or a failed write leaves them to the next one).
+    fn write_changelog(&mut self, ctx: &mut Context<Self>) {
+        if self.changelog_writing || self.flushing || !self.shared.lease_valid() {
+            self.schedule_changelog(ctx);
+            return;
+        }
+        let Some(mut conn) = self.conn.clone() else { return };
+        let model = Arc::clone(&self.shared.model);
+        let batch = Self::take_changes(&model, &mut self.changelog, &mut self.restricted, &mut self.restricted_rewrite);
+        if batch.is_empty() {
+            return;
+        }
+        self.changelog_writing = true;
+        let (shared, shard) = (Arc::clone(&self.shared), self.id);
+        let write = async move {
+            let result = persistence::write_changes(&mut conn, &shared.keys, shard, &batch).await;
+            (batch, result)
+        };
+        ctx.spawn(write.into_actor(self).map(|(batch, result), act, ctx| {
+            act.changelog_writing = false;
+            if result.is_err() {
+                counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
+                act.put_back_changes(batch);
+            }
+            if act.urgent {
+                act.flush(ctx);
+            }
+            act.schedule_changelog(ctx);
+        }));
     }
 
     fn check_caught_up(&mut self) {
@@ -539,7 +601,9 @@ impl Handler<ApplyEntries> for ShardActor {
         self.metrics.users.set(users as f64);
         self.shared.applied[self.id as usize].send_replace(self.state.applied);
         self.check_caught_up();
-        if !fired.is_empty() && self.tripwire.try_send(RulesFired(fired)).is_err() {
+        // Restrictions re-made while replaying after a restart were counted before it.
+        let replaying = self.catch_up.is_some();
+        if !fired.is_empty() && !replaying && self.tripwire.try_send(RulesFired(fired)).is_err() {
             counter!(TRIPWIRE_REPORTS_SHED_TOTAL).increment(1);
         }
         self.metrics.batch.record(started.elapsed().as_secs_f64());

@@ -95,8 +95,8 @@ impl ReadView {
 #[derive(Debug, Clone)]
 pub struct Keys {
     pub prefix: String,
-    /// Per shard: [events, users, offset, dedup, audit, stats, restricted, lease].
-    names: Box<[[String; 8]]>,
+    /// Per shard: [events, users, offset, dedup, audit, stats, restricted, lease, changes].
+    names: Box<[[String; 9]]>,
 }
 
 impl Keys {
@@ -105,7 +105,7 @@ impl Keys {
             prefix: prefix.to_string(),
             names: (0..shards)
                 .map(|s| {
-                    ["events", "users", "offset", "dedup", "audit", "stats", "restricted", "lease"]
+                    ["events", "users", "offset", "dedup", "audit", "stats", "restricted", "lease", "changes"]
                         .map(|k| format!("{prefix}:{{{s}}}:{k}"))
                 })
                 .collect(),
@@ -139,6 +139,11 @@ impl Keys {
     /// that do not own it: `<prefix>:{S}:restricted`.
     pub fn restricted(&self, s: u32) -> &str {
         &self.names[s as usize][6]
+    }
+    /// The changelog of shard `s` that other instances follow: each change
+    /// with the user's whole restricted set: `<prefix>:{S}:changes`.
+    pub fn changes(&self, s: u32) -> &str {
+        &self.names[s as usize][8]
     }
     /// Which instance owns shard `s` (value: its id; expires): `<prefix>:{S}:lease`.
     pub fn lease(&self, s: u32) -> &str {

@@ -5,9 +5,11 @@
 //!
 //! The counts are shared by every instance of a deployment, in Redis, under
 //! one hash tag so a sync is one transaction:
-//! * `<prefix>:{tripwire}:hits:<rule>` sorted set: one member per restriction
-//!   (`<shard>:<entry id>`, so a replayed event is not counted twice), scored
-//!   by event time; every instance adds the restrictions of its shards.
+//! * `<prefix>:{tripwire}:hits:<rule>` hash: restrictions per second of event
+//!   time (field: the second, value: the count); every instance adds the
+//!   restrictions of its shards (`HINCRBY`, one per rule and second per sync),
+//!   and fields older than the window are deleted. Shards do not report
+//!   restrictions re-made while replaying after a restart (already counted).
 //! * `<prefix>:{tripwire}:population` hash: users per shard, from each owner.
 //! * `<prefix>:{tripwire}:state` hash: rule → its state as JSON (`SharedRule`).
 //!
@@ -35,13 +37,11 @@ use crate::metrics::*;
 use crate::shard::RevertRule;
 use crate::shared::{FeedItem, FeedKind, Shared};
 
-/// Rule `r` restricted a user at event time `ms` through entry `entry` of shard `shard`.
+/// Rule `rule` restricted a user at event time `at_ms`.
 #[derive(Debug, Clone, Copy)]
 pub struct Fired {
     pub rule: u16,
     pub at_ms: u64,
-    pub shard: u32,
-    pub entry: crate::domain::EntryId,
 }
 
 /// Restrictions made by a shard's rules, for the windows.
@@ -134,6 +134,8 @@ pub struct Tripwire {
     scheduled: bool,
     /// When this instance's population was last written (once per tick is enough).
     population_written: Option<std::time::Instant>,
+    /// Per rule: window seconds to delete at the next sync.
+    stale: Vec<Vec<u64>>,
 }
 
 /// Reports sync at most this often: a runaway rule still stops within tens
@@ -152,6 +154,8 @@ struct Counts {
     hits: Vec<u64>,
     population: u64,
     stored: Vec<String>,
+    /// Per rule: seconds that fell out of the window (deleted by the next sync).
+    stale: Vec<Vec<u64>>,
 }
 
 impl Tripwire {
@@ -174,6 +178,7 @@ impl Tripwire {
             last_sync: None,
             scheduled: false,
             population_written: None,
+            stale: vec![Vec::new(); n],
         }
     }
 
@@ -210,6 +215,7 @@ impl Tripwire {
         self.syncing = true;
         self.again = false;
         let pending = std::mem::take(&mut self.pending);
+        let stale = std::mem::replace(&mut self.stale, vec![Vec::new(); self.rules.len()]);
         let (shared, settings, rules) = (Arc::clone(&self.shared), self.settings, self.rules.clone());
         let now = now_ms();
         let write_population = self.population_written.is_none_or(|w| w.elapsed() >= self.tick);
@@ -217,7 +223,8 @@ impl Tripwire {
             self.population_written = Some(std::time::Instant::now());
         }
         let work = async move {
-            let counts = read_counts(&mut conn, &shared, &settings, &rules, &pending, now, write_population).await;
+            let sync = Sync { pending: &pending, stale: &stale, now, write_population };
+            let counts = read_counts(&mut conn, &shared, &settings, &rules, sync).await;
             (counts, pending, conn)
         };
         ctx.spawn(work.into_actor(self).map(move |(counts, pending, conn), act, ctx| {
@@ -257,6 +264,7 @@ impl Tripwire {
     fn apply_counts(&mut self, counts: Counts, now: u64, conn: Conn, ctx: &mut Context<Self>) {
         self.hits = counts.hits;
         self.population = counts.population;
+        self.stale = counts.stale;
         for (r, stored) in counts.stored.into_iter().enumerate() {
             self.observe(r, stored, ctx);
         }
@@ -401,43 +409,52 @@ impl Tripwire {
     }
 }
 
-/// One sync's round trip: add the pending restrictions and this instance's
-/// population, trim and count each window, sum the population, read the
-/// states. One transaction (all keys share the `{tripwire}` tag).
+/// What one sync sends.
+struct Sync<'a> {
+    pending: &'a [Fired],
+    stale: &'a [Vec<u64>],
+    now: u64,
+    write_population: bool,
+}
+
+/// One sync's round trip: add the pending restrictions (per rule and second)
+/// and this instance's population, delete seconds out of the window, read each
+/// rule's seconds, the population and the states. One transaction (all keys
+/// share the `{tripwire}` tag).
 async fn read_counts(
     conn: &mut Conn,
     shared: &Shared,
     settings: &TripwireSettings,
     rules: &[SharedRule],
-    pending: &[Fired],
-    now: u64,
-    write_population: bool,
+    sync: Sync<'_>,
 ) -> redis::RedisResult<Counts> {
     let keys = &shared.keys;
     let model = &shared.model;
+    let mut per_second: std::collections::BTreeMap<(u16, u64), u64> = Default::default();
+    for f in sync.pending {
+        *per_second.entry((f.rule, f.at_ms / 1000)).or_default() += 1;
+    }
     let mut pipe = redis::pipe();
     pipe.atomic();
-    for f in pending {
-        let Some(rule) = model.rules.get(usize::from(f.rule)) else { continue };
-        pipe.cmd("ZADD")
-            .arg(keys.tripwire_hits(&rule.name))
-            .arg(f.at_ms)
-            .arg(format!("{}:{}", f.shard, f.entry))
-            .ignore();
+    for ((r, second), n) in per_second {
+        let Some(rule) = model.rules.get(usize::from(r)) else { continue };
+        pipe.cmd("HINCRBY").arg(keys.tripwire_hits(&rule.name)).arg(second).arg(n).ignore();
+    }
+    for (rule, stale) in model.rules.iter().zip(sync.stale) {
+        if !stale.is_empty() {
+            pipe.cmd("HDEL").arg(keys.tripwire_hits(&rule.name)).arg(stale).ignore();
+        }
     }
     let population = keys.tripwire_population();
-    if write_population && !shared.owned.is_empty() {
+    if sync.write_population && !shared.owned.is_empty() {
         let cmd = pipe.cmd("HSET").arg(&population);
         for &s in &shared.owned {
             cmd.arg(s).arg(shared.users[s as usize].load(Ordering::Relaxed));
         }
         cmd.ignore();
     }
-    for (rule, state) in model.rules.iter().zip(rules) {
-        let key = keys.tripwire_hits(&rule.name);
-        let cutoff = now.saturating_sub(settings.window_ms);
-        pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(format!("({cutoff}")).ignore();
-        pipe.cmd("ZCOUNT").arg(&key).arg(state.window_start(now, settings)).arg("+inf");
+    for rule in &model.rules {
+        pipe.cmd("HGETALL").arg(keys.tripwire_hits(&rule.name));
     }
     pipe.cmd("HVALS").arg(&population);
     pipe.cmd("HGETALL").arg(keys.tripwire_state());
@@ -445,11 +462,19 @@ async fn read_counts(
     let states: std::collections::HashMap<String, String> =
         redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let per_shard: Vec<u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
-    let hits: Vec<u64> = redis::from_redis_value(Value::Array(replies))?;
+    let cutoff_second = sync.now.saturating_sub(settings.window_ms) / 1000;
+    let (mut hits, mut stale) = (Vec::new(), Vec::new());
+    for (reply, state) in replies.into_iter().zip(rules) {
+        let seconds: std::collections::HashMap<u64, u64> = redis::from_redis_value(reply)?;
+        let from_second = state.window_start(sync.now, settings) / 1000;
+        hits.push(seconds.iter().filter(|(s, _)| **s >= from_second).map(|(_, n)| n).sum());
+        stale.push(seconds.keys().copied().filter(|s| *s < cutoff_second).collect());
+    }
     Ok(Counts {
         hits,
         population: per_shard.iter().sum(),
         stored: model.rules.iter().map(|r| states.get(&*r.name).cloned().unwrap_or_default()).collect(),
+        stale,
     })
 }
 
