@@ -176,7 +176,11 @@ fn revert_lifts_exactly_the_restrictions_made_in_the_window() {
         ],
     );
     flag_twice(&app, "old");
-    // Wait until "old" is out of the window.
+    // The window is shared through Redis: wait until it counts "old", then until "old" is out of it.
+    wait_for("the window to count old", Duration::from_secs(5), || {
+        let rules = app.get("/v1/rules").json();
+        (rules["rules"][1]["tripwire"]["restricted_in_window"] == 1).then_some(())
+    });
     wait_for("the window to slide past old", Duration::from_secs(10), || {
         let rules = app.get("/v1/rules").json();
         (rules["rules"][1]["tripwire"]["restricted_in_window"] == 0).then_some(())
