@@ -58,7 +58,7 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
     for a in &model.aggregates {
         match a.slot {
             Slot::Scalar(s) => scalars.push((&*a.name, user.scalars[usize::from(s)])),
-            Slot::Set(s) => sets.push((&*a.name, &*user.sets[usize::from(s)])),
+            Slot::Set(s) => sets.push((&*a.name, user.set(usize::from(s)))),
         }
     }
     let restrictions = user
@@ -109,7 +109,9 @@ fn from_v2(model: &Model, v2: UserV2) -> UserState {
         if let Some(Slot::Set(s)) = slot(&name) {
             values.sort_unstable();
             values.dedup();
-            user.sets[usize::from(s)] = values.into_boxed_slice();
+            if !values.is_empty() {
+                *user.set_mut(model, usize::from(s)) = values.into_boxed_slice();
+            }
         }
     }
     for (rule, entry, at_ms, expires_at_ms) in v2.restrictions {
@@ -151,7 +153,7 @@ mod tests {
         let Slot::Set(cards) = agg("cards") else { panic!() };
         u.scalars[usize::from(flags)] = 2;
         u.scalars[usize::from(spend)] = 100_250_000;
-        u.sets[usize::from(cards)] = vec![3, 7, 11].into_boxed_slice();
+        *u.set_mut(&m, usize::from(cards)) = vec![3, 7, 11].into_boxed_slice();
         u.restrictions.push(Restriction {
             rule: m.rule_index("scam_message_rule").unwrap() as u16,
             entry: EntryId::new(1_700_000_000_123, 4),

@@ -5,6 +5,7 @@
 //! sorted 64-bit hashes, restrictions and overrides only where there are some.
 //! Expiry is applied by `expire(now)`, called by the shard's sweep.
 
+use thin_vec::ThinVec;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::entry_id::EntryId;
@@ -42,13 +43,15 @@ pub struct Override {
 pub struct UserState {
     /// Counts and sums (micro-units for money), indexed by `Slot::Scalar`.
     pub scalars: Box<[u64]>,
-    /// Distinct values as sorted xxh3 hashes, indexed by `Slot::Set`.
+    /// Distinct values as sorted xxh3 hashes, indexed by `Slot::Set`; not
+    /// allocated (empty) until the user's first distinct value.
     pub sets: Box<[Box<[u64]>]>,
     /// Restrictions in the order rules made them. A rule that fired stays in
-    /// force until it expires (`restrict_for`) or is lifted.
-    pub restrictions: Vec<Restriction>,
+    /// force until it expires (`restrict_for`) or is lifted. A thin vector
+    /// (one pointer; nothing allocated while empty), as most users have none.
+    pub restrictions: ThinVec<Restriction>,
     /// Overrides, at most one per feature.
-    pub overrides: Vec<Override>,
+    pub overrides: ThinVec<Override>,
 }
 
 /// What `expire` removed.
@@ -62,9 +65,9 @@ impl UserState {
     pub fn new(model: &Model) -> Self {
         UserState {
             scalars: vec![0; model.scalar_count].into_boxed_slice(),
-            sets: vec![Box::<[u64]>::default(); model.set_count].into_boxed_slice(),
-            restrictions: Vec::new(),
-            overrides: Vec::new(),
+            sets: Box::default(),
+            restrictions: ThinVec::new(),
+            overrides: ThinVec::new(),
         }
     }
 
@@ -89,7 +92,7 @@ impl UserState {
                 }
                 (AggregateKind::Distinct, Slot::Set(s)) => {
                     if let Some(value) = agg.property.map(|p| event.values[p]) {
-                        insert_sorted(&mut self.sets[usize::from(s)], hash_value(value));
+                        insert_sorted(self.set_mut(model, usize::from(s)), hash_value(value));
                     }
                 }
                 _ => unreachable!("compile assigns slots by kind"),
@@ -161,8 +164,21 @@ impl UserState {
     pub fn aggregate(&self, model: &Model, a: u16) -> u64 {
         match model.aggregates[usize::from(a)].slot {
             Slot::Scalar(s) => self.scalars[usize::from(s)],
-            Slot::Set(s) => self.sets[usize::from(s)].len() as u64,
+            Slot::Set(s) => self.set(usize::from(s)).len() as u64,
         }
+    }
+
+    /// Distinct set `s` (empty while the sets are not allocated).
+    pub fn set(&self, s: usize) -> &[u64] {
+        self.sets.get(s).map_or(&[], |v| v)
+    }
+
+    /// Distinct set `s`, allocating the sets on first use.
+    pub fn set_mut(&mut self, model: &Model, s: usize) -> &mut Box<[u64]> {
+        if self.sets.is_empty() {
+            self.sets = vec![Box::<[u64]>::default(); model.set_count].into_boxed_slice();
+        }
+        &mut self.sets[s]
     }
 }
 
