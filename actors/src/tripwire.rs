@@ -446,9 +446,17 @@ async fn read_counts(
         }
     }
     let population = keys.tripwire_population();
-    if sync.write_population && !shared.owned.is_empty() {
+    // Only shards this instance has recovered: a standby's shards, or shards
+    // still loading, would write 0 over their owner's count.
+    let counted: Vec<u32> = shared
+        .owned
+        .iter()
+        .copied()
+        .filter(|&s| shared.leased.load(Ordering::Acquire) && shared.caught_up[s as usize].load(Ordering::Acquire))
+        .collect();
+    if sync.write_population && !counted.is_empty() {
         let cmd = pipe.cmd("HSET").arg(&population);
-        for &s in &shared.owned {
+        for s in counted {
             cmd.arg(s).arg(shared.users[s as usize].load(Ordering::Relaxed));
         }
         cmd.ignore();
