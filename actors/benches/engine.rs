@@ -64,11 +64,18 @@ fn apply(c: &mut Criterion) {
     let raw = events[1].1.to_string().into_bytes();
     let mut shard = ShardState::new(60_000);
     let mut seq = 0;
-    c.bench_function("apply: parse + validate + apply (purchase_made)", |b| {
+    c.bench_function("apply: parse into Value + validate + apply (purchase_made)", |b| {
         b.iter(|| {
             seq += 1;
             let value: Value = serde_json::from_slice(black_box(&raw)).unwrap();
             let event = model.schema.validate(&value).unwrap();
+            black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0))
+        })
+    });
+    c.bench_function("apply: validate_fast from bytes + apply (purchase_made)", |b| {
+        b.iter(|| {
+            seq += 1;
+            let event = model.schema.validate_fast(black_box(&raw)).unwrap();
             black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0))
         })
     });

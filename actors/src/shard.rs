@@ -347,9 +347,15 @@ impl ShardActor {
         fired: &mut Vec<Fired>,
     ) -> Result<(), (&'static str, String)> {
         let model = Arc::clone(&self.shared.model);
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| ("malformed_json", format!("event is not valid JSON: {e}")))?;
-        let event = model.schema.validate(&value).map_err(|e| (e.reason, e.message))?;
+        let value: serde_json::Value;
+        let event = match model.schema.validate_fast(bytes) {
+            Some(event) => event,
+            None => {
+                value = serde_json::from_slice(bytes)
+                    .map_err(|e| ("malformed_json", format!("event is not valid JSON: {e}")))?;
+                model.schema.validate(&value).map_err(|e| (e.reason, e.message))?
+            }
+        };
         let tripped = self.shared.tripped.load(Ordering::Relaxed);
         let out = self.state.apply(&model, id, &event, tripped);
         let kind = match event.kind {

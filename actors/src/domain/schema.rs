@@ -238,6 +238,107 @@ impl Schema {
     }
 }
 
+/// The top level of an event, borrowed from its text (no string escapes).
+#[derive(Deserialize)]
+struct FastEvent<'a> {
+    #[serde(borrow)]
+    name: &'a str,
+    #[serde(borrow)]
+    event_properties: FastProps<'a>,
+    #[serde(borrow, default)]
+    event_id: Option<&'a str>,
+}
+
+/// `event_properties` as (key, raw JSON text) pairs, in order.
+struct FastProps<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FastProps<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = FastProps<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<FastProps<'a>, M::Error> {
+                let mut props = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(entry) = map.next_entry::<&'de str, &'de serde_json::value::RawValue>()? {
+                    props.push(entry);
+                }
+                Ok(FastProps(props))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+impl<'a> FastProps<'a> {
+    /// The last value of `key` (as a JSON object with repeated keys is read).
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.0.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.get())
+    }
+}
+
+/// The contents of a JSON string literal without escapes, borrowed.
+fn plain_string(raw: &str) -> Option<&str> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+impl Schema {
+    /// The common case of [`Schema::validate`] straight from the event's bytes,
+    /// without building a `serde_json::Value`: a valid event whose strings
+    /// have no escapes and whose amounts have at most 15 significant digits.
+    /// `None` for anything else; the caller then parses the event into a
+    /// `Value` and calls `validate`, which gives the same result for what this
+    /// accepts and the precise error for what it does not.
+    pub fn validate_fast<'a>(&self, bytes: &'a [u8]) -> Option<Event<'a>> {
+        let raw: FastEvent<'a> = serde_json::from_slice(bytes).ok()?;
+        if raw.name.is_empty() || raw.name.contains('\\') {
+            return None;
+        }
+        let user_id = check_user_id(plain_string(raw.event_properties.get("user_id")?)?).ok()?;
+        if let Some(id) = raw.event_id {
+            if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES || id.contains('\\') {
+                return None;
+            }
+        }
+        let mut event = Event {
+            name: raw.name,
+            kind: EventKind::Unknown,
+            user_id,
+            event_id: raw.event_id,
+            values: [PropValue::Absent; MAX_PROPERTIES],
+        };
+        let Some(index) = self.event_index(raw.name) else {
+            return self.accept_unknown.then_some(event);
+        };
+        event.kind = EventKind::Known(index);
+        for (slot, (prop, ty)) in self.properties[usize::from(index)].iter().enumerate() {
+            let text = raw.event_properties.get(prop)?;
+            event.values[slot] = match ty {
+                PropType::String => PropValue::Str(plain_string(text).filter(|s| !s.is_empty())?),
+                PropType::Bool => PropValue::Bool(match text {
+                    "true" => true,
+                    "false" => false,
+                    _ => return None,
+                }),
+                PropType::Integer => PropValue::Integer(text.parse::<i64>().ok()?),
+                PropType::Money => {
+                    // Up to 15 significant digits a double holds exactly, so
+                    // the text and `Money::from_json` agree.
+                    let digits = text.split(['e', 'E']).next()?.bytes().filter(u8::is_ascii_digit);
+                    if digits.skip_while(|d| *d == b'0').count() > 15 {
+                        return None;
+                    }
+                    PropValue::Money(super::money::parse_decimal(text).ok()?)
+                }
+            };
+        }
+        Some(event)
+    }
+}
+
 fn validate_user_id(value: Option<&Value>) -> Result<&str, ValidationError> {
     let id = match value {
         Some(Value::String(s)) => s.as_str(),
@@ -314,6 +415,62 @@ mod tests {
         let e = schema().validate(&v).unwrap();
         assert_eq!(e.user_id, "u1");
         assert_eq!(e.values[0], PropValue::Money(Money(12_500_000)));
+    }
+
+    fn rich_schema(accept_unknown: bool) -> Schema {
+        let mut defs = BTreeMap::new();
+        let props: BTreeMap<String, PropType> =
+            [("amount", PropType::Money), ("zip", PropType::String), ("n", PropType::Integer), ("ok", PropType::Bool)]
+                .into_iter()
+                .map(|(k, t)| (k.to_string(), t))
+                .collect();
+        defs.insert("e".to_string(), EventDef { properties: props });
+        Schema::compile(&defs, accept_unknown).unwrap()
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_validate_or_steps_aside() {
+        let cases = [
+            r#"{"name":"e","event_properties":{"user_id":"u1","amount":12.5,"zip":"94105","n":-3,"ok":true}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"u1","amount":0.1,"zip":"z","n":0,"ok":false},"event_id":"x"}"#,
+            r#"{"event_id":null,"name":"e","extra":[1],"event_properties":{"ok":true,"n":7,"zip":"a","amount":1e2,"user_id":"u"}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"u","amount":1,"zip":"a","n":1,"ok":true,"user_id":"v"}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"ué","amount":1,"zip":"a","n":1,"ok":true}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"u","amount":123456789012.123456,"zip":"a","n":1,"ok":true}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"u","amount":0.0000001,"zip":"a","n":1,"ok":true}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"u","amount":-1,"zip":"a","n":1,"ok":true}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"u","amount":"1","zip":"a","n":1.5,"ok":1}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"","amount":1,"zip":"","n":1,"ok":true}}"#,
+            r#"{"name":"e","event_properties":{"user_id":42,"amount":1,"zip":"a","n":1,"ok":true}}"#,
+            r#"{"name":"e","event_properties":{"amount":1,"zip":"a","n":1,"ok":true}}"#,
+            r#"{"name":"other","event_properties":{"user_id":"u"}}"#,
+            r#"{"name":"","event_properties":{"user_id":"u"}}"#,
+            r#"{"name":"e","name":"e","event_properties":{"user_id":"u"}}"#,
+            r#"{"name":"e","event_properties":{"user_id":"u","amount":1,"zip":"a","n":1,"ok":true},"event_id":""}"#,
+            r#"[1,2]"#,
+            r#"{"name":"e","event_properties":{"user_id":"u"}} trailing"#,
+        ];
+        for accept_unknown in [false, true] {
+            let s = rich_schema(accept_unknown);
+            let mut fast_taken = 0;
+            for case in cases {
+                let slow = serde_json::from_str::<Value>(case).ok();
+                let slow = slow.as_ref().map(|v| s.validate(v));
+                match s.validate_fast(case.as_bytes()) {
+                    Some(fast) => {
+                        fast_taken += 1;
+                        let Some(Ok(slow)) = slow else { panic!("fast accepted what validate refuses: {case}") };
+                        assert_eq!(
+                            (fast.name, fast.kind, fast.user_id, fast.event_id, fast.values),
+                            (slow.name, slow.kind, slow.user_id, slow.event_id, slow.values),
+                            "{case}"
+                        );
+                    }
+                    None => {}
+                }
+            }
+            assert!(fast_taken >= 4 + usize::from(accept_unknown), "the common case takes the fast path");
+        }
     }
 
     #[test]
