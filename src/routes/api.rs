@@ -116,7 +116,10 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
         },
         Endpoint {
             responses: &[
-                (200, "aggregates and restrictions with their rule, event and time"),
+                (
+                    200,
+                    "aggregates and restrictions with their rule, event and time; \"source\": \"memory\" on the shard's owner, \"redis\" (its last snapshot) elsewhere",
+                ),
                 (404, "user never seen"),
             ],
             ..e("get", "/v1/users/{user_id}", "users", "Explain a user", Handler::User)
@@ -124,7 +127,10 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
         e("get", "/v1/rules", "rules", "Rules with their definition and tripwire state", Handler::Rules),
         e("get", "/health", "operations", "The process is alive", Handler::Health),
         Endpoint {
-            responses: &[(200, "Redis reachable and every shard caught up"), (503, "not ready, with the reason")],
+            responses: &[
+                (200, "Redis reachable, every owned shard caught up, the other shards' changelog loaded"),
+                (503, "not ready, with the reason"),
+            ],
             ..e("get", "/ready", "operations", "Ready to serve", Handler::Ready)
         },
         e("get", "/metrics", "operations", "Prometheus exposition", Handler::Metrics),
