@@ -92,6 +92,9 @@ fn register_known_series(model: &restrictd_actors::domain::Model) {
         metrics::counter!(RULE_FIRED_TOTAL, "rule" => rule.name.to_string()).absolute(0);
     }
     metrics::counter!(TRIPWIRE_REPORTS_SHED_TOTAL).absolute(0);
+    metrics::gauge!(SHARDS_OWNED).set(0.0);
+    metrics::gauge!(CHANGELOG_STALENESS_SECONDS).set(0.0);
+    metrics::counter!(CHANGELOG_RELOADS_TOTAL).absolute(0);
 }
 
 /// Installs the process-wide Prometheus recorder, with explicit latency buckets.
