@@ -65,7 +65,8 @@ impl Follower {
         let mut loaded = false;
         let mut backoff = Duration::from_millis(50);
         loop {
-            let result = async {
+            // Runs until an error; then reconnects after a backoff.
+            let Err(e): Result<std::convert::Infallible, ReadError> = async {
                 let mut conn = self.target.connect(Duration::from_secs(2), self.block + Duration::from_secs(5)).await?;
                 let mut side = self.target.connect(Duration::from_secs(2), Duration::from_secs(10)).await?;
                 backoff = Duration::from_millis(50);
@@ -94,16 +95,12 @@ impl Follower {
                         probed = Instant::now();
                     }
                 }
-                #[allow(unreachable_code)]
-                Ok::<(), ReadError>(())
             }
             .await;
-            if let Err(e) = result {
-                counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
-                tracing::debug!(error = %e, "changelog follower retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+            counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
+            tracing::debug!(error = %e, "changelog follower retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 

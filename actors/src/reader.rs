@@ -329,7 +329,7 @@ pub(crate) async fn read_streams<'k>(
     batch: usize,
     block: Duration,
     idle: &mut IdleBackoff,
-) -> Result<Vec<(Vec<u8>, Vec<RawEntry>)>, ReadError> {
+) -> Result<Vec<StreamEntries>, ReadError> {
     let xread = |block: Option<u64>| {
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT").arg(batch);
@@ -402,8 +402,11 @@ fn bulk_id(v: &Value) -> Option<EntryId> {
     }
 }
 
+/// Entries of one stream: (stream key, entries).
+pub(crate) type StreamEntries = (Vec<u8>, Vec<RawEntry>);
+
 /// Splits an XREAD reply into (stream key, entries). Handles RESP2 arrays and RESP3 maps.
-fn streams(reply: Value) -> Result<Vec<(Vec<u8>, Vec<RawEntry>)>, ReadError> {
+fn streams(reply: Value) -> Result<Vec<StreamEntries>, ReadError> {
     let pairs: Vec<(Value, Value)> = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Map(m) => m,
