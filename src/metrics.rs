@@ -15,7 +15,9 @@ pub const INFLIGHT_REQUESTS: &str = "restrictd_inflight_requests";
 pub const HTTP_REQUESTS_TOTAL: &str = "restrictd_http_requests_total";
 /// Gauge: resident memory of the process, bytes (read at scrape time).
 pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "restrictd_process_resident_memory_bytes";
-/// Gauge, label `feature`: users currently restricted.
+/// Gauge, label `feature`: users currently restricted over the whole
+/// deployment, as this instance sees them (its shards, and the others'
+/// through the changelog): aggregate across instances with `max`, not `sum`.
 pub const RESTRICTED_USERS: &str = "restrictd_restricted_users";
 
 /// Histogram buckets for latencies, seconds: fine enough to tell 50 µs from 500 µs.

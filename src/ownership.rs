@@ -49,7 +49,6 @@ pub fn claim(settings: Arc<Settings>, shared: Arc<Shared>, start: impl FnOnce() 
                 Ok(others) if settings.standby => {
                     if !got.is_empty() {
                         // Keep what we have while waiting for the rest.
-                        shared.leases_renewed(sent, ttl);
                         let _ = lease::renew(&mut conn, &shared.keys, &got, &me, ttl).await;
                     }
                     if !waiting_logged {

@@ -27,7 +27,7 @@ use crate::domain::EntryId;
 use crate::link::{Conn, Target};
 use crate::metrics::*;
 use crate::persistence;
-use crate::reader::{newest_id, read_streams, IdleBackoff, ReadError};
+use crate::reader::{newest_entry, read_streams, IdleBackoff, ReadError};
 use crate::shard::Payload;
 use crate::shared::Shared;
 
@@ -110,15 +110,7 @@ impl Follower {
     async fn reload(&self, conn: &mut Conn, i: usize, cursors: &mut [EntryId]) -> Result<usize, ReadError> {
         let s = self.shards[i];
         let keys = &self.shared.keys;
-        let newest: Value = redis::cmd("XREVRANGE")
-            .arg(keys.changes(s))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(conn)
-            .await?;
-        cursors[i] = newest_id(&newest).unwrap_or(EntryId::ZERO);
+        cursors[i] = newest_entry(conn, keys.changes(s)).await?.unwrap_or(EntryId::ZERO);
         self.shared.view.forget_followed(s);
         let model = &self.shared.model;
         let mut users = 0;

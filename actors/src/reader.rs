@@ -211,15 +211,7 @@ impl ReadLoop {
     /// the shard is caught up and `/ready` may say so.
     async fn announce_catch_up(&self, conn: &mut Conn) -> Result<(), ReadError> {
         for (s, addr) in &self.shards {
-            let reply: Value = redis::cmd("XREVRANGE")
-                .arg(self.shared.keys.events(*s))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(conn)
-                .await?;
-            let last = newest_id(&reply);
+            let last = newest_entry(conn, self.shared.keys.events(*s)).await?;
             addr.send(CatchUpTo(last)).await.map_err(|_| ReadError::Stopped)?;
         }
         Ok(())
@@ -381,6 +373,12 @@ impl IdleBackoff {
         self.rounds = self.rounds.saturating_add(1);
         tokio::time::sleep(wait).await;
     }
+}
+
+/// The id of the newest entry of stream `key` (`None`: empty or absent).
+pub(crate) async fn newest_entry(conn: &mut Conn, key: &str) -> redis::RedisResult<Option<EntryId>> {
+    let reply: Value = redis::cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(1).query_async(conn).await?;
+    Ok(newest_id(&reply))
 }
 
 /// The id of the newest entry in an `XREVRANGE key + - COUNT 1` reply.

@@ -106,6 +106,19 @@ if (cur == false and ARGV[2] == '') or cur == ARGV[2] then
 end
 return 0";
 
+/// Sets rule `rule`'s state to `json` if it is still `expected` ("": absent).
+async fn compare_and_set(
+    conn: &mut Conn,
+    key: &str,
+    rule: &str,
+    expected: &str,
+    json: &str,
+) -> redis::RedisResult<bool> {
+    let won: i64 =
+        redis::cmd("EVAL").arg(CAS).arg(1).arg(key).arg(rule).arg(expected).arg(json).query_async(conn).await?;
+    Ok(won == 1)
+}
+
 /// Restrictions held back while Redis is unreachable, at most.
 const PENDING_LIMIT: usize = 100_000;
 
@@ -304,7 +317,8 @@ impl Tripwire {
     }
 
     /// Writes a transition with compare-and-set; if it wins, applies it here
-    /// and records it in the audit trail. Resolves to whether it won.
+    /// and records it in the audit trail (if it loses, the next sync reads
+    /// what another instance wrote).
     fn propose(
         &mut self,
         r: usize,
@@ -313,25 +327,17 @@ impl Tripwire {
         by: String,
         mut conn: Conn,
         ctx: &mut Context<Self>,
-    ) -> Option<()> {
+    ) {
         let expected = self.stored[r].clone();
-        let json = serde_json::to_string(&next).ok()?;
+        let json = serde_json::to_string(&next).unwrap_or_default();
         let key = self.shared.keys.tripwire_state();
         let rule = self.shared.model.rules[r].name.to_string();
         let cas = async move {
-            let won: redis::RedisResult<i64> = redis::cmd("EVAL")
-                .arg(CAS)
-                .arg(1)
-                .arg(key)
-                .arg(&rule)
-                .arg(&expected)
-                .arg(&json)
-                .query_async(&mut conn)
-                .await;
+            let won = compare_and_set(&mut conn, &key, &rule, &expected, &json).await;
             (won, json)
         };
         ctx.spawn(cas.into_actor(self).map(move |(won, json), act, ctx| {
-            if let Ok(1) = won {
+            if let Ok(true) = won {
                 act.stored[r] = json;
                 act.rules[r] = next;
                 act.changed(r, change, &by, ctx);
@@ -339,7 +345,6 @@ impl Tripwire {
             }
             // Lost (another instance changed it first) or failed: the next sync reads the state.
         }));
-        Some(())
     }
 
     /// Applies a state change here: shared bits, metrics, log, feed, revert.
@@ -541,16 +546,7 @@ impl Handler<ControlTripwire> for Tripwire {
                     Control::Reset => next.reset(now),
                 };
                 let json = serde_json::to_string(&next).unwrap_or_default();
-                let won: i64 = redis::cmd("EVAL")
-                    .arg(CAS)
-                    .arg(1)
-                    .arg(&key)
-                    .arg(&rule)
-                    .arg(&stored)
-                    .arg(&json)
-                    .query_async(&mut conn)
-                    .await?;
-                if won == 1 {
+                if compare_and_set(&mut conn, &key, &rule, &stored, &json).await? {
                     return Ok((stored, json, next, change));
                 }
             }

@@ -97,6 +97,11 @@ enum Command {
         #[arg(long, default_value_t = 200_000)]
         replay: u64,
     },
+    /// Memory a non-owner instance spends per restricted user it follows (needs --spawn).
+    FollowerMemory {
+        #[arg(long, default_value_t = 200_000)]
+        restricted: u64,
+    },
     /// The README's Performance suite on a spawned service (needs --spawn).
     Suite,
 }
@@ -151,6 +156,13 @@ fn main() -> anyhow::Result<()> {
             let report = measure::recovery(bin, &c.config, users, replay)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             ("recovery".into(), json!(report))
+        }
+        Command::FollowerMemory { restricted } => {
+            let bin =
+                c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("follower-memory needs --spawn path/to/restrictd"))?;
+            let report = measure::follower_memory(bin, &c.config, restricted)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            ("follower-memory".into(), json!(report))
         }
         Command::Apply { events, instances, cluster } => {
             let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("apply needs --spawn path/to/restrictd"))?;
@@ -277,7 +289,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
                     .await,
             ]);
         }
-        Command::Apply { .. } | Command::Recovery { .. } | Command::Suite => {
+        Command::Apply { .. } | Command::Recovery { .. } | Command::FollowerMemory { .. } | Command::Suite => {
             unreachable!("handled in main")
         }
     };

@@ -153,3 +153,69 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
         peak_rss_replay_kib: peak_replay,
     })
 }
+
+#[derive(Debug, Serialize)]
+pub struct FollowerMemoryReport {
+    pub restricted_users: u64,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    /// RSS growth of the instance that owns shard 0 only, per restricted user it sees.
+    pub bytes_per_restricted_user: f64,
+}
+
+/// Memory a non-owner spends per restricted user: an owner of shards 1-63 and
+/// a follower owning shard 0 on one Redis; `restricted` users are flagged
+/// twice (restricted) through the owner; the follower's RSS is read before and
+/// once its `restrictd_restricted_users` gauge shows them all. The 1/64 of
+/// users on shard 0 are owned (full state) by the follower.
+pub fn follower_memory(bin: &Path, config: &Path, restricted: u64) -> anyhow::Result<FollowerMemoryReport> {
+    let redis = Redis::start();
+    let quiet = [("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"), ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000")];
+    let instance = |shards: &str, id: &str| {
+        let env = [quiet[0], quiet[1], ("RESTRICTD_INSTANCE__SHARDS", shards), ("RESTRICTD_INSTANCE__ID", id)];
+        let svc = Service::launch(bin, config, &redis.url(), &env);
+        svc.wait_ready(Duration::from_secs(60));
+        svc
+    };
+    let owner = instance("1-63", "owner");
+    let follower = instance("0", "follower");
+    let (rss_before, _) = follower.memory_kib();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    eprintln!("follower-memory: restricting {restricted} users through the owner");
+    runtime.block_on(async {
+        let mut conn = Conn::new(&owner.addr);
+        for start in (0..restricted).step_by(500) {
+            let batch: Vec<serde_json::Value> = (start..(start + 500).min(restricted))
+                .flat_map(|i| {
+                    let e = serde_json::json!({"name": "scam_message_flagged",
+                        "event_properties": {"user_id": format!("restricted-{i:08}")}});
+                    [e.clone(), e]
+                })
+                .collect();
+            let r = conn.post("/v1/events", serde_json::to_vec(&batch)?.as_slice()).await?;
+            anyhow::ensure!(r.status == 202, "batch refused: {}", r.status);
+        }
+        let mut metrics = Conn::new(&follower.addr);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let body = metrics.get("/metrics").await?.body;
+            let seen = String::from_utf8_lossy(&body)
+                .lines()
+                .find(|l| l.starts_with("restrictd_restricted_users{feature=\"can_message\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if seen >= restricted as f64 {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the follower saw {seen} of {restricted} restricted users");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })?;
+    let (rss_after, _) = follower.memory_kib();
+    Ok(FollowerMemoryReport {
+        restricted_users: restricted,
+        rss_before_kib: rss_before,
+        rss_after_kib: rss_after,
+        bytes_per_restricted_user: (rss_after.saturating_sub(rss_before) * 1024) as f64 / restricted as f64,
+    })
+}

@@ -34,8 +34,7 @@ pub async fn user_features(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let _slot = state.checks.enter()?;
-    state.settings.auth.read(&req)?;
-    let user = check_user_id(&path).map_err(ApiError::bad_request)?;
+    let user = super::read_user(&req, &state, &path)?;
     let mask = state.shared.restricted(user);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "user_id": user,

@@ -3,7 +3,6 @@
 //! change appears here within `persistence.flush_interval`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::domain::schema::check_user_id;
 use serde_json::{json, Value};
 
 use super::query_param;
@@ -17,8 +16,7 @@ pub async fn get_history(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
-    let user = check_user_id(&path).map_err(ApiError::bad_request)?;
+    let user = super::read_user(&req, &state, &path)?;
     let number = |name: &str, default: usize| -> Result<usize, ApiError> {
         match query_param(&req, name) {
             None => Ok(default),

@@ -49,6 +49,12 @@ pub fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<std::borrow::
     form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
+/// What every read of one user does first: the read token, then the user id.
+pub(crate) fn read_user<'a>(req: &HttpRequest, state: &AppState, user_id: &'a str) -> Result<&'a str, ApiError> {
+    state.settings.auth.read(req)?;
+    restrictd_actors::domain::schema::check_user_id(user_id).map_err(ApiError::bad_request)
+}
+
 pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {}", req.method(), req.path())))
 }

@@ -3,7 +3,6 @@
 //! when this instance owns it; otherwise reads what its owner persisted.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::domain::schema::check_user_id;
 use restrictd_actors::domain::snapshot::decode_user;
 use restrictd_actors::domain::user::UserReport;
 use restrictd_actors::shard::GetUser;
@@ -18,8 +17,7 @@ pub async fn get_user(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
-    let user = check_user_id(&path).map_err(ApiError::bad_request)?;
+    let user = super::read_user(&req, &state, &path)?;
     let shard = state.shared.shard_of(user);
     let (report, source) = user_report(&state, user)
         .await?
