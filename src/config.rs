@@ -217,11 +217,14 @@ impl Default for IngestSection {
 pub struct ReaderSection {
     pub batch: usize,
     pub block: String,
+    /// After a read that found fewer than `batch` entries, wait this long
+    /// before the next one, so each read takes more entries.
+    pub linger: String,
 }
 
 impl Default for ReaderSection {
     fn default() -> Self {
-        ReaderSection { batch: 512, block: "1s".into() }
+        ReaderSection { batch: 512, block: "1s".into(), linger: "1ms".into() }
     }
 }
 
@@ -351,6 +354,7 @@ pub struct Settings {
     pub dedup_window: Duration,
     pub reader_batch: usize,
     pub reader_block: Duration,
+    pub reader_linger: Duration,
     pub flush_interval: Duration,
     pub flush_dirty_limit: usize,
     pub changelog_delay: Duration,
@@ -510,6 +514,7 @@ impl Settings {
             dedup_window: duration("ingest.dedup_window", &raw.ingest.dedup_window)?,
             reader_batch: raw.reader.batch,
             reader_block: duration("reader.block", &raw.reader.block)?,
+            reader_linger: duration("reader.linger", &raw.reader.linger)?,
             flush_interval: duration("persistence.flush_interval", &p.flush_interval)?,
             flush_dirty_limit: p.flush_dirty_limit,
             changelog_delay: duration("persistence.changelog_delay", &p.changelog_delay)?,

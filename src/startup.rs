@@ -149,6 +149,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
         redis: settings.redis.clone(),
         batch: settings.reader_batch,
         block: settings.reader_block,
+        linger: settings.reader_linger,
         dedup_window_ms: dedup_ms,
     };
     let readers = Arc::new(std::sync::Mutex::new(Vec::<Addr<StreamReader>>::new()));

@@ -34,6 +34,10 @@ pub struct ReaderSettings {
     pub batch: usize,
     /// How long one XREAD blocks waiting for entries.
     pub block: Duration,
+    /// After a read that was not full, wait this long before the next: fewer,
+    /// larger reads (each XREAD names every stream of the reader, so its cost
+    /// in Redis grows with the streams, not with the entries).
+    pub linger: Duration,
     /// For restored shard state.
     pub dedup_window_ms: u64,
 }
@@ -148,7 +152,10 @@ impl ReadLoop {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }
-                    self.read_round(&mut read_conn, &mut write_conn, &mut cursors, &mut idle).await?;
+                    let read = self.read_round(&mut read_conn, &mut write_conn, &mut cursors, &mut idle).await?;
+                    if read > 0 && read < self.settings.batch && !self.settings.linger.is_zero() {
+                        tokio::time::sleep(self.settings.linger).await;
+                    }
                     if probed.elapsed() >= Duration::from_secs(1) {
                         self.probe_lag(&mut write_conn, &cursors).await?;
                         probed = Instant::now();
@@ -217,13 +224,15 @@ impl ReadLoop {
         Ok(())
     }
 
+    /// Reads once and applies what it read; returns the most entries any one
+    /// stream gave (below `batch`: every stream was read to its end).
     async fn read_round(
         &self,
         conn: &mut Conn,
         write_conn: &mut Conn,
         cursors: &mut [EntryId],
         idle: &mut IdleBackoff,
-    ) -> Result<(), ReadError> {
+    ) -> Result<usize, ReadError> {
         let mut batches: Vec<(usize, Vec<RawEntry>)> = Vec::new();
         let keys = self.shards.iter().map(|(s, _)| self.shared.keys.events(*s));
         let (batch, block) = (self.settings.batch, self.settings.block);
@@ -234,8 +243,10 @@ impl ReadLoop {
             batches.push((i, entries));
         }
         if batches.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
+        // The most entries one stream gave: below `batch`, every stream was read to its end.
+        let read = batches.iter().map(|(_, entries)| entries.len()).max().unwrap_or(0);
         idle.reset();
         let sends = batches.into_iter().map(|(i, entries)| {
             let last = entries.last().map(|e| e.id);
@@ -253,7 +264,7 @@ impl ReadLoop {
         for (shard, d) in dead_letters {
             self.dead_letter(write_conn, shard, d).await?;
         }
-        Ok(())
+        Ok(read)
     }
 
     /// Publishes how far each shard is behind its stream: seconds between the
@@ -337,13 +348,13 @@ pub(crate) async fn read_streams<'k>(
         for c in cursors {
             cmd.arg(c.to_string());
         }
-        return streams(cmd.query_async(conn).await?);
+        return streams(xread_reply(conn, &cmd).await?);
     }
     let reads = keys.zip(cursors).map(|(key, c)| {
         let mut cmd = xread(None);
         cmd.arg(key).arg(c.to_string());
         let mut conn = conn.clone();
-        async move { cmd.query_async::<Value>(&mut conn).await }
+        async move { xread_reply(&mut conn, &cmd).await }
     });
     let mut out = Vec::new();
     for reply in join_all(reads).await {
@@ -353,6 +364,18 @@ pub(crate) async fn read_streams<'k>(
         idle.wait().await;
     }
     Ok(out)
+}
+
+/// Sends an XREAD and returns its reply as is. `query_async` would first walk
+/// the whole reply looking for nested errors, rebuilding every array (a few
+/// percent of the service's CPU under load); an XREAD reply is either an
+/// error or data, and `streams` rejects any shape it does not expect.
+pub(crate) async fn xread_reply(conn: &mut Conn, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+    use redis::aio::ConnectionLike;
+    match conn.req_packed_command(cmd).await? {
+        Value::ServerError(e) => Err(e.into()),
+        reply => Ok(reply),
+    }
 }
 
 /// How long a polling reader (on a cluster) waits when it found nothing.

@@ -144,9 +144,11 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
             *statuses.entry(k).or_default() += v;
         }
     }
+    // Before the progress bar's last tick (up to a second later), which is
+    // not part of the run.
+    let seconds = start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Release);
     let _ = progress.await;
-    let seconds = start.elapsed().as_secs_f64();
     let requests = hist.len();
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let latency_us = BTreeMap::from([

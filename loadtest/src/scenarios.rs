@@ -355,5 +355,29 @@ pub async fn populate(addr: &str, pop: &Population, model: &Model, connections: 
             model.record(&effects, Some(&Reply { status, body: Vec::new() }));
         }
     }
-    Ok(())
+    settle(addr, Duration::from_secs(30)).await
+}
+
+/// Waits until the service has written behind everything it applied (no
+/// shard has users waiting for a snapshot), so that a measurement after a
+/// load does not also measure the snapshots of that load.
+pub async fn settle(addr: &str, deadline: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut conn = Conn::new(addr);
+    loop {
+        let metrics = conn.get("/metrics").await?;
+        let pending: f64 = String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .filter(|l| l.starts_with("restrictd_writebehind_pending_users{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if metrics.status == 200 && pending == 0.0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < deadline,
+            "the service still had {pending} users to snapshot after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
