@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use loadtest::engine::{self, Plan, Summary};
 use loadtest::measure;
-use loadtest::scenarios::{populate, Batches, Checks, Events, Mixed, Model, Population, Rng};
+use loadtest::scenarios::{populate, settle, Batches, Checks, Events, Mixed, Model, Population, Rng};
 use loadtest::spawn::{Redis, RedisCluster, Service};
 use serde_json::json;
 
@@ -231,6 +231,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
         Command::Checks => {
             eprintln!("populating {} users", c.users);
             populate(addr, &pop, &model, 4).await?;
+            settle(addr, Duration::from_secs(60)).await?;
             vec![engine::run(&plan(addr, c, "checks"), |i| Checks { pop: pop.clone(), rng: Rng::new(i as u64) }).await]
         }
         Command::Events => {
@@ -412,8 +413,15 @@ fn apply_rate(
 fn suite(runtime: &tokio::runtime::Runtime, bin: &PathBuf, c: &Common) -> anyhow::Result<serde_json::Value> {
     let fresh = |c: &Common| target(&Common { spawn: Some(bin.clone()), target: None, ..c.clone() });
     let mut rows: Vec<Summary> = Vec::new();
+    // Fixed-rate rows measure latency: the generator must read each reply as
+    // it arrives, and on one thread the replies to a burst of requests (the
+    // timer fires once a millisecond) would wait for each other in the
+    // generator. Closed-loop rows keep one thread, leaving the cores to the service.
+    let latency_runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(c.threads.max(2)).enable_all().build()?;
     let mut run = |label: &str, c: Common, command: Command| -> anyhow::Result<Summary> {
         let t = fresh(&c)?;
+        let runtime = if c.rate.is_some() { &latency_runtime } else { runtime };
         let mut s = runtime.block_on(run_scenario(&t.addr, &c, command))?;
         let mut s = s.remove(0);
         s.label = label.to_string();
@@ -425,6 +433,7 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &PathBuf, c: &Common) -> anyhow
     let checks = run("checks max", base.clone(), Command::Checks)?;
     run("checks zipf", Common { zipf: true, ..base.clone() }, Command::Checks)?;
     run("checks 20k/s", Common { rate: Some(20_000.0), ..base.clone() }, Command::Checks)?;
+    run("ceiling 20k/s", Common { rate: Some(20_000.0), ..base.clone() }, Command::Ceiling { workers: 2 })?;
     run("checks unloaded", Common { rate: Some(1_000.0), connections: 1, ..base.clone() }, Command::Checks)?;
     run("events max", base.clone(), Command::Events)?;
     run("batch max", Common { connections: 8, ..base.clone() }, Command::Batch { batch_size: 100 })?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::client::Conn;
 use crate::engine::{self, Plan, Summary};
-use crate::scenarios::{populate, Events, Model, Population, Rng};
+use crate::scenarios::{populate, settle, Events, Model, Population, Rng};
 use crate::spawn::{Redis, Service};
 
 #[derive(Debug, Serialize)]
@@ -86,6 +86,9 @@ pub struct RecoveryReport {
     pub rss_before_kib: u64,
     pub rss_loaded_kib: u64,
     pub bytes_per_user: f64,
+    /// Once every user is written behind (no snapshot pending) and RSS stopped dropping.
+    pub rss_settled_kib: u64,
+    pub bytes_per_user_settled: f64,
     pub graceful_stop_seconds: f64,
     pub ready_after_graceful_restart_seconds: f64,
     pub rss_after_restart_kib: u64,
@@ -110,6 +113,20 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
     runtime.block_on(populate(&svc.addr, &pop, &Model::new(u64::MAX), 4))?;
     let load_seconds = started.elapsed().as_secs_f64();
     let (rss_loaded, _) = svc.memory_kib();
+    runtime.block_on(settle(&svc.addr, Duration::from_secs(120)))?;
+    let settled = Instant::now();
+    // Freed memory goes back to the system a little after it is freed:
+    // read once a second until it stops dropping (10 s at most).
+    let mut rss_settled = svc.memory_kib().0;
+    while settled.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = svc.memory_kib().0;
+        let dropped = rss_settled.saturating_sub(now) > 256;
+        rss_settled = now;
+        if !dropped {
+            break;
+        }
+    }
     let stopping = Instant::now();
     anyhow::ensure!(svc.terminate() == Some(0), "graceful stop failed:\n{}", svc.log());
     let graceful_stop_seconds = stopping.elapsed().as_secs_f64();
@@ -144,6 +161,8 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
         rss_before_kib: rss_before,
         rss_loaded_kib: rss_loaded,
         bytes_per_user: (rss_loaded.saturating_sub(rss_before) * 1024) as f64 / users as f64,
+        rss_settled_kib: rss_settled,
+        bytes_per_user_settled: (rss_settled.saturating_sub(rss_before) * 1024) as f64 / users as f64,
         graceful_stop_seconds,
         ready_after_graceful_restart_seconds: ready_graceful,
         rss_after_restart_kib: rss_restart,

@@ -249,8 +249,15 @@ struct FastEvent<'a> {
     event_id: Option<&'a str>,
 }
 
-/// `event_properties` as (key, raw JSON text) pairs, in order.
-struct FastProps<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+/// `event_properties` as (key, raw JSON text) pairs, in order; at most
+/// `FAST_PROPS` of them (no allocation per event): an event with more takes
+/// the `Value` path.
+struct FastProps<'a> {
+    len: usize,
+    props: [(&'a str, &'a str); FAST_PROPS],
+}
+
+const FAST_PROPS: usize = 8;
 
 impl<'de: 'a, 'a> Deserialize<'de> for FastProps<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -261,11 +268,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastProps<'a> {
                 f.write_str("an object")
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<FastProps<'a>, M::Error> {
-                let mut props = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(entry) = map.next_entry::<&'de str, &'de serde_json::value::RawValue>()? {
-                    props.push(entry);
+                use serde::de::Error as _;
+                let mut out = FastProps { len: 0, props: [("", ""); FAST_PROPS] };
+                while let Some((key, value)) = map.next_entry::<&'de str, &'de serde_json::value::RawValue>()? {
+                    let slot = out.props.get_mut(out.len).ok_or_else(|| M::Error::custom("too many properties"))?;
+                    *slot = (key, value.get());
+                    out.len += 1;
                 }
-                Ok(FastProps(props))
+                Ok(out)
             }
         }
         d.deserialize_map(Visit(std::marker::PhantomData))
@@ -275,7 +285,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for FastProps<'a> {
 impl<'a> FastProps<'a> {
     /// The last value of `key` (as a JSON object with repeated keys is read).
     fn get(&self, key: &str) -> Option<&'a str> {
-        self.0.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.get())
+        self.props[..self.len].iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 }
 
@@ -468,6 +478,17 @@ mod tests {
             }
             assert!(fast_taken >= 4 + usize::from(accept_unknown), "the common case takes the fast path");
         }
+    }
+
+    #[test]
+    fn an_event_with_more_properties_than_the_fast_path_holds_is_still_valid() {
+        let s = rich_schema(false);
+        let case = r#"{"name":"e","event_properties":{"user_id":"u","amount":1,"zip":"a","n":1,"ok":true,
+            "x1":1,"x2":2,"x3":3,"x4":4}}"#;
+        assert!(s.validate_fast(case.as_bytes()).is_none(), "nine properties: the Value path");
+        let value: Value = serde_json::from_str(case).unwrap();
+        let event = s.validate(&value).expect("extra properties are allowed");
+        assert_eq!(event.user_id, "u");
     }
 
     #[test]
