@@ -224,7 +224,7 @@ pub struct ReaderSection {
 
 impl Default for ReaderSection {
     fn default() -> Self {
-        ReaderSection { batch: 512, block: "1s".into(), linger: "1ms".into() }
+        ReaderSection { batch: 512, block: "1s".into(), linger: "0s".into() }
     }
 }
 

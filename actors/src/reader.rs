@@ -34,7 +34,7 @@ pub struct ReaderSettings {
     pub batch: usize,
     /// How long one XREAD blocks waiting for entries.
     pub block: Duration,
-    /// After a read that was not full, wait this long before the next: fewer,
+    /// After a busy read that was not full, wait this long before the next: fewer,
     /// larger reads (each XREAD names every stream of the reader, so its cost
     /// in Redis grows with the streams, not with the entries).
     pub linger: Duration,
@@ -152,8 +152,11 @@ impl ReadLoop {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }
-                    let read = self.read_round(&mut read_conn, &mut write_conn, &mut cursors, &mut idle).await?;
-                    if read > 0 && read < self.settings.batch && !self.settings.linger.is_zero() {
+                    let (total, most) = self.read_round(&mut read_conn, &mut write_conn, &mut cursors, &mut idle).await?;
+                    // Busy (a read found several entries) but not behind (no
+                    // stream gave a full batch): let entries gather. A quiet
+                    // reader reads again at once, so light load keeps its lag.
+                    if total >= LINGER_AFTER && most < self.settings.batch && !self.settings.linger.is_zero() {
                         tokio::time::sleep(self.settings.linger).await;
                     }
                     if probed.elapsed() >= Duration::from_secs(1) {
@@ -224,15 +227,15 @@ impl ReadLoop {
         Ok(())
     }
 
-    /// Reads once and applies what it read; returns the most entries any one
-    /// stream gave (below `batch`: every stream was read to its end).
+    /// Reads once and applies what it read; returns the entries read, and the
+    /// most any one stream gave (below `batch`: every stream was read to its end).
     async fn read_round(
         &self,
         conn: &mut Conn,
         write_conn: &mut Conn,
         cursors: &mut [EntryId],
         idle: &mut IdleBackoff,
-    ) -> Result<usize, ReadError> {
+    ) -> Result<(usize, usize), ReadError> {
         let mut batches: Vec<(usize, Vec<RawEntry>)> = Vec::new();
         let keys = self.shards.iter().map(|(s, _)| self.shared.keys.events(*s));
         let (batch, block) = (self.settings.batch, self.settings.block);
@@ -243,10 +246,10 @@ impl ReadLoop {
             batches.push((i, entries));
         }
         if batches.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
-        // The most entries one stream gave: below `batch`, every stream was read to its end.
-        let read = batches.iter().map(|(_, entries)| entries.len()).max().unwrap_or(0);
+        let total = batches.iter().map(|(_, entries)| entries.len()).sum();
+        let most = batches.iter().map(|(_, entries)| entries.len()).max().unwrap_or(0);
         idle.reset();
         let sends = batches.into_iter().map(|(i, entries)| {
             let last = entries.last().map(|e| e.id);
@@ -264,7 +267,7 @@ impl ReadLoop {
         for (shard, d) in dead_letters {
             self.dead_letter(write_conn, shard, d).await?;
         }
-        Ok(read)
+        Ok((total, most))
     }
 
     /// Publishes how far each shard is behind its stream: seconds between the
@@ -377,6 +380,10 @@ pub(crate) async fn xread_reply(conn: &mut Conn, cmd: &redis::Cmd) -> redis::Red
         reply => Ok(reply),
     }
 }
+
+/// A read of at least this many entries means the reader is busy: it lingers
+/// before the next one (`ReaderSettings::linger`).
+const LINGER_AFTER: usize = 8;
 
 /// How long a polling reader (on a cluster) waits when it found nothing.
 #[derive(Debug, Default)]

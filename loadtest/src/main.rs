@@ -416,12 +416,13 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &PathBuf, c: &Common) -> anyhow
     // Fixed-rate rows measure latency: the generator must read each reply as
     // it arrives, and on one thread the replies to a burst of requests (the
     // timer fires once a millisecond) would wait for each other in the
-    // generator. Closed-loop rows keep one thread, leaving the cores to the service.
+    // generator. Closed-loop rows keep one thread, leaving the cores to the
+    // service, and so does the one-connection row (no wake-ups across threads).
     let latency_runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(c.threads.max(2)).enable_all().build()?;
     let mut run = |label: &str, c: Common, command: Command| -> anyhow::Result<Summary> {
         let t = fresh(&c)?;
-        let runtime = if c.rate.is_some() { &latency_runtime } else { runtime };
+        let runtime = if c.rate.is_some() && c.connections > 1 { &latency_runtime } else { runtime };
         let mut s = runtime.block_on(run_scenario(&t.addr, &c, command))?;
         let mut s = s.remove(0);
         s.label = label.to_string();
