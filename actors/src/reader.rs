@@ -152,7 +152,8 @@ impl ReadLoop {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }
-                    let (total, most) = self.read_round(&mut read_conn, &mut write_conn, &mut cursors, &mut idle).await?;
+                    let (total, most) =
+                        self.read_round(&mut read_conn, &mut write_conn, &mut cursors, &mut idle).await?;
                     // Busy (a read found several entries) but not behind (no
                     // stream gave a full batch): let entries gather. A quiet
                     // reader reads again at once, so light load keeps its lag.
