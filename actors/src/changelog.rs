@@ -152,11 +152,7 @@ impl Follower {
                     tracing::warn!(shard = s, id = %entry.id, "unreadable changelog entry skipped");
                     continue;
                 };
-                let mask = change
-                    .restricted_after
-                    .iter()
-                    .filter_map(|f| self.shared.model.feature_index(f))
-                    .fold(0u64, |m, f| m | 1 << f);
+                let mask = persistence::mask_of_names(&self.shared.model, change.restricted_after.iter().map(|f| &**f));
                 self.shared.view.follow(s, &change.user_id, mask);
                 if change.at_ms > 0 {
                     delay.record(now.saturating_sub(change.at_ms) as f64 / 1000.0);

@@ -12,6 +12,8 @@
 //! chunks (HSCAN) and the reader replays the stream after the offset, so every
 //! event is reflected exactly once.
 
+use std::sync::Arc;
+
 use crate::link::Conn;
 use redis::Value;
 
@@ -33,7 +35,7 @@ pub struct FlushBatch {
     /// Changes since the last flush: (user, JSON), for the audit stream and
     /// the users' histories. In the same transaction as the state, so each is
     /// recorded exactly once across crashes.
-    pub audit: Vec<(Box<str>, String)>,
+    pub audit: Vec<(Box<str>, Arc<str>)>,
     /// Stats increments: (field, delta).
     pub stats: Vec<(String, u64)>,
     /// Changelog entries not yet written by `write_changes`.
@@ -44,7 +46,7 @@ pub struct FlushBatch {
 #[derive(Debug, Default)]
 pub struct ChangeBatch {
     /// Changes as JSON (with the user's whole restricted set), in order.
-    pub entries: Vec<String>,
+    pub entries: Vec<Arc<str>>,
     /// Users whose restricted set changed: (user, feature names, empty when
     /// none), for `<prefix>:{S}:restricted`.
     pub restricted: Vec<(Box<str>, String)>,
@@ -71,7 +73,7 @@ fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &Chan
             .arg(CHANGES_MAXLEN)
             .arg("*")
             .arg("change")
-            .arg(json)
+            .arg(&**json)
             .ignore();
     }
     if batch.rewrite {
@@ -142,10 +144,10 @@ pub async fn write(conn: &mut Conn, keys: &Keys, shard: u32, batch: &FlushBatch)
             .arg(AUDIT_MAXLEN)
             .arg("*")
             .arg("change")
-            .arg(json)
+            .arg(&**json)
             .ignore();
         let history = keys.history(shard, user);
-        pipe.cmd("LPUSH").arg(&history).arg(json).ignore();
+        pipe.cmd("LPUSH").arg(&history).arg(&**json).ignore();
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
     }
     add_changes(&mut pipe, keys, shard, &batch.changes);
@@ -219,7 +221,12 @@ pub async fn read_offset(conn: &mut Conn, keys: &Keys, shard: u32) -> Result<Opt
 /// A feature mask from names joined by commas (unknown names are skipped: a
 /// feature removed from the configuration restricts nothing).
 pub fn mask_of(model: &Model, features: &str) -> u64 {
-    features.split(',').filter_map(|f| model.feature_index(f.trim())).fold(0, |m, f| m | 1 << f)
+    mask_of_names(model, features.split(',').map(str::trim))
+}
+
+/// A feature mask from feature names (unknown names are skipped).
+pub fn mask_of_names<'a>(model: &Model, names: impl IntoIterator<Item = &'a str>) -> u64 {
+    names.into_iter().filter_map(|f| model.feature_index(f)).fold(0, |m, f| m | 1 << f)
 }
 
 /// Feature names joined by commas, for `<prefix>:{S}:restricted`.

@@ -133,13 +133,13 @@ pub struct ShardActor {
     /// Flushes are failing: log the change once, not every retry.
     failing: bool,
     /// Changes since the last flush: (user, JSON), written with the state.
-    audit: Vec<(Box<str>, String)>,
+    audit: Vec<(Box<str>, Arc<str>)>,
     /// Per event (then undeclared): (count, amount in micro-units) since the last flush.
     stats: Vec<(u64, u64)>,
     /// Per event: the index of its `amount` property, if it has one (for stats).
     amount_property: Vec<Option<usize>>,
     /// Changelog entries not yet written (JSON, in order).
-    changelog: Vec<String>,
+    changelog: Vec<Arc<str>>,
     /// Users whose restricted set changed since the last changelog write, with the set.
     restricted: AHashMap<Box<str>, u64>,
     /// The next changelog write rewrites the shard's restricted set whole (after recovery).
@@ -459,8 +459,9 @@ impl ShardActor {
     fn publish(&mut self, change: Change) {
         self.shared.view.set(self.id, &change.user_id, change.restricted_after);
         self.restricted.insert(change.user_id.clone(), change.restricted_after);
-        let json = change_json(&self.shared.model, &change);
-        self.changelog.push(json.clone());
+        // One copy of the JSON for the changelog, the audit and the history.
+        let json: Arc<str> = change_json(&self.shared.model, &change).into();
+        self.changelog.push(Arc::clone(&json));
         if self.shared.feed.receiver_count() > 0 {
             let _ = self.shared.feed.send(Arc::new(FeedItem {
                 kind: FeedKind::Change,
@@ -468,7 +469,7 @@ impl ShardActor {
                 rule: change.rule,
                 features: change.features,
                 event: None,
-                json: json.clone(),
+                json: json.to_string(),
             }));
         }
         self.audit.push((change.user_id, json));
@@ -499,7 +500,7 @@ impl ShardActor {
 
     fn take_changes(
         model: &crate::domain::Model,
-        changelog: &mut Vec<String>,
+        changelog: &mut Vec<Arc<str>>,
         restricted: &mut AHashMap<Box<str>, u64>,
         rewrite: &mut bool,
     ) -> persistence::ChangeBatch {

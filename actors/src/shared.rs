@@ -157,7 +157,7 @@ impl Keys {
     pub fn tripwire_population(&self) -> String {
         format!("{}:{{tripwire}}:population", self.prefix)
     }
-    /// Restrictions rule `rule` made (member: shard/entry, score: event time).
+    /// Restrictions rule `rule` made, per second of event time (field: second, value: count).
     pub fn tripwire_hits(&self, rule: &str) -> String {
         format!("{}:{{tripwire}}:hits:{rule}", self.prefix)
     }
