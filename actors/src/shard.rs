@@ -668,7 +668,14 @@ impl Handler<Restore> for ShardActor {
         self.persisted.send_replace(self.state.applied);
         self.state.index_expiries();
         self.conn = Some(msg.conn);
-        ctx.run_interval(self.persist.flush_interval, |act, ctx| act.flush(ctx));
+        // Shards restored together would otherwise all flush in the same
+        // millisecond: a burst of encoding here and of MULTI/EXECs in Redis
+        // that every append waits behind. Each shard starts at its own phase.
+        let phase = self.persist.flush_interval.mul_f64(f64::from(self.id) / f64::from(self.shared.shard_count.max(1)));
+        ctx.run_later(phase, |act, ctx| {
+            act.flush(ctx);
+            ctx.run_interval(act.persist.flush_interval, |act, ctx| act.flush(ctx));
+        });
         ctx.run_interval(SWEEP_INTERVAL, |act, ctx| act.sweep(ctx));
     }
 }

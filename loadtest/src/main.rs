@@ -80,6 +80,16 @@ enum Command {
     Ceiling {
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Serve it from a thread of the generator instead of a process of its own.
+        #[arg(long)]
+        in_process: bool,
+    },
+    /// Serve the trivial handler until killed; prints `listening <addr>` first.
+    ServeCeiling {
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
     },
     /// Events applied per second: a backlog of events replayed after a restart.
     Apply {
@@ -146,6 +156,13 @@ fn target(c: &Common) -> anyhow::Result<Target> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::ServeCeiling { workers, listen } = &cli.command {
+        let listener = std::net::TcpListener::bind(listen)?;
+        println!("listening {}", listener.local_addr()?);
+        std::io::Write::flush(&mut std::io::stdout())?;
+        actix_rt::System::new().block_on(loadtest::ceiling::run(listener, *workers))?;
+        return Ok(());
+    }
     let c = cli.common.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(c.threads.max(1)).enable_all().build()?;
     let started = Instant::now();
@@ -282,15 +299,23 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             );
             return Ok(vec![r.filler]);
         }
-        Command::Ceiling { workers } => {
-            let ceiling = loadtest::ceiling::serve(workers)?;
+        Command::Ceiling { workers, in_process } => {
+            let (addr, _process) = if in_process {
+                (loadtest::ceiling::serve(workers)?, None)
+            } else {
+                let p = loadtest::ceiling::Process::start(workers)?;
+                (p.addr.clone(), Some(p))
+            };
             let pop = pop.clone();
             return Ok(vec![
-                engine::run(&plan(&ceiling, c, "ceiling"), |i| Checks { pop: pop.clone(), rng: Rng::new(i as u64) })
-                    .await,
+                engine::run(&plan(&addr, c, "ceiling"), |i| Checks { pop: pop.clone(), rng: Rng::new(i as u64) }).await,
             ]);
         }
-        Command::Apply { .. } | Command::Recovery { .. } | Command::FollowerMemory { .. } | Command::Suite => {
+        Command::Apply { .. }
+        | Command::Recovery { .. }
+        | Command::FollowerMemory { .. }
+        | Command::Suite
+        | Command::ServeCeiling { .. } => {
             unreachable!("handled in main")
         }
     };
@@ -421,24 +446,31 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &PathBuf, c: &Common) -> anyhow
     let latency_runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(c.threads.max(2)).enable_all().build()?;
     let mut run = |label: &str, c: Common, command: Command| -> anyhow::Result<Summary> {
-        let t = fresh(&c)?;
+        // The ceiling serves itself; no restrictd beside it.
+        let t = if matches!(command, Command::Ceiling { .. }) { None } else { Some(fresh(&c)?) };
+        let addr = t.as_ref().map(|t| t.addr.clone()).unwrap_or_default();
         let runtime = if c.rate.is_some() && c.connections > 1 { &latency_runtime } else { runtime };
-        let mut s = runtime.block_on(run_scenario(&t.addr, &c, command))?;
+        let mut s = runtime.block_on(run_scenario(&addr, &c, command))?;
         let mut s = s.remove(0);
         s.label = label.to_string();
         rows.push(s.clone());
         Ok(s)
     };
     let base = Common { rate: None, ..c.clone() };
-    let ceiling = run("ceiling", base.clone(), Command::Ceiling { workers: 2 })?;
+    let ceiling_cmd = || Command::Ceiling { workers: 2, in_process: false };
+    let ceiling = run("ceiling", base.clone(), ceiling_cmd())?;
     let checks = run("checks max", base.clone(), Command::Checks)?;
     run("checks zipf", Common { zipf: true, ..base.clone() }, Command::Checks)?;
     run("checks 20k/s", Common { rate: Some(20_000.0), ..base.clone() }, Command::Checks)?;
-    run("ceiling 20k/s", Common { rate: Some(20_000.0), ..base.clone() }, Command::Ceiling { workers: 2 })?;
-    run("checks unloaded", Common { rate: Some(1_000.0), connections: 1, ..base.clone() }, Command::Checks)?;
+    run("ceiling 20k/s", Common { rate: Some(20_000.0), ..base.clone() }, ceiling_cmd())?;
+    let unloaded = Common { rate: Some(1_000.0), connections: 1, ..base.clone() };
+    run("checks unloaded", unloaded.clone(), Command::Checks)?;
+    run("ceiling unloaded", unloaded, ceiling_cmd())?;
     run("events max", base.clone(), Command::Events)?;
     run("batch max", Common { connections: 8, ..base.clone() }, Command::Batch { batch_size: 100 })?;
-    run("mixed 10k/s", Common { rate: Some(10_000.0), connections: 100, ..base.clone() }, Command::Mixed)?;
+    let mixed = Common { rate: Some(10_000.0), connections: 100, ..base.clone() };
+    run("mixed 10k/s", mixed.clone(), Command::Mixed)?;
+    run("ceiling 10k/s", mixed, ceiling_cmd())?;
     let t = fresh(&base)?;
     let lag = runtime.block_on(measure::lag(&t.addr, 10_000.0, 50, base.duration))?;
     drop(t);
