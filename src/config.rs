@@ -175,11 +175,13 @@ pub struct ShardsSection {
     pub count: u32,
     /// Threads running shard actors and their readers; 0 = one per core.
     pub workers: usize,
+    /// Niceness of those threads (Linux), -20..=19; HTTP workers keep 0.
+    pub nice: i32,
 }
 
 impl Default for ShardsSection {
     fn default() -> Self {
-        ShardsSection { count: 64, workers: 0 }
+        ShardsSection { count: 64, workers: 0, nice: 5 }
     }
 }
 
@@ -347,6 +349,7 @@ pub struct Settings {
     pub standby: bool,
     pub lease_ttl: Duration,
     pub shard_workers: usize,
+    pub shard_nice: i32,
     pub unknown_events: UnknownEvents,
     pub batch_limit: usize,
     pub body_limit_bytes: usize,
@@ -451,6 +454,9 @@ impl Settings {
         } else {
             raw.instance.id.clone()
         };
+        if !(-20..=19).contains(&raw.shards.nice) {
+            return Err(invalid("shards.nice", "a niceness from -20 to 19 (0: as the HTTP workers)".into()));
+        }
         if raw.ingest.batch_limit == 0 {
             return Err(invalid("ingest.batch_limit", "must be at least 1".into()));
         }
@@ -507,6 +513,7 @@ impl Settings {
             standby: raw.instance.standby,
             lease_ttl,
             shard_workers: if raw.shards.workers == 0 { cores } else { raw.shards.workers },
+            shard_nice: raw.shards.nice,
             unknown_events: raw.ingest.unknown_events,
             batch_limit: raw.ingest.batch_limit,
             body_limit_bytes: raw.ingest.body_limit_bytes,
