@@ -588,6 +588,7 @@ mod tests {
         assert_eq!(names, ["chargeback_ratio_rule", "scam_message_rule", "unique_zip_code_rule"]);
         assert_eq!(s.shard_count.get(), 64);
         assert_eq!(s.key_prefix, "rd");
+        assert_eq!(s.shard_nice, 5);
     }
 
     #[test]
@@ -639,5 +640,8 @@ mod tests {
 
         let err = Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_SHARDS__COUNT", "many")])).unwrap_err();
         assert!(err.to_string().contains("RESTRICTD_SHARDS__COUNT"), "{err}");
+
+        let err = Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_SHARDS__NICE", "20")])).unwrap_err();
+        assert!(err.to_string().contains("shards.nice"), "{err}");
     }
 }

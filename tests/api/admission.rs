@@ -56,3 +56,33 @@ fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
         "{metrics}"
     );
 }
+
+/// The niceness of each thread of a process, from /proc (Linux).
+fn thread_niceness(pid: u32) -> Vec<i64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/<pid>/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .map(|stat| {
+            // After the command name (in parentheses, may hold spaces): state is
+            // field 3 of stat(5), niceness field 19.
+            let rest = &stat[stat.rfind(')').expect("comm") + 1..];
+            rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()).expect("niceness field")
+        })
+        .collect()
+}
+
+#[test]
+fn shard_threads_run_at_the_configured_niceness_and_http_workers_do_not() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[("RESTRICTD_SHARDS__WORKERS", "3"), ("RESTRICTD_SHARDS__NICE", "7")]);
+    // The arbiters lower themselves as their first task; they run it at once.
+    let niceness = wait_for("three threads at niceness 7", Duration::from_secs(10), || {
+        let n = thread_niceness(app.pid());
+        (n.iter().filter(|v| **v == 7).count() == 3).then_some(n)
+    });
+    assert!(niceness.iter().all(|v| *v == 0 || *v == 7), "{niceness:?}");
+    assert!(niceness.iter().filter(|v| **v == 0).count() >= 3, "main thread and 2 HTTP workers at 0: {niceness:?}");
+    // And the service works at that niceness.
+    let reply = app.post_applied(&event("scam_message_flagged", "nice", json!({})));
+    assert_eq!(reply["applied"], true, "{reply}");
+}

@@ -131,6 +131,10 @@ impl TestApp {
         self.svc.log()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.svc.pid().expect("the service is running")
+    }
+
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         http(&self.addr, method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nlog:\n{}", self.log()))
