@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod metrics;
 pub mod ownership;
+pub mod remote;
 pub mod routes;
 pub mod startup;
 pub mod stats;

@@ -25,6 +25,7 @@ use crate::metrics::{
     CHECK_SECONDS, EVENTS_REJECTED_TOTAL, EVENT_INGEST_SECONDS, INFLIGHT_REQUESTS, LATENCY_BUCKETS,
     PROCESS_RESIDENT_MEMORY_BYTES, RESTRICTED_USERS,
 };
+use crate::remote::RemoteOffsets;
 use crate::routes;
 use crate::stats::Rejects;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     /// Admission control for writes and for checks.
     pub writes: Gate,
     pub checks: Gate,
+    /// `wait=applied` on shards owned elsewhere.
+    pub remote: Arc<RemoteOffsets>,
 }
 
 impl AppState {
@@ -223,6 +226,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
         rejects,
         writes: Gate::new("writes", settings.max_inflight_writes),
         checks: Gate::new("checks", settings.max_inflight_checks),
+        remote: Arc::new(RemoteOffsets::new(count)),
     });
     let addr = listener.local_addr().context("listener address")?;
     let app_state = state.clone();

@@ -182,16 +182,8 @@ pub(crate) async fn wait_until_applied(state: &AppState, shard: u32, id: EntryId
         if owned {
             return rx.wait_for(|applied| *applied >= id).await.is_ok();
         }
-        let mut get = redis::pipe();
-        get.cmd("GET").arg(state.shared.keys.offset(shard));
-        loop {
-            if let Ok((Some(offset),)) = state.ingest.run::<(Option<String>,)>(&get, "get").await {
-                if EntryId::parse(&offset).is_some_and(|o| o >= id) {
-                    return true;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        state.remote.wait(&state.shared, &state.ingest, shard, id).await;
+        true
     };
     match tokio::time::timeout(timeout, applied).await {
         Ok(true) => Ok(()),

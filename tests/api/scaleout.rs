@@ -204,3 +204,44 @@ fn a_non_owner_sees_a_restriction_within_the_changelog_delay() {
         .expect("staleness gauge exported");
     assert!(staleness.as_f64().unwrap() < 5.0, "{staleness}");
 }
+
+#[test]
+fn waiters_on_a_non_owner_share_one_poll_of_the_owners_offset() {
+    let redis = TestRedis::start();
+    // Snapshots (which carry the offset a non-owner waits for) every 2 s.
+    let slow = [("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "2s"), ("RESTRICTD_PERSISTENCE__CHANGELOG_DELAY", "2s")];
+    let _owner = instance(&redis, "owner", "1-63", &slow);
+    let front = instance(&redis, "front", "0", &slow);
+    // Twenty users of one shard the front does not own.
+    let users: Vec<String> = (0..).map(|i| format!("w{i}")).filter(|u| shard_of(u, 64) == 5).take(21).collect();
+    // Answered right after one of the shard's snapshots: the next is 2 s away.
+    let first = front.post("/event?wait=applied", &event("scam_message_flagged", &users[20], json!({})));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let users = &users[..20];
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for user in users {
+            let front = &front;
+            s.spawn(move || {
+                let r = front.post("/event?wait=applied", &event("scam_message_flagged", user, json!({})));
+                assert_eq!(r.status, 200, "{}", r.body);
+                assert_eq!(r.json()["applied"], true);
+            });
+        }
+    });
+    let waited = started.elapsed();
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let gets: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // One poller for the shard: one GET per 10 ms while anyone waits (plus
+    // the round trips themselves), where one poll loop per waiter would make
+    // twenty times as many.
+    let one_poller = waited.as_millis() as u64 / 10 + 20;
+    assert!(gets > 0, "the waiters read the owner's offset");
+    assert!(gets <= one_poller, "{gets} GETs in {waited:?}: more than one poller ({one_poller})");
+}

@@ -1,0 +1,80 @@
+//! `wait=applied` for an event of a shard another instance owns: the owner's
+//! persisted offset (written with each of its snapshots), read from Redis by
+//! one poller per shard while anyone waits on it, shared by every waiter of
+//! the shard on this instance. A thousand waiters cost what one does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use restrictd_actors::domain::EntryId;
+use restrictd_actors::shared::Shared;
+use tokio::sync::watch;
+
+use crate::ingest::Ingest;
+
+/// How often a shard's poller reads the owner's offset while someone waits.
+const POLL: Duration = Duration::from_millis(10);
+
+pub struct RemoteOffsets {
+    shards: Vec<Remote>,
+}
+
+struct Remote {
+    /// The highest offset read so far; waiters hold receivers.
+    offset: watch::Sender<EntryId>,
+    /// Whether a poller runs for this shard.
+    polling: AtomicBool,
+}
+
+impl RemoteOffsets {
+    pub fn new(shard_count: u32) -> Self {
+        let shards = (0..shard_count)
+            .map(|_| Remote { offset: watch::Sender::new(EntryId::ZERO), polling: AtomicBool::new(false) })
+            .collect();
+        RemoteOffsets { shards }
+    }
+
+    /// Resolves once the owner of `shard` persisted an offset at or past `id`.
+    pub async fn wait(self: &Arc<Self>, shared: &Arc<Shared>, ingest: &Arc<Ingest>, shard: u32, id: EntryId) {
+        let remote = &self.shards[shard as usize];
+        // Subscribe before looking at `polling`: a poller that sees no
+        // receiver and stops then finds this one and carries on (see `poll`).
+        let mut rx = remote.offset.subscribe();
+        if !remote.polling.swap(true, Ordering::AcqRel) {
+            let (this, shared, ingest) = (Arc::clone(self), Arc::clone(shared), Arc::clone(ingest));
+            actix_rt::spawn(async move { this.poll(&shared, &ingest, shard).await });
+        }
+        // The sender lives as long as `self`: `wait_for` only ends on the condition.
+        let _ = rx.wait_for(|offset| *offset >= id).await;
+    }
+
+    async fn poll(&self, shared: &Shared, ingest: &Ingest, shard: u32) {
+        let remote = &self.shards[shard as usize];
+        let mut get = redis::pipe();
+        get.cmd("GET").arg(shared.keys.offset(shard));
+        loop {
+            if let Ok((Some(text),)) = ingest.run::<(Option<String>,)>(&get, "get").await {
+                if let Some(read) = EntryId::parse(&text) {
+                    remote.offset.send_if_modified(|offset| {
+                        let newer = read > *offset;
+                        if newer {
+                            *offset = read;
+                        }
+                        newer
+                    });
+                }
+            }
+            if remote.offset.receiver_count() == 0 {
+                remote.polling.store(false, Ordering::Release);
+                // A waiter that subscribed just before the store saw `polling`
+                // set and started nobody: carry on for it, unless one that
+                // came after the store started its own poller.
+                if remote.offset.receiver_count() == 0 || remote.polling.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
