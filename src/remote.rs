@@ -51,6 +51,9 @@ impl RemoteOffsets {
 
     async fn poll(&self, shared: &Shared, ingest: &Ingest, shard: u32) {
         let remote = &self.shards[shard as usize];
+        // Dropped before it returns (its worker's runtime stopped): clear the
+        // flag, so that the next waiter starts a poller elsewhere.
+        let dropped = Polling(&remote.polling);
         let mut get = redis::pipe();
         get.cmd("GET").arg(shared.keys.offset(shard));
         loop {
@@ -71,10 +74,20 @@ impl RemoteOffsets {
                 // set and started nobody: carry on for it, unless one that
                 // came after the store started its own poller.
                 if remote.offset.receiver_count() == 0 || remote.polling.swap(true, Ordering::AcqRel) {
+                    std::mem::forget(dropped);
                     return;
                 }
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+}
+
+/// Clears a shard's `polling` flag when its poller is dropped unfinished.
+struct Polling<'a>(&'a AtomicBool);
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
