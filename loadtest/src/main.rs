@@ -327,7 +327,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
 /// snapshot, kill it, restart it and time the replay until ready.
 fn apply_rate(
     runtime: &tokio::runtime::Runtime,
-    bin: &PathBuf,
+    bin: &std::path::Path,
     c: &Common,
     events: u64,
     instances: usize,
@@ -435,8 +435,8 @@ fn apply_rate(
 }
 
 /// The README's suite: each scenario on a fresh private service.
-fn suite(runtime: &tokio::runtime::Runtime, bin: &PathBuf, c: &Common) -> anyhow::Result<serde_json::Value> {
-    let fresh = |c: &Common| target(&Common { spawn: Some(bin.clone()), target: None, ..c.clone() });
+fn suite(runtime: &tokio::runtime::Runtime, bin: &std::path::Path, c: &Common) -> anyhow::Result<serde_json::Value> {
+    let fresh = |c: &Common| target(&Common { spawn: Some(bin.to_path_buf()), target: None, ..c.clone() });
     let mut rows: Vec<Summary> = Vec::new();
     // Fixed-rate rows measure latency: the generator must read each reply as
     // it arrives, and on one thread the replies to a burst of requests (the

@@ -157,7 +157,7 @@ impl Model {
     }
 
     fn sampled(&self, user: u64) -> bool {
-        user % self.every == 0
+        user.is_multiple_of(self.every)
     }
 
     /// Records the outcome of posting `effects`: applied (2xx), refused (4xx/5xx
@@ -223,7 +223,7 @@ pub struct Checks {
 impl Generator for Checks {
     fn next(&mut self) -> Op {
         let u = self.pop.pick(&mut self.rng);
-        let feature = if u % 2 == 0 { "canmessage" } else { "canpurchase" };
+        let feature = if u.is_multiple_of(2) { "canmessage" } else { "canpurchase" };
         Op::Get(format!("/{feature}?user_id={}{u}", self.pop.prefix))
     }
 }
@@ -298,7 +298,7 @@ impl Mixed {
 impl Generator for Mixed {
     fn next(&mut self) -> Op {
         self.n += 1;
-        self.last_was_event = self.n % 3 == 0;
+        self.last_was_event = self.n.is_multiple_of(3);
         if self.last_was_event {
             self.events.next()
         } else {

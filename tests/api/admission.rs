@@ -38,7 +38,7 @@ fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
     assert_eq!(app.get("/canmessage?user_id=held").status, 200);
 
     // Finish the held request: it is accepted, and the slot is free again.
-    slow.write_all(body[10..].as_bytes()).unwrap();
+    slow.write_all(&body.as_bytes()[10..]).unwrap();
     let mut reply = String::new();
     use std::io::Read;
     slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

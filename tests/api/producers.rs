@@ -101,7 +101,7 @@ fn produce(t: usize, users: usize, target: &Target, stop: &AtomicBool, acked: &A
         n += 1;
         let user = live[(n as usize * 7 + t) % live.len()].clone();
         // Flags and purchases of 0.25 to 9.75: sums of quarters are exact.
-        let (body, flags, cents) = if n % 3 == 0 {
+        let (body, flags, cents) = if n.is_multiple_of(3) {
             (event("scam_message_flagged", &user, json!({})), 1, 0)
         } else {
             let cents = 25 * (n % 39 + 1);

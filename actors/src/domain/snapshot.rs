@@ -153,7 +153,7 @@ mod tests {
         let Slot::Set(cards) = agg("cards") else { panic!() };
         u.scalars[usize::from(flags)] = 2;
         u.scalars[usize::from(spend)] = 100_250_000;
-        *u.set_mut(&m, usize::from(cards)) = vec![3, 7, 11].into_boxed_slice();
+        *u.set_mut(m, usize::from(cards)) = vec![3, 7, 11].into_boxed_slice();
         u.restrictions.push(Restriction {
             rule: m.rule_index("scam_message_rule").unwrap() as u16,
             entry: EntryId::new(1_700_000_000_123, 4),
