@@ -219,8 +219,8 @@ impl Default for IngestSection {
 pub struct ReaderSection {
     pub batch: usize,
     pub block: String,
-    /// After a read that found fewer than `batch` entries, wait this long
-    /// before the next one, so each read takes more entries.
+    /// After a busy read (at least 8 entries, no stream full), wait this long
+    /// before the next one, so each read takes more entries; "0s": never.
     pub linger: String,
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use restrictd_actors::domain::EntryId;
+use restrictd_actors::persistence::read_offset;
 use restrictd_actors::shared::Shared;
 use tokio::sync::watch;
 
@@ -17,6 +18,8 @@ use crate::ingest::Ingest;
 const POLL: Duration = Duration::from_millis(10);
 
 pub struct RemoteOffsets {
+    shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
     shards: Vec<Remote>,
 }
 
@@ -28,37 +31,36 @@ struct Remote {
 }
 
 impl RemoteOffsets {
-    pub fn new(shard_count: u32) -> Self {
-        let shards = (0..shard_count)
+    pub fn new(shared: Arc<Shared>, ingest: Arc<Ingest>) -> Self {
+        let shards = (0..shared.shard_count)
             .map(|_| Remote { offset: watch::Sender::new(EntryId::ZERO), polling: AtomicBool::new(false) })
             .collect();
-        RemoteOffsets { shards }
+        RemoteOffsets { shared, ingest, shards }
     }
 
     /// Resolves once the owner of `shard` persisted an offset at or past `id`.
-    pub async fn wait(self: &Arc<Self>, shared: &Arc<Shared>, ingest: &Arc<Ingest>, shard: u32, id: EntryId) {
+    pub async fn wait(self: &Arc<Self>, shard: u32, id: EntryId) {
         let remote = &self.shards[shard as usize];
         // Subscribe before looking at `polling`: a poller that sees no
         // receiver and stops then finds this one and carries on (see `poll`).
         let mut rx = remote.offset.subscribe();
         if !remote.polling.swap(true, Ordering::AcqRel) {
-            let (this, shared, ingest) = (Arc::clone(self), Arc::clone(shared), Arc::clone(ingest));
-            actix_rt::spawn(async move { this.poll(&shared, &ingest, shard).await });
+            let this = Arc::clone(self);
+            actix_rt::spawn(async move { this.poll(shard).await });
         }
         // The sender lives as long as `self`: `wait_for` only ends on the condition.
         let _ = rx.wait_for(|offset| *offset >= id).await;
     }
 
-    async fn poll(&self, shared: &Shared, ingest: &Ingest, shard: u32) {
+    async fn poll(&self, shard: u32) {
         let remote = &self.shards[shard as usize];
         // Dropped before it returns (its worker's runtime stopped): clear the
         // flag, so that the next waiter starts a poller elsewhere.
         let dropped = Polling(&remote.polling);
-        let mut get = redis::pipe();
-        get.cmd("GET").arg(shared.keys.offset(shard));
         loop {
-            if let Ok((Some(text),)) = ingest.run::<(Option<String>,)>(&get, "get").await {
-                if let Some(read) = EntryId::parse(&text) {
+            // A failed read (Redis away) is tried again; the waiters time out.
+            if let Ok(mut conn) = self.ingest.connection().await {
+                if let Ok(Some(read)) = read_offset(&mut conn, &self.shared.keys, shard).await {
                     remote.offset.send_if_modified(|offset| {
                         let newer = read > *offset;
                         if newer {

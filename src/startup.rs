@@ -194,6 +194,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
     );
 
     let ingest = Ingest::start(settings.redis.clone());
+    let remote = Arc::new(RemoteOffsets::new(Arc::clone(&shared), Arc::clone(&ingest)));
     let upkeep = metrics.clone();
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -226,7 +227,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
         rejects,
         writes: Gate::new("writes", settings.max_inflight_writes),
         checks: Gate::new("checks", settings.max_inflight_checks),
-        remote: Arc::new(RemoteOffsets::new(count)),
+        remote,
     });
     let addr = listener.local_addr().context("listener address")?;
     let app_state = state.clone();
@@ -286,8 +287,6 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
     Ok(())
 }
 
-/// Gives the tripwire the shards (for reverts) now, and a Redis connection
-/// (for its audit trail) once Redis answers.
 /// Lowers (or raises) the calling thread's priority. Shard threads run at a
 /// positive niceness by default: when an HTTP worker (an acknowledgement, a
 /// check) and a shard thread are runnable at once on a busy machine, the
@@ -316,6 +315,8 @@ fn worker_of_owned(owned: &[u32], s: u32, workers: usize) -> usize {
     owned.iter().position(|o| *o == s).unwrap_or(0) % workers.max(1)
 }
 
+/// Gives the tripwire the shards (for reverts) now, and a Redis connection
+/// (for its audit trail) once Redis answers.
 fn connect_tripwire(tripwire: &Addr<Tripwire>, shards: &[Option<Addr<ShardActor>>], redis: Target) {
     let recipients = || shards.iter().flatten().map(|s| s.clone().recipient()).collect::<Vec<_>>();
     tripwire.do_send(Connect { shards: recipients(), conn: None });

@@ -389,7 +389,7 @@ impl ShardActor {
                     EventKind::Known(k) => Some(k),
                     EventKind::Unknown => None,
                 },
-                json: json.to_string(),
+                json: json.to_string().into(),
             }));
         }
         let mut bits = out.fired;
@@ -469,7 +469,7 @@ impl ShardActor {
                 rule: change.rule,
                 features: change.features,
                 event: None,
-                json: json.to_string(),
+                json: Arc::clone(&json),
             }));
         }
         self.audit.push((change.user_id, json));

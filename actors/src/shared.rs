@@ -193,8 +193,9 @@ pub struct FeedItem {
     pub features: u64,
     /// The event's index in the schema (events only; `None` for undeclared).
     pub event: Option<u16>,
-    /// The item as JSON, rendered once for every subscriber.
-    pub json: String,
+    /// The item as JSON, rendered once for every subscriber (for a change, the
+    /// same allocation as its changelog and audit entries).
+    pub json: Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -378,7 +378,7 @@ impl Tripwire {
             rule: Some(r as u16),
             features: self.shared.model.rules[r].features,
             event: None,
-            json: self.change_json(r, change, by),
+            json: self.change_json(r, change, by).into(),
         }));
     }
 

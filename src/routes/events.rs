@@ -182,7 +182,7 @@ pub(crate) async fn wait_until_applied(state: &AppState, shard: u32, id: EntryId
         if owned {
             return rx.wait_for(|applied| *applied >= id).await.is_ok();
         }
-        state.remote.wait(&state.shared, &state.ingest, shard, id).await;
+        state.remote.wait(shard, id).await;
         true
     };
     match tokio::time::timeout(timeout, applied).await {
