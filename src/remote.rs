@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use restrictd_actors::domain::EntryId;
+use restrictd_actors::metrics::REDIS_ERRORS_TOTAL;
 use restrictd_actors::persistence::read_offset;
 use restrictd_actors::shared::Shared;
 use tokio::sync::watch;
@@ -16,6 +17,8 @@ use crate::ingest::Ingest;
 
 /// How often a shard's poller reads the owner's offset while someone waits.
 const POLL: Duration = Duration::from_millis(10);
+/// The poller's label in `restrictd_redis_errors_total`.
+const OPERATION: &str = "offset";
 
 pub struct RemoteOffsets {
     shared: Arc<Shared>,
@@ -57,17 +60,29 @@ impl RemoteOffsets {
         // Dropped before it returns (its worker's runtime stopped): clear the
         // flag, so that the next waiter starts a poller elsewhere.
         let dropped = Polling(&remote.polling);
+        // One warning per poller, not one per poll.
+        let mut warned = false;
         loop {
-            // A failed read (Redis away) is tried again; the waiters time out.
+            // A failed read is counted (a failed connect counts itself) and
+            // tried again; the waiters time out.
             if let Ok(mut conn) = self.ingest.connection().await {
-                if let Ok(Some(read)) = read_offset(&mut conn, &self.shared.keys, shard).await {
-                    remote.offset.send_if_modified(|offset| {
-                        let newer = read > *offset;
-                        if newer {
-                            *offset = read;
+                match read_offset(&mut conn, &self.shared.keys, shard).await {
+                    Ok(read) => {
+                        let read = read.unwrap_or(EntryId::ZERO);
+                        remote.offset.send_if_modified(|offset| {
+                            let newer = read > *offset;
+                            if newer {
+                                *offset = read;
+                            }
+                            newer
+                        });
+                    }
+                    Err(e) => {
+                        metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => OPERATION).increment(1);
+                        if !std::mem::replace(&mut warned, true) {
+                            tracing::warn!(shard, error = %e, "cannot read the owner's offset; wait=applied for this shard times out until it can");
                         }
-                        newer
-                    });
+                    }
                 }
             }
             if remote.offset.receiver_count() == 0 {

@@ -54,15 +54,6 @@ pub(crate) fn assert_seeded(app: &TestApp) {
     assert_eq!(app.get("/v1/users/flagged").json()["aggregates"]["scam_flags"], 2);
 }
 
-fn metric(app: &TestApp, name: &str) -> f64 {
-    let body = app.get("/metrics").body;
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} not exported:\n{body}"))
-}
-
 #[test]
 fn a_graceful_stop_snapshots_everything_and_a_restart_replays_nothing() {
     let redis = TestRedis::start();
@@ -74,8 +65,8 @@ fn a_graceful_stop_snapshots_everything_and_a_restart_replays_nothing() {
 
     let app = TestApp::spawn_with(&redis, LAZY);
     assert_seeded(&app);
-    assert_eq!(metric(&app, "restrictd_recovery_entries_replayed_total"), 0.0);
-    assert_eq!(metric(&app, "restrictd_recovery_users_loaded_total"), 3.0);
+    assert_eq!(app.metric("restrictd_recovery_entries_replayed_total"), 0.0);
+    assert_eq!(app.metric("restrictd_recovery_users_loaded_total"), 3.0);
     assert!(app.log().contains("snapshots loaded"), "{}", app.log());
 }
 
@@ -89,7 +80,7 @@ fn events_applied_but_not_snapshotted_are_replayed_after_kill_9() {
 
     let app = TestApp::spawn_with(&redis, LAZY);
     assert_seeded(&app);
-    assert_eq!(metric(&app, "restrictd_recovery_entries_replayed_total"), 5.0);
+    assert_eq!(app.metric("restrictd_recovery_entries_replayed_total"), 5.0);
 }
 
 #[test]

@@ -148,6 +148,17 @@ impl TestApp {
         self.request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
     }
 
+    /// One series of `/metrics`, named with its labels as exported
+    /// (`restrictd_redis_errors_total{operation="xadd"}`); panics when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let body = self.get("/metrics").body;
+        body.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {series} not exported:\n{body}"))
+    }
+
     /// Posts an event and waits until it is applied; panics unless 200.
     pub fn post_applied(&self, event: &Value) -> Value {
         let r = self.post("/event?wait=applied", event);

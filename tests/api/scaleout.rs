@@ -206,6 +206,23 @@ fn a_non_owner_sees_a_restriction_within_the_changelog_delay() {
 }
 
 #[test]
+fn a_non_owner_counts_failed_reads_of_the_owners_offset_and_the_wait_times_out() {
+    let redis = TestRedis::start();
+    let front = instance(&redis, "front", "0", &[("RESTRICTD_INGEST__WAIT_TIMEOUT", "1s")]);
+    let user = (0..).map(|i| format!("o{i}")).find(|u| shard_of(u, 64) == 5).expect("a user of shard 5");
+    // The owner's offset cannot be read: a hash where its string belongs.
+    redis.cli(&["HSET", "rd:{5}:offset", "not", "an offset"]);
+    let r = front.post("/event?wait=applied", &event("scam_message_flagged", &user, json!({})));
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("durable"), "{}", r.body);
+    assert_eq!(redis.cli(&["XLEN", "rd:{5}:events"]), "1", "the event was kept");
+    let errors = front.metric("restrictd_redis_errors_total{operation=\"offset\"}");
+    assert!(errors >= 1.0, "failed reads of the offset are counted: {errors}");
+    let log = front.log();
+    assert_eq!(log.matches("cannot read the owner's offset").count(), 1, "one warning, not one per poll:\n{log}");
+}
+
+#[test]
 fn waiters_on_a_non_owner_share_one_poll_of_the_owners_offset() {
     let redis = TestRedis::start();
     // Snapshots (which carry the offset a non-owner waits for) every 2 s.

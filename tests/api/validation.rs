@@ -5,6 +5,9 @@ use serde_json::json;
 
 use crate::helpers::{event, TestApp, TestRedis};
 
+/// One bad request: (what is wrong, headers, body, expected status, a phrase the error names).
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+
 /// Total entries across every shard stream.
 fn logged(redis: &TestRedis) -> usize {
     (0..64).map(|s| redis.cli(&["XLEN", &format!("rd:{{{s}}}:events")]).parse::<usize>().unwrap()).sum()
@@ -16,7 +19,7 @@ fn each_bad_input_gets_its_status_and_a_json_error_and_nothing_is_logged() {
     let app = TestApp::spawn_with(&redis, &[("RESTRICTD_INGEST__BODY_LIMIT_BYTES", "2048")]);
     let json = [("Content-Type", "application/json")];
     let long_user = "x".repeat(257);
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("malformed JSON", json.to_vec(), b"{\"name\": ".to_vec(), 400, "malformed JSON"),
         ("empty body", json.to_vec(), b"".to_vec(), 400, "empty"),
         ("not an object", json.to_vec(), b"[1,2]".to_vec(), 400, "JSON object"),

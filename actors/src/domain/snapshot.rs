@@ -33,14 +33,16 @@ struct UserV1 {
     restrictions: Vec<(String, EntryId, u64)>,
 }
 
-/// Version 2: restrictions carry their expiry; overrides
-/// (feature, allowed, reason, by, at_ms, expires_at_ms).
+/// An override as version 2 stores it: (feature, allowed, reason, by, at_ms, expires_at_ms).
+type StoredOverride<'a> = (&'a str, bool, &'a str, &'a str, u64, Option<u64>);
+
+/// Version 2: restrictions carry their expiry; overrides (`StoredOverride`).
 #[derive(bincode::Encode)]
 struct UserV2Ref<'a> {
     scalars: Vec<(&'a str, u64)>,
     sets: Vec<(&'a str, &'a [u64])>,
     restrictions: Vec<(&'a str, EntryId, u64, Option<u64>)>,
-    overrides: Vec<(&'a str, bool, &'a str, &'a str, u64, Option<u64>)>,
+    overrides: Vec<StoredOverride<'a>>,
 }
 
 #[derive(bincode::Decode)]
