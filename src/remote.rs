@@ -67,8 +67,9 @@ impl RemoteOffsets {
             // tried again; the waiters time out.
             if let Ok(mut conn) = self.ingest.connection().await {
                 match read_offset(&mut conn, &self.shared.keys, shard).await {
-                    Ok(read) => {
-                        let read = read.unwrap_or(EntryId::ZERO);
+                    // The owner has not written a snapshot yet.
+                    Ok(None) => {}
+                    Ok(Some(read)) => {
                         remote.offset.send_if_modified(|offset| {
                             let newer = read > *offset;
                             if newer {
