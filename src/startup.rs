@@ -234,7 +234,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
     let server = HttpServer::new(move || {
         let state = app_state.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(crate::http_metrics::count))
+            .wrap(crate::http_metrics::CountRequests)
             .app_data(state.clone())
             .configure(|cfg| routes::configure(cfg, &state))
             .default_service(web::to(routes::not_found))

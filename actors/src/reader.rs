@@ -337,8 +337,10 @@ pub(crate) async fn read_streams<'k>(
     block: Duration,
     idle: &mut IdleBackoff,
 ) -> Result<Vec<StreamEntries>, ReadError> {
+    // Sized for every key and cursor (streams are named `<prefix>:{S}:events`).
     let xread = |block: Option<u64>| {
-        let mut cmd = redis::cmd("XREAD");
+        let mut cmd = redis::Cmd::with_capacity(6 + 2 * cursors.len(), 16 + 72 * cursors.len());
+        cmd.arg("XREAD");
         cmd.arg("COUNT").arg(batch);
         if let Some(ms) = block {
             cmd.arg("BLOCK").arg(ms);
@@ -346,17 +348,20 @@ pub(crate) async fn read_streams<'k>(
         cmd.arg("STREAMS");
         cmd
     };
+    let mut id = [0; EntryId::MAX_LEN];
     if !target.is_cluster() {
         let mut cmd = xread(Some(block.as_millis() as u64));
-        cmd.arg(keys.collect::<Vec<_>>());
+        for key in keys {
+            cmd.arg(key);
+        }
         for c in cursors {
-            cmd.arg(c.to_string());
+            cmd.arg(c.encode(&mut id));
         }
         return streams(xread_reply(conn, &cmd).await?);
     }
     let reads = keys.zip(cursors).map(|(key, c)| {
         let mut cmd = xread(None);
-        cmd.arg(key).arg(c.to_string());
+        cmd.arg(key).arg(c.encode(&mut id));
         let mut conn = conn.clone();
         async move { xread_reply(&mut conn, &cmd).await }
     });

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::domain::schema::check_user_id;
 
@@ -24,7 +24,7 @@ pub async fn check(req: HttpRequest, state: web::Data<AppState>, feature: usize)
     let restricted = state.shared.restricted(&user) & (1 << feature) != 0;
     let body = state.check_bodies[feature][usize::from(restricted)].clone();
     state.check_latency.record(started.elapsed().as_secs_f64());
-    Ok(HttpResponse::Ok().content_type(ContentType::json()).body(body))
+    Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json"))).body(body))
 }
 
 /// `GET /v1/users/{user_id}/features` → every feature of the user.

@@ -46,7 +46,29 @@ pub fn features_json(model: &Model, restricted: u64) -> Value {
 
 /// A query parameter, percent-decoded (borrowed when no decoding was needed).
 pub fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<std::borrow::Cow<'a, str>> {
-    form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v)
+    query_value(req.query_string(), name)
+}
+
+/// The first value of `name` in a query string, as `form_urlencoded` reads it.
+/// A query without `%` or `+` decodes to itself: it is split in place (the
+/// check path's case) instead of decoding every pair.
+fn query_value<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    if query.bytes().any(|b| b == b'%' || b == b'+') {
+        return form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v);
+    }
+    let mut rest = query;
+    loop {
+        let (pair, next) = match rest.bytes().position(|b| b == b'&') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        match pair.strip_prefix(name).map(|after| (after.is_empty(), after.strip_prefix('='))) {
+            Some((true, _)) => return Some(std::borrow::Cow::Borrowed("")),
+            Some((false, Some(value))) => return Some(std::borrow::Cow::Borrowed(value)),
+            _ => {}
+        }
+        rest = next?;
+    }
 }
 
 /// What every read of one user does first: the read token, then the user id.
@@ -69,4 +91,36 @@ pub fn rfc3339_ms(ms: u64) -> String {
 
 pub fn st(state: &web::Data<AppState>) -> &AppState {
     state.get_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_value;
+
+    #[test]
+    fn query_values_read_as_form_urlencoded_reads_them() {
+        let queries = [
+            "user_id=12345",
+            "user_id=12345&wait=applied",
+            "wait=applied&user_id=a.b-c_d~e",
+            "user_id=first&user_id=second",
+            "user_id=&x=1",
+            "user_id",
+            "&&user_id=x&&",
+            "user_id=a=b",
+            "user_idx=1&xuser_id=2",
+            "user_id=a%20b",
+            "user_id=a+b",
+            "user%5Fid=encoded-key",
+            "user_id=%E2%82%AC",
+            "user_id=%zz",
+            "",
+        ];
+        for q in queries {
+            for name in ["user_id", "wait", "x"] {
+                let expected = form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v);
+                assert_eq!(query_value(q, name), expected, "{name} in {q:?}");
+            }
+        }
+    }
 }

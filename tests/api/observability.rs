@@ -93,6 +93,28 @@ fn every_metric_the_dashboard_queries_is_exported() {
     assert!(!exposition.contains("obs2") && !exposition.contains("\"obs\""), "no user id in any label");
 }
 
+#[test]
+fn requests_are_counted_by_route_pattern_and_status() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    for _ in 0..3 {
+        app.can("message", "counted");
+    }
+    assert_eq!(app.get("/canmessage").status, 400);
+    assert_eq!(app.request("DELETE", "/event", &[], b"").status, 405);
+    assert_eq!(app.get("/v1/users/counted/features").status, 200);
+    assert_eq!(app.get("/no/such/route").status, 404);
+    let count = |route: &str, status: u16| {
+        app.metric(&format!("restrictd_http_requests_total{{route=\"{route}\",status=\"{status}\"}}"))
+    };
+    assert_eq!(count("/canmessage", 200), 3.0);
+    assert_eq!(count("/canmessage", 400), 1.0);
+    assert_eq!(count("/event", 405), 1.0);
+    // The pattern, never the user id.
+    assert_eq!(count("/v1/users/{user_id}/features", 200), 1.0);
+    assert_eq!(count("unmatched", 404), 1.0);
+}
+
 /// Percent-encodes a query for a URL.
 fn encode(s: &str) -> String {
     s.bytes()
