@@ -53,7 +53,16 @@ pub async fn post_event(
     state.ingest_latency.record(started.elapsed().as_secs_f64());
     let status = format!("Event '{}' added to the stream.", event.name);
     if !wait {
-        return Ok(HttpResponse::Ok().json(json!({ "status": status, "id": id.to_string() })));
+        // The reference service's reply, serialised straight from borrowed
+        // fields (keys in the order the `json!` map wrote them).
+        #[derive(serde::Serialize)]
+        struct Appended<'a> {
+            id: &'a str,
+            status: &'a str,
+        }
+        let mut text = [0; EntryId::MAX_LEN];
+        let id = std::str::from_utf8(id.encode(&mut text)).expect("an id is ASCII digits and a dash");
+        return Ok(HttpResponse::Ok().json(Appended { id, status: &status }));
     }
     wait_until_applied(&state, shard, id).await?;
     let mask = masks_after_wait(&state, &[event.user_id]).await?[0];
