@@ -18,7 +18,7 @@ use crate::ingest::Ingest;
 /// How often a shard's poller reads the owner's offset while someone waits.
 const POLL: Duration = Duration::from_millis(10);
 /// The poller's label in `restrictd_redis_errors_total`.
-const OPERATION: &str = "offset";
+pub const OPERATION: &str = "offset";
 
 pub struct RemoteOffsets {
     shared: Arc<Shared>,

@@ -80,7 +80,7 @@ fn resident_memory_bytes() -> Option<u64> {
 /// dashboard shows 0 rather than "no data" before the first occurrence.
 fn register_known_series(model: &restrictd_actors::domain::Model) {
     use restrictd_actors::metrics::*;
-    for op in ["xadd", "xread", "flush", "connect", "ping", "offset"] {
+    for op in ["xadd", "xread", "flush", "connect", "ping", crate::remote::OPERATION] {
         metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => op).absolute(0);
     }
     for reason in restrictd_actors::domain::schema::REASONS.iter().chain(&["malformed_json", "missing_field"]) {

@@ -61,8 +61,7 @@ pub async fn post_event(
             status: &'a str,
         }
         let mut text = [0; EntryId::MAX_LEN];
-        let id = std::str::from_utf8(id.encode(&mut text)).expect("an id is ASCII digits and a dash");
-        return Ok(HttpResponse::Ok().json(Appended { id, status: &status }));
+        return Ok(HttpResponse::Ok().json(Appended { id: id.encode(&mut text), status: &status }));
     }
     wait_until_applied(&state, shard, id).await?;
     let mask = masks_after_wait(&state, &[event.user_id]).await?[0];

@@ -37,7 +37,7 @@ impl EntryId {
     /// Writes `<ms>-<seq>` at the end of `buf` and returns it, without the
     /// formatting machinery or an allocation (a reader names every cursor of
     /// its shards in each XREAD).
-    pub fn encode<'b>(&self, buf: &'b mut [u8; Self::MAX_LEN]) -> &'b [u8] {
+    pub fn encode<'b>(&self, buf: &'b mut [u8; Self::MAX_LEN]) -> &'b str {
         fn digits(buf: &mut [u8], mut end: usize, mut n: u64) -> usize {
             loop {
                 end -= 1;
@@ -51,7 +51,7 @@ impl EntryId {
         let mut start = digits(buf, Self::MAX_LEN, self.seq) - 1;
         buf[start] = b'-';
         start = digits(buf, start, self.ms);
-        &buf[start..]
+        std::str::from_utf8(&buf[start..]).expect("ASCII digits and a dash")
     }
 
     pub fn parse_bytes(bytes: &[u8]) -> Option<Self> {
@@ -85,8 +85,8 @@ mod tests {
         let mut buf = [0; EntryId::MAX_LEN];
         for (ms, seq) in [(0, 0), (1, 0), (9, 10), (1_700_000_000_000, 11), (u64::MAX, u64::MAX), (10, 99_999)] {
             let id = EntryId::new(ms, seq);
-            assert_eq!(id.encode(&mut buf), id.to_string().as_bytes());
-            assert_eq!(EntryId::parse_bytes(id.encode(&mut buf)), Some(id));
+            assert_eq!(id.encode(&mut buf), id.to_string());
+            assert_eq!(EntryId::parse(id.encode(&mut buf)), Some(id));
         }
     }
 }
