@@ -39,6 +39,29 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usiz
     Ok(body.freeze())
 }
 
+/// Reads a body that will not be used, so that the connection can carry the
+/// next request: actix-web closes a keep-alive connection whose request body
+/// was left unread, and a refused client would pay a new connection for its
+/// retry. Gives up (and lets the connection close) on a body over `limit`
+/// bytes or one still arriving after a second.
+pub async fn discard(req: &HttpRequest, mut payload: web::Payload, limit: usize) {
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_none_or(|n| n > limit) {
+        return;
+    }
+    let drain = async {
+        let mut read = 0;
+        while let Some(Ok(chunk)) = payload.next().await {
+            read += chunk.len();
+            if read > limit {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+}
+
 /// Parses JSON, or says where it is malformed.
 pub fn parse<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {

@@ -24,7 +24,15 @@ async fn accept_write<'a>(
     payload: web::Payload,
     state: &'a AppState,
 ) -> Result<(Slot<'a>, Instant, bool, web::Bytes), ApiError> {
-    let slot = state.writes.enter()?;
+    let slot = match state.writes.enter() {
+        Ok(slot) => slot,
+        Err(refused) => {
+            // Read the refused body past, so the client's connection stays
+            // open for its retry (an unread body makes actix close it).
+            body::discard(req, payload, state.settings.body_limit_bytes).await;
+            return Err(refused);
+        }
+    };
     state.settings.auth.ingest(req)?;
     let started = Instant::now();
     let wait = wait_applied(req)?;

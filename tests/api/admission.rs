@@ -36,6 +36,22 @@ fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
     assert!(app.can("message", "refused"));
     // Checks are not writes: they still answer.
     assert_eq!(app.get("/canmessage?user_id=held").status, 200);
+    // A refused client keeps its connection: its next request (a retry, a
+    // check) goes on the same one.
+    let mut conn = TcpStream::connect(&app.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let refused_body = event("scam_message_flagged", "refused", json!({})).to_string();
+    let head = exchange(
+        &mut conn,
+        &format!(
+            "POST /event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{refused_body}",
+            refused_body.len()
+        ),
+    );
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    let head = exchange(&mut conn, "GET /canmessage?user_id=held HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "the next request on the refused connection: {head}");
 
     // Finish the held request: it is accepted, and the slot is free again.
     slow.write_all(&body.as_bytes()[10..]).unwrap();
@@ -55,6 +71,30 @@ fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
             .any(|l| l.starts_with("restrictd_admission_refused_total{kind=\"writes\"}") && !l.ends_with(" 0")),
         "{metrics}"
     );
+}
+
+/// Writes a request on a kept-alive connection and reads one reply (framed by
+/// Content-Length); returns its head.
+fn exchange(conn: &mut TcpStream, request: &str) -> String {
+    use std::io::Read;
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+                .map_or(0, |(_, v)| v.trim().parse().unwrap());
+            if raw.len() >= end + 4 + length {
+                return head;
+            }
+        }
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection was closed: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// The niceness of each thread of a process, from /proc (Linux).
