@@ -56,6 +56,10 @@ pub struct Summary {
     /// Work units per second (events per second for batches).
     pub units_per_second: f64,
     pub latency_us: BTreeMap<String, f64>,
+    /// Latency of the accepted requests (2xx) alone, and of the refused ones
+    /// (429, 503): under overload the two tell different stories.
+    pub accepted_latency_us: BTreeMap<String, f64>,
+    pub refused_latency_us: BTreeMap<String, f64>,
     /// Replies by status; "io" counts connection errors.
     pub statuses: BTreeMap<String, u64>,
     pub errors: u64,
@@ -63,6 +67,8 @@ pub struct Summary {
 
 struct Tally {
     hist: Histogram<u64>,
+    accepted: Histogram<u64>,
+    refused: Histogram<u64>,
     statuses: BTreeMap<String, u64>,
     units: u64,
 }
@@ -83,7 +89,9 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::new(&addr);
             let mut tally = Tally {
-                hist: Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds"),
+                hist: histogram(),
+                accepted: histogram(),
+                refused: histogram(),
                 statuses: BTreeMap::new(),
                 units: 0,
             };
@@ -116,7 +124,13 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
                     Op::Post(path, body) => conn.post(path, body).await,
                 };
                 last_reply_at = Instant::now();
-                let _ = tally.hist.record((last_reply_at - sent_at).as_nanos().max(1_000) as u64);
+                let latency = (last_reply_at - sent_at).as_nanos().max(1_000) as u64;
+                let _ = tally.hist.record(latency);
+                match reply.as_ref().map(|r| r.status) {
+                    Ok(s) if s < 300 => drop(tally.accepted.record(latency)),
+                    Ok(429 | 503) => drop(tally.refused.record(latency)),
+                    _ => {}
+                }
                 let key = match &reply {
                     Ok(r) => r.status.to_string(),
                     Err(_) => "io".to_string(),
@@ -133,12 +147,14 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
     }
     let progress =
         tokio::spawn(progress(plan.label.clone(), start, plan.duration, Arc::clone(&done), Arc::clone(&stop)));
-    let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds");
+    let (mut hist, mut accepted, mut refused) = (histogram(), histogram(), histogram());
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let mut units = 0;
     for t in tasks {
         let tally = t.await.expect("connection task");
         hist.add(&tally.hist).expect("same bounds");
+        accepted.add(&tally.accepted).expect("same bounds");
+        refused.add(&tally.refused).expect("same bounds");
         units += tally.units;
         for (k, v) in tally.statuses {
             *statuses.entry(k).or_default() += v;
@@ -150,14 +166,6 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
     stop.store(true, Ordering::Release);
     let _ = progress.await;
     let requests = hist.len();
-    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    let latency_us = BTreeMap::from([
-        ("p50".to_string(), us(0.5)),
-        ("p90".to_string(), us(0.9)),
-        ("p99".to_string(), us(0.99)),
-        ("p99.9".to_string(), us(0.999)),
-        ("max".to_string(), hist.max() as f64 / 1000.0),
-    ]);
     let errors = statuses.iter().filter(|(k, _)| !k.starts_with('2')).map(|(_, v)| v).sum();
     Summary {
         label: plan.label.clone(),
@@ -167,10 +175,31 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
         requests,
         requests_per_second: requests as f64 / seconds,
         units_per_second: units as f64 / seconds,
-        latency_us,
+        latency_us: percentiles(&hist),
+        accepted_latency_us: percentiles(&accepted),
+        refused_latency_us: percentiles(&refused),
         statuses,
         errors,
     }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds")
+}
+
+/// p50 to max in µs; empty for an empty histogram.
+fn percentiles(hist: &Histogram<u64>) -> BTreeMap<String, f64> {
+    if hist.is_empty() {
+        return BTreeMap::new();
+    }
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    BTreeMap::from([
+        ("p50".to_string(), us(0.5)),
+        ("p90".to_string(), us(0.9)),
+        ("p99".to_string(), us(0.99)),
+        ("p99.9".to_string(), us(0.999)),
+        ("max".to_string(), hist.max() as f64 / 1000.0),
+    ])
 }
 
 /// A progress bar on stderr, once a second.
@@ -215,5 +244,20 @@ pub fn print_table(rows: &[Summary]) {
             l("max"),
             if errors.is_empty() { "0".to_string() } else { errors.join(" ") }
         );
+        // With refusals, the accepted and the refused requests on lines of their own.
+        if s.refused_latency_us.is_empty() {
+            continue;
+        }
+        for (what, latency) in [("accepted", &s.accepted_latency_us), ("refused", &s.refused_latency_us)] {
+            let l = |k: &str| latency.get(k).copied().unwrap_or(0.0);
+            println!(
+                "  {what:<48} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+                l("p50"),
+                l("p90"),
+                l("p99"),
+                l("p99.9"),
+                l("max")
+            );
+        }
     }
 }

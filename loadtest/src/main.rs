@@ -192,8 +192,10 @@ fn main() -> anyhow::Result<()> {
             ("suite".into(), suite(&runtime, &bin, &c)?)
         }
         command => {
-            let t = target(&c)?;
-            let summaries = runtime.block_on(run_scenario(&t.addr, &c, command))?;
+            // The ceiling serves itself: no restrictd to reach or start.
+            let t = if matches!(command, Command::Ceiling { .. }) { None } else { Some(target(&c)?) };
+            let addr = t.as_ref().map(|t| t.addr.clone()).unwrap_or_default();
+            let summaries = runtime.block_on(run_scenario(&addr, &c, command))?;
             engine::print_table(&summaries);
             let name = summaries.first().map(|s| s.label.clone()).unwrap_or_default();
             (name, json!(summaries))
