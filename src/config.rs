@@ -262,7 +262,7 @@ pub struct AdmissionSection {
 
 impl Default for AdmissionSection {
     fn default() -> Self {
-        AdmissionSection { max_inflight_writes: 4096, max_inflight_checks: 16384 }
+        AdmissionSection { max_inflight_writes: 128, max_inflight_checks: 16384 }
     }
 }
 

@@ -5,7 +5,6 @@
 //! `/ready`, and to refuse writes fast while it is not) so the service starts
 //! and answers checks while Redis is away.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -14,6 +13,7 @@ use std::time::Duration;
 use restrictd_actors::domain::EntryId;
 use restrictd_actors::link::{Conn, Target};
 use restrictd_actors::metrics::REDIS_ERRORS_TOTAL;
+use tokio::sync::OnceCell;
 
 use crate::error::ApiError;
 
@@ -57,24 +57,24 @@ impl Ingest {
     }
 
     /// This thread's write connection, opened on first use once Redis is up.
+    /// The requests that arrive while it is being opened wait for that one
+    /// connection (hundreds of clients starting at once used to open one each).
     pub async fn connection(&self) -> Result<Conn, ApiError> {
         thread_local! {
-            static WRITE: Rc<RefCell<Option<Conn>>> = Rc::default();
+            static WRITE: Rc<OnceCell<Conn>> = Rc::default();
         }
         let cell = WRITE.with(Rc::clone);
-        if let Some(conn) = cell.borrow().as_ref() {
+        if let Some(conn) = cell.get() {
             return Ok(conn.clone());
         }
         if self.conn.get().is_none() {
             return Err(ApiError::redis_unavailable("not connected yet"));
         }
-        let conn = self.target.managed(Duration::from_millis(500)).await.map_err(|e| {
+        let conn = cell.get_or_try_init(|| self.target.managed(Duration::from_millis(500))).await.map_err(|e| {
             self.note(false, "connect", Some(&e));
             ApiError::redis_unavailable(e)
         })?;
-        // Two requests may have raced to open it: keep the first.
-        let kept = cell.borrow_mut().get_or_insert(conn).clone();
-        Ok(kept)
+        Ok(conn.clone())
     }
 
     fn note(&self, ok: bool, operation: &'static str, error: Option<&redis::RedisError>) {

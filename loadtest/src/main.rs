@@ -74,6 +74,10 @@ enum Command {
     Mixed,
     /// Mixed load at 10, 100 and 1000 concurrent clients (closed loop), a third of the duration each.
     Ramp,
+    /// Single events at --rate (default 15000/s, sustainable here) and then at
+    /// twice that on the same service: what admission control does with the
+    /// excess. Fails if the service stops answering or loses an accepted event.
+    Overload,
     /// Post-to-visible latency at a fixed event rate (default 10000/s).
     Lag,
     /// A trivial actix-web handler with restrictd's worker count, driven the same way.
@@ -293,6 +297,17 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             }
             out
         }
+        Command::Overload => {
+            let rate = c.rate.unwrap_or(15_000.0);
+            let mut rows = Vec::new();
+            for r in [rate, 2.0 * rate] {
+                let p = Plan { rate: Some(r), ..plan(addr, c, &format!("events {:.1}k/s", r / 1000.0)) };
+                rows.push(engine::run(&p, |i| events_gen(&pop, &model, i as u64 + 1000 * (r as u64))).await);
+            }
+            let ready = loadtest::client::Conn::new(addr).get("/ready").await?;
+            anyhow::ensure!(ready.status == 200, "the service is not ready after the overload: {}", ready.status);
+            rows
+        }
         Command::Lag => {
             let r = measure::lag(addr, c.rate.unwrap_or(10_000.0), c.connections, c.duration).await?;
             println!(
@@ -453,10 +468,12 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &std::path::Path, c: &Common) -
         let addr = t.as_ref().map(|t| t.addr.clone()).unwrap_or_default();
         let runtime = if c.rate.is_some() && c.connections > 1 { &latency_runtime } else { runtime };
         let mut s = runtime.block_on(run_scenario(&addr, &c, command))?;
-        let mut s = s.remove(0);
-        s.label = label.to_string();
-        rows.push(s.clone());
-        Ok(s)
+        // A scenario of several rows (overload) labels them itself.
+        if s.len() == 1 {
+            s[0].label = label.to_string();
+        }
+        rows.extend(s.iter().cloned());
+        Ok(s.remove(0))
     };
     let base = Common { rate: None, ..c.clone() };
     let ceiling_cmd = || Command::Ceiling { workers: 2, in_process: false };
@@ -473,6 +490,8 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &std::path::Path, c: &Common) -
     let mixed = Common { rate: Some(10_000.0), connections: 100, ..base.clone() };
     run("mixed 10k/s", mixed.clone(), Command::Mixed)?;
     run("ceiling 10k/s", mixed, ceiling_cmd())?;
+    // Twice a sustainable rate of single events, from many clients.
+    run("overload", Common { rate: Some(15_000.0), connections: 500, ..base.clone() }, Command::Overload)?;
     let t = fresh(&base)?;
     let lag = runtime.block_on(measure::lag(&t.addr, 10_000.0, 50, base.duration))?;
     drop(t);
