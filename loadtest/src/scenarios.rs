@@ -122,6 +122,8 @@ struct Expected {
     no_message: bool,
     no_purchase: bool,
     ambiguous: bool,
+    /// Events of this user sent and not yet answered.
+    pending: u32,
 }
 
 impl Expected {
@@ -160,6 +162,24 @@ impl Model {
         user.is_multiple_of(self.every)
     }
 
+    /// Notes that `effects` are being sent. A user with events in flight on
+    /// two connections at once becomes ambiguous: the service's order of them
+    /// is not known here, and the rules are sticky, so order can matter.
+    pub fn sending(&self, effects: &[(u64, Effect)]) {
+        if !effects.iter().any(|(u, _)| self.sampled(*u)) {
+            return;
+        }
+        let mut users = self.users.lock().expect("model lock");
+        let mut seen = HashSet::new();
+        for &(u, _) in effects.iter().filter(|(u, _)| self.sampled(*u)) {
+            let x = users.entry(u).or_default();
+            if x.pending > 0 && seen.insert(u) {
+                x.ambiguous = true;
+            }
+            x.pending += 1;
+        }
+    }
+
     /// Records the outcome of posting `effects`: applied (2xx), refused (4xx/5xx
     /// other than a timeout: not appended) or unknown (I/O error, 504: ambiguous).
     pub fn record(&self, effects: &[(u64, Effect)], reply: Option<&Reply>) {
@@ -169,6 +189,7 @@ impl Model {
         let mut users = self.users.lock().expect("model lock");
         for &(u, e) in effects.iter().filter(|(u, _)| self.sampled(*u)) {
             let x = users.entry(u).or_default();
+            x.pending = x.pending.saturating_sub(1);
             match reply.map(|r| r.status) {
                 Some(s) if s < 300 => x.apply(e),
                 Some(s) if s != 504 && s >= 400 => {}
@@ -242,6 +263,7 @@ impl Generator for Events {
         let e = Effect::random(&mut self.rng);
         self.last.clear();
         self.last.push((u, e));
+        self.model.sending(&self.last);
         Op::Post("/event".into(), e.json(&self.pop.name(u)).into_bytes())
     }
     fn done(&mut self, reply: Option<&Reply>) {
@@ -271,6 +293,7 @@ impl Generator for Batches {
             body.push_str(&effect.json(&e.pop.name(u)));
         }
         body.push(']');
+        e.model.sending(&e.last);
         Op::Post("/v1/events".into(), body.into_bytes())
     }
     fn done(&mut self, reply: Option<&Reply>) {
