@@ -1,13 +1,46 @@
 //! Admission control: past the in-flight bound, writes are refused at once
-//! with 429, Retry-After and a JSON error; nothing refused is appended.
+//! with 429, Retry-After and a JSON error; nothing refused is appended. And
+//! the write path under a burst of clients.
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{event, wait_for, TestApp, TestRedis};
+use crate::helpers::{event, http, wait_for, TestApp, TestRedis};
+
+#[test]
+fn a_burst_of_first_writes_opens_one_redis_connection_per_http_worker() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[("RESTRICTD_HTTP__WORKERS", "2")]);
+    let received = || -> u64 {
+        let info = redis.cli(&["INFO", "stats"]);
+        info.lines().find_map(|l| l.strip_prefix("total_connections_received:")).unwrap().trim().parse().unwrap()
+    };
+    let before = received();
+    // 64 producers send their first events at the same moment, before either
+    // worker has its write connection.
+    let start = Arc::new(Barrier::new(64));
+    let producers: Vec<_> = (0..64)
+        .map(|i| {
+            let (addr, start) = (app.addr.clone(), Arc::clone(&start));
+            std::thread::spawn(move || {
+                let body = event("scam_message_flagged", &format!("burst{i}"), json!({})).to_string();
+                start.wait();
+                http(&addr, "POST", "/event", &[("Content-Type", "application/json")], body.as_bytes()).unwrap().status
+            })
+        })
+        .collect();
+    for p in producers {
+        assert_eq!(p.join().unwrap(), 200);
+    }
+    // One per worker; the service's other connections were opened at start
+    // (one more is allowed for a background task that may open its own).
+    let opened = received() - before;
+    assert!(opened <= 3, "{opened} Redis connections opened for the first 64 writes");
+}
 
 #[test]
 fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
