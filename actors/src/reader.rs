@@ -355,13 +355,13 @@ pub(crate) async fn read_streams<'k>(
             cmd.arg(key);
         }
         for c in cursors {
-            cmd.arg(c.encode(&mut id));
+            cmd.arg(c.encode_bytes(&mut id));
         }
         return streams(xread_reply(conn, &cmd).await?);
     }
     let reads = keys.zip(cursors).map(|(key, c)| {
         let mut cmd = xread(None);
-        cmd.arg(key).arg(c.encode(&mut id));
+        cmd.arg(key).arg(c.encode_bytes(&mut id));
         let mut conn = conn.clone();
         async move { xread_reply(&mut conn, &cmd).await }
     });
