@@ -44,18 +44,12 @@ impl Conn {
         }
     }
 
-    /// Opens the connection now rather than with the first request.
-    pub async fn connect(&mut self) -> io::Result<()> {
+    async fn try_send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
         if self.stream.is_none() {
             let s = TcpStream::connect(&self.addr).await?;
             s.set_nodelay(true)?;
             self.stream = Some(s);
         }
-        Ok(())
-    }
-
-    async fn try_send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
-        self.connect().await?;
         let stream = self.stream.as_mut().expect("connected");
         self.req.clear();
         self.req.extend_from_slice(method.as_bytes());

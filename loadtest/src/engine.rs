@@ -76,9 +76,7 @@ struct Tally {
 }
 
 /// Runs the plan with one generator per connection. Each connection is
-/// opened by its first request. (Opening all of them first and starting every
-/// schedule together behind a barrier was tried: p99.9 of mixed at 10,000/s
-/// went from 5-7 ms to 14-30 ms, in steady state.)
+/// opened by its first request.
 pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) -> Summary {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

@@ -170,13 +170,13 @@ impl Model {
             return;
         }
         let mut users = self.users.lock().expect("model lock");
-        let mut seen = HashSet::new();
+        // Looked at before counting these: a user twice in one batch is in order.
         for &(u, _) in effects.iter().filter(|(u, _)| self.sampled(*u)) {
             let x = users.entry(u).or_default();
-            if x.pending > 0 && seen.insert(u) {
-                x.ambiguous = true;
-            }
-            x.pending += 1;
+            x.ambiguous |= x.pending > 0;
+        }
+        for &(u, _) in effects.iter().filter(|(u, _)| self.sampled(*u)) {
+            users.entry(u).or_default().pending += 1;
         }
     }
 

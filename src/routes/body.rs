@@ -23,8 +23,7 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usiz
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"))
             .with("limit_bytes", limit)
     };
-    let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(req);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
@@ -45,9 +44,7 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usiz
 /// retry. Gives up (and lets the connection close) on a body over `limit`
 /// bytes or one still arriving after a second.
 pub async fn discard(req: &HttpRequest, mut payload: web::Payload, limit: usize) {
-    let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_none_or(|n| n > limit) {
+    if declared_length(req).is_none_or(|n| n > limit) {
         return;
     }
     let drain = async {
@@ -60,6 +57,11 @@ pub async fn discard(req: &HttpRequest, mut payload: web::Payload, limit: usize)
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+}
+
+/// The body's length as its `Content-Length` header declares it.
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Parses JSON, or says where it is malformed.

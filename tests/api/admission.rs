@@ -36,10 +36,10 @@ fn a_burst_of_first_writes_opens_one_redis_connection_per_http_worker() {
     for p in producers {
         assert_eq!(p.join().unwrap(), 200);
     }
-    // One per worker; the service's other connections were opened at start
-    // (one more is allowed for a background task that may open its own).
-    let opened = received() - before;
-    assert!(opened <= 3, "{opened} Redis connections opened for the first 64 writes");
+    // One per worker (the service's other connections were opened at start);
+    // the second `redis-cli INFO` counts its own connection.
+    let opened = received() - before - 1;
+    assert!(opened <= 2, "{opened} Redis connections opened for the first 64 writes");
 }
 
 #[test]
