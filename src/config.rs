@@ -258,11 +258,13 @@ pub struct AuthSection {
 pub struct AdmissionSection {
     pub max_inflight_writes: usize,
     pub max_inflight_checks: usize,
+    /// A duration, or "off".
+    pub max_worker_lag: String,
 }
 
 impl Default for AdmissionSection {
     fn default() -> Self {
-        AdmissionSection { max_inflight_writes: 128, max_inflight_checks: 16384 }
+        AdmissionSection { max_inflight_writes: 128, max_inflight_checks: 16384, max_worker_lag: "5ms".into() }
     }
 }
 
@@ -367,6 +369,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub max_inflight_writes: usize,
     pub max_inflight_checks: usize,
+    /// Writes are refused while the HTTP worker's event loop runs later than
+    /// this; `None`: no such bound.
+    pub max_worker_lag: Option<Duration>,
     pub auth: crate::auth::Auth,
     pub feed_buffer: usize,
     pub tripwire: TripwireSettings,
@@ -472,6 +477,18 @@ impl Settings {
         if raw.persistence.flush_dirty_limit == 0 {
             return Err(invalid("persistence.flush_dirty_limit", "must be at least 1".into()));
         }
+        let max_worker_lag = match raw.admission.max_worker_lag.as_str() {
+            "off" => None,
+            m => match duration("admission.max_worker_lag", m)? {
+                d if d.is_zero() => {
+                    return Err(invalid(
+                        "admission.max_worker_lag",
+                        "must be above zero (\"off\": no such bound)".into(),
+                    ))
+                }
+                d => Some(d),
+            },
+        };
         let p = &raw.persistence;
         let trim_margin = match p.trim_margin.as_str() {
             "off" => None,
@@ -527,6 +544,7 @@ impl Settings {
             changelog_delay: duration("persistence.changelog_delay", &p.changelog_delay)?,
             max_inflight_writes: raw.admission.max_inflight_writes,
             max_inflight_checks: raw.admission.max_inflight_checks,
+            max_worker_lag,
             feed_buffer: raw.feed.buffer.max(1),
             auth: crate::auth::Auth {
                 admin: raw.auth.admin_tokens.into_iter().collect(),
@@ -589,6 +607,18 @@ mod tests {
         assert_eq!(s.shard_count.get(), 64);
         assert_eq!(s.key_prefix, "rd");
         assert_eq!(s.shard_nice, 5);
+        assert_eq!(s.max_worker_lag, Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn the_worker_lag_bound_can_be_off_but_not_zero() {
+        let lag = |v: &str| Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_ADMISSION__MAX_WORKER_LAG", v)]));
+        assert_eq!(lag("off").unwrap().max_worker_lag, None);
+        assert_eq!(lag("500us").unwrap().max_worker_lag, Some(Duration::from_micros(500)));
+        for bad in ["0s", "soon"] {
+            let err = lag(bad).unwrap_err().to_string();
+            assert!(err.contains("admission.max_worker_lag"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -7,8 +7,13 @@ pub const CHECK_SECONDS: &str = "restrictd_check_seconds";
 pub const EVENT_INGEST_SECONDS: &str = "restrictd_event_ingest_seconds";
 /// Counter, label `reason`: events refused at the edge.
 pub const EVENTS_REJECTED_TOTAL: &str = "restrictd_events_rejected_total";
-/// Counter, label `kind` (writes | checks): requests refused with 429 by admission control.
+/// Counter, labels `kind` (writes | checks) and `reason` (in_flight: past the
+/// in-flight bound; worker_lag: the HTTP worker ran late): requests refused
+/// with 429 by admission control.
 pub const ADMISSION_REFUSED_TOTAL: &str = "restrictd_admission_refused_total";
+/// Histogram: how late each HTTP worker's event loop woke its 1 ms lag probe,
+/// seconds; the wait a request has before its handler runs.
+pub const HTTP_WORKER_LAG_SECONDS: &str = "restrictd_http_worker_lag_seconds";
 /// Gauge, label `kind` (writes | checks): requests in flight, at scrape time.
 pub const INFLIGHT_REQUESTS: &str = "restrictd_inflight_requests";
 /// Counter, labels `route` (the route pattern, `unmatched` for none) and `status`.

@@ -22,8 +22,8 @@ use crate::admission::Gate;
 use crate::config::Settings;
 use crate::ingest::Ingest;
 use crate::metrics::{
-    CHECK_SECONDS, EVENTS_REJECTED_TOTAL, EVENT_INGEST_SECONDS, INFLIGHT_REQUESTS, LATENCY_BUCKETS,
-    PROCESS_RESIDENT_MEMORY_BYTES, RESTRICTED_USERS,
+    CHECK_SECONDS, EVENTS_REJECTED_TOTAL, EVENT_INGEST_SECONDS, HTTP_WORKER_LAG_SECONDS, INFLIGHT_REQUESTS,
+    LATENCY_BUCKETS, PROCESS_RESIDENT_MEMORY_BYTES, RESTRICTED_USERS,
 };
 use crate::remote::RemoteOffsets;
 use crate::routes;
@@ -225,13 +225,15 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
         check_bodies,
         openapi: web::Bytes::from(routes::api::openapi(&model).to_string()),
         rejects,
-        writes: Gate::new("writes", settings.max_inflight_writes),
-        checks: Gate::new("checks", settings.max_inflight_checks),
+        writes: Gate::new("writes", settings.max_inflight_writes, settings.max_worker_lag),
+        checks: Gate::new("checks", settings.max_inflight_checks, None),
         remote,
     });
     let addr = listener.local_addr().context("listener address")?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
+        // Runs on each HTTP worker, on its runtime.
+        crate::admission::start_lag_probe(metrics::histogram!(HTTP_WORKER_LAG_SECONDS));
         let state = app_state.clone();
         App::new()
             .wrap(crate::http_metrics::CountRequests)

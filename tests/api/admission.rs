@@ -101,9 +101,34 @@ fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("restrictd_admission_refused_total{kind=\"writes\"}") && !l.ends_with(" 0")),
+            .any(|l| l.starts_with("restrictd_admission_refused_total{kind=\"writes\",reason=\"in_flight\"}")
+                && !l.ends_with(" 0")),
         "{metrics}"
     );
+}
+
+#[test]
+fn writes_are_refused_while_the_http_worker_runs_late_and_checks_still_answer() {
+    let redis = TestRedis::start();
+    // Any lateness at all is past this bound: once a worker's probe has
+    // measured, every write it receives is refused.
+    let app = TestApp::spawn_with(&redis, &[("RESTRICTD_ADMISSION__MAX_WORKER_LAG", "1ns")]);
+    let refused = wait_for("a write refused for the worker's lag", Duration::from_secs(10), || {
+        let r = app.post("/event", &event("scam_message_flagged", "late", json!({})));
+        (r.status == 429).then_some(r)
+    });
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    let message = refused.json()["error"].as_str().unwrap().to_string();
+    assert!(message.contains("overloaded") && message.contains("limit 1ns"), "{message}");
+    assert_eq!(app.get("/canmessage?user_id=late").status, 200, "checks are not refused for lag");
+    let metrics = app.get("/metrics").body;
+    let value = |prefix: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("restrictd_admission_refused_total{kind=\"writes\",reason=\"worker_lag\"}") >= 1.0);
+    assert_eq!(value("restrictd_admission_refused_total{kind=\"checks\",reason=\"worker_lag\"}"), 0.0);
+    assert!(value("restrictd_http_worker_lag_seconds_count") >= 1.0, "the probe's measurements are exported");
 }
 
 /// Writes a request on a kept-alive connection and reads one reply (framed by
