@@ -15,8 +15,8 @@
 //! measurement exceeds `max_worker_lag`, the worker refuses writes, which are
 //! cheap to refuse and dear to accept, until it catches up. (The least of the
 //! last 8 measurements, as CoDel would judge a standing queue, refused almost
-//! nothing at twice the load: the queue comes and goes in bursts.) Checks are never refused for lag: one
-//! costs about what its refusal would.
+//! nothing at twice the load: the queue comes and goes in bursts.) Checks are
+//! never refused for lag: one costs about what its refusal would.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -32,6 +32,22 @@ impl Conn {
         self.send("POST", path, Some(body)).await
     }
 
+    /// Posts as a producer that must get its events in does: a write refused
+    /// by admission control (429) is sent again after the service's
+    /// `Retry-After` (1 s), up to 30 times. For set-up steps, not for
+    /// measured traffic, where a refusal is a result.
+    pub async fn post_until_admitted(&mut self, path: &str, body: &[u8]) -> io::Result<Reply> {
+        let mut reply = self.post(path, body).await?;
+        for _ in 0..30 {
+            if reply.status != 429 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            reply = self.post(path, body).await?;
+        }
+        Ok(reply)
+    }
+
     async fn send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
         // A kept-alive connection the server closed fails once; retry on a fresh one
         // only when nothing of the reply was read (the request was not processed).

@@ -396,7 +396,7 @@ fn apply_rate(
                     let loadtest::engine::Op::Post(path, body) = loadtest::engine::Generator::next(&mut g) else {
                         unreachable!()
                     };
-                    let r = conn.post(&path, &body).await?;
+                    let r = conn.post_until_admitted(&path, &body).await?;
                     anyhow::ensure!(r.status == 202, "backlog post: {}", r.status);
                 }
                 Ok::<u64, anyhow::Error>(share * per_request)

@@ -42,9 +42,13 @@ pub async fn lag(addr: &str, rate: f64, connections: usize, duration: Duration) 
                 n += 1;
                 let user = format!("lagprobe{n}");
                 let flag = format!(r#"{{"name":"scam_message_flagged","event_properties":{{"user_id":"{user}"}}}}"#);
-                conn.post("/event?wait=applied", flag.as_bytes()).await?;
+                conn.post_until_admitted("/event?wait=applied", flag.as_bytes()).await?;
                 let sent = Instant::now();
-                conn.post("/event", flag.as_bytes()).await?;
+                if conn.post("/event", flag.as_bytes()).await?.status == 429 {
+                    // Refused by admission control: no sample (the filler's
+                    // row counts refusals).
+                    continue;
+                }
                 let check = format!("/canmessage?user_id={user}");
                 loop {
                     let r = conn.get(&check).await?;
@@ -211,7 +215,7 @@ pub fn follower_memory(bin: &Path, config: &Path, restricted: u64) -> anyhow::Re
                     [e.clone(), e]
                 })
                 .collect();
-            let r = conn.post("/v1/events", serde_json::to_vec(&batch)?.as_slice()).await?;
+            let r = conn.post_until_admitted("/v1/events", serde_json::to_vec(&batch)?.as_slice()).await?;
             anyhow::ensure!(r.status == 202, "batch refused: {}", r.status);
         }
         let mut metrics = Conn::new(&follower.addr);

@@ -361,7 +361,7 @@ pub async fn populate(addr: &str, pop: &Population, model: &Model, connections: 
                 }
                 let body: Vec<String> = effects.iter().map(|(u, e)| e.json(&pop.name(*u))).collect();
                 let body = format!("[{}]", body.join(","));
-                let reply = conn.post("/v1/events?wait=applied", body.as_bytes()).await?;
+                let reply = conn.post_until_admitted("/v1/events?wait=applied", body.as_bytes()).await?;
                 anyhow::ensure!(
                     reply.status == 200,
                     "populate: {} {}",
