@@ -304,8 +304,19 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
                 let p = Plan { rate: Some(r), ..plan(addr, c, &format!("events {:.1}k/s", r / 1000.0)) };
                 rows.push(engine::run(&p, |i| events_gen(&pop, &model, i as u64 + 1000 * (r as u64))).await);
             }
-            let ready = loadtest::client::Conn::new(addr).get("/ready").await?;
+            let mut conn = loadtest::client::Conn::new(addr);
+            let ready = conn.get("/ready").await?;
             anyhow::ensure!(ready.status == 200, "the service is not ready after the overload: {}", ready.status);
+            let metrics = String::from_utf8_lossy(&conn.get("/metrics").await?.body).into_owned();
+            let refused = |reason: &str| {
+                let series = format!("restrictd_admission_refused_total{{kind=\"writes\",reason=\"{reason}\"}} ");
+                metrics.lines().find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok()).unwrap_or(0.0)
+            };
+            eprintln!(
+                "overload: writes the service refused since it started: {} past the in-flight bound, {} for its workers' lag",
+                refused("in_flight"),
+                refused("worker_lag")
+            );
             rows
         }
         Command::Lag => {
