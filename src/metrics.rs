@@ -11,8 +11,9 @@ pub const EVENTS_REJECTED_TOTAL: &str = "restrictd_events_rejected_total";
 /// in-flight bound; worker_lag: the HTTP worker ran late): requests refused
 /// with 429 by admission control.
 pub const ADMISSION_REFUSED_TOTAL: &str = "restrictd_admission_refused_total";
-/// Histogram: how late each HTTP worker's event loop woke its 1 ms lag probe,
-/// seconds; the wait a request has before its handler runs.
+/// Histogram: how long a task that yields on an HTTP worker waits to be run
+/// again, measured every millisecond, seconds; the wait a request has between
+/// its socket and its handler.
 pub const HTTP_WORKER_LAG_SECONDS: &str = "restrictd_http_worker_lag_seconds";
 /// Gauge, label `kind` (writes | checks): requests in flight, at scrape time.
 pub const INFLIGHT_REQUESTS: &str = "restrictd_inflight_requests";

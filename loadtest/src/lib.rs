@@ -14,6 +14,12 @@ use std::time::Duration;
 use engine::{Plan, Summary};
 use scenarios::{Checks, Events, Mixed, Model, Population, Rng};
 
+/// The value of one series (name and labels exactly as exported) in a
+/// Prometheus exposition; `None` when it is not there.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// A short mixed run (about `rate` requests per second for `duration`) with
 /// the correctness check on: fails when any sampled user's features differ
 /// from the reference model of the events that were acknowledged.

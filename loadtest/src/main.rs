@@ -309,8 +309,8 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             anyhow::ensure!(ready.status == 200, "the service is not ready after the overload: {}", ready.status);
             let metrics = String::from_utf8_lossy(&conn.get("/metrics").await?.body).into_owned();
             let refused = |reason: &str| {
-                let series = format!("restrictd_admission_refused_total{{kind=\"writes\",reason=\"{reason}\"}} ");
-                metrics.lines().find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok()).unwrap_or(0.0)
+                let series = format!("restrictd_admission_refused_total{{kind=\"writes\",reason=\"{reason}\"}}");
+                loadtest::metric_value(&metrics, &series).unwrap_or(0.0)
             };
             eprintln!(
                 "overload: writes the service refused since it started: {} past the in-flight bound, {} for its workers' lag",

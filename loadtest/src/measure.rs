@@ -222,11 +222,11 @@ pub fn follower_memory(bin: &Path, config: &Path, restricted: u64) -> anyhow::Re
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let body = metrics.get("/metrics").await?.body;
-            let seen = String::from_utf8_lossy(&body)
-                .lines()
-                .find(|l| l.starts_with("restrictd_restricted_users{feature=\"can_message\"}"))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .unwrap_or(0.0);
+            let seen = crate::metric_value(
+                &String::from_utf8_lossy(&body),
+                "restrictd_restricted_users{feature=\"can_message\"}",
+            )
+            .unwrap_or(0.0);
             if seen >= restricted as f64 {
                 return Ok(());
             }
