@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 
@@ -42,7 +42,7 @@ pub struct Process {
 
 impl Process {
     pub fn start(workers: usize) -> anyhow::Result<Process> {
-        let mut child = Command::new(std::env::current_exe()?)
+        let mut child = crate::cpus::command(std::env::current_exe()?)
             .args(["serve-ceiling", "--workers", &workers.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

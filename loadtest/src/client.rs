@@ -48,6 +48,20 @@ impl Conn {
         Ok(reply)
     }
 
+    /// Opens the connection now rather than with the first request; an error
+    /// is left for that request to meet (it connects again).
+    pub async fn connect(&mut self) {
+        if self.stream.is_none() {
+            self.stream = Self::open(&self.addr).await.ok();
+        }
+    }
+
+    async fn open(addr: &str) -> io::Result<TcpStream> {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+
     async fn send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
         // A kept-alive connection the server closed fails once; retry on a fresh one
         // only when nothing of the reply was read (the request was not processed).
@@ -62,9 +76,7 @@ impl Conn {
 
     async fn try_send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
         if self.stream.is_none() {
-            let s = TcpStream::connect(&self.addr).await?;
-            s.set_nodelay(true)?;
-            self.stream = Some(s);
+            self.stream = Some(Self::open(&self.addr).await?);
         }
         let stream = self.stream.as_mut().expect("connected");
         self.req.clear();

@@ -3,6 +3,7 @@
 
 pub mod ceiling;
 pub mod client;
+pub mod cpus;
 pub mod engine;
 pub mod measure;
 pub mod scenarios;

@@ -57,6 +57,12 @@ struct Common {
     /// owns the other 63, so that checks are answered from the changelog.
     #[arg(long, global = true)]
     non_owner: bool,
+    /// Run the spawned servers (Redis, restrictd, the ceiling handler) on
+    /// these CPUs (`0`, `0-1`, `0,2`) and the generator on the others, as if
+    /// the clients were on other machines. With --target only the generator
+    /// moves.
+    #[arg(long, global = true)]
+    server_cpus: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -168,6 +174,11 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let c = cli.common.clone();
+    if let Some(list) = &c.server_cpus {
+        let servers = loadtest::cpus::parse(list).map_err(anyhow::Error::msg)?;
+        let generator = loadtest::cpus::split(servers.clone()).map_err(anyhow::Error::msg)?;
+        eprintln!("servers on CPUs {servers:?}, the generator on {generator:?}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(c.threads.max(1)).enable_all().build()?;
     let started = Instant::now();
     let (name, results): (String, serde_json::Value) = match cli.command {

@@ -70,7 +70,7 @@ impl Redis {
 
     /// Starts (or restarts) the server on its port and directory; waits for PING.
     pub fn launch(&mut self) {
-        let child = Command::new("redis-server")
+        let child = crate::cpus::command("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .arg("--dir")
             .arg(&self.dir)
@@ -134,7 +134,7 @@ impl Service {
     /// Starts `bin --config config` with `RESTRICTD_*` overrides, on port 0, and
     /// returns once it logged its address (it may still be catching up).
     pub fn launch(bin: &Path, config: &Path, redis_url: &str, env: &[(&str, &str)]) -> Service {
-        let mut cmd = Command::new(bin);
+        let mut cmd = crate::cpus::command(bin);
         cmd.arg("--config")
             .arg(config)
             .env_remove("RUST_LOG")
