@@ -62,7 +62,8 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-fn allowed() -> io::Result<Vec<usize>> {
+/// The CPUs this process may run on.
+pub fn allowed() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data, zero is an empty set; the size passed is its size.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {

@@ -473,6 +473,31 @@ fn apply_rate(
     }))
 }
 
+/// The overload scenario in a process of its own, with `--server-cpus
+/// server_cpu` (the generator's CPUs are the process's); its rows.
+fn overload_apart(bin: &std::path::Path, c: &Common, server_cpu: usize) -> anyhow::Result<Vec<Summary>> {
+    let out = std::env::temp_dir().join(format!("loadtest-overload-{}.json", std::process::id()));
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .arg("--spawn")
+        .arg(bin)
+        .arg("--config")
+        .arg(&c.config)
+        .arg("--out")
+        .arg(&out)
+        .args(["--server-cpus", &server_cpu.to_string()])
+        .args(["--duration", &humantime::format_duration(c.duration).to_string()])
+        .args(["--connections", &c.connections.to_string()])
+        .args(["--rate", &c.rate.unwrap_or(15_000.0).to_string()])
+        .args(["--users", &c.users.to_string(), "--threads", &c.threads.to_string()])
+        .args(c.no_verify.then_some("--no-verify"))
+        .arg("overload")
+        .status()?;
+    anyhow::ensure!(status.success(), "the overload scenario failed ({status})");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
+    let _ = std::fs::remove_file(&out);
+    Ok(serde_json::from_value(report["results"].clone())?)
+}
+
 /// The README's suite: each scenario on a fresh private service.
 fn suite(runtime: &tokio::runtime::Runtime, bin: &std::path::Path, c: &Common) -> anyhow::Result<serde_json::Value> {
     let fresh = |c: &Common| target(&Common { spawn: Some(bin.to_path_buf()), target: None, ..c.clone() });
@@ -512,8 +537,16 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &std::path::Path, c: &Common) -
     let mixed = Common { rate: Some(10_000.0), connections: 100, ..base.clone() };
     run("mixed 10k/s", mixed.clone(), Command::Mixed)?;
     run("ceiling 10k/s", mixed, ceiling_cmd())?;
-    // Twice a sustainable rate of single events, from many clients.
-    run("overload", Common { rate: Some(15_000.0), connections: 500, ..base.clone() }, Command::Overload)?;
+    // Twice a rate the service sustains, from 500 clients, with the servers on
+    // a core of their own and the generator on the others, as if the clients
+    // were elsewhere: on shared cores more load offered is CPU taken from the
+    // service, and on a fast day 2 x 15,000/s is within what it sustains.
+    let overload = Common { rate: Some(45_000.0), connections: 500, ..base.clone() };
+    match loadtest::cpus::allowed() {
+        _ if c.server_cpus.is_some() => drop(run("overload", overload, Command::Overload)?),
+        Ok(cpus) if cpus.len() >= 2 => rows.extend(overload_apart(bin, &overload, cpus[0])?),
+        _ => drop(run("overload", Common { rate: Some(15_000.0), ..overload }, Command::Overload)?),
+    }
     let t = fresh(&base)?;
     let lag = runtime.block_on(measure::lag(&t.addr, 10_000.0, 50, base.duration))?;
     drop(t);
