@@ -23,17 +23,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use metrics::{Counter, Histogram};
 
-use crate::error::ApiError;
+use crate::error::{render, ApiError};
 
 pub struct Gate {
-    kind: &'static str,
     limit: usize,
     max_lag: Option<Duration>,
     in_flight: AtomicUsize,
     refused_full: Counter,
     refused_late: Counter,
+    /// The refusals' bodies, rendered once: under overload a refusal is sent
+    /// for about every accepted write, and formatting a message and
+    /// serialising it was a sixth of a refusal's instructions.
+    full_body: Bytes,
+    late_body: Bytes,
 }
 
 /// A slot; released when dropped.
@@ -47,13 +52,20 @@ impl Gate {
             c.absolute(0);
             c
         };
+        let late = max_lag.map_or(String::new(), |max| {
+            format!(
+                "the service is overloaded: its HTTP worker runs later than the limit {max:?} \
+                 (admission.max_worker_lag); retry shortly"
+            )
+        });
         Gate {
-            kind,
             limit,
             max_lag,
             in_flight: AtomicUsize::new(0),
             refused_full: refused("in_flight"),
             refused_late: refused("worker_lag"),
+            full_body: render(&format!("too many {kind} in flight (limit {limit}); retry shortly")),
+            late_body: render(&late),
         }
     }
 
@@ -64,26 +76,21 @@ impl Gate {
 
     /// Takes a slot, or refuses with 429.
     pub fn enter(&self) -> Result<Slot<'_>, ApiError> {
-        if let Some(max) = self.max_lag {
-            let lag = worker_lag();
-            if lag > max {
-                self.refused_late.increment(1);
-                return Err(too_many(format!(
-                    "the service is overloaded (its HTTP worker runs {lag:?} late, limit {max:?}); retry shortly"
-                )));
-            }
+        if self.max_lag.is_some_and(|max| worker_lag() > max) {
+            self.refused_late.increment(1);
+            return Err(too_many(&self.late_body));
         }
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limit {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             self.refused_full.increment(1);
-            return Err(too_many(format!("too many {} in flight (limit {}); retry shortly", self.kind, self.limit)));
+            return Err(too_many(&self.full_body));
         }
         Ok(Slot(self))
     }
 }
 
-fn too_many(message: String) -> ApiError {
-    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message);
+fn too_many(body: &Bytes) -> ApiError {
+    let mut e = ApiError::rendered(StatusCode::TOO_MANY_REQUESTS, body.clone());
     e.retry_after = Some(1);
     e
 }
@@ -157,7 +164,8 @@ mod tests {
         let refused = gate.enter().err().unwrap();
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(refused.retry_after, Some(1));
-        assert!(refused.body["error"].as_str().unwrap().contains("runs 6ms late, limit 5ms"), "{}", refused.body);
+        let message = refused.body()["error"].as_str().unwrap().to_string();
+        assert!(message.contains("runs later than the limit 5ms"), "{message}");
         assert_eq!(gate.in_flight(), 0, "a refusal holds no slot");
         LAG.set(Duration::from_micros(300));
         assert!(gate.enter().is_ok(), "caught up: admitted again");

@@ -1,26 +1,55 @@
 //! Every HTTP error is JSON: `{"error": "<what is wrong and what to do>", ...}`.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub body: Value,
+    body: Body,
     /// Seconds, for `Retry-After` on 429/503.
     pub retry_after: Option<u32>,
 }
 
+/// The JSON body: built for the error, or rendered once for an error sent at
+/// a high rate (admission's refusals under overload), which then costs no
+/// formatting, no map and no serialisation per request.
+#[derive(Debug)]
+enum Body {
+    Value(Value),
+    Rendered(Bytes),
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, body: json!({ "error": message.into() }), retry_after: None }
+        ApiError { status, body: Body::Value(json!({ "error": message.into() })), retry_after: None }
+    }
+
+    /// An error with its body rendered beforehand (see [`render`]).
+    pub fn rendered(status: StatusCode, body: Bytes) -> Self {
+        ApiError { status, body: Body::Rendered(body), retry_after: None }
     }
 
     /// Adds a field next to `error`.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.body[key] = value.into();
+        if let Body::Rendered(bytes) = &self.body {
+            self.body = Body::Value(serde_json::from_slice(bytes).unwrap_or_else(|_| json!({})));
+        }
+        if let Body::Value(body) = &mut self.body {
+            body[key] = value.into();
+        }
         self
+    }
+
+    /// The JSON body as it is sent.
+    pub fn body(&self) -> Value {
+        match &self.body {
+            Body::Value(v) => v.clone(),
+            Body::Rendered(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -48,7 +77,10 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.body)
+        match &self.body {
+            Body::Value(v) => write!(f, "{} {v}", self.status),
+            Body::Rendered(bytes) => write!(f, "{} {}", self.status, String::from_utf8_lossy(bytes)),
+        }
     }
 }
 
@@ -60,10 +92,21 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status);
         if let Some(s) = self.retry_after {
-            r.insert_header((header::RETRY_AFTER, s.to_string()));
+            r.insert_header((header::RETRY_AFTER, HeaderValue::from(s)));
         }
-        r.json(&self.body)
+        match &self.body {
+            Body::Value(v) => r.json(v),
+            Body::Rendered(bytes) => {
+                r.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
+                r.body(bytes.clone())
+            }
+        }
     }
+}
+
+/// `{"error": message}`, rendered once for [`ApiError::rendered`].
+pub fn render(message: &str) -> Bytes {
+    Bytes::from(json!({ "error": message }).to_string())
 }
 
 impl From<restrictd_actors::domain::ValidationError> for ApiError {
