@@ -30,15 +30,15 @@ use crate::error::{render, ApiError};
 
 pub struct Gate {
     limit: usize,
-    max_lag: Option<Duration>,
+    /// The lag bound, and the body of its refusal.
+    max_lag: Option<(Duration, Bytes)>,
     in_flight: AtomicUsize,
     refused_full: Counter,
     refused_late: Counter,
-    /// The refusals' bodies, rendered once: under overload a refusal is sent
-    /// for about every accepted write, and formatting a message and
+    /// The refusals' bodies are rendered once: under overload a refusal is
+    /// sent for about every accepted write, and formatting a message and
     /// serialising it was a sixth of a refusal's instructions.
     full_body: Bytes,
-    late_body: Bytes,
 }
 
 /// A slot; released when dropped.
@@ -52,11 +52,12 @@ impl Gate {
             c.absolute(0);
             c
         };
-        let late = max_lag.map_or(String::new(), |max| {
-            format!(
+        let max_lag = max_lag.map(|max| {
+            let message = format!(
                 "the service is overloaded: its HTTP worker runs later than the limit {max:?} \
                  (admission.max_worker_lag); retry shortly"
-            )
+            );
+            (max, render(&message))
         });
         Gate {
             limit,
@@ -65,7 +66,6 @@ impl Gate {
             refused_full: refused("in_flight"),
             refused_late: refused("worker_lag"),
             full_body: render(&format!("too many {kind} in flight (limit {limit}); retry shortly")),
-            late_body: render(&late),
         }
     }
 
@@ -76,9 +76,11 @@ impl Gate {
 
     /// Takes a slot, or refuses with 429.
     pub fn enter(&self) -> Result<Slot<'_>, ApiError> {
-        if self.max_lag.is_some_and(|max| worker_lag() > max) {
-            self.refused_late.increment(1);
-            return Err(too_many(&self.late_body));
+        if let Some((max, body)) = &self.max_lag {
+            if worker_lag() > *max {
+                self.refused_late.increment(1);
+                return Err(too_many(body));
+            }
         }
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limit {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);

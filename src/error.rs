@@ -119,3 +119,32 @@ impl From<restrictd_actors::domain::ValidationError> for ApiError {
         ApiError::new(status, e.message).with("reason", e.reason)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn sent(e: &ApiError) -> (StatusCode, Option<String>, Option<String>, Value) {
+        let r = e.error_response();
+        let header = |name| r.headers().get(name).map(|v: &HeaderValue| v.to_str().unwrap().to_string());
+        let (retry, content_type) = (header(header::RETRY_AFTER), header(header::CONTENT_TYPE));
+        let bytes = r.into_body().try_into_bytes().ok().unwrap();
+        (e.status, retry, content_type, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn a_rendered_error_is_sent_as_the_same_error_built_per_request() {
+        let message = "too many writes in flight (limit 128); retry shortly";
+        let mut built = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message);
+        let mut rendered = ApiError::rendered(StatusCode::TOO_MANY_REQUESTS, render(message));
+        built.retry_after = Some(1);
+        rendered.retry_after = Some(1);
+        assert_eq!(sent(&rendered), sent(&built));
+        assert_eq!(sent(&rendered).3, json!({ "error": message }));
+        assert_eq!(rendered.body(), built.body());
+        let reason = |e: ApiError| e.with("reason", "x").body();
+        assert_eq!(reason(rendered), reason(built), "a field added to a rendered error");
+    }
+}

@@ -98,8 +98,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
             let mut conn = Conn::new(&addr);
             conn.connect().await;
             let _ = connected.send(()).await;
-            let start = *start_rx.wait_for(Option::is_some).await.expect("the run starts the clock");
-            let start = start.expect("waited for it");
+            let start = start_rx.wait_for(Option::is_some).await.ok().and_then(|s| *s).expect("the clock started");
             let end = start + duration;
             let mut tally =
                 Tally { hist: histogram(), refused: None, failed: None, statuses: BTreeMap::new(), units: 0 };
