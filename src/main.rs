@@ -13,6 +13,52 @@ use restrictd::{inspect, startup, telemetry};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's options (its C API; the crate's bindings name only some of them).
+mod allocator {
+    use std::ffi::{c_int, c_long};
+
+    extern "C" {
+        fn mi_option_set(option: c_int, value: c_long);
+    }
+
+    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e`.
+    const PURGE_DELAY: c_int = 15;
+
+    /// mimalloc v3 keeps freed memory for a second (`purge_delay`) before
+    /// giving it back to the OS; after a burst of writes that second of
+    /// buffers counted 294-322 bytes per user at 1,000,000 users, against
+    /// 275-281 with 100 ms, for no measured cost in throughput (README,
+    /// Performance). `MIMALLOC_PURGE_DELAY` in the environment still wins.
+    pub fn tune() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // SAFETY: mimalloc's options may be set at any time; the option
+            // number is checked against mimalloc's default by a test.
+            unsafe { mi_option_set(PURGE_DELAY, 100) }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        extern "C" {
+            fn mi_option_get(option: c_int) -> c_long;
+        }
+
+        #[test]
+        fn the_purge_delay_option_is_mimallocs_and_is_lowered() {
+            if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+                return;
+            }
+            // SAFETY: reads an option.
+            let purge_delay = || unsafe { mi_option_get(PURGE_DELAY) };
+            assert_eq!(purge_delay(), 1000, "mimalloc v3's default purge delay, read by its option number");
+            tune();
+            assert_eq!(purge_delay(), 100);
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "restrictd", version, about = "Feature restriction service for trust & safety")]
 struct Cli {
@@ -41,6 +87,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let settings = match Settings::load(&cli.config) {
         Ok(s) => s,
