@@ -45,6 +45,7 @@ impl ApiError {
     }
 
     /// The JSON body as it is sent.
+    #[cfg(test)]
     pub fn body(&self) -> Value {
         match &self.body {
             Body::Value(v) => v.clone(),

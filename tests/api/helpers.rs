@@ -156,11 +156,7 @@ impl TestApp {
     /// (`restrictd_redis_errors_total{operation="xadd"}`); panics when absent.
     pub fn metric(&self, series: &str) -> f64 {
         let body = self.get("/metrics").body;
-        body.lines()
-            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("metric {series} not exported:\n{body}"))
+        loadtest::metric_value(&body, series).unwrap_or_else(|| panic!("metric {series} not exported:\n{body}"))
     }
 
     /// Posts an event and waits until it is applied; panics unless 200.
