@@ -13,6 +13,9 @@ use std::time::Duration;
 use restrictd_actors::domain::EntryId;
 use restrictd_actors::link::{Conn, Target};
 use restrictd_actors::metrics::REDIS_ERRORS_TOTAL;
+use restrictd_actors::retry::{self, RetryParams};
+use restrictd_actors::store::reads;
+use restrictd_actors::wire::Field;
 use tokio::sync::OnceCell;
 
 use crate::error::ApiError;
@@ -35,25 +38,19 @@ impl Ingest {
 
     async fn connect_loop(&self) {
         let mut warned = false;
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match self.target.managed(Duration::from_secs(2)).await {
-                Ok(conn) => {
-                    let _ = self.conn.set(conn);
-                    self.up.store(true, Ordering::Release);
-                    tracing::info!(url = %self.target.describe(), "connected to redis");
-                    return;
+        let conn = retry::until_ok(
+            RetryParams::REDIS,
+            || self.target.managed(Duration::from_secs(2)),
+            |e| {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(url = %self.target.describe(), error = %e, "redis unreachable; retrying (/ready is 503 meanwhile)");
                 }
-                Err(e) => {
-                    if !warned {
-                        tracing::warn!(url = %self.target.describe(), error = %e, "redis unreachable; retrying (/ready is 503 meanwhile)");
-                        warned = true;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
+            },
+        )
+        .await;
+        let _ = self.conn.set(conn);
+        self.up.store(true, Ordering::Release);
+        tracing::info!(url = %self.target.describe(), "connected to redis");
     }
 
     /// This thread's write connection, opened on first use once Redis is up.
@@ -93,32 +90,32 @@ impl Ingest {
 
     /// Appends one event to a shard stream; returns the entry id once Redis acknowledged it.
     pub async fn append(&self, key: &str, event: &[u8]) -> Result<EntryId, ApiError> {
-        self.append_field(key, "event", event).await
+        self.append_field(key, Field::Event, event).await
     }
 
-    /// Appends an entry with one field (`event`, or `admin` for an operator's command).
-    pub async fn append_field(&self, key: &str, field: &str, value: &[u8]) -> Result<EntryId, ApiError> {
+    /// Appends an entry with one field (an event, or an operator's command).
+    pub async fn append_field(&self, key: &str, field: Field, value: &[u8]) -> Result<EntryId, ApiError> {
         let mut conn = self.connection().await?;
-        let result = redis::cmd("XADD").arg(key).arg("*").arg(field).arg(value).query_async(&mut conn).await;
-        let id: String = self.finish(result, "xadd")?;
+        let id = self.finish(reads::append(&mut conn, key, field, value).await, "xadd")?;
         parse_id(&id)
     }
 
     /// Appends many events in one pipeline (one round trip); ids in input order.
     pub async fn append_many(&self, items: &[(&str, &[u8])]) -> Result<Vec<EntryId>, ApiError> {
         let mut conn = self.connection().await?;
-        let mut pipe = redis::pipe();
-        for (key, event) in items {
-            pipe.cmd("XADD").arg(*key).arg("*").arg("event").arg(*event);
-        }
-        let ids: Vec<String> = self.finish(pipe.query_async(&mut conn).await, "xadd")?;
+        let ids = self.finish(reads::append_events(&mut conn, items).await, "xadd")?;
         ids.iter().map(|id| parse_id(id)).collect()
     }
 
-    /// Runs a pipeline of reads or writes other than appends.
-    pub async fn run<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline, op: &'static str) -> Result<T, ApiError> {
+    /// Runs one `store` operation on this thread's connection; `op` names it
+    /// in `restrictd_redis_errors_total` when it fails.
+    pub async fn call<T>(
+        &self,
+        op: &'static str,
+        f: impl AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T, ApiError> {
         let mut conn = self.connection().await?;
-        let result = pipe.query_async(&mut conn).await;
+        let result = f(&mut conn).await;
         self.finish(result, op)
     }
 

@@ -5,8 +5,9 @@ use anyhow::Context as _;
 use restrictd_actors::domain::shard_of;
 use restrictd_actors::domain::snapshot::decode_user;
 use restrictd_actors::link::Conn;
-use restrictd_actors::persistence::read_offset;
-use restrictd_actors::shared::Keys;
+use restrictd_actors::store::reads;
+use restrictd_actors::store::snapshot::read_offset;
+use restrictd_actors::store::Keys;
 use serde_json::{json, Value};
 
 use crate::config::Settings;
@@ -44,7 +45,7 @@ async fn user_state(
     user: &str,
     shard: u32,
 ) -> anyhow::Result<Value> {
-    let blob: Option<Vec<u8>> = redis::cmd("HGET").arg(keys.users(shard)).arg(user).query_async(conn).await?;
+    let blob = reads::user_snapshot(conn, keys, shard, user).await?;
     let offset = read_offset(conn, keys, shard).await?;
     let snapshot = match blob {
         None => Value::Null,
@@ -72,24 +73,14 @@ async fn user_state(
 
 async fn shard_state(conn: &mut Conn, keys: &Keys, shard: u32) -> anyhow::Result<Value> {
     let offset = read_offset(conn, keys, shard).await?;
-    let users: u64 = redis::cmd("HLEN").arg(keys.users(shard)).query_async(conn).await?;
-    let dedup: u64 = redis::cmd("HLEN").arg(keys.dedup(shard)).query_async(conn).await?;
-    let length: u64 = redis::cmd("XLEN").arg(keys.events(shard)).query_async(conn).await?;
-    let after: u64 = match offset {
-        Some(o) => {
-            let ids: Vec<redis::Value> =
-                redis::cmd("XRANGE").arg(keys.events(shard)).arg(format!("({o}")).arg("+").query_async(conn).await?;
-            ids.len() as u64
-        }
-        None => length,
-    };
+    let summary = reads::shard_summary(conn, keys, shard, offset).await?;
     Ok(json!({
         "shard": shard,
-        "offset": offset.map(|o| o.to_string()),
-        "users": users,
-        "dedup_ids": dedup,
-        "stream_length": length,
-        "entries_after_offset": after,
+        "offset": summary.offset,
+        "users": summary.users,
+        "dedup_ids": summary.dedup_ids,
+        "stream_length": summary.stream_length,
+        "entries_after_offset": summary.entries_after_offset,
         "keys": [keys.events(shard), keys.users(shard), keys.offset(shard), keys.dedup(shard)],
     }))
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use restrictd_actors::domain::EntryId;
 use restrictd_actors::metrics::REDIS_ERRORS_TOTAL;
-use restrictd_actors::persistence::read_offset;
 use restrictd_actors::shared::Shared;
+use restrictd_actors::store::snapshot::read_offset;
 use tokio::sync::watch;
 
 use crate::ingest::Ingest;

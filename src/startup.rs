@@ -13,10 +13,11 @@ use metrics::Histogram;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use restrictd_actors::domain::ShardState;
 use restrictd_actors::link::Target;
-use restrictd_actors::reader::{ReaderSettings, StopReading, StreamReader};
-use restrictd_actors::shard::{FlushNow, PersistSettings, ShardActor};
+use restrictd_actors::messages::{Connect, FlushNow, StopReading};
+use restrictd_actors::reader::{ReaderSettings, StreamReader};
+use restrictd_actors::shard::{PersistSettings, ShardActor};
 use restrictd_actors::shared::Shared;
-use restrictd_actors::tripwire::{Connect, Tripwire};
+use restrictd_actors::tripwire::Tripwire;
 
 use crate::admission::Gate;
 use crate::config::Settings;
@@ -137,7 +138,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
     let persist = PersistSettings {
         flush_interval: settings.flush_interval,
         dirty_limit: settings.flush_dirty_limit,
-        trim_margin_ms: settings.trim_margin.map(|m| m.as_millis() as u64),
+        trim_margin: settings.trim_margin,
         changelog_delay: settings.changelog_delay,
     };
     let worker_of = |s: u32| worker_of_owned(&settings.owned_shards, s, workers);
@@ -205,7 +206,7 @@ pub async fn serve(settings: Settings, listener: TcpListener, metrics: Prometheu
     });
 
     let rejects = Arc::new(Rejects::new());
-    rejects.spawn_flusher(Arc::clone(&ingest), shared.keys.rejects());
+    rejects.spawn_flusher(Arc::clone(&ingest), shared.keys.clone());
     connect_tripwire(&tripwire, &shards, settings.redis.clone());
 
     let check_bodies = model

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use restrictd_actors::store::{reads, Keys};
+
 use crate::ingest::Ingest;
 use crate::metrics::EVENTS_REJECTED_TOTAL;
 
@@ -32,7 +34,7 @@ impl Rejects {
     }
 
     /// Adds the counts since the last call to `<prefix>:stats:rejects`, every second.
-    pub fn spawn_flusher(self: &Arc<Self>, ingest: Arc<Ingest>, key: String) {
+    pub fn spawn_flusher(self: &Arc<Self>, ingest: Arc<Ingest>, keys: Keys) {
         let this = Arc::clone(self);
         actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -47,11 +49,8 @@ impl Rejects {
                 if deltas.is_empty() {
                     continue;
                 }
-                let mut pipe = redis::pipe();
-                for (r, d) in &deltas {
-                    pipe.cmd("HINCRBY").arg(&key).arg(*r).arg(*d).ignore();
-                }
-                if ingest.run::<()>(&pipe, "hincrby").await.is_err() {
+                let added = ingest.call("hincrby", async |c| reads::add_rejects(c, &keys, &deltas).await).await;
+                if added.is_err() {
                     for (r, d) in deltas {
                         if let Some((_, n, _)) = this.counts.iter().find(|(x, _, _)| *x == r) {
                             n.fetch_add(d, Ordering::AcqRel);

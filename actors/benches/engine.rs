@@ -53,10 +53,14 @@ fn apply(c: &mut Criterion) {
         let event = model.schema.validate(value).unwrap();
         let mut shard = ShardState::new(60_000);
         let mut seq = 0;
+        let mut changes = Vec::new();
         c.bench_function(name, |b| {
             b.iter(|| {
                 seq += 1;
-                black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0))
+                {
+                    changes.clear();
+                    black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0, &mut changes))
+                }
             })
         });
     }
@@ -64,19 +68,26 @@ fn apply(c: &mut Criterion) {
     let raw = events[1].1.to_string().into_bytes();
     let mut shard = ShardState::new(60_000);
     let mut seq = 0;
+    let mut changes = Vec::new();
     c.bench_function("apply: parse into Value + validate + apply (purchase_made)", |b| {
         b.iter(|| {
             seq += 1;
             let value: Value = serde_json::from_slice(black_box(&raw)).unwrap();
             let event = model.schema.validate(&value).unwrap();
-            black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0))
+            {
+                changes.clear();
+                black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0, &mut changes))
+            }
         })
     });
     c.bench_function("apply: validate_fast from bytes + apply (purchase_made)", |b| {
         b.iter(|| {
             seq += 1;
             let event = model.schema.validate_fast(black_box(&raw)).unwrap();
-            black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0))
+            {
+                changes.clear();
+                black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0, &mut changes))
+            }
         })
     });
 }
@@ -109,7 +120,7 @@ fn snapshot(c: &mut Criterion) {
     .iter()
     .enumerate()
     {
-        shard.apply(&model, EntryId::new(1, i as u64), &model.schema.validate(v).unwrap(), 0);
+        shard.apply(&model, EntryId::new(1, i as u64), &model.schema.validate(v).unwrap(), 0, &mut Vec::new());
     }
     let user = &shard.users["u"];
     let bytes = encode_user(&model, user);

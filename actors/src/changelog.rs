@@ -5,7 +5,7 @@
 //! override, revert) to `<prefix>:{S}:changes` and the resulting restricted
 //! set to `<prefix>:{S}:restricted`, at most `persistence.changelog_delay`
 //! after they happen (or with its snapshot, whichever comes first; see
-//! `persistence::write_changes`). The follower loads the restricted users of every shard it
+//! `store::snapshot::write_changes`). The follower loads the restricted users of every shard it
 //! follows (the set is sparse), then reads the changelogs and puts each user's
 //! `restricted_after` into the read view. Entries carry the whole set, so
 //! applying one twice or out of a reload is harmless.
@@ -18,18 +18,29 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use redis::Value;
 
+use crate::clock::now_ms;
 use crate::domain::EntryId;
 use crate::link::{Conn, Target};
 use crate::metrics::*;
-use crate::persistence;
-use crate::reader::{newest_entry, read_streams, IdleBackoff, ReadError};
-use crate::shard::Payload;
+use crate::retry::RetryParams;
 use crate::shared::Shared;
+use crate::store::{codec, snapshot};
+use crate::wire::{self, ChangePayload, IdleBackoff, WireError};
+
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    #[error("{0}")]
+    Load(#[from] snapshot::LoadError),
+}
 
 pub struct Follower {
     pub shared: Arc<Shared>,
@@ -51,10 +62,6 @@ struct ChangeRecord<'a> {
     at_ms: u64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Follower {
     /// Runs until the process ends, reconnecting with backoff.
     pub async fn run(self) {
@@ -63,13 +70,13 @@ impl Follower {
         }
         let mut cursors = vec![EntryId::ZERO; self.shards.len()];
         let mut loaded = false;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = RetryParams::REDIS.backoff();
         loop {
             // Runs until an error; then reconnects after a backoff.
-            let Err(e): Result<std::convert::Infallible, ReadError> = async {
+            let Err(e): Result<std::convert::Infallible, FollowError> = async {
                 let mut conn = self.target.connect(Duration::from_secs(2), self.block + Duration::from_secs(5)).await?;
                 let mut side = self.target.connect(Duration::from_secs(2), Duration::from_secs(10)).await?;
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 if !loaded {
                     let started = Instant::now();
                     let mut users = 0;
@@ -99,24 +106,23 @@ impl Follower {
             .await;
             counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
             tracing::debug!(error = %e, "changelog follower retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            backoff.wait().await;
         }
     }
 
     /// Loads shard `i`'s restricted users; the changelog is then read from
     /// where it ended before the load (changes in between are applied twice,
     /// which is harmless). Returns the users loaded.
-    async fn reload(&self, conn: &mut Conn, i: usize, cursors: &mut [EntryId]) -> Result<usize, ReadError> {
+    async fn reload(&self, conn: &mut Conn, i: usize, cursors: &mut [EntryId]) -> Result<usize, FollowError> {
         let s = self.shards[i];
         let keys = &self.shared.keys;
-        cursors[i] = newest_entry(conn, keys.changes(s)).await?.unwrap_or(EntryId::ZERO);
+        cursors[i] = snapshot::newest_entry(conn, keys.changes(s)).await?.unwrap_or(EntryId::ZERO);
         self.shared.view.forget_followed(s);
         let model = &self.shared.model;
         let mut users = 0;
-        persistence::scan_hash(conn, keys.restricted(s), |user, features| {
+        snapshot::scan_hash(conn, keys.restricted(s), |user, features| {
             let user = String::from_utf8_lossy(&user);
-            let mask = persistence::mask_of(model, &String::from_utf8_lossy(&features));
+            let mask = codec::mask_of(model, &String::from_utf8_lossy(&features));
             self.shared.view.follow(s, &user, mask);
             users += 1;
             Ok(())
@@ -131,9 +137,11 @@ impl Follower {
         conn: &mut Conn,
         cursors: &mut [EntryId],
         idle: &mut IdleBackoff,
-    ) -> Result<(), ReadError> {
+    ) -> Result<(), FollowError> {
         let keys = self.shards.iter().map(|s| self.shared.keys.changes(*s));
-        let replies = read_streams(conn, &self.target, keys, cursors, self.batch, self.block, idle).await?;
+        let replies =
+            wire::read_streams::<ChangePayload>(conn, &self.target, keys, cursors, self.batch, self.block, idle)
+                .await?;
         if replies.is_empty() {
             return Ok(());
         }
@@ -147,12 +155,12 @@ impl Follower {
             let s = self.shards[i];
             for entry in entries {
                 cursors[i] = entry.id;
-                let Payload::Change(bytes) = &entry.payload else { continue };
+                let ChangePayload(Some(bytes)) = &entry.payload else { continue };
                 let Ok(change) = serde_json::from_slice::<ChangeRecord>(bytes) else {
                     tracing::warn!(shard = s, id = %entry.id, "unreadable changelog entry skipped");
                     continue;
                 };
-                let mask = persistence::mask_of_names(&self.shared.model, change.restricted_after.iter().map(|f| &**f));
+                let mask = codec::mask_of_names(&self.shared.model, change.restricted_after.iter().map(|f| &**f));
                 self.shared.view.follow(s, &change.user_id, mask);
                 if change.at_ms > 0 {
                     delay.record(now.saturating_sub(change.at_ms) as f64 / 1000.0);
@@ -164,7 +172,7 @@ impl Follower {
 
     /// Publishes how far behind the follower is, and reloads a shard whose
     /// changelog lost entries the follower had not read (trimmed).
-    async fn probe(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), ReadError> {
+    async fn probe(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), FollowError> {
         let mut pipe = redis::pipe();
         for s in &self.shards {
             pipe.cmd("XINFO").arg("STREAM").arg(self.shared.keys.changes(*s));
@@ -173,7 +181,8 @@ impl Follower {
         let replies: Vec<Value> = pipe.ignore_errors().query_async(conn).await?;
         let mut behind_ms = 0u64;
         for (i, reply) in replies.iter().enumerate() {
-            let (last, deleted) = (info_id(reply, "last-generated-id"), info_id(reply, "max-deleted-entry-id"));
+            let (last, deleted) =
+                (wire::info_id(reply, "last-generated-id"), wire::info_id(reply, "max-deleted-entry-id"));
             if let Some(last) = last {
                 behind_ms = behind_ms.max(last.ms.saturating_sub(cursors[i].ms));
             }
@@ -185,28 +194,4 @@ impl Follower {
         gauge!(CHANGELOG_STALENESS_SECONDS).set(behind_ms as f64 / 1000.0);
         Ok(())
     }
-}
-
-/// A stream id field of an `XINFO STREAM` reply (RESP2 array or RESP3 map).
-fn info_id(reply: &Value, field: &str) -> Option<EntryId> {
-    let pairs: Vec<(&Value, &Value)> = match reply {
-        Value::Array(items) => items.chunks(2).filter_map(|kv| Some((kv.first()?, kv.get(1)?))).collect(),
-        Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
-        _ => return None,
-    };
-    pairs.into_iter().find_map(|(k, v)| {
-        let key: &[u8] = match k {
-            Value::BulkString(b) => b,
-            Value::SimpleString(s) => s.as_bytes(),
-            _ => return None,
-        };
-        if key != field.as_bytes() {
-            return None;
-        }
-        match v {
-            Value::BulkString(b) => EntryId::parse_bytes(b),
-            Value::SimpleString(s) => EntryId::parse(s),
-            _ => None,
-        }
-    })
 }

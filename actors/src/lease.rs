@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use crate::link::Conn;
-use crate::shared::{Keys, Shared};
+use crate::shared::Shared;
+use crate::store::Keys;
 
 /// Renews a lease if it is still ours; returns 1, or the other owner (or nil).
 const RENEW: &str = r"

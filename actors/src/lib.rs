@@ -1,16 +1,21 @@
 //! restrictd's engine: the domain (pure) and the actix actors that own it.
 //!
-//! `domain` knows nothing of actix, tokio or Redis. The actors are thin: they
-//! own domain state, receive messages, call the domain, record metrics and do
-//! the I/O.
+//! `domain` knows nothing of actix, tokio or Redis. The actors (`shard`,
+//! `reader`, `tripwire`, `changelog`) are thin: they own domain state,
+//! receive `messages`, call the domain, record metrics and do the I/O
+//! through `store` (Redis) and `wire` (stream entries).
 
 pub mod changelog;
+pub mod clock;
 pub mod domain;
 pub mod lease;
 pub mod link;
+pub mod messages;
 pub mod metrics;
-pub mod persistence;
 pub mod reader;
+pub mod retry;
 pub mod shard;
 pub mod shared;
+pub mod store;
 pub mod tripwire;
+pub mod wire;

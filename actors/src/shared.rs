@@ -11,6 +11,7 @@ use ahash::AHashMap;
 use tokio::sync::{broadcast, watch};
 
 use crate::domain::{shard_of, EntryId, Model};
+use crate::store::Keys;
 
 /// Restricted features per user (only users with a restriction), by shard.
 /// A shard this instance owns is written by its shard actor; any other shard
@@ -88,98 +89,6 @@ impl ReadView {
             }
         }
         counts
-    }
-}
-
-/// Redis key names. Every key of shard S carries the hash tag `{S}`.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    pub prefix: String,
-    /// Per shard: [events, users, offset, dedup, audit, stats, restricted, lease, changes].
-    names: Box<[[String; 9]]>,
-}
-
-impl Keys {
-    pub fn new(prefix: &str, shards: u32) -> Self {
-        Keys {
-            prefix: prefix.to_string(),
-            names: (0..shards)
-                .map(|s| {
-                    ["events", "users", "offset", "dedup", "audit", "stats", "restricted", "lease", "changes"]
-                        .map(|k| format!("{prefix}:{{{s}}}:{k}"))
-                })
-                .collect(),
-        }
-    }
-    /// The stream of shard `s`: `<prefix>:{S}:events`.
-    pub fn events(&self, s: u32) -> &str {
-        &self.names[s as usize][0]
-    }
-    /// Snapshot of shard `s`'s users: `<prefix>:{S}:users`.
-    pub fn users(&self, s: u32) -> &str {
-        &self.names[s as usize][1]
-    }
-    /// Last entry reflected in the snapshot: `<prefix>:{S}:offset`.
-    pub fn offset(&self, s: u32) -> &str {
-        &self.names[s as usize][2]
-    }
-    /// Remembered producer event ids: `<prefix>:{S}:dedup`.
-    pub fn dedup(&self, s: u32) -> &str {
-        &self.names[s as usize][3]
-    }
-    /// The audit trail of shard `s`'s users: `<prefix>:{S}:audit`.
-    pub fn audit(&self, s: u32) -> &str {
-        &self.names[s as usize][4]
-    }
-    /// Event counts and amounts of shard `s`: `<prefix>:{S}:stats`.
-    pub fn stats(&self, s: u32) -> &str {
-        &self.names[s as usize][5]
-    }
-    /// The restricted users of shard `s` (user → feature names), for instances
-    /// that do not own it: `<prefix>:{S}:restricted`.
-    pub fn restricted(&self, s: u32) -> &str {
-        &self.names[s as usize][6]
-    }
-    /// The changelog of shard `s` that other instances follow: each change
-    /// with the user's whole restricted set: `<prefix>:{S}:changes`.
-    pub fn changes(&self, s: u32) -> &str {
-        &self.names[s as usize][8]
-    }
-    /// Which instance owns shard `s` (value: its id; expires): `<prefix>:{S}:lease`.
-    pub fn lease(&self, s: u32) -> &str {
-        &self.names[s as usize][7]
-    }
-    /// The tripwire's shared state, one hash tag so it can change atomically.
-    pub fn tripwire_state(&self) -> String {
-        format!("{}:{{tripwire}}:state", self.prefix)
-    }
-    /// Users per shard, written by each shard's owner: the tripwire's population.
-    pub fn tripwire_population(&self) -> String {
-        format!("{}:{{tripwire}}:population", self.prefix)
-    }
-    /// Restrictions rule `rule` made, per second of event time (field: second, value: count).
-    pub fn tripwire_hits(&self, rule: &str) -> String {
-        format!("{}:{{tripwire}}:hits:{rule}", self.prefix)
-    }
-    /// A user's changes, newest first: `<prefix>:{S}:history:<user>`.
-    pub fn history(&self, s: u32, user_id: &str) -> String {
-        format!("{}:{{{s}}}:history:{user_id}", self.prefix)
-    }
-    /// Edge rejections per reason (not per shard).
-    pub fn rejects(&self) -> String {
-        format!("{}:stats:rejects", self.prefix)
-    }
-    /// When the stats were last reset (ms).
-    pub fn stats_since(&self) -> String {
-        format!("{}:stats:since", self.prefix)
-    }
-    /// The tripwire's audit trail.
-    pub fn tripwire_audit(&self) -> String {
-        format!("{}:audit:tripwire", self.prefix)
-    }
-    /// Where unparseable entries go, with the reason.
-    pub fn deadletter(&self) -> String {
-        format!("{}:deadletter", self.prefix)
     }
 }
 

@@ -103,7 +103,15 @@ proptest! {
         for (i, e) in events.iter().enumerate() {
             let value = e.json();
             let validated = model.schema.validate(&value).expect("generated events are valid");
-            let out = shard.apply(&model, EntryId::new(1_000 + i as u64, 0), &validated, 0);
+            let mut changes = Vec::new();
+            let out = shard.apply(&model, EntryId::new(1_000 + i as u64, 0), &validated, 0, &mut changes);
+            // Every restriction made is returned as a change of this user, with the features after it.
+            prop_assert_eq!(changes.len() as u32, out.fired.count_ones());
+            for c in &changes {
+                prop_assert_eq!(&*c.user_id, validated.user_id);
+                prop_assert_eq!(c.restricted_after, out.features);
+                prop_assert!(out.fired & (1 << c.rule.unwrap()) != 0);
+            }
             let user = match *e { Ev::Scam { user } | Ev::Purchase { user, .. } | Ev::Chargeback { user, .. } | Ev::Card { user, .. } => user };
             let r = reference.entry(user).or_default();
             r.apply(e);
@@ -122,8 +130,10 @@ proptest! {
             let value = e.json();
             let v = model.schema.validate(&value).unwrap();
             let id = EntryId::new(1_000 + i as u64, 0);
-            let out = tripped.apply(&model, id, &v, u64::MAX);
-            armed.apply(&model, id, &v, 0);
+            let mut changes = Vec::new();
+            let out = tripped.apply(&model, id, &v, u64::MAX, &mut changes);
+            prop_assert!(changes.is_empty());
+            armed.apply(&model, id, &v, 0, &mut changes);
             prop_assert_eq!(out.features, 0);
             prop_assert_eq!(out.fired, 0);
         }

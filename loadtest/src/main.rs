@@ -9,6 +9,7 @@ use loadtest::engine::{self, Plan, Summary};
 use loadtest::measure;
 use loadtest::scenarios::{populate, settle, Batches, Checks, Events, Mixed, Model, Population, Rng};
 use loadtest::spawn::{Redis, RedisCluster, Service};
+use restrictd_actors::store::{Keys, DEFAULT_PREFIX};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -362,6 +363,9 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
     Ok(summaries)
 }
 
+/// Shards of the services `apply` starts.
+const SHARDS: u32 = 64;
+
 /// Events applied per second: post a backlog to a service that does not
 /// snapshot, kill it, restart it and time the replay until ready.
 fn apply_rate(
@@ -382,6 +386,9 @@ fn apply_rate(
         (Some(redis), None, url, String::new())
     };
     let mut base = QUIET_TRIPWIRE.to_vec();
+    // The leases are cleared below by their names: the shard count and prefix they were made with.
+    let shards = SHARDS.to_string();
+    base.extend([("RESTRICTD_SHARDS__COUNT", shards.as_str()), ("RESTRICTD_REDIS__KEY_PREFIX", DEFAULT_PREFIX)]);
     if cluster {
         base.push(("RESTRICTD_REDIS__NODES", nodes.as_str()));
     }
@@ -434,16 +441,17 @@ fn apply_rate(
     svc.kill();
     // The killed owner's leases would hold the shards for their TTL: clear
     // them, as an operator does once sure the process is dead.
-    for s in 0..64 {
-        let key = format!("rd:{{{s}}}:lease");
+    let keys = Keys::new(DEFAULT_PREFIX, SHARDS);
+    for s in 0..SHARDS {
+        let key = keys.lease(s);
         match (&_redis, &_cluster) {
-            (Some(r), _) => r.cli(&["DEL", &key]),
-            (_, Some(cl)) => cl.cli(&["DEL", &key]),
+            (Some(r), _) => r.cli(&["DEL", key]),
+            (_, Some(cl)) => cl.cli(&["DEL", key]),
             _ => String::new(),
         };
     }
     // The shards split evenly over the instances: 0-31 and 32-63 for two.
-    let count = 64usize;
+    let count = SHARDS as usize;
     let specs: Vec<(String, String)> = (0..instances.max(1))
         .map(|i| {
             let (from, to) = (i * count / instances.max(1), (i + 1) * count / instances.max(1) - 1);

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::domain::{EntryId, Event};
+use restrictd_actors::domain::schema::MALFORMED_JSON;
+use restrictd_actors::domain::{EntryId, Event, ValidationError};
+use restrictd_actors::store::reads;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -40,6 +42,16 @@ async fn accept_write<'a>(
     Ok((slot, started, wait, bytes))
 }
 
+/// An event refused at the edge: counted, and answered as the reference did
+/// (a body that is not JSON gets a plain 400, without a reason code).
+fn refused(state: &AppState, e: ValidationError) -> ApiError {
+    state.rejects.add(e.reason);
+    if e.reason == MALFORMED_JSON {
+        return ApiError::bad_request(e.message);
+    }
+    e.into()
+}
+
 /// `POST /event`: one event, the reference service's API.
 pub async fn post_event(
     req: HttpRequest,
@@ -47,15 +59,8 @@ pub async fn post_event(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (_slot, started, wait, bytes) = accept_write(&req, payload, &state).await?;
-    let schema = &state.shared.model.schema;
-    let value: Value;
-    let event = match schema.validate_fast(&bytes) {
-        Some(event) => event,
-        None => {
-            value = body::parse(&bytes).inspect_err(|_| state.rejects.add("malformed_json"))?;
-            schema.validate(&value).inspect_err(|e| state.rejects.add(e.reason))?
-        }
-    };
+    let mut scratch = None;
+    let event = state.shared.model.schema.validate_bytes(&bytes, &mut scratch).map_err(|e| refused(&state, e))?;
     let shard = state.shared.shard_of(event.user_id);
     let id = state.ingest.append(state.shared.keys.events(shard), &bytes).await?;
     state.ingest_latency.record(started.elapsed().as_secs_f64());
@@ -106,22 +111,11 @@ pub async fn post_events(
         .with("limit", limit));
     }
     let schema = &state.shared.model.schema;
-    // Most events validate straight from their text; the others are parsed
-    // into a `Value` for the exact error (or the rare valid event with escapes).
-    let fast: Vec<Option<Event<'_>>> = raw.iter().map(|r| schema.validate_fast(r.get().as_bytes())).collect();
-    let values: Vec<Option<Value>> = fast
-        .iter()
-        .zip(&raw)
-        .map(|(f, r)| f.is_none().then(|| serde_json::from_str(r.get()).unwrap_or(Value::Null)))
-        .collect();
+    let mut scratch: Vec<Option<Value>> = vec![None; raw.len()];
     let mut events: Vec<Event<'_>> = Vec::with_capacity(raw.len());
     let mut invalid = Vec::new();
-    for (index, (fast, value)) in fast.into_iter().zip(&values).enumerate() {
-        let validated = match (fast, value) {
-            (Some(e), _) => Ok(e),
-            (None, v) => schema.validate(v.as_ref().unwrap_or(&Value::Null)),
-        };
-        match validated {
+    for (index, (r, scratch)) in raw.iter().zip(&mut scratch).enumerate() {
+        match schema.validate_bytes(r.get().as_bytes(), scratch) {
             Ok(e) => events.push(e),
             Err(e) => {
                 state.rejects.add(e.reason);
@@ -177,13 +171,11 @@ pub(crate) async fn masks_after_wait(state: &AppState, users: &[&str]) -> Result
     if elsewhere.is_empty() {
         return Ok(masks);
     }
-    let mut pipe = redis::pipe();
-    for &i in &elsewhere {
-        pipe.cmd("HGET").arg(state.shared.keys.restricted(state.shared.shard_of(users[i]))).arg(users[i]);
-    }
-    let persisted: Vec<Option<String>> = state.ingest.run(&pipe, "hget").await?;
-    for (i, names) in elsewhere.into_iter().zip(persisted) {
-        masks[i] = names.map_or(0, |n| restrictd_actors::persistence::mask_of(&state.shared.model, &n));
+    let wanted: Vec<(u32, &str)> = elsewhere.iter().map(|&i| (state.shared.shard_of(users[i]), users[i])).collect();
+    let (keys, model) = (&state.shared.keys, &state.shared.model);
+    let persisted = state.ingest.call("hget", async |c| reads::restricted_masks(c, keys, model, &wanted).await).await?;
+    for (i, mask) in elsewhere.into_iter().zip(persisted) {
+        masks[i] = mask;
     }
     Ok(masks)
 }

@@ -5,6 +5,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use restrictd_actors::store::reads;
+
 use super::query_param;
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -27,10 +29,9 @@ pub async fn get_history(
     };
     let limit = number("limit", 50)?.clamp(1, MAX_LIMIT);
     let offset = number("offset", 0)?;
-    let key = state.shared.keys.history(state.shared.shard_of(user), user);
-    let mut pipe = redis::pipe();
-    pipe.cmd("LRANGE").arg(&key).arg(offset).arg(offset + limit - 1);
-    let (items,): (Vec<String>,) = state.ingest.run(&pipe, "lrange").await?;
+    let (keys, shard) = (&state.shared.keys, state.shared.shard_of(user));
+    let items =
+        state.ingest.call("lrange", async |c| reads::history(c, keys, shard, user, offset, limit).await).await?;
     let changes: Vec<Value> = items.iter().filter_map(|j| serde_json::from_str(j).ok()).collect();
     let next = (changes.len() == limit).then_some(offset + limit);
     Ok(HttpResponse::Ok().json(json!({

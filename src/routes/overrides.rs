@@ -15,6 +15,7 @@ use super::events::wait_until_applied;
 use super::features_json;
 use crate::error::ApiError;
 use crate::startup::AppState;
+use restrictd_actors::wire::Field;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +42,7 @@ async fn submit(state: &AppState, command: &AdminCommand) -> Result<HttpResponse
     let user = command.user_id();
     let shard = state.shared.shard_of(user);
     let bytes = serde_json::to_vec(command).expect("commands serialize");
-    let id = state.ingest.append_field(state.shared.keys.events(shard), "admin", &bytes).await?;
+    let id = state.ingest.append_field(state.shared.keys.events(shard), Field::Admin, &bytes).await?;
     wait_until_applied(state, shard, id).await?;
     let report = super::users::user_report(state, user).await?.map(|(r, _)| r);
     Ok(HttpResponse::Ok().json(json!({

@@ -1,7 +1,7 @@
 //! `GET /v1/rules`: every rule, its definition and its tripwire state.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::tripwire::GetRuleStatus;
+use restrictd_actors::messages::GetRuleStatus;
 use serde_json::json;
 
 use super::rfc3339_ms;

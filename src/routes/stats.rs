@@ -3,10 +3,11 @@
 //! the first start or the last reset. They survive restarts (kept in Redis).
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use restrictd_actors::clock::now_ms;
 use restrictd_actors::domain::Money;
+use restrictd_actors::store::{reads, EventStat};
 use serde_json::{json, Value};
 
 use super::rfc3339_ms;
@@ -15,39 +16,22 @@ use crate::startup::AppState;
 
 async fn collect(state: &AppState) -> Result<Value, ApiError> {
     let keys = &state.shared.keys;
-    let mut pipe = redis::pipe();
-    for s in 0..state.shared.shard_count {
-        pipe.cmd("HGETALL").arg(keys.stats(s));
-    }
-    pipe.cmd("HGETALL").arg(keys.rejects());
-    pipe.cmd("GET").arg(keys.stats_since());
-    let mut replies: Vec<redis::Value> = state.ingest.run(&pipe, "stats").await?;
-    let since: Option<String> = replies.pop().and_then(|v| redis::from_redis_value(v).ok());
-    let rejects: BTreeMap<String, u64> =
-        replies.pop().and_then(|v| redis::from_redis_value(v).ok()).unwrap_or_default();
-    let mut events: BTreeMap<String, (u64, u64)> =
-        state.shared.model.schema.events.iter().map(|e| (e.to_string(), (0, 0))).collect();
-    for reply in replies {
-        let fields: BTreeMap<String, u64> = redis::from_redis_value(reply).unwrap_or_default();
-        for (field, n) in fields {
-            if let Some((kind, name)) = field.split_once(':') {
-                let e = events.entry(name.to_string()).or_default();
-                if kind == "count" {
-                    e.0 += n;
-                } else {
-                    e.1 += n;
-                }
-            }
-        }
+    let stored = state.ingest.call("stats", async |c| reads::stats(c, keys).await).await?;
+    let mut events: BTreeMap<String, EventStat> =
+        state.shared.model.schema.events.iter().map(|e| (e.to_string(), EventStat::default())).collect();
+    for (name, stat) in stored.events {
+        let e = events.entry(name).or_default();
+        e.count += stat.count;
+        e.amount += stat.amount;
     }
     let restricted = state.shared.view.count_by_feature(state.shared.model.features.len());
     Ok(json!({
-        "since": since.and_then(|s| s.parse::<u64>().ok()).map(rfc3339_ms),
+        "since": stored.since_ms.map(rfc3339_ms),
         "events": events
             .into_iter()
-            .map(|(name, (count, amount))| (name, json!({"count": count, "amount": Money(amount).to_string()})))
+            .map(|(name, s)| (name, json!({"count": s.count, "amount": Money(s.amount).to_string()})))
             .collect::<serde_json::Map<_, _>>(),
-        "rejects": rejects,
+        "rejects": stored.rejects,
         "restricted_users": state
             .shared
             .model
@@ -82,14 +66,8 @@ pub async fn get_event_stats(
 pub async fn reset_stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let by = state.settings.auth.admin(&req)?;
     let keys = &state.shared.keys;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let mut pipe = redis::pipe();
-    for s in 0..state.shared.shard_count {
-        pipe.cmd("DEL").arg(keys.stats(s)).ignore();
-    }
-    pipe.cmd("DEL").arg(keys.rejects()).ignore();
-    pipe.cmd("SET").arg(keys.stats_since()).arg(now).ignore();
-    state.ingest.run::<()>(&pipe, "stats_reset").await?;
+    let now = now_ms();
+    state.ingest.call("stats_reset", async |c| reads::reset_stats(c, keys, now).await).await?;
     tracing::info!(by, "stats reset");
     Ok(HttpResponse::Ok().json(json!({ "reset": true, "since": rfc3339_ms(now), "by": by })))
 }

@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::tripwire::{Control, ControlTripwire};
+use restrictd_actors::messages::{Control, ControlTripwire};
 use serde::Deserialize;
 use serde_json::json;
 

@@ -5,7 +5,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::domain::snapshot::decode_user;
 use restrictd_actors::domain::user::UserReport;
-use restrictd_actors::shard::GetUser;
+use restrictd_actors::messages::GetUser;
+use restrictd_actors::store::reads;
 use serde_json::json;
 
 use super::{features_json, rfc3339_ms};
@@ -59,9 +60,8 @@ pub(crate) async fn user_report(state: &AppState, user: &str) -> Result<Option<(
         })?;
         return Ok(report.map(|r| (r, "memory")));
     }
-    let mut pipe = redis::pipe();
-    pipe.cmd("HGET").arg(state.shared.keys.users(shard)).arg(user);
-    let (blob,): (Option<Vec<u8>>,) = state.ingest.run(&pipe, "hget").await?;
+    let keys = &state.shared.keys;
+    let blob = state.ingest.call("hget", async |c| reads::user_snapshot(c, keys, shard, user).await).await?;
     let Some(blob) = blob else { return Ok(None) };
     let model = &state.shared.model;
     let user_state = decode_user(model, &blob).map_err(|e| {

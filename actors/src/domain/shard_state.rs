@@ -185,8 +185,16 @@ impl ShardState {
     }
 
     /// Applies one validated event carried by entry `id`. `tripped` is the mask
-    /// of rules that may not restrict anyone new.
-    pub fn apply(&mut self, model: &Model, id: EntryId, event: &Event<'_>, tripped: u64) -> Outcome {
+    /// of rules that may not restrict anyone new. Each restriction made is
+    /// pushed to `changes` (`RuleFired`).
+    pub fn apply(
+        &mut self,
+        model: &Model,
+        id: EntryId,
+        event: &Event<'_>,
+        tripped: u64,
+        changes: &mut Vec<Change>,
+    ) -> Outcome {
         let mut out = Outcome::default();
         if id > self.applied {
             self.applied = id;
@@ -232,6 +240,22 @@ impl ShardState {
             out.fired |= 1 << r;
         }
         out.features = user.restricted(model);
+        let mut bits = out.fired;
+        while bits != 0 {
+            let r = bits.trailing_zeros() as u16;
+            bits &= bits - 1;
+            changes.push(Change {
+                user_id: event.user_id.into(),
+                kind: ChangeKind::RuleFired,
+                features: model.rules[usize::from(r)].features,
+                rule: Some(r),
+                entry: id,
+                at_ms: id.ms,
+                by: None,
+                reason: None,
+                restricted_after: out.features,
+            });
+        }
         out
     }
 

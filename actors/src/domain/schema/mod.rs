@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use super::money::{Money, MoneyError};
 
+mod fast;
+
 /// Properties an event may require besides `user_id`.
 pub const MAX_PROPERTIES: usize = 8;
 /// The longest accepted `user_id`, in bytes.
@@ -70,6 +72,9 @@ pub struct Event<'a> {
     /// Values of the declared properties, in [`Schema::properties`] order.
     pub values: [PropValue<'a>; MAX_PROPERTIES],
 }
+
+/// The reason of an event that is not JSON at all.
+pub const MALFORMED_JSON: &str = "malformed_json";
 
 /// Every `ValidationError::reason`, for metrics registered ahead of time.
 pub const REASONS: &[&str] = &[
@@ -170,6 +175,30 @@ impl Schema {
     }
 
     /// Validates `{"name": ..., "event_properties": {...}, "event_id"?: ...}`.
+    /// Validates an event from its bytes: the one entry point, used at the
+    /// HTTP edge and by the shard before applying. Most events validate
+    /// straight from their text (`validate_fast`); the others are parsed into
+    /// `scratch`, which the returned event then borrows from.
+    pub fn validate_bytes<'a>(
+        &self,
+        bytes: &'a [u8],
+        scratch: &'a mut Option<Value>,
+    ) -> Result<Event<'a>, ValidationError> {
+        if let Some(event) = self.validate_fast(bytes) {
+            return Ok(event);
+        }
+        let value = serde_json::from_slice(bytes).map_err(|e| {
+            let message = if bytes.iter().all(u8::is_ascii_whitespace) {
+                "request body is empty; send a JSON event".to_string()
+            } else {
+                format!("malformed JSON: {e}")
+            };
+            ValidationError::malformed(MALFORMED_JSON, message)
+        })?;
+        self.validate(scratch.insert(value))
+    }
+
+    /// Validates an event already parsed into a `Value` (see `validate_bytes`).
     pub fn validate<'a>(&self, value: &'a Value) -> Result<Event<'a>, ValidationError> {
         let Value::Object(obj) = value else {
             return Err(ValidationError::malformed(
@@ -235,117 +264,6 @@ impl Schema {
             })?;
         }
         Ok(event)
-    }
-}
-
-/// The top level of an event, borrowed from its text (no string escapes).
-#[derive(Deserialize)]
-struct FastEvent<'a> {
-    #[serde(borrow)]
-    name: &'a str,
-    #[serde(borrow)]
-    event_properties: FastProps<'a>,
-    #[serde(borrow, default)]
-    event_id: Option<&'a str>,
-}
-
-/// `event_properties` as (key, raw JSON text) pairs, in order; at most
-/// `FAST_PROPS` of them (no allocation per event): an event with more takes
-/// the `Value` path.
-struct FastProps<'a> {
-    len: usize,
-    props: [(&'a str, &'a str); FAST_PROPS],
-}
-
-const FAST_PROPS: usize = 8;
-
-impl<'de: 'a, 'a> Deserialize<'de> for FastProps<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
-            type Value = FastProps<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<FastProps<'a>, M::Error> {
-                use serde::de::Error as _;
-                let mut out = FastProps { len: 0, props: [("", ""); FAST_PROPS] };
-                while let Some((key, value)) = map.next_entry::<&'de str, &'de serde_json::value::RawValue>()? {
-                    let slot = out.props.get_mut(out.len).ok_or_else(|| M::Error::custom("too many properties"))?;
-                    *slot = (key, value.get());
-                    out.len += 1;
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_map(Visit(std::marker::PhantomData))
-    }
-}
-
-impl<'a> FastProps<'a> {
-    /// The last value of `key` (as a JSON object with repeated keys is read).
-    fn get(&self, key: &str) -> Option<&'a str> {
-        self.props[..self.len].iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
-    }
-}
-
-/// The contents of a JSON string literal without escapes, borrowed.
-fn plain_string(raw: &str) -> Option<&str> {
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.contains('\\')).then_some(inner)
-}
-
-impl Schema {
-    /// The common case of [`Schema::validate`] straight from the event's bytes,
-    /// without building a `serde_json::Value`: a valid event whose strings
-    /// have no escapes and whose amounts have at most 15 significant digits.
-    /// `None` for anything else; the caller then parses the event into a
-    /// `Value` and calls `validate`, which gives the same result for what this
-    /// accepts and the precise error for what it does not.
-    pub fn validate_fast<'a>(&self, bytes: &'a [u8]) -> Option<Event<'a>> {
-        let raw: FastEvent<'a> = serde_json::from_slice(bytes).ok()?;
-        if raw.name.is_empty() || raw.name.contains('\\') {
-            return None;
-        }
-        let user_id = check_user_id(plain_string(raw.event_properties.get("user_id")?)?).ok()?;
-        if let Some(id) = raw.event_id {
-            if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES || id.contains('\\') {
-                return None;
-            }
-        }
-        let mut event = Event {
-            name: raw.name,
-            kind: EventKind::Unknown,
-            user_id,
-            event_id: raw.event_id,
-            values: [PropValue::Absent; MAX_PROPERTIES],
-        };
-        let Some(index) = self.event_index(raw.name) else {
-            return self.accept_unknown.then_some(event);
-        };
-        event.kind = EventKind::Known(index);
-        for (slot, (prop, ty)) in self.properties[usize::from(index)].iter().enumerate() {
-            let text = raw.event_properties.get(prop)?;
-            event.values[slot] = match ty {
-                PropType::String => PropValue::Str(plain_string(text).filter(|s| !s.is_empty())?),
-                PropType::Bool => PropValue::Bool(match text {
-                    "true" => true,
-                    "false" => false,
-                    _ => return None,
-                }),
-                PropType::Integer => PropValue::Integer(text.parse::<i64>().ok()?),
-                PropType::Money => {
-                    // Up to 15 significant digits a double holds exactly, so
-                    // the text and `Money::from_json` agree.
-                    let digits = text.split(['e', 'E']).next()?.bytes().filter(u8::is_ascii_digit);
-                    if digits.skip_while(|d| *d == b'0').count() > 15 {
-                        return None;
-                    }
-                    PropValue::Money(super::money::parse_decimal(text).ok()?)
-                }
-            };
-        }
-        Some(event)
     }
 }
 

@@ -24,100 +24,22 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use metrics::{counter, gauge};
-use redis::Value;
 
+use crate::clock::now_ms;
 use crate::domain::rules::OnTrip;
 use crate::domain::{SharedRule, Transition, TripState, TripwireSettings};
 use crate::link::Conn;
+use crate::messages::*;
 use crate::metrics::*;
-use crate::shard::RevertRule;
+use crate::retry::LogOnce;
 use crate::shared::{FeedItem, FeedKind, Shared};
+use crate::store::tripwire::{self as store, Counts, Sync};
 
-/// Rule `rule` restricted a user at event time `at_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct Fired {
-    pub rule: u16,
-    pub at_ms: u64,
-}
-
-/// Restrictions made by a shard's rules, for the windows.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RulesFired(pub Vec<Fired>);
-
-/// The tripwire state of every rule.
-#[derive(Message)]
-#[rtype(result = "Vec<RuleStatus>")]
-pub struct GetRuleStatus;
-
-/// Where to send reverts, and the Redis link for the shared windows.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Connect {
-    pub shards: Vec<Recipient<RevertRule>>,
-    pub conn: Option<Conn>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Control {
-    /// Re-arm with a fresh window.
-    Reset,
-    /// Switch off until reset.
-    Trip,
-}
-
-/// An operator's action on a rule's tripwire; replies with its status after
-/// (or the reason it could not be recorded: Redis unreachable).
-#[derive(Message)]
-#[rtype(result = "Result<RuleStatus, String>")]
-pub struct ControlTripwire {
-    pub rule: u16,
-    pub action: Control,
-    /// The admin token's name.
-    pub by: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RuleStatus {
-    pub state: TripState,
-    /// Users the rule restricted within the window, over every instance.
-    pub restricted_in_window: u64,
-    /// Users known over every instance: the share's denominator.
-    pub population: u64,
-    /// Since when the rule is in its state (ms since the epoch; 0: never changed).
-    pub since_ms: u64,
-    pub trips: u64,
-    /// Tripped by an operator (no automatic re-arm).
-    pub forced: bool,
-}
-
-/// Compare-and-set of one rule's state: KEYS[1] state hash, ARGV rule,
-/// expected JSON ("" when absent), new JSON. Returns 1 when it was set.
-const CAS: &str = r"
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if (cur == false and ARGV[2] == '') or cur == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  return 1
-end
-return 0";
-
-/// Sets rule `rule`'s state to `json` if it is still `expected` ("": absent).
-async fn compare_and_set(
-    conn: &mut Conn,
-    key: &str,
-    rule: &str,
-    expected: &str,
-    json: &str,
-) -> redis::RedisResult<bool> {
-    let won: i64 =
-        redis::cmd("EVAL").arg(CAS).arg(1).arg(key).arg(rule).arg(expected).arg(json).query_async(conn).await?;
-    Ok(won == 1)
-}
+mod control;
 
 /// Restrictions held back while Redis is unreachable, at most.
 const PENDING_LIMIT: usize = 100_000;
@@ -140,13 +62,14 @@ pub struct Tripwire {
     syncing: bool,
     /// A report arrived during a sync: sync again right after.
     again: bool,
-    failing: bool,
+    /// The shared windows are unreachable (logged once).
+    failing: LogOnce,
     /// When the last sync started: reports sync at most every `REPORT_GAP`.
-    last_sync: Option<std::time::Instant>,
+    last_sync: Option<Instant>,
     /// A sync is scheduled for the end of the gap.
     scheduled: bool,
     /// When this instance's population was last written (once per tick is enough).
-    population_written: Option<std::time::Instant>,
+    population_written: Option<Instant>,
     /// Per rule: window seconds to delete at the next sync.
     stale: Vec<Vec<u64>>,
 }
@@ -157,19 +80,6 @@ const REPORT_GAP: Duration = Duration::from_millis(20);
 
 /// Mailbox size: past it shards shed reports (counted) rather than block.
 pub const MAILBOX: usize = 4096;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// What one sync read back.
-struct Counts {
-    hits: Vec<u64>,
-    population: u64,
-    stored: Vec<String>,
-    /// Per rule: seconds that fell out of the window (deleted by the next sync).
-    stale: Vec<Vec<u64>>,
-}
 
 impl Tripwire {
     pub fn new(settings: TripwireSettings, tick: Duration, shared: Arc<Shared>) -> Self {
@@ -187,7 +97,7 @@ impl Tripwire {
             pending: Vec::new(),
             syncing: false,
             again: false,
-            failing: false,
+            failing: LogOnce::default(),
             last_sync: None,
             scheduled: false,
             population_written: None,
@@ -224,52 +134,79 @@ impl Tripwire {
             }
             return;
         }
-        self.last_sync = Some(std::time::Instant::now());
+        self.last_sync = Some(Instant::now());
         self.syncing = true;
         self.again = false;
         let pending = std::mem::take(&mut self.pending);
         let stale = std::mem::replace(&mut self.stale, vec![Vec::new(); self.rules.len()]);
         let (shared, settings, rules) = (Arc::clone(&self.shared), self.settings, self.rules.clone());
         let now = now_ms();
-        let write_population = self.population_written.is_none_or(|w| w.elapsed() >= self.tick);
-        if write_population {
-            self.population_written = Some(std::time::Instant::now());
-        }
+        let population = self.population_to_write();
         let work = async move {
-            let sync = Sync { pending: &pending, stale: &stale, now, write_population };
-            let counts = read_counts(&mut conn, &shared, &settings, &rules, sync).await;
+            let sync = Sync { pending: &pending, stale: &stale, now_ms: now, population };
+            let counts = store::sync(&mut conn, &shared.keys, &shared.model, &settings, &rules, sync).await;
             (counts, pending, conn)
         };
         ctx.spawn(work.into_actor(self).map(move |(counts, pending, conn), act, ctx| {
             act.syncing = false;
-            match counts {
-                Ok(counts) => {
-                    if act.failing {
-                        act.failing = false;
-                        tracing::info!("tripwire windows reachable again");
-                    }
-                    act.apply_counts(counts, now, conn, ctx);
-                }
-                Err(e) => {
-                    counter!(REDIS_ERRORS_TOTAL, "operation" => "tripwire").increment(1);
-                    if !act.failing {
-                        act.failing = true;
-                        tracing::warn!(error = %e, "cannot reach the shared tripwire windows; holding reports");
-                    }
-                    let mut kept = pending;
-                    kept.append(&mut act.pending);
-                    if kept.len() > PENDING_LIMIT {
-                        let shed = kept.len() - PENDING_LIMIT;
-                        kept.drain(..shed);
-                        counter!(TRIPWIRE_REPORTS_SHED_TOTAL).increment(shed as u64);
-                    }
-                    act.pending = kept;
-                }
-            }
+            act.synced(counts, pending, now, conn, ctx);
             if act.again {
                 act.sync(ctx);
             }
         }));
+    }
+
+    /// Users per shard this instance has recovered, once per tick (else
+    /// nothing). A standby's shards, or shards still loading, would write 0
+    /// over their owner's count.
+    fn population_to_write(&mut self) -> Vec<(u32, u64)> {
+        if self.population_written.is_some_and(|w| w.elapsed() < self.tick) {
+            return Vec::new();
+        }
+        self.population_written = Some(Instant::now());
+        let shared = &self.shared;
+        if !shared.leased.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        shared
+            .owned
+            .iter()
+            .filter(|&&s| shared.caught_up[s as usize].load(Ordering::Acquire))
+            .map(|&s| (s, shared.users[s as usize].load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// A sync ended: evaluate what it read, or hold its reports for the next.
+    fn synced(
+        &mut self,
+        counts: redis::RedisResult<Counts>,
+        pending: Vec<Fired>,
+        now: u64,
+        conn: Conn,
+        ctx: &mut Context<Self>,
+    ) {
+        match counts {
+            Ok(counts) => {
+                if self.failing.end() {
+                    tracing::info!("tripwire windows reachable again");
+                }
+                self.apply_counts(counts, now, conn, ctx);
+            }
+            Err(e) => {
+                counter!(REDIS_ERRORS_TOTAL, "operation" => "tripwire").increment(1);
+                if self.failing.start() {
+                    tracing::warn!(error = %e, "cannot reach the shared tripwire windows; holding reports");
+                }
+                let mut kept = pending;
+                kept.append(&mut self.pending);
+                if kept.len() > PENDING_LIMIT {
+                    let shed = kept.len() - PENDING_LIMIT;
+                    kept.drain(..shed);
+                    counter!(TRIPWIRE_REPORTS_SHED_TOTAL).increment(shed as u64);
+                }
+                self.pending = kept;
+            }
+        }
     }
 
     /// Takes in what a sync read: observes changes made elsewhere, then
@@ -330,10 +267,10 @@ impl Tripwire {
     ) {
         let expected = self.stored[r].clone();
         let json = serde_json::to_string(&next).unwrap_or_default();
-        let key = self.shared.keys.tripwire_state();
-        let rule = self.shared.model.rules[r].name.to_string();
+        let shared = Arc::clone(&self.shared);
         let cas = async move {
-            let won = compare_and_set(&mut conn, &key, &rule, &expected, &json).await;
+            let rule = &shared.model.rules[r].name;
+            let won = store::compare_and_set(&mut conn, &shared.keys, rule, &expected, &json).await;
             (won, json)
         };
         ctx.spawn(cas.into_actor(self).map(move |(won, json), act, ctx| {
@@ -398,13 +335,11 @@ impl Tripwire {
     /// The deciding instance records the change in the tripwire audit stream.
     fn audit(&mut self, r: usize, change: Transition, by: &str, ctx: &mut Context<Self>) {
         let Some(mut conn) = self.conn.clone() else { return };
-        let key = self.shared.keys.tripwire_audit();
+        let shared = Arc::clone(&self.shared);
         let json = self.change_json(r, change, by);
         ctx.spawn(
             async move {
-                let added: redis::RedisResult<String> =
-                    redis::cmd("XADD").arg(key).arg("*").arg("change").arg(json).query_async(&mut conn).await;
-                if let Err(e) = added {
+                if let Err(e) = store::audit(&mut conn, &shared.keys, &json).await {
                     counter!(REDIS_ERRORS_TOTAL, "operation" => "xadd").increment(1);
                     tracing::warn!(error = %e, "could not record a tripwire change in the audit stream");
                 }
@@ -412,83 +347,6 @@ impl Tripwire {
             .into_actor(self),
         );
     }
-}
-
-/// What one sync sends.
-struct Sync<'a> {
-    pending: &'a [Fired],
-    stale: &'a [Vec<u64>],
-    now: u64,
-    write_population: bool,
-}
-
-/// One sync's round trip: add the pending restrictions (per rule and second)
-/// and this instance's population, delete seconds out of the window, read each
-/// rule's seconds, the population and the states. One transaction (all keys
-/// share the `{tripwire}` tag).
-async fn read_counts(
-    conn: &mut Conn,
-    shared: &Shared,
-    settings: &TripwireSettings,
-    rules: &[SharedRule],
-    sync: Sync<'_>,
-) -> redis::RedisResult<Counts> {
-    let keys = &shared.keys;
-    let model = &shared.model;
-    let mut per_second: std::collections::BTreeMap<(u16, u64), u64> = Default::default();
-    for f in sync.pending {
-        *per_second.entry((f.rule, f.at_ms / 1000)).or_default() += 1;
-    }
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    for ((r, second), n) in per_second {
-        let Some(rule) = model.rules.get(usize::from(r)) else { continue };
-        pipe.cmd("HINCRBY").arg(keys.tripwire_hits(&rule.name)).arg(second).arg(n).ignore();
-    }
-    for (rule, stale) in model.rules.iter().zip(sync.stale) {
-        if !stale.is_empty() {
-            pipe.cmd("HDEL").arg(keys.tripwire_hits(&rule.name)).arg(stale).ignore();
-        }
-    }
-    let population = keys.tripwire_population();
-    // Only shards this instance has recovered: a standby's shards, or shards
-    // still loading, would write 0 over their owner's count.
-    let counted: Vec<u32> = shared
-        .owned
-        .iter()
-        .copied()
-        .filter(|&s| shared.leased.load(Ordering::Acquire) && shared.caught_up[s as usize].load(Ordering::Acquire))
-        .collect();
-    if sync.write_population && !counted.is_empty() {
-        let cmd = pipe.cmd("HSET").arg(&population);
-        for s in counted {
-            cmd.arg(s).arg(shared.users[s as usize].load(Ordering::Relaxed));
-        }
-        cmd.ignore();
-    }
-    for rule in &model.rules {
-        pipe.cmd("HGETALL").arg(keys.tripwire_hits(&rule.name));
-    }
-    pipe.cmd("HVALS").arg(&population);
-    pipe.cmd("HGETALL").arg(keys.tripwire_state());
-    let mut replies: Vec<Value> = pipe.query_async(conn).await?;
-    let states: std::collections::HashMap<String, String> =
-        redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
-    let per_shard: Vec<u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
-    let cutoff_second = sync.now.saturating_sub(settings.window_ms) / 1000;
-    let (mut hits, mut stale) = (Vec::new(), Vec::new());
-    for (reply, state) in replies.into_iter().zip(rules) {
-        let seconds: std::collections::HashMap<u64, u64> = redis::from_redis_value(reply)?;
-        let from_second = state.window_start(sync.now, settings) / 1000;
-        hits.push(seconds.iter().filter(|(s, _)| **s >= from_second).map(|(_, n)| n).sum());
-        stale.push(seconds.keys().copied().filter(|s| *s < cutoff_second).collect());
-    }
-    Ok(Counts {
-        hits,
-        population: per_shard.iter().sum(),
-        stored: model.rules.iter().map(|r| states.get(&*r.name).cloned().unwrap_or_default()).collect(),
-        stale,
-    })
 }
 
 impl Actor for Tripwire {
@@ -521,48 +379,6 @@ impl Handler<Connect> for Tripwire {
             self.conn = msg.conn;
             self.sync(ctx);
         }
-    }
-}
-
-impl Handler<ControlTripwire> for Tripwire {
-    type Result = ResponseActFuture<Self, Result<RuleStatus, String>>;
-
-    fn handle(&mut self, msg: ControlTripwire, _: &mut Context<Self>) -> Self::Result {
-        let r = usize::from(msg.rule);
-        let Some(conn) = self.conn.clone() else {
-            return Box::pin(fut::ready(Err("redis is not reachable yet".to_string())));
-        };
-        let (key, rule) = (self.shared.keys.tripwire_state(), self.shared.model.rules[r].name.to_string());
-        // Read the current state, change it, compare-and-set; again if someone else changed it first.
-        let attempt = async move {
-            let mut conn = conn;
-            for _ in 0..10 {
-                let stored: Option<String> = redis::cmd("HGET").arg(&key).arg(&rule).query_async(&mut conn).await?;
-                let stored = stored.unwrap_or_default();
-                let mut next: SharedRule = serde_json::from_str(&stored).unwrap_or_default();
-                let now = now_ms();
-                let change = match msg.action {
-                    Control::Trip => next.force_trip(now),
-                    Control::Reset => next.reset(now),
-                };
-                let json = serde_json::to_string(&next).unwrap_or_default();
-                if compare_and_set(&mut conn, &key, &rule, &stored, &json).await? {
-                    return Ok((stored, json, next, change));
-                }
-            }
-            Err(redis::RedisError::from((redis::ErrorKind::Client, "the tripwire state kept changing; try again")))
-        };
-        let by = format!("admin:{}", msg.by);
-        Box::pin(attempt.into_actor(self).map(move |result, act, ctx| {
-            let (_, json, next, change) = result.map_err(|e: redis::RedisError| e.to_string())?;
-            act.stored[r] = json;
-            act.rules[r] = next;
-            if let Some(change) = change {
-                act.changed(r, change, &by, ctx);
-                act.audit(r, change, &by, ctx);
-            }
-            Ok(act.status(r))
-        }))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Snapshots of shard state in Redis, written behind the shard actor.
+//! Snapshots of shard state in Redis, written behind the shard actor, and
+//! the changelog written ahead of them.
 //!
 //! Per shard S (all keys share the hash tag `{S}`, so one MULTI/EXEC covers
 //! them on a single Redis or a cluster):
@@ -14,13 +15,15 @@
 
 use std::sync::Arc;
 
-use crate::link::Conn;
 use redis::Value;
 
+use super::codec::EventStats;
+use super::keys::Keys;
 use crate::domain::shard_state::DedupChanges;
 use crate::domain::snapshot::decode_user;
 use crate::domain::{EntryId, Model, ShardState};
-use crate::shared::Keys;
+use crate::link::Conn;
+use crate::wire::Field;
 
 /// What one flush writes.
 #[derive(Debug, Default)]
@@ -36,8 +39,8 @@ pub struct FlushBatch {
     /// the users' histories. In the same transaction as the state, so each is
     /// recorded exactly once across crashes.
     pub audit: Vec<(Box<str>, Arc<str>)>,
-    /// Stats increments: (field, delta).
-    pub stats: Vec<(String, u64)>,
+    /// Event counts and amounts since the last flush.
+    pub stats: EventStats,
     /// Changelog entries not yet written by `write_changes`.
     pub changes: ChangeBatch,
 }
@@ -72,7 +75,7 @@ fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &Chan
             .arg("~")
             .arg(CHANGES_MAXLEN)
             .arg("*")
-            .arg("change")
+            .arg(Field::Change.as_str())
             .arg(&**json)
             .ignore();
     }
@@ -112,7 +115,13 @@ pub const AUDIT_MAXLEN: u64 = 100_000;
 pub const HISTORY_MAXLEN: i64 = 1_000;
 
 /// Writes a flush in one MULTI/EXEC.
-pub async fn write(conn: &mut Conn, keys: &Keys, shard: u32, batch: &FlushBatch) -> redis::RedisResult<()> {
+pub async fn write(
+    conn: &mut Conn,
+    keys: &Keys,
+    model: &Model,
+    shard: u32,
+    batch: &FlushBatch,
+) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     pipe.atomic();
     if !batch.users.is_empty() {
@@ -143,7 +152,7 @@ pub async fn write(conn: &mut Conn, keys: &Keys, shard: u32, batch: &FlushBatch)
             .arg("~")
             .arg(AUDIT_MAXLEN)
             .arg("*")
-            .arg("change")
+            .arg(Field::Change.as_str())
             .arg(&**json)
             .ignore();
         let history = keys.history(shard, user);
@@ -151,8 +160,8 @@ pub async fn write(conn: &mut Conn, keys: &Keys, shard: u32, batch: &FlushBatch)
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
     }
     add_changes(&mut pipe, keys, shard, &batch.changes);
-    for (field, delta) in &batch.stats {
-        pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(*delta).ignore();
+    for (field, delta) in batch.stats.fields(model) {
+        pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(delta).ignore();
     }
     pipe.cmd("SET").arg(keys.offset(shard)).arg(batch.offset.to_string()).ignore();
     if let Some(min) = batch.trim_below {
@@ -218,22 +227,6 @@ pub async fn read_offset(conn: &mut Conn, keys: &Keys, shard: u32) -> Result<Opt
     offset.map(|o| EntryId::parse(&o).ok_or(LoadError::Offset { shard, value: o })).transpose()
 }
 
-/// A feature mask from names joined by commas (unknown names are skipped: a
-/// feature removed from the configuration restricts nothing).
-pub fn mask_of(model: &Model, features: &str) -> u64 {
-    mask_of_names(model, features.split(',').map(str::trim))
-}
-
-/// A feature mask from feature names (unknown names are skipped).
-pub fn mask_of_names<'a>(model: &Model, names: impl IntoIterator<Item = &'a str>) -> u64 {
-    names.into_iter().filter_map(|f| model.feature_index(f)).fold(0, |m, f| m | 1 << f)
-}
-
-/// Feature names joined by commas, for `<prefix>:{S}:restricted`.
-pub fn names_of(model: &Model, mask: u64) -> String {
-    crate::domain::user::features_of(model, mask).join(",")
-}
-
 /// Reads a whole hash in chunks, handing each field and value to `each`.
 pub async fn scan_hash(
     conn: &mut Conn,
@@ -266,4 +259,10 @@ pub async fn scan_hash(
             return Ok(());
         }
     }
+}
+
+/// The id of the newest entry of stream `key` (`None`: empty or absent).
+pub async fn newest_entry(conn: &mut Conn, key: &str) -> redis::RedisResult<Option<EntryId>> {
+    let reply: Value = redis::cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(1).query_async(conn).await?;
+    Ok(crate::wire::newest_id(&reply))
 }

@@ -1,0 +1,153 @@
+//! Applying entries: events and operators' commands through the domain, and
+//! publishing every change it returns (read view, write-behind, live feed).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::ShardActor;
+use crate::clock::now_ms;
+use crate::domain::admin::{change_json, AdminCommand};
+use crate::domain::schema::PropValue;
+use crate::domain::shard_state::Change;
+use crate::domain::user::Override;
+use crate::domain::{EntryId, EventKind};
+use crate::messages::Fired;
+use crate::shared::{FeedItem, FeedKind};
+
+/// Why an entry could not be applied: (reason, message), for its dead letter.
+pub(super) type Refused = (&'static str, String);
+
+impl ShardActor {
+    /// Applies one event entry; an entry that is not a valid event is refused.
+    pub(super) fn apply_event(
+        &mut self,
+        id: EntryId,
+        bytes: &[u8],
+        now_ms: u64,
+        fired: &mut Vec<Fired>,
+    ) -> Result<(), Refused> {
+        let model = Arc::clone(&self.shared.model);
+        let mut scratch = None;
+        let event = model.schema.validate_bytes(bytes, &mut scratch).map_err(|e| (e.reason, e.message))?;
+        let tripped = self.shared.tripped.load(Ordering::Relaxed);
+        let mut changes = Vec::new();
+        let out = self.state.apply(&model, id, &event, tripped, &mut changes);
+        let kind = match event.kind {
+            EventKind::Known(k) => usize::from(k),
+            EventKind::Unknown => model.schema.events.len(),
+        };
+        let outcome = usize::from(out.duplicate) + 2 * usize::from(out.ignored);
+        self.metrics.events[kind][outcome].increment(1);
+        self.metrics.lag.record(now_ms.saturating_sub(id.ms) as f64 / 1000.0);
+        if !out.duplicate {
+            let amount = match event.kind {
+                EventKind::Known(k) => match self.amount_property[usize::from(k)].map(|p| event.values[p]) {
+                    Some(PropValue::Money(m)) => m.0,
+                    _ => 0,
+                },
+                EventKind::Unknown => 0,
+            };
+            self.write.record_event(kind, amount);
+            if self.shared.event_subscribers.load(Ordering::Relaxed) > 0 {
+                self.feed_event(id, event.name, event.user_id, event.kind);
+            }
+        }
+        for change in changes {
+            if let Some(r) = change.rule {
+                fired.push(Fired { rule: r, at_ms: id.ms });
+                self.metrics.fired[usize::from(r)].increment(1);
+            }
+            self.publish(change);
+        }
+        let mut bits = out.suppressed;
+        while bits != 0 {
+            let r = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            self.metrics.suppressed[r].increment(1);
+        }
+        Ok(())
+    }
+
+    /// An applied event, for feed subscribers that asked for events.
+    fn feed_event(&self, id: EntryId, name: &str, user_id: &str, kind: EventKind) {
+        let json = serde_json::json!({
+            "type": "event", "name": name, "user_id": user_id, "entry_id": id.to_string(),
+        });
+        let _ = self.shared.feed.send(Arc::new(FeedItem {
+            kind: FeedKind::Event,
+            user_id: Some(user_id.into()),
+            rule: None,
+            features: 0,
+            event: match kind {
+                EventKind::Known(k) => Some(k),
+                EventKind::Unknown => None,
+            },
+            json: json.to_string().into(),
+        }));
+    }
+
+    /// Applies an operator's command entry.
+    pub(super) fn apply_admin(&mut self, id: EntryId, bytes: &[u8]) -> Result<(), Refused> {
+        let model = Arc::clone(&self.shared.model);
+        let command: AdminCommand =
+            serde_json::from_slice(bytes).map_err(|e| ("bad_admin_command", format!("not an admin command: {e}")))?;
+        let feature_of = |name: &str| {
+            model
+                .feature_index(name)
+                .map(|f| f as u8)
+                .ok_or_else(|| ("bad_admin_command", format!("unknown feature {name:?}")))
+        };
+        let change = match &command {
+            AdminCommand::SetOverride { user_id, feature, allowed, reason, by, expires_at_ms } => {
+                let f = feature_of(feature)?;
+                let o = Override {
+                    feature: f,
+                    allowed: *allowed,
+                    reason: reason.as_str().into(),
+                    by: by.as_str().into(),
+                    at_ms: id.ms,
+                    expires_at_ms: *expires_at_ms,
+                };
+                self.state.set_override(&model, id, user_id, f, Some(o), by)
+            }
+            AdminCommand::ClearOverride { user_id, feature, by } => {
+                let f = feature_of(feature)?;
+                self.state.set_override(&model, id, user_id, f, None, by)
+            }
+        };
+        if let Some(change) = change {
+            self.publish(change);
+        }
+        Ok(())
+    }
+
+    /// Publishes a change: into the read view, the write-behind (changelog,
+    /// audit, history), the live feed.
+    pub(super) fn publish(&mut self, change: Change) {
+        self.shared.view.set(self.id, &change.user_id, change.restricted_after);
+        // One copy of the JSON for the changelog, the audit and the history.
+        let json: Arc<str> = change_json(&self.shared.model, &change).into();
+        if self.shared.feed.receiver_count() > 0 {
+            let _ = self.shared.feed.send(Arc::new(FeedItem {
+                kind: FeedKind::Change,
+                user_id: Some(change.user_id.clone()),
+                rule: change.rule,
+                features: change.features,
+                event: None,
+                json: Arc::clone(&json),
+            }));
+        }
+        self.write.record_change(change.user_id, change.restricted_after, json);
+    }
+
+    /// Lifts what expired; visible to checks at once.
+    pub(super) fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let model = Arc::clone(&self.shared.model);
+        for change in self.state.sweep(&model, now_ms()) {
+            self.publish(change);
+        }
+        self.schedule_changelog(ctx);
+    }
+}

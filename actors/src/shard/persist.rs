@@ -1,0 +1,91 @@
+//! The write-behind's I/O: spawning snapshot and changelog writes and
+//! handing their outcome back to `WriteBehind`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::write_behind::Flushed;
+use super::ShardActor;
+use crate::metrics::REDIS_ERRORS_TOTAL;
+use crate::store::snapshot;
+
+impl ShardActor {
+    /// Writes the users changed since the last flush and the offset, unless a
+    /// write is in flight (then it runs again when that one ends).
+    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut conn) = self.conn.clone() else { return };
+        if !self.shared.lease_valid() {
+            // Another instance may own the shard by now: write nothing.
+            return;
+        }
+        let Some(batch) = self.write.begin_flush(&mut self.state, &self.shared.model) else { return };
+        let (shared, shard, started) = (Arc::clone(&self.shared), self.id, Instant::now());
+        let write = async move {
+            let result = snapshot::write(&mut conn, &shared.keys, &shared.model, shard, &batch).await;
+            (batch, result)
+        };
+        ctx.spawn(write.into_actor(self).map(move |(batch, result), act, ctx| {
+            let model = Arc::clone(&act.shared.model);
+            match act.write.end_flush(batch, result.is_ok(), &mut act.state, &model) {
+                Flushed::Written { again } => {
+                    act.metrics.flush.record(started.elapsed().as_secs_f64());
+                    if act.write.failing.end() {
+                        tracing::info!(shard = act.id, "snapshot writes resumed");
+                    }
+                    if again {
+                        act.flush(ctx);
+                    }
+                }
+                Flushed::Failed { first } => {
+                    metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => "flush").increment(1);
+                    if let (true, Err(e)) = (first, result) {
+                        tracing::warn!(shard = act.id, error = %e, "snapshot write failed; retrying on the next interval");
+                    }
+                }
+            }
+            act.metrics.dirty.set(act.state.dirty.len() as f64);
+        }));
+    }
+
+    /// Changes are waiting: write them to the changelog within
+    /// `changelog_delay`, so that other instances see them soon (not only at
+    /// the next snapshot).
+    pub(super) fn schedule_changelog(&mut self, ctx: &mut Context<Self>) {
+        if !self.write.has_changelog() || self.write.changelog_scheduled {
+            return;
+        }
+        self.write.changelog_scheduled = true;
+        ctx.run_later(self.write.settings.changelog_delay, |act, ctx| {
+            act.write.changelog_scheduled = false;
+            act.write_changelog(ctx);
+        });
+    }
+
+    /// Writes the pending changelog ahead of the snapshot (a write in flight
+    /// or a failed write leaves them to the next one).
+    fn write_changelog(&mut self, ctx: &mut Context<Self>) {
+        if !self.write.idle() || !self.shared.lease_valid() {
+            self.schedule_changelog(ctx);
+            return;
+        }
+        let Some(mut conn) = self.conn.clone() else { return };
+        let Some(batch) = self.write.begin_changelog(&self.shared.model) else { return };
+        let (shared, shard) = (Arc::clone(&self.shared), self.id);
+        let write = async move {
+            let result = snapshot::write_changes(&mut conn, &shared.keys, shard, &batch).await;
+            (batch, result)
+        };
+        ctx.spawn(write.into_actor(self).map(|(batch, result), act, ctx| {
+            if result.is_err() {
+                metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
+            }
+            let model = Arc::clone(&act.shared.model);
+            if act.write.end_changelog(batch, result.is_ok(), &model) {
+                act.flush(ctx);
+            }
+            act.schedule_changelog(ctx);
+        }));
+    }
+}

@@ -1,0 +1,139 @@
+//! Stored encodings that are not snapshots: restricted sets (feature names
+//! joined by commas, in `<prefix>:{S}:restricted`) and per-event stats
+//! (`count:<event>` and `amount:<event>` fields of `<prefix>:{S}:stats`).
+//! Snapshots are versioned in `domain::snapshot`.
+
+use std::collections::BTreeMap;
+
+use crate::domain::Model;
+
+/// A feature mask from names joined by commas (unknown names are skipped: a
+/// feature removed from the configuration restricts nothing).
+pub fn mask_of(model: &Model, features: &str) -> u64 {
+    mask_of_names(model, features.split(',').map(str::trim))
+}
+
+/// A feature mask from feature names (unknown names are skipped).
+pub fn mask_of_names<'a>(model: &Model, names: impl IntoIterator<Item = &'a str>) -> u64 {
+    names.into_iter().filter_map(|f| model.feature_index(f)).fold(0, |m, f| m | 1 << f)
+}
+
+/// Feature names joined by commas, for `<prefix>:{S}:restricted`.
+pub fn names_of(model: &Model, mask: u64) -> String {
+    crate::domain::user::features_of(model, mask).join(",")
+}
+
+/// The name stats use for events that are not declared.
+pub const UNDECLARED: &str = "unknown";
+
+/// One event name's count and exact sum of `amount` (micro-units).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventStat {
+    pub count: u64,
+    pub amount: u64,
+}
+
+/// Counts and amounts per event kind (declared events by index, then one
+/// slot for undeclared events), accumulated between two snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventStats {
+    per_kind: Vec<EventStat>,
+}
+
+impl EventStats {
+    /// Slots for `declared` events and the undeclared ones.
+    pub fn new(declared: usize) -> Self {
+        EventStats { per_kind: vec![EventStat::default(); declared + 1] }
+    }
+
+    /// An event of kind `kind` (`declared` for an undeclared one) was applied.
+    pub fn record(&mut self, kind: usize, amount: u64) {
+        let stat = &mut self.per_kind[kind];
+        stat.count += 1;
+        stat.amount += amount;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.per_kind.iter().all(|s| s.count == 0)
+    }
+
+    /// Takes what was recorded, leaving zeros.
+    pub fn take(&mut self) -> EventStats {
+        let empty = EventStats::new(self.per_kind.len().saturating_sub(1));
+        std::mem::replace(self, empty)
+    }
+
+    /// Adds back stats whose write failed.
+    pub fn merge(&mut self, other: &EventStats) {
+        for (mine, theirs) in self.per_kind.iter_mut().zip(&other.per_kind) {
+            mine.count += theirs.count;
+            mine.amount += theirs.amount;
+        }
+    }
+
+    /// The `HINCRBY` increments: (field, delta), zeros left out.
+    pub fn fields(&self, model: &Model) -> Vec<(String, u64)> {
+        let name = |k: usize| model.schema.events.get(k).map_or(UNDECLARED, |n| n);
+        let mut out = Vec::new();
+        for (k, stat) in self.per_kind.iter().enumerate() {
+            if stat.count > 0 {
+                out.push((format!("count:{}", name(k)), stat.count));
+            }
+            if stat.amount > 0 {
+                out.push((format!("amount:{}", name(k)), stat.amount));
+            }
+        }
+        out
+    }
+}
+
+/// Adds the fields of one shard's stats hash to totals by event name.
+pub fn add_stats_fields(fields: BTreeMap<String, u64>, totals: &mut BTreeMap<String, EventStat>) {
+    for (field, n) in fields {
+        let Some((kind, name)) = field.split_once(':') else { continue };
+        let stat = totals.entry(name.to_string()).or_default();
+        match kind {
+            "count" => stat.count += n,
+            "amount" => stat.amount += n,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        let def: crate::domain::ModelDef = toml::from_str(include_str!("../../../config.toml")).unwrap();
+        Model::compile(&def, false).unwrap()
+    }
+
+    #[test]
+    fn stats_round_trip_through_their_fields() {
+        let model = model();
+        let declared = model.schema.events.len();
+        let mut stats = EventStats::new(declared);
+        assert!(stats.is_empty());
+        stats.record(0, 5);
+        stats.record(0, 7);
+        stats.record(declared, 0);
+        let fields: BTreeMap<String, u64> = stats.fields(&model).into_iter().collect();
+        let mut totals = BTreeMap::new();
+        add_stats_fields(fields, &mut totals);
+        let first = model.schema.events[0].to_string();
+        assert_eq!(totals[&first], EventStat { count: 2, amount: 12 });
+        assert_eq!(totals[UNDECLARED], EventStat { count: 1, amount: 0 });
+    }
+
+    #[test]
+    fn failed_stats_are_merged_back() {
+        let mut stats = EventStats::new(2);
+        stats.record(1, 3);
+        let taken = stats.take();
+        assert!(stats.is_empty());
+        stats.record(1, 1);
+        stats.merge(&taken);
+        assert_eq!(stats.per_kind[1], EventStat { count: 2, amount: 4 });
+    }
+}

@@ -1,0 +1,148 @@
+//! Every Redis key the service uses, by name. Every key of shard S carries
+//! the hash tag `{S}` (one Cluster slot per shard); the tripwire's keys share
+//! `{tripwire}`. To add a key: a field or a method here, documented with its
+//! type and what it holds.
+
+/// The default `redis.key_prefix`.
+pub const DEFAULT_PREFIX: &str = "rd";
+
+/// The keys of one shard `S`.
+#[derive(Debug, Clone)]
+pub struct ShardKeys {
+    /// Stream: the shard's log of events and operators' commands.
+    pub events: String,
+    /// Hash: user id → snapshot (`domain::snapshot`).
+    pub users: String,
+    /// String: id of the last entry reflected in the snapshot.
+    pub offset: String,
+    /// Hash: 16-byte event-id key → event time (ms), remembered producer event ids.
+    pub dedup: String,
+    /// Stream: the audit trail of the shard's users' changes.
+    pub audit: String,
+    /// Hash: `EventStats` fields (count and amount per event name).
+    pub stats: String,
+    /// Hash: user → restricted feature names (comma-joined), for instances that do not own the shard.
+    pub restricted: String,
+    /// String (expires): the id of the instance that owns the shard.
+    pub lease: String,
+    /// Stream: restriction changes, each with the user's whole restricted set, that other instances follow.
+    pub changes: String,
+}
+
+/// Key names of a deployment.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub prefix: String,
+    shards: Box<[ShardKeys]>,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, shards: u32) -> Self {
+        let key = |s: u32, name: &str| format!("{prefix}:{{{s}}}:{name}");
+        Keys {
+            prefix: prefix.to_string(),
+            shards: (0..shards)
+                .map(|s| ShardKeys {
+                    events: key(s, "events"),
+                    users: key(s, "users"),
+                    offset: key(s, "offset"),
+                    dedup: key(s, "dedup"),
+                    audit: key(s, "audit"),
+                    stats: key(s, "stats"),
+                    restricted: key(s, "restricted"),
+                    lease: key(s, "lease"),
+                    changes: key(s, "changes"),
+                })
+                .collect(),
+        }
+    }
+
+    /// The keys of shard `s`.
+    pub fn shard(&self, s: u32) -> &ShardKeys {
+        &self.shards[s as usize]
+    }
+
+    /// Shards the names were made for.
+    pub fn shard_count(&self) -> u32 {
+        self.shards.len() as u32
+    }
+
+    pub fn events(&self, s: u32) -> &str {
+        &self.shard(s).events
+    }
+    pub fn users(&self, s: u32) -> &str {
+        &self.shard(s).users
+    }
+    pub fn offset(&self, s: u32) -> &str {
+        &self.shard(s).offset
+    }
+    pub fn dedup(&self, s: u32) -> &str {
+        &self.shard(s).dedup
+    }
+    pub fn audit(&self, s: u32) -> &str {
+        &self.shard(s).audit
+    }
+    pub fn stats(&self, s: u32) -> &str {
+        &self.shard(s).stats
+    }
+    pub fn restricted(&self, s: u32) -> &str {
+        &self.shard(s).restricted
+    }
+    pub fn changes(&self, s: u32) -> &str {
+        &self.shard(s).changes
+    }
+    pub fn lease(&self, s: u32) -> &str {
+        &self.shard(s).lease
+    }
+    /// List: a user's changes as JSON, newest first: `<prefix>:{S}:history:<user>`.
+    pub fn history(&self, s: u32, user_id: &str) -> String {
+        format!("{}:{{{s}}}:history:{user_id}", self.prefix)
+    }
+    /// Hash: rule name → its shared tripwire state as JSON (`domain::SharedRule`).
+    pub fn tripwire_state(&self) -> String {
+        format!("{}:{{tripwire}}:state", self.prefix)
+    }
+    /// Hash: shard → users, written by each shard's owner: the tripwire's population.
+    pub fn tripwire_population(&self) -> String {
+        format!("{}:{{tripwire}}:population", self.prefix)
+    }
+    /// Hash: second of event time → restrictions rule `rule` made in it.
+    pub fn tripwire_hits(&self, rule: &str) -> String {
+        format!("{}:{{tripwire}}:hits:{rule}", self.prefix)
+    }
+    /// Hash: reason → events refused at the edge (not per shard).
+    pub fn rejects(&self) -> String {
+        format!("{}:stats:rejects", self.prefix)
+    }
+    /// String: when the stats were last reset (ms since the epoch).
+    pub fn stats_since(&self) -> String {
+        format!("{}:stats:since", self.prefix)
+    }
+    /// Stream: the tripwire's audit trail.
+    pub fn tripwire_audit(&self) -> String {
+        format!("{}:audit:tripwire", self.prefix)
+    }
+    /// Stream: entries that could not be applied, with the reason.
+    pub fn deadletter(&self) -> String {
+        format!("{}:deadletter", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shard_key_carries_the_shard_hash_tag() {
+        let keys = Keys::new("rd", 4);
+        let k = keys.shard(3);
+        for name in [&k.events, &k.users, &k.offset, &k.dedup, &k.audit, &k.stats, &k.restricted, &k.lease, &k.changes]
+        {
+            assert!(name.starts_with("rd:{3}:"), "{name}");
+        }
+        assert_eq!(keys.events(3), "rd:{3}:events");
+        assert_eq!(keys.lease(0), "rd:{0}:lease");
+        assert_eq!(keys.history(2, "u"), "rd:{2}:history:u");
+        assert!(keys.tripwire_hits("r").contains("{tripwire}"));
+    }
+}

@@ -1,0 +1,145 @@
+//! The tripwire's shared state in Redis, under one hash tag so a sync is one
+//! transaction:
+//! * `<prefix>:{tripwire}:hits:<rule>` hash: restrictions per second of event
+//!   time (field: the second, value: the count);
+//! * `<prefix>:{tripwire}:population` hash: users per shard, from each owner;
+//! * `<prefix>:{tripwire}:state` hash: rule → its state as JSON (`SharedRule`);
+//! * `<prefix>:audit:tripwire` stream: every transition, once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use redis::Value;
+
+use super::keys::Keys;
+use crate::domain::{Model, SharedRule, TripwireSettings};
+use crate::link::Conn;
+
+/// Compare-and-set of one rule's state: KEYS[1] state hash, ARGV rule,
+/// expected JSON ("" when absent), new JSON. Returns 1 when it was set.
+const CAS: &str = r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if (cur == false and ARGV[2] == '') or cur == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0";
+
+/// Sets rule `rule`'s state to `json` if it is still `expected` ("": absent).
+pub async fn compare_and_set(
+    conn: &mut Conn,
+    keys: &Keys,
+    rule: &str,
+    expected: &str,
+    json: &str,
+) -> redis::RedisResult<bool> {
+    let won: i64 = redis::cmd("EVAL")
+        .arg(CAS)
+        .arg(1)
+        .arg(keys.tripwire_state())
+        .arg(rule)
+        .arg(expected)
+        .arg(json)
+        .query_async(conn)
+        .await?;
+    Ok(won == 1)
+}
+
+/// Rule `rule`'s stored state as JSON ("" when absent).
+pub async fn rule_state(conn: &mut Conn, keys: &Keys, rule: &str) -> redis::RedisResult<String> {
+    let stored: Option<String> = redis::cmd("HGET").arg(keys.tripwire_state()).arg(rule).query_async(conn).await?;
+    Ok(stored.unwrap_or_default())
+}
+
+/// Records a transition (JSON) in the tripwire's audit stream.
+pub async fn audit(conn: &mut Conn, keys: &Keys, json: &str) -> redis::RedisResult<()> {
+    let field = crate::wire::Field::Change.as_str();
+    redis::cmd("XADD").arg(keys.tripwire_audit()).arg("*").arg(field).arg(json).query_async::<String>(conn).await?;
+    Ok(())
+}
+
+/// Rule `rule` restricted a user at event time `at_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fired {
+    pub rule: u16,
+    pub at_ms: u64,
+}
+
+/// What one sync sends.
+pub struct Sync<'a> {
+    pub pending: &'a [Fired],
+    /// Per rule: window seconds to delete.
+    pub stale: &'a [Vec<u64>],
+    pub now_ms: u64,
+    /// (shard, users) of the shards this instance has recovered, when it is
+    /// time to write them.
+    pub population: Vec<(u32, u64)>,
+}
+
+/// What one sync read back.
+pub struct Counts {
+    /// Per rule: restrictions in its window.
+    pub hits: Vec<u64>,
+    pub population: u64,
+    /// Per rule: the stored state as JSON ("" when absent).
+    pub stored: Vec<String>,
+    /// Per rule: seconds that fell out of the window (deleted by the next sync).
+    pub stale: Vec<Vec<u64>>,
+}
+
+/// One sync's round trip: add the pending restrictions (per rule and second)
+/// and this instance's population, delete seconds out of the window, read each
+/// rule's seconds, the population and the states. One transaction.
+pub async fn sync(
+    conn: &mut Conn,
+    keys: &Keys,
+    model: &Model,
+    settings: &TripwireSettings,
+    rules: &[SharedRule],
+    sync: Sync<'_>,
+) -> redis::RedisResult<Counts> {
+    let mut per_second: BTreeMap<(u16, u64), u64> = BTreeMap::new();
+    for f in sync.pending {
+        *per_second.entry((f.rule, f.at_ms / 1000)).or_default() += 1;
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for ((r, second), n) in per_second {
+        let Some(rule) = model.rules.get(usize::from(r)) else { continue };
+        pipe.cmd("HINCRBY").arg(keys.tripwire_hits(&rule.name)).arg(second).arg(n).ignore();
+    }
+    for (rule, stale) in model.rules.iter().zip(sync.stale) {
+        if !stale.is_empty() {
+            pipe.cmd("HDEL").arg(keys.tripwire_hits(&rule.name)).arg(stale).ignore();
+        }
+    }
+    let population = keys.tripwire_population();
+    if !sync.population.is_empty() {
+        let cmd = pipe.cmd("HSET").arg(&population);
+        for (s, users) in &sync.population {
+            cmd.arg(*s).arg(*users);
+        }
+        cmd.ignore();
+    }
+    for rule in &model.rules {
+        pipe.cmd("HGETALL").arg(keys.tripwire_hits(&rule.name));
+    }
+    pipe.cmd("HVALS").arg(&population);
+    pipe.cmd("HGETALL").arg(keys.tripwire_state());
+    let mut replies: Vec<Value> = pipe.query_async(conn).await?;
+    let states: HashMap<String, String> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
+    let per_shard: Vec<u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
+    let cutoff_second = sync.now_ms.saturating_sub(settings.window_ms) / 1000;
+    let (mut hits, mut stale) = (Vec::new(), Vec::new());
+    for (reply, state) in replies.into_iter().zip(rules) {
+        let seconds: HashMap<u64, u64> = redis::from_redis_value(reply)?;
+        let from_second = state.window_start(sync.now_ms, settings) / 1000;
+        hits.push(seconds.iter().filter(|(s, _)| **s >= from_second).map(|(_, n)| n).sum());
+        stale.push(seconds.keys().copied().filter(|s| *s < cutoff_second).collect());
+    }
+    Ok(Counts {
+        hits,
+        population: per_shard.iter().sum(),
+        stored: model.rules.iter().map(|r| states.get(&*r.name).cloned().unwrap_or_default()).collect(),
+        stale,
+    })
+}
