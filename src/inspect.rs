@@ -23,11 +23,12 @@ pub fn run(settings: &Settings, target: Target) -> anyhow::Result<Value> {
     runtime.block_on(async {
         let mut conn = settings
             .redis
+            .target
             .connect(std::time::Duration::from_secs(2), std::time::Duration::from_secs(10))
             .await
-            .with_context(|| format!("cannot reach redis at {}", settings.redis.describe()))?;
-        let count = settings.shard_count.get();
-        let keys = Keys::new(&settings.key_prefix, count);
+            .with_context(|| format!("cannot reach redis at {}", settings.redis.target.describe()))?;
+        let count = settings.shards.count.get();
+        let keys = Keys::new(&settings.redis.key_prefix, count);
         match target {
             Target::User(user) => user_state(settings, &mut conn, &keys, &user, shard_of(&user, count)).await,
             Target::Shard(s) if s >= count => {

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod auth;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod http_metrics;
 pub mod ingest;
@@ -13,5 +14,6 @@ pub mod ownership;
 pub mod remote;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod stats;
 pub mod telemetry;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use restrictd::config::Settings;
 use restrictd::routes::check_path;
-use restrictd::{inspect, startup, telemetry};
+use restrictd::startup::Application;
+use restrictd::{inspect, telemetry};
 
 /// mimalloc: measured faster than glibc malloc on the event path (see README, Performance).
 #[global_allocator]
@@ -124,21 +125,18 @@ fn main() -> ExitCode {
 
 fn serve(settings: Settings) -> ExitCode {
     telemetry::init(&settings.log);
-    let listener = match TcpListener::bind(&settings.http_addr) {
+    let listener = match TcpListener::bind(&settings.http.addr) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(addr = %settings.http_addr, error = %e, "cannot listen");
+            tracing::error!(addr = %settings.http.addr, error = %e, "cannot listen");
             return ExitCode::from(1);
         }
     };
-    let metrics = match startup::install_metrics() {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, "metrics");
-            return ExitCode::from(1);
-        }
+    let run = async {
+        let app = Application::build(settings, listener)?;
+        app.run_until_stopped(shutdown_requested()).await
     };
-    match actix_rt::System::new().block_on(startup::serve(settings, listener, metrics)) {
+    match actix_rt::System::new().block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "restrictd stopped");
@@ -147,10 +145,37 @@ fn serve(settings: Settings) -> ExitCode {
     }
 }
 
+/// Resolves at the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_requested() {
+    signal().await;
+    tracing::info!("shutdown requested: finishing in-flight requests, then flushing (a second signal exits at once)");
+    actix_rt::spawn(async {
+        signal().await;
+        tracing::warn!("second signal: exiting now; unflushed state will be replayed from the streams");
+        std::process::exit(130);
+    });
+}
+
+/// SIGINT or SIGTERM.
+async fn signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 fn print_rules(s: &Settings) {
     let m = &s.model;
     println!("configuration is valid");
-    println!("shards: {}, redis: {} (prefix {:?})", s.shard_count, s.redis.describe(), s.key_prefix);
+    println!("shards: {}, redis: {} (prefix {:?})", s.shards.count, s.redis.target.describe(), s.redis.key_prefix);
     println!("features:");
     for f in &m.features {
         println!("  {f}  (GET {}?user_id=...)", check_path(f));
@@ -170,7 +195,7 @@ fn print_rules(s: &Settings) {
     for r in &m.rules {
         println!("  {}: on {:?} when {} restrict {:?}", r.name, r.def.on, r.def.when, r.def.restrict);
     }
-    let t = &s.tripwire;
+    let t = &s.tripwire.domain();
     println!(
         "tripwire: window {}s, threshold {}%, min_restricted {}, cooldown {}",
         t.window_ms / 1000,

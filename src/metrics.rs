@@ -31,3 +31,44 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
 ];
+
+/// The process-wide Prometheus recorder, installed on first use (once per
+/// process), with explicit latency buckets.
+pub fn recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    use anyhow::Context as _;
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .context("latency buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Registers every series whose labels are known in advance at zero, so a
+/// dashboard shows 0 rather than "no data" before the first occurrence.
+pub fn register_known_series(model: &restrictd_actors::domain::Model) {
+    use restrictd_actors::metrics::*;
+    for op in ["xadd", "xread", "flush", "connect", "ping", crate::remote::OPERATION] {
+        metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => op).absolute(0);
+    }
+    for reason in restrictd_actors::domain::schema::REASONS.iter().chain(&["malformed_json", "missing_field"]) {
+        metrics::counter!(DEAD_LETTERS_TOTAL, "reason" => *reason).absolute(0);
+        metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => *reason).absolute(0);
+    }
+    metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => "batch_too_large").absolute(0);
+    for rule in &model.rules {
+        for change in ["tripped", "rearmed"] {
+            metrics::counter!(TRIPWIRE_CHANGES_TOTAL, "rule" => rule.name.to_string(), "change" => change).absolute(0);
+        }
+        metrics::counter!(RULE_FIRED_TOTAL, "rule" => rule.name.to_string()).absolute(0);
+    }
+    metrics::counter!(TRIPWIRE_REPORTS_SHED_TOTAL).absolute(0);
+    metrics::gauge!(SHARDS_OWNED).set(0.0);
+    metrics::gauge!(CHANGELOG_STALENESS_SECONDS).set(0.0);
+    metrics::counter!(CHANGELOG_RELOADS_TOTAL).absolute(0);
+}

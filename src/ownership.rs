@@ -15,38 +15,33 @@ use restrictd_actors::lease;
 use restrictd_actors::metrics::SHARDS_OWNED;
 use restrictd_actors::shared::Shared;
 
-use crate::config::Settings;
+use restrictd_actors::link::Target;
+use restrictd_actors::retry::{self, RetryParams};
+
+use crate::config::InstanceSettings;
 
 /// The shards whose leases this instance holds (filled once all are taken).
 pub type Held = Arc<Mutex<Vec<u32>>>;
 
 /// Takes the leases in the background, then calls `start` (the readers).
-pub fn claim(settings: Arc<Settings>, shared: Arc<Shared>, start: impl FnOnce() + 'static) -> Held {
+pub fn claim(instance: InstanceSettings, redis: Target, shared: Arc<Shared>, start: impl FnOnce() + 'static) -> Held {
     let held: Held = Arc::default();
     let out = Arc::clone(&held);
     actix_rt::spawn(async move {
-        let me = settings.instance_id.clone();
-        let ttl = settings.lease_ttl;
-        let mut delay = Duration::from_millis(100);
-        let mut conn = loop {
-            match settings.redis.connect(Duration::from_secs(2), Duration::from_secs(5)).await {
-                Ok(conn) => break conn,
-                Err(_) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-            }
-        };
+        let me = instance.id.clone();
+        let ttl = instance.lease_ttl;
+        let connect = || redis.connect(Duration::from_secs(2), Duration::from_secs(5));
+        let mut conn = retry::until_ok(RetryParams::REDIS, connect, |_| {}).await;
         let mut got = Vec::new();
         let mut waiting_logged = false;
         loop {
             let sent = Instant::now();
-            match lease::acquire(&mut conn, &shared.keys, &settings.owned_shards, &mut got, &me, ttl).await {
+            match lease::acquire(&mut conn, &shared.keys, &instance.shards, &mut got, &me, ttl).await {
                 Ok(others) if others.is_empty() => {
                     shared.leases_renewed(sent, ttl);
                     break;
                 }
-                Ok(others) if settings.standby => {
+                Ok(others) if instance.standby => {
                     if !got.is_empty() {
                         // Keep what we have while waiting for the rest.
                         let _ = lease::renew(&mut conn, &shared.keys, &got, &me, ttl).await;
@@ -86,14 +81,14 @@ pub fn claim(settings: Arc<Settings>, shared: Arc<Shared>, start: impl FnOnce() 
 }
 
 /// Gives the leases back after the final flush, so a successor need not wait.
-pub async fn release(settings: &Settings, shared: &Shared, held: &Held) {
+pub async fn release(instance: &InstanceSettings, redis: &Target, shared: &Shared, held: &Held) {
     let held = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if held.is_empty() {
         return;
     }
     let released = async {
-        let mut conn = settings.redis.connect(Duration::from_secs(1), Duration::from_secs(2)).await?;
-        lease::release(&mut conn, &shared.keys, &held, &settings.instance_id).await
+        let mut conn = redis.connect(Duration::from_secs(1), Duration::from_secs(2)).await?;
+        lease::release(&mut conn, &shared.keys, &held, &instance.id).await
     };
     if let Err(e) = released.await {
         tracing::warn!(error = %e, "could not release the shard leases; they expire by themselves");

@@ -3,9 +3,9 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, LogSection};
+use crate::config::{LogFormat, LogSettings};
 
-pub fn init(log: &LogSection) {
+pub fn init(log: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
     let _ = match log.format {

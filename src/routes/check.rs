@@ -10,7 +10,7 @@ use restrictd_actors::domain::schema::check_user_id;
 
 use super::features_json;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `GET /can<feature>?user_id=X` → `{"can_<feature>": true|false}`.
 pub async fn check(req: HttpRequest, state: web::Data<AppState>, feature: usize) -> Result<HttpResponse, ApiError> {

@@ -5,7 +5,7 @@
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpResponse};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const PAGE: &str = include_str!("docs.html");
 const DASHBOARD: &str = include_str!("dashboard.html");

@@ -17,7 +17,7 @@ use super::body::{self, wait_applied};
 use super::features_json;
 use crate::admission::Slot;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// What every write does first: take an admission slot, check the ingest
 /// token, read `?wait=` and the body. The slot is held until the reply.
@@ -31,14 +31,14 @@ async fn accept_write<'a>(
         Err(refused) => {
             // Read the refused body past, so the client's connection stays
             // open for its retry (an unread body makes actix close it).
-            body::discard(req, payload, state.settings.body_limit_bytes).await;
+            body::discard(req, payload, state.settings.ingest.body_limit_bytes).await;
             return Err(refused);
         }
     };
     state.settings.auth.ingest(req)?;
     let started = Instant::now();
     let wait = wait_applied(req)?;
-    let bytes = body::read_json(req, payload, state.settings.body_limit_bytes).await?;
+    let bytes = body::read_json(req, payload, state.settings.ingest.body_limit_bytes).await?;
     Ok((slot, started, wait, bytes))
 }
 
@@ -98,7 +98,7 @@ pub async fn post_events(
         state.rejects.add("malformed_json");
         ApiError::bad_request(format!("the body must be a JSON array of events: {e}"))
     })?;
-    let limit = state.settings.batch_limit;
+    let limit = state.settings.ingest.batch_limit.get();
     if raw.is_empty() {
         return Err(ApiError::bad_request("the batch is empty; send at least one event"));
     }
@@ -183,7 +183,7 @@ pub(crate) async fn masks_after_wait(state: &AppState, users: &[&str]) -> Result
 /// Waits until shard `shard` applied entry `id`, or answers 504. For a shard
 /// another instance owns: until that instance persisted it (polls its offset).
 pub(crate) async fn wait_until_applied(state: &AppState, shard: u32, id: EntryId) -> Result<(), ApiError> {
-    let timeout = state.settings.wait_timeout;
+    let timeout = state.settings.ingest.wait_timeout;
     let mut rx = state.shared.applied[shard as usize].subscribe();
     let owned = state.shared.owns(shard);
     let applied = async {

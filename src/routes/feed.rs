@@ -16,7 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::query_param;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A comment line keeps idle connections open through proxies.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -143,7 +143,7 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         done: bool,
         buffer: usize,
     }
-    let buffer = state.settings.feed_buffer;
+    let buffer = state.settings.feed.buffer;
     let sub = Sub { rx, filter, _interest: interest, started: false, done: false, buffer };
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {
         if sub.done {

@@ -9,7 +9,7 @@ use restrictd_actors::store::reads;
 
 use super::query_param;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const MAX_LIMIT: usize = 500;
 

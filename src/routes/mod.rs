@@ -21,7 +21,7 @@ use restrictd_actors::domain::Model;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Registers every route of the route table (see `api`).
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {

@@ -14,7 +14,7 @@ use super::body;
 use super::events::wait_until_applied;
 use super::features_json;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use restrictd_actors::wire::Field;
 
 #[derive(Deserialize)]
@@ -62,7 +62,7 @@ pub async fn put_override(
 ) -> Result<HttpResponse, ApiError> {
     let by = state.settings.auth.admin(&req)?.to_string();
     let (user, feature) = target(&state, &path)?;
-    let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
+    let bytes = body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?;
     let b: OverrideBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::unprocessable(format!(
             "expected {{\"state\": \"allowed\" | \"restricted\", \"reason\": \"...\", \"expires_in\": \"7d\" (optional)}}: {e}"

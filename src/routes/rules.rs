@@ -6,14 +6,14 @@ use serde_json::json;
 
 use super::rfc3339_ms;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn get_rules(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.settings.auth.read(&req)?;
     let status = state.tripwire.send(GetRuleStatus).await.map_err(|e| {
         ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("tripwire unavailable: {e}"))
     })?;
-    let t = &state.settings.tripwire;
+    let t = &state.settings.tripwire.domain();
     let rules: Vec<_> = state
         .shared
         .model

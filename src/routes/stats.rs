@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::rfc3339_ms;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 async fn collect(state: &AppState) -> Result<Value, ApiError> {
     let keys = &state.shared.keys;

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::body;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,7 +28,7 @@ pub async fn control(
         .model
         .rule_index(&path)
         .ok_or_else(|| ApiError::not_found(format!("no rule {:?}; see GET /v1/rules", path.as_str())))?;
-    let bytes = body::read_json(&req, payload, state.settings.body_limit_bytes).await?;
+    let bytes = body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?;
     let a: Action = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::unprocessable(format!("expected {{\"action\": \"reset\" | \"trip\"}}: {e}")))?;
     let status = state

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{features_json, rfc3339_ms};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn get_user(
     req: HttpRequest,
