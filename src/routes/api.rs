@@ -301,38 +301,7 @@ fn route(e: &Endpoint) -> actix_web::Route {
 pub fn openapi(model: &Model) -> Value {
     let mut paths = Map::new();
     for e in endpoints(model) {
-        let mut params: Vec<Value> = e
-            .query
-            .iter()
-            .map(|(name, required, d)| json!({"name": name, "in": "query", "required": required, "description": d, "schema": {"type": "string"}}))
-            .collect();
-        for seg in e.path.split('/').filter(|s| s.starts_with('{')) {
-            let name = seg.trim_matches(|c| c == '{' || c == '}');
-            params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
-        }
-        let responses: Map<String, Value> = e
-            .responses
-            .iter()
-            .map(|(status, d)| {
-                let schema = if *status >= 400 {
-                    json!({"$ref": "#/components/schemas/Error"})
-                } else {
-                    json!({"type": "object"})
-                };
-                (status.to_string(), json!({"description": d, "content": {"application/json": {"schema": schema}}}))
-            })
-            .collect();
-        let mut op = json!({
-            "summary": e.summary,
-            "tags": [e.tag],
-            "operationId": operation_id(e.method, &e.path),
-            "parameters": params,
-            "responses": responses,
-        });
-        if let Some(schema) = e.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
-        }
-        paths.entry(e.path.clone()).or_insert_with(|| json!({}))[e.method] = op;
+        paths.entry(e.path.clone()).or_insert_with(|| json!({}))[e.method] = operation(&e);
     }
     json!({
         "openapi": "3.0.3",
@@ -344,6 +313,39 @@ pub fn openapi(model: &Model) -> Value {
         "paths": paths,
         "components": {"schemas": schemas(model)},
     })
+}
+
+/// One endpoint's operation object.
+fn operation(e: &Endpoint) -> Value {
+    let mut params: Vec<Value> = e
+        .query
+        .iter()
+        .map(|(name, required, d)| json!({"name": name, "in": "query", "required": required, "description": d, "schema": {"type": "string"}}))
+        .collect();
+    for seg in e.path.split('/').filter(|s| s.starts_with('{')) {
+        let name = seg.trim_matches(|c| c == '{' || c == '}');
+        params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+    }
+    let responses: Map<String, Value> = e
+        .responses
+        .iter()
+        .map(|(status, d)| {
+            let schema =
+                if *status >= 400 { json!({"$ref": "#/components/schemas/Error"}) } else { json!({"type": "object"}) };
+            (status.to_string(), json!({"description": d, "content": {"application/json": {"schema": schema}}}))
+        })
+        .collect();
+    let mut op = json!({
+        "summary": e.summary,
+        "tags": [e.tag],
+        "operationId": operation_id(e.method, &e.path),
+        "parameters": params,
+        "responses": responses,
+    });
+    if let Some(schema) = e.body {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    }
+    op
 }
 
 fn operation_id(method: &str, path: &str) -> String {

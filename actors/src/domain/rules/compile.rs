@@ -1,0 +1,137 @@
+//! Compiling the `features`, `aggregates` and `rules` sections into a
+//! `Model`. Every error names its key.
+
+use ahash::AHashMap;
+
+use super::*;
+use crate::domain::schema::{PropType, Schema};
+
+impl Model {
+    /// Compiles the config. An error names the key and what is wrong.
+    pub fn compile(def: &ModelDef, accept_unknown_events: bool) -> Result<Model, String> {
+        let schema = Schema::compile(&def.events, accept_unknown_events)?;
+        if def.features.len() > MAX_FEATURES {
+            return Err(format!("features: at most {MAX_FEATURES} features"));
+        }
+        if def.rules.len() > MAX_RULES {
+            return Err(format!("rules: at most {MAX_RULES} rules"));
+        }
+        let (features, feature_descriptions) = compile_features(def)?;
+        let (aggregates, scalars, sets) = compile_aggregates(def, &schema)?;
+        let mut rules_by_event = vec![0u64; schema.events.len()];
+        let rules = compile_rules(def, &schema, &features, &aggregates, &mut rules_by_event)?;
+        let mut aggregates_by_event = vec![Vec::new(); schema.events.len()];
+        for (i, a) in aggregates.iter().enumerate() {
+            aggregates_by_event[usize::from(a.event)].push(i as u16);
+        }
+        Ok(Model {
+            schema,
+            features,
+            feature_descriptions,
+            aggregates,
+            rules,
+            aggregates_by_event,
+            rules_by_event,
+            scalar_count: usize::from(scalars),
+            set_count: usize::from(sets),
+        })
+    }
+}
+
+type Features = (Vec<Box<str>>, Vec<Option<String>>);
+
+fn compile_features(def: &ModelDef) -> Result<Features, String> {
+    let mut features: Vec<Box<str>> = Vec::new();
+    let mut feature_descriptions = Vec::new();
+    for (name, f) in &def.features {
+        if !name.starts_with("can_") || name.len() <= 4 {
+            return Err(format!("features.{name}: a feature name starts with \"can_\" (can_message)"));
+        }
+        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(format!("features.{name}: use lowercase letters, digits and _"));
+        }
+        features.push(name.as_str().into());
+        feature_descriptions.push(f.description.clone());
+    }
+    Ok((features, feature_descriptions))
+}
+
+/// The aggregates, with how many scalar and set slots they take.
+fn compile_aggregates(def: &ModelDef, schema: &Schema) -> Result<(Vec<Aggregate>, u16, u16), String> {
+    let mut aggregates = Vec::with_capacity(def.aggregates.len());
+    let (mut scalars, mut sets) = (0u16, 0u16);
+    for (name, a) in &def.aggregates {
+        let key = format!("aggregates.{name}");
+        let event = schema
+            .event_index(&a.event)
+            .ok_or_else(|| format!("{key}.event: {:?} is not a declared event", a.event))?;
+        let property = match (a.kind, &a.property) {
+            (AggregateKind::Count, None) => None,
+            (AggregateKind::Count, Some(_)) => return Err(format!("{key}.property: a count takes no property")),
+            (_, None) => return Err(format!("{key}.property: required for {:?}", a.kind)),
+            (kind, Some(p)) => {
+                let (index, ty) = schema
+                    .property_index(event, p)
+                    .ok_or_else(|| format!("{key}.property: event {:?} declares no property {p:?}", a.event))?;
+                if kind == AggregateKind::Sum && ty != PropType::Money {
+                    return Err(format!("{key}.property: sums are of money properties (declare {p:?} as \"money\")"));
+                }
+                Some(index)
+            }
+        };
+        let slot = if a.kind == AggregateKind::Distinct {
+            sets += 1;
+            Slot::Set(sets - 1)
+        } else {
+            scalars += 1;
+            Slot::Scalar(scalars - 1)
+        };
+        let unit = if a.kind == AggregateKind::Sum { SCALE } else { 1 };
+        aggregates.push(Aggregate { name: name.as_str().into(), kind: a.kind, event, property, slot, unit });
+    }
+    Ok((aggregates, scalars, sets))
+}
+
+fn compile_rules(
+    def: &ModelDef,
+    schema: &Schema,
+    features: &[Box<str>],
+    aggregates: &[Aggregate],
+    rules_by_event: &mut [u64],
+) -> Result<Vec<Rule>, String> {
+    let by_name: AHashMap<&str, u16> = aggregates.iter().enumerate().map(|(i, a)| (&*a.name, i as u16)).collect();
+    let mut rules = Vec::with_capacity(def.rules.len());
+    for (i, (name, r)) in def.rules.iter().enumerate() {
+        let key = format!("rules.{name}");
+        if r.on.is_empty() {
+            return Err(format!("{key}.on: name at least one event"));
+        }
+        for event in &r.on {
+            let e = schema.event_index(event).ok_or_else(|| format!("{key}.on: {event:?} is not a declared event"))?;
+            rules_by_event[usize::from(e)] |= 1 << i;
+        }
+        if r.restrict.is_empty() {
+            return Err(format!("{key}.restrict: name at least one feature"));
+        }
+        let mut mask = 0u64;
+        for f in &r.restrict {
+            let fi = features
+                .iter()
+                .position(|x| &**x == f)
+                .ok_or_else(|| format!("{key}.restrict: {f:?} is not a declared feature (add [features.{f}])"))?;
+            mask |= 1 << fi;
+        }
+        let terms = parse_condition(&r.when, &by_name, aggregates).map_err(|e| format!("{key}.when: {e}"))?;
+        let restrict_for_ms = r
+            .restrict_for
+            .as_deref()
+            .map(|d| {
+                humantime::parse_duration(d)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| format!("{key}.restrict_for: {d:?} is not a duration like \"30d\" ({e})"))
+            })
+            .transpose()?;
+        rules.push(Rule { name: name.as_str().into(), def: r.clone(), terms, features: mask, restrict_for_ms });
+    }
+    Ok(rules)
+}

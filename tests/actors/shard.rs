@@ -1,0 +1,91 @@
+//! The shard actor: a batch applied, a flush that fails and is retried.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use loadtest::spawn::Redis;
+use restrictd_actors::domain::{EntryId, ShardState};
+use restrictd_actors::messages::{ApplyEntries, CatchUpTo, FlushNow, Restore, UseConnection};
+use restrictd_actors::shard::{PersistSettings, ShardActor};
+use restrictd_actors::wire::{Entry, Payload};
+
+use crate::support::{connect, eventually, shared, Reports};
+
+fn flag(user: &str, ms: u64) -> Entry<Payload> {
+    let json = format!(r#"{{"name": "scam_message_flagged", "event_properties": {{"user_id": "{user}"}}}}"#);
+    Entry { id: EntryId::new(ms, 0), payload: Payload::Event(json.into_bytes()) }
+}
+
+fn persist() -> PersistSettings {
+    PersistSettings {
+        // Flushes happen when the test asks for them.
+        flush_interval: Duration::from_secs(3600),
+        dirty_limit: 10_000,
+        trim_margin: None,
+        changelog_delay: Duration::from_millis(10),
+    }
+}
+
+/// A shard 0 actor restored empty on `redis`, reporting to `reports`.
+async fn start(
+    redis: &Redis,
+    reports: &Reports,
+) -> (Addr<ShardActor>, std::sync::Arc<restrictd_actors::shared::Shared>) {
+    let shared = shared();
+    let report = reports.clone().start().recipient();
+    let shard = ShardActor::new(0, ShardState::new(60_000), shared.clone(), report, persist()).start();
+    shard.send(Restore { state: ShardState::new(60_000), conn: connect(&redis.url()).await }).await.unwrap();
+    shard.send(CatchUpTo(None)).await.unwrap();
+    (shard, shared)
+}
+
+#[actix_rt::test]
+async fn a_batch_is_applied_published_reported_and_persisted() {
+    let redis = Redis::start();
+    let reports = Reports::default();
+    let (shard, shared) = start(&redis, &reports).await;
+    let stray = Entry { id: EntryId::new(3, 0), payload: Payload::Missing };
+    let dead = shard.send(ApplyEntries(vec![flag("u", 1), flag("u", 2), stray])).await.unwrap();
+
+    assert_eq!(dead.len(), 1, "the entry without an event is dead-lettered");
+    assert_eq!((dead[0].id, dead[0].reason), (EntryId::new(3, 0), "missing_field"));
+    let can_message = shared.model.feature_index("can_message").unwrap();
+    assert_eq!(shared.view.restricted(0, "u"), 1 << can_message, "the second flag restricts messaging");
+    assert_eq!(*shared.applied[0].borrow(), EntryId::new(3, 0));
+    let rule = shared.model.rule_index("scam_message_rule").unwrap() as u16;
+    eventually("the tripwire hears of the restriction", || {
+        let fired = reports.0.lock().unwrap();
+        fired.len() == 1 && fired[0].rule == rule && fired[0].at_ms == 2
+    })
+    .await;
+
+    assert!(shard.send(FlushNow).await.unwrap());
+    assert_eq!(redis.cli(&["HEXISTS", "rd:{0}:users", "u"]), "1");
+    assert_eq!(redis.cli(&["GET", "rd:{0}:offset"]), "3-0");
+    assert_eq!(redis.cli(&["XLEN", "rd:{0}:audit"]), "1");
+    assert_eq!(redis.cli(&["HGET", "rd:{0}:stats", "count:scam_message_flagged"]), "2");
+    assert_eq!(redis.cli(&["HGET", "rd:{0}:restricted", "u"]), "can_message");
+}
+
+#[actix_rt::test]
+async fn a_failed_flush_gives_everything_back_and_the_retry_writes_it() {
+    let mut redis = Redis::start();
+    let reports = Reports::default();
+    let (shard, _shared) = start(&redis, &reports).await;
+    shard.send(ApplyEntries(vec![flag("v", 5), flag("v", 6)])).await.unwrap();
+
+    redis.kill();
+    let flushed = tokio::time::timeout(Duration::from_millis(500), shard.send(FlushNow)).await;
+    assert!(flushed.is_err(), "nothing is persisted while Redis is away");
+
+    // A new, empty Redis: whatever it holds after the retry was given back by the failed flush.
+    redis.launch();
+    shard.send(UseConnection(connect(&redis.url()).await)).await.unwrap();
+    assert!(shard.send(FlushNow).await.unwrap());
+    assert_eq!(redis.cli(&["HEXISTS", "rd:{0}:users", "v"]), "1");
+    assert_eq!(redis.cli(&["GET", "rd:{0}:offset"]), "6-0");
+    assert_eq!(redis.cli(&["XLEN", "rd:{0}:audit"]), "1", "the audit record of the restriction");
+    assert_eq!(redis.cli(&["LLEN", "rd:{0}:history:v"]), "1");
+    assert_eq!(redis.cli(&["HGET", "rd:{0}:stats", "count:scam_message_flagged"]), "2");
+    assert_eq!(redis.cli(&["HGET", "rd:{0}:restricted", "v"]), "can_message");
+}

@@ -1,0 +1,54 @@
+//! What the actor tests share: the default model, a Redis connection, a probe
+//! that records the messages an actor sends, and waiting on a condition.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use restrictd::config::Settings;
+use restrictd_actors::domain::Model;
+use restrictd_actors::link::{Conn, Target};
+use restrictd_actors::messages::{Fired, RulesFired};
+use restrictd_actors::shared::Shared;
+
+/// The default configuration's model.
+pub fn model() -> Arc<Model> {
+    let text = include_str!("../../config.toml");
+    Settings::from_toml(text, "config.toml", Vec::new()).expect("the default config is valid").model
+}
+
+/// Four shards, all owned here, leases valid for an hour.
+pub fn shared() -> Arc<Shared> {
+    let shared = Arc::new(Shared::new(model(), 4, "rd", 64, vec![0, 1, 2, 3]));
+    shared.leases_renewed(Instant::now(), Duration::from_secs(3600));
+    shared
+}
+
+pub async fn connect(url: &str) -> Conn {
+    Target::Single(url.to_string()).connect(Duration::from_secs(2), Duration::from_secs(2)).await.expect("redis")
+}
+
+/// Waits until `f` holds, polling every 10 ms; panics after 10 s.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Stands in for the tripwire: records the restrictions shards report.
+#[derive(Default, Clone)]
+pub struct Reports(pub Arc<Mutex<Vec<Fired>>>);
+
+impl Actor for Reports {
+    type Context = Context<Self>;
+}
+
+impl Handler<RulesFired> for Reports {
+    type Result = ();
+
+    fn handle(&mut self, msg: RulesFired, _: &mut Context<Self>) {
+        self.0.lock().unwrap().extend(msg.0);
+    }
+}
