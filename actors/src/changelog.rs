@@ -30,17 +30,7 @@ use crate::metrics::*;
 use crate::retry::RetryParams;
 use crate::shared::Shared;
 use crate::store::{codec, snapshot};
-use crate::wire::{self, ChangePayload, IdleBackoff, WireError};
-
-#[derive(Debug, thiserror::Error)]
-enum FollowError {
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("{0}")]
-    Wire(#[from] WireError),
-    #[error("{0}")]
-    Load(#[from] snapshot::LoadError),
-}
+use crate::wire::{self, ChangePayload, IdleBackoff, ReadError};
 
 pub struct Follower {
     pub shared: Arc<Shared>,
@@ -73,7 +63,7 @@ impl Follower {
         let mut backoff = RetryParams::REDIS.backoff();
         loop {
             // Runs until an error; then reconnects after a backoff.
-            let Err(e): Result<std::convert::Infallible, FollowError> = async {
+            let Err(e): Result<std::convert::Infallible, ReadError> = async {
                 let mut conn = self.target.connect(Duration::from_secs(2), self.block + Duration::from_secs(5)).await?;
                 let mut side = self.target.connect(Duration::from_secs(2), Duration::from_secs(10)).await?;
                 backoff.reset();
@@ -113,7 +103,7 @@ impl Follower {
     /// Loads shard `i`'s restricted users; the changelog is then read from
     /// where it ended before the load (changes in between are applied twice,
     /// which is harmless). Returns the users loaded.
-    async fn reload(&self, conn: &mut Conn, i: usize, cursors: &mut [EntryId]) -> Result<usize, FollowError> {
+    async fn reload(&self, conn: &mut Conn, i: usize, cursors: &mut [EntryId]) -> Result<usize, ReadError> {
         let s = self.shards[i];
         let keys = &self.shared.keys;
         cursors[i] = snapshot::newest_entry(conn, keys.changes(s)).await?.unwrap_or(EntryId::ZERO);
@@ -137,7 +127,7 @@ impl Follower {
         conn: &mut Conn,
         cursors: &mut [EntryId],
         idle: &mut IdleBackoff,
-    ) -> Result<(), FollowError> {
+    ) -> Result<(), ReadError> {
         let keys = self.shards.iter().map(|s| self.shared.keys.changes(*s));
         let replies =
             wire::read_streams::<ChangePayload>(conn, &self.target, keys, cursors, self.batch, self.block, idle)
@@ -172,7 +162,7 @@ impl Follower {
 
     /// Publishes how far behind the follower is, and reloads a shard whose
     /// changelog lost entries the follower had not read (trimmed).
-    async fn probe(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), FollowError> {
+    async fn probe(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), ReadError> {
         let mut pipe = redis::pipe();
         for s in &self.shards {
             pipe.cmd("XINFO").arg("STREAM").arg(self.shared.keys.changes(*s));

@@ -28,7 +28,7 @@ use crate::retry::{LogOnce, RetryParams};
 use crate::shard::ShardActor;
 use crate::shared::Shared;
 use crate::store::{reads, snapshot, DeadLetter};
-use crate::wire::{self, Entry, IdleBackoff, Payload, WireError};
+use crate::wire::{self, Entry, IdleBackoff, Payload, ReadError};
 
 #[derive(Debug, Clone)]
 pub struct ReaderSettings {
@@ -101,18 +101,6 @@ struct ReadLoop {
     settings: ReaderSettings,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ReadError {
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("{0}")]
-    Wire(#[from] WireError),
-    #[error("{0}")]
-    Load(#[from] snapshot::LoadError),
-    #[error("shard actor stopped")]
-    Stopped,
 }
 
 impl ReadLoop {

@@ -106,12 +106,17 @@ fn field_pairs(fields: Value) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
     })
 }
 
+/// Why reading a stream (and recovering what it applies to) stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum WireError {
+pub enum ReadError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("unexpected XREAD reply: {0}")]
     Reply(&'static str),
+    #[error("{0}")]
+    Load(#[from] crate::store::LoadError),
+    #[error("shard actor stopped")]
+    Stopped,
 }
 
 /// Entries of one stream: (stream key, entries).
@@ -130,7 +135,7 @@ pub async fn read_streams<'k, P: FromFields>(
     batch: usize,
     block: Duration,
     idle: &mut IdleBackoff,
-) -> Result<Vec<StreamEntries<P>>, WireError> {
+) -> Result<Vec<StreamEntries<P>>, ReadError> {
     // Sized for every key and cursor (streams are named `<prefix>:{S}:events`).
     let xread = |block: Option<u64>| {
         let mut cmd = redis::Cmd::with_capacity(6 + 2 * cursors.len(), 16 + 72 * cursors.len());
@@ -238,7 +243,7 @@ fn id_of(v: &Value) -> Option<EntryId> {
 }
 
 /// Splits an XREAD reply into (stream key, entries). Handles RESP2 arrays and RESP3 maps.
-fn streams<P: FromFields>(reply: Value) -> Result<Vec<StreamEntries<P>>, WireError> {
+fn streams<P: FromFields>(reply: Value) -> Result<Vec<StreamEntries<P>>, ReadError> {
     let pairs: Vec<(Value, Value)> = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Map(m) => m,
@@ -250,29 +255,29 @@ fn streams<P: FromFields>(reply: Value) -> Result<Vec<StreamEntries<P>>, WireErr
                     let k = kv.pop().unwrap_or(Value::Nil);
                     Ok((k, v))
                 }
-                _ => Err(WireError::Reply("stream item is not [key, entries]")),
+                _ => Err(ReadError::Reply("stream item is not [key, entries]")),
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(WireError::Reply("not an array or map")),
+        _ => return Err(ReadError::Reply("not an array or map")),
     };
     let mut out = Vec::with_capacity(pairs.len());
     for (key, entries) in pairs {
         let Value::BulkString(key) = key else {
-            return Err(WireError::Reply("stream key is not a string"));
+            return Err(ReadError::Reply("stream key is not a string"));
         };
         let Value::Array(entries) = entries else {
-            return Err(WireError::Reply("entries are not an array"));
+            return Err(ReadError::Reply("entries are not an array"));
         };
         let mut parsed = Vec::with_capacity(entries.len());
         for e in entries {
             let Value::Array(mut parts) = e else {
-                return Err(WireError::Reply("entry is not [id, fields]"));
+                return Err(ReadError::Reply("entry is not [id, fields]"));
             };
             if parts.len() != 2 {
-                return Err(WireError::Reply("entry is not [id, fields]"));
+                return Err(ReadError::Reply("entry is not [id, fields]"));
             }
             let fields = parts.pop().unwrap_or(Value::Nil);
-            let id = id_of(&parts[0]).ok_or(WireError::Reply("entry id"))?;
+            let id = id_of(&parts[0]).ok_or(ReadError::Reply("entry id"))?;
             parsed.push(Entry { id, payload: P::from_fields(fields) });
         }
         out.push((key, parsed));

@@ -2,8 +2,6 @@
 //! The command is appended to the user's shard stream (ordered with the user's
 //! events, durable once acknowledged) and the reply waits until it is applied.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::domain::admin::AdminCommand;
 use restrictd_actors::domain::schema::check_user_id;
@@ -84,7 +82,7 @@ pub async fn put_override(
             let d = humantime::parse_duration(d).map_err(|e| {
                 ApiError::unprocessable(format!("expires_in {d:?} is not a duration like \"7d\" ({e})"))
             })?;
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |n| n.as_millis() as u64);
+            let now = restrictd_actors::clock::now_ms();
             Some(now.saturating_add(d.as_millis() as u64))
         }
     };

@@ -67,17 +67,15 @@ impl ChangeBatch {
 /// Entries kept in a shard's changelog.
 pub const CHANGES_MAXLEN: u64 = 100_000;
 
+/// Appends a change to a stream kept at about `maxlen` entries.
+fn add_change(pipe: &mut redis::Pipeline, stream: &str, maxlen: u64, json: &str) {
+    let cmd = pipe.cmd("XADD").arg(stream).arg("MAXLEN").arg("~").arg(maxlen);
+    cmd.arg("*").arg(Field::Change.as_str()).arg(json).ignore();
+}
+
 fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &ChangeBatch) {
     for json in &batch.entries {
-        pipe.cmd("XADD")
-            .arg(keys.changes(shard))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(CHANGES_MAXLEN)
-            .arg("*")
-            .arg(Field::Change.as_str())
-            .arg(&**json)
-            .ignore();
+        add_change(pipe, keys.changes(shard), CHANGES_MAXLEN, json);
     }
     if batch.rewrite {
         pipe.cmd("DEL").arg(keys.restricted(shard)).ignore();
@@ -146,15 +144,7 @@ pub async fn write(
         cmd.ignore();
     }
     for (user, json) in &batch.audit {
-        pipe.cmd("XADD")
-            .arg(keys.audit(shard))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(AUDIT_MAXLEN)
-            .arg("*")
-            .arg(Field::Change.as_str())
-            .arg(&**json)
-            .ignore();
+        add_change(&mut pipe, keys.audit(shard), AUDIT_MAXLEN, json);
         let history = keys.history(shard, user);
         pipe.cmd("LPUSH").arg(&history).arg(&**json).ignore();
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
