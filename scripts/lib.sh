@@ -16,3 +16,21 @@ ensure_command() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
   command -v "$cmd" >/dev/null 2>&1
 }
+
+# redis_port URL: the port of a redis:// URL (6379 when it names none).
+redis_port() {
+  local hostport=${1#*://}
+  hostport=${hostport%%/*}
+  hostport=${hostport##*@}
+  case "$hostport" in
+    \[*\]:*) echo "${hostport##*:}" ;;
+    \[*\]) echo 6379 ;;
+    *:*) echo "${hostport##*:}" ;;
+    *) echo 6379 ;;
+  esac
+}
+
+# redact_url URL: the URL without user name and password, for messages.
+redact_url() {
+  printf '%s' "$1" | sed -E 's#^([a-z]+://)[^/@]*@#\1***@#'
+}

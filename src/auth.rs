@@ -9,7 +9,7 @@ use actix_web::HttpRequest;
 
 use crate::error::ApiError;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Auth {
     /// (name, token) pairs.
     pub admin: Vec<(String, String)>,
@@ -18,6 +18,18 @@ pub struct Auth {
     pub read_token: Option<String>,
     /// When set, ingestion requires it (or an admin token).
     pub ingest_token: Option<String>,
+}
+
+/// Names and whether each token is set; never a token.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("admin", &self.admin.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("require_for_reads", &self.require_for_reads)
+            .field("read_token", &self.read_token.is_some())
+            .field("ingest_token", &self.ingest_token.is_some())
+            .finish()
+    }
 }
 
 /// Equal, in time independent of where the bytes differ.

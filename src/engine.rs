@@ -35,13 +35,16 @@ impl Engine {
     /// Starts every actor. Must run inside an actix `System`.
     pub fn start(settings: &Settings) -> Engine {
         let count = settings.shards.count.get();
-        let shared = Arc::new(Shared::new(
-            Arc::clone(&settings.model),
-            count,
-            &settings.redis.key_prefix,
-            settings.feed.buffer,
-            settings.instance.shards.clone(),
-        ));
+        let shared = Arc::new(
+            Shared::new(
+                Arc::clone(&settings.model),
+                count,
+                &settings.redis.key_prefix,
+                settings.feed.buffer,
+                settings.instance.shards.clone(),
+            )
+            .standing_by(settings.instance.standby),
+        );
         let tripwire = Tripwire::new(settings.tripwire.domain(), settings.tripwire.tick, Arc::clone(&shared)).start();
         let arbiters: Vec<Arbiter> = (0..settings.shards.workers.max(1)).map(|_| Arbiter::new()).collect();
         for a in &arbiters {

@@ -76,6 +76,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Redis could not answer a read: nothing changed; the client may retry.
+    pub fn redis_unreadable(detail: impl std::fmt::Display) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Redis is unavailable, so this could not be read; retry shortly ({detail})"),
+        );
+        e.retry_after = Some(1);
+        e
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.body {

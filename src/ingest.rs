@@ -107,9 +107,21 @@ impl Ingest {
         ids.iter().map(|id| parse_id(id)).collect()
     }
 
-    /// Runs one `store` operation on this thread's connection; `op` names it
-    /// in `restrictd_redis_errors_total` when it fails.
+    /// Runs one `store` read on this thread's connection; `op` names it in
+    /// `restrictd_redis_errors_total` when it fails (503: nothing changed).
     pub async fn call<T>(
+        &self,
+        op: &'static str,
+        f: impl AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T, ApiError> {
+        let mut conn = self.connection().await.map_err(|_| ApiError::redis_unreadable("not connected"))?;
+        let result = f(&mut conn).await;
+        self.note(result.is_ok(), op, result.as_ref().err());
+        result.map_err(ApiError::redis_unreadable)
+    }
+
+    /// Runs one `store` write on this thread's connection (503: nothing was written).
+    pub async fn call_write<T>(
         &self,
         op: &'static str,
         f: impl AsyncFnOnce(&mut Conn) -> redis::RedisResult<T>,

@@ -49,7 +49,7 @@ impl Rejects {
                 if deltas.is_empty() {
                     continue;
                 }
-                let added = ingest.call("hincrby", async |c| reads::add_rejects(c, &keys, &deltas).await).await;
+                let added = ingest.call_write("hincrby", async |c| reads::add_rejects(c, &keys, &deltas).await).await;
                 if added.is_err() {
                     for (r, d) in deltas {
                         if let Some((_, n, _)) = this.counts.iter().find(|(x, _, _)| *x == r) {

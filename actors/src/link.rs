@@ -17,11 +17,31 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
-/// Where Redis is: one server, or the seed nodes of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where Redis is: one server, or the seed nodes of a cluster. Its `Debug`
+/// and `describe` never show a user name or password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     Single(String),
     Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// A Redis URL without its user name and password: `redis://***@host:6379/0`.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let sep = if scheme.is_empty() { "" } else { "://" };
+            format!("{scheme}{sep}***@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
 }
 
 /// A cheap-to-clone handle; concurrent commands are pipelined on it.
@@ -39,11 +59,14 @@ impl Target {
         matches!(self, Target::Cluster(_))
     }
 
-    /// For logs: the URL, or the seed nodes.
+    /// For logs, errors and `/ready`: the URL, or the seed nodes, with any
+    /// credentials left out.
     pub fn describe(&self) -> String {
         match self {
-            Target::Single(url) => url.clone(),
-            Target::Cluster(nodes) => format!("cluster {}", nodes.join(",")),
+            Target::Single(url) => redact(url),
+            Target::Cluster(nodes) => {
+                format!("cluster {}", nodes.iter().map(|n| redact(n)).collect::<Vec<_>>().join(","))
+            }
         }
     }
 
@@ -129,5 +152,20 @@ impl ConnectionLike for Conn {
             Conn::Managed(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(redact("redis://default:s3cret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("rediss://:p%40ss@host/1?x=y"), "rediss://***@host/1?x=y");
+        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
+        let cluster = Target::Cluster(vec!["redis://a:b@n1:1".into(), "redis://n2:2".into()]);
+        assert_eq!(cluster.describe(), "cluster redis://***@n1:1,redis://n2:2");
+        assert!(!format!("{:?}", Target::Single("redis://u:pw@h:1".into())).contains("pw"));
     }
 }

@@ -135,6 +135,9 @@ pub struct Shared {
     lease_until_ms: AtomicU64,
     /// The changelog of every other shard has been loaded (any-instance checks).
     pub followed: AtomicBool,
+    /// A standby: until it holds their leases, its own shards are answered
+    /// from the changelog too.
+    standby: bool,
     /// The leases of every owned shard are taken (a standby: not yet).
     pub leased: AtomicBool,
     /// Bit r set: rule r is tripped and restricts nobody new.
@@ -166,6 +169,7 @@ impl Shared {
             users: (0..n).map(|_| AtomicU64::new(0)).collect(),
             caught_up: (0..n).map(|_| AtomicBool::new(false)).collect(),
             followed: AtomicBool::new(owned.len() == n),
+            standby: false,
             leased: AtomicBool::new(false),
             owned,
             owned_mask,
@@ -176,6 +180,22 @@ impl Shared {
             replayed: AtomicU64::new(0),
             started: std::time::Instant::now(),
         }
+    }
+
+    /// A standby instance (see `standby`).
+    pub fn standing_by(mut self, standby: bool) -> Self {
+        self.standby = standby;
+        self
+    }
+
+    /// Whether the read view holds shard `s`'s restrictions: an owned shard
+    /// once it replayed its stream, any other once the changelog is loaded.
+    pub fn recovered(&self, s: u32) -> bool {
+        if !self.owns(s) {
+            return self.followed.load(Ordering::Acquire);
+        }
+        self.caught_up[s as usize].load(Ordering::Acquire)
+            || (self.standby && !self.leased.load(Ordering::Acquire) && self.followed.load(Ordering::Acquire))
     }
 
     pub fn shard_of(&self, user_id: &str) -> u32 {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use restrictd_actors::domain::rules::{AggregateDef, FeatureDef, RuleDef};
 use restrictd_actors::domain::schema::EventDef;
 use restrictd_actors::domain::{Model, ModelDef};
-use restrictd_actors::link::Target;
+use restrictd_actors::link::{redact, Target};
 use serde::Deserialize;
 
 pub use self::env::ENV_PREFIX;
@@ -28,7 +28,7 @@ pub use self::sections::*;
 pub use self::shard_spec::ShardSpec;
 
 /// The file, as written.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
@@ -41,6 +41,8 @@ struct FileConfig {
     instance: InstanceSection,
     #[serde(default)]
     ingest: IngestSettings,
+    #[serde(default)]
+    checks: ChecksSettings,
     #[serde(default)]
     reader: ReaderSection,
     #[serde(default)]
@@ -92,6 +94,7 @@ pub struct Settings {
     pub shards: ShardsSettings,
     pub instance: InstanceSettings,
     pub ingest: IngestSettings,
+    pub checks: ChecksSettings,
     pub reader: ReaderSection,
     pub persistence: PersistenceSettings,
     pub admission: AdmissionSettings,
@@ -210,6 +213,7 @@ impl Settings {
             shards,
             instance,
             ingest: file.ingest,
+            checks: file.checks,
             reader: file.reader,
             persistence: file.persistence,
             admission: file.admission,
@@ -231,10 +235,11 @@ fn redis_settings(r: RedisSection) -> Result<RedisSettings, ConfigError> {
     if r.key_prefix.is_empty() || r.key_prefix.contains(['{', '}', ' ']) {
         return Err(invalid("redis.key_prefix", "must be non-empty, without braces or spaces"));
     }
-    redis::parse_redis_url(&r.url).ok_or_else(|| invalid("redis.url", format!("{:?} is not a redis:// URL", r.url)))?;
+    redis::parse_redis_url(&r.url)
+        .ok_or_else(|| invalid("redis.url", format!("{:?} is not a redis:// URL", redact(&r.url))))?;
     for node in &r.nodes {
         redis::parse_redis_url(node)
-            .ok_or_else(|| invalid("redis.nodes", format!("{node:?} is not a redis:// URL")))?;
+            .ok_or_else(|| invalid("redis.nodes", format!("{:?} is not a redis:// URL", redact(node))))?;
     }
     let target = match (r.cluster, r.nodes.is_empty()) {
         (false, true) => Target::Single(r.url),

@@ -123,6 +123,29 @@ impl Default for IngestSettings {
     }
 }
 
+/// What a check answers for a user whose shard this instance has not
+/// recovered yet (after a start, until its stream is replayed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BeforeRecovery {
+    /// "allowed", from what is known so far.
+    Allow,
+    /// 503 with `Retry-After`: the caller applies its own fallback.
+    Refuse,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksSettings {
+    pub before_recovery: BeforeRecovery,
+}
+
+impl Default for ChecksSettings {
+    fn default() -> Self {
+        ChecksSettings { before_recovery: BeforeRecovery::Refuse }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReaderSection {
@@ -155,8 +178,8 @@ impl Default for FeedSettings {
     }
 }
 
-/// `[auth]` as written; resolved into `crate::auth::Auth`.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// `[auth]` as written; resolved into `crate::auth::Auth`. (No `Debug`: it holds tokens.)
+#[derive(Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     /// Admin tokens by name; the name is recorded as who acted.

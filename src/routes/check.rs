@@ -5,10 +5,12 @@
 use std::time::Instant;
 
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::domain::schema::check_user_id;
 
 use super::features_json;
+use crate::config::BeforeRecovery;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -21,7 +23,9 @@ pub async fn check(req: HttpRequest, state: web::Data<AppState>, feature: usize)
         ApiError::bad_request(format!("query parameter user_id is required: {}?user_id=12345", req.path()))
     })?;
     check_user_id(&user).map_err(ApiError::bad_request)?;
-    let restricted = state.shared.restricted(&user) & (1 << feature) != 0;
+    let shard = state.shared.shard_of(&user);
+    not_recovered(&state, shard)?;
+    let restricted = state.shared.view.restricted(shard, &user) & (1 << feature) != 0;
     let body = state.check_bodies[feature][usize::from(restricted)].clone();
     state.check_latency.record(started.elapsed().as_secs_f64());
     Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json"))).body(body))
@@ -35,9 +39,28 @@ pub async fn user_features(
 ) -> Result<HttpResponse, ApiError> {
     let _slot = state.checks.enter()?;
     let user = super::read_user(&req, &state, &path)?;
-    let mask = state.shared.restricted(user);
+    let shard = state.shared.shard_of(user);
+    not_recovered(&state, shard)?;
+    let mask = state.shared.view.restricted(shard, user);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "user_id": user,
         "features": features_json(&state.shared.model, mask),
     })))
+}
+
+/// 503 for a check of a shard not recovered yet, unless
+/// `checks.before_recovery = "allow"`.
+pub(crate) fn not_recovered(state: &AppState, shard: u32) -> Result<(), ApiError> {
+    if state.settings.checks.before_recovery == BeforeRecovery::Allow || state.shared.recovered(shard) {
+        return Ok(());
+    }
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "not ready: shard {shard} of this user is still being recovered after a start, so its restrictions \
+             are not known yet; apply your fallback and retry"
+        ),
+    );
+    e.retry_after = Some(1);
+    Err(e)
 }

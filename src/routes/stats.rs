@@ -67,7 +67,7 @@ pub async fn reset_stats(req: HttpRequest, state: web::Data<AppState>) -> Result
     let by = state.settings.auth.admin(&req)?;
     let keys = &state.shared.keys;
     let now = now_ms();
-    state.ingest.call("stats_reset", async |c| reads::reset_stats(c, keys, now).await).await?;
+    state.ingest.call_write("stats_reset", async |c| reads::reset_stats(c, keys, now).await).await?;
     tracing::info!(by, "stats reset");
     Ok(HttpResponse::Ok().json(json!({ "reset": true, "since": rfc3339_ms(now), "by": by })))
 }

@@ -20,6 +20,15 @@ pub async fn get_user(
 ) -> Result<HttpResponse, ApiError> {
     let user = super::read_user(&req, &state, &path)?;
     let shard = state.shared.shard_of(user);
+    if state.shards[shard as usize].is_some() && !state.shared.recovered(shard) {
+        // Its actor would answer from a state still being replayed.
+        let mut e = ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: shard {shard} of this user is still being recovered after a start; retry shortly"),
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    }
     let (report, source) = user_report(&state, user)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {user:?} has never been seen (every feature is allowed)")))?;

@@ -7,6 +7,7 @@ mod batch;
 mod cli;
 mod deadletter;
 mod durability;
+mod edges;
 mod loadtest_smoke;
 mod observability;
 mod operators;

@@ -14,12 +14,16 @@ fn started_without_redis_it_is_alive_not_ready_and_says_so_then_recovers() {
     assert_eq!(app.get("/health").status, 200);
     let ready = app.get("/ready");
     assert_eq!(ready.status, 503);
-    assert!(ready.json()["redis"].as_str().unwrap().contains(&redis.url()));
+    assert!(ready.json()["redis"].as_str().unwrap().contains(&redis.url()), "{}", ready.body);
     let r = app.post("/event", &event("scam_message_flagged", "early", json!({})));
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.header("Retry-After"), Some("1"));
     assert!(r.json()["error"].as_str().unwrap().contains("unavailable"));
-    assert!(app.can("message", "early"));
+    // Nothing is known of any user yet: a check says so instead of "allowed".
+    let check = app.get("/canmessage?user_id=early");
+    assert_eq!(check.status, 503, "{}", check.body);
+    assert_eq!(check.header("Retry-After"), Some("1"));
+    assert!(check.json()["error"].as_str().unwrap().contains("not ready"), "{}", check.body);
     wait_for("the unreachable line", Duration::from_secs(20), || app.log().contains("redis unreachable").then_some(()));
     assert!(app.log().contains(&redis.url()));
 

@@ -1,0 +1,169 @@
+//! Operator-grade edges: no credential in any output, detail only for
+//! readers, checks that refuse rather than guess before recovery.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{default_config, event, wait_for, TestApp, TestRedis};
+
+/// Every output of the service and its CLI for a Redis URL with a password.
+fn assert_hidden(secret: &str, outputs: &[(&str, String)]) {
+    for (surface, text) in outputs {
+        assert!(!text.contains(secret), "{surface} shows the password:\n{text}");
+    }
+}
+
+fn check_config(env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_restrictd"));
+    cmd.arg("check-config").arg("--config").arg(default_config()).envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_password_in_an_unreachable_redis_url_appears_in_no_output() {
+    let redis = TestRedis::not_started();
+    let secret = "PASSWORD-unreachable-4d1";
+    let url = format!("redis://default:{secret}@127.0.0.1:{}/0", redis.port);
+    let app = TestApp::launch(&url, &default_config(), &[]);
+    wait_for("the unreachable line", Duration::from_secs(20), || app.log().contains("redis unreachable").then_some(()));
+    let ready = app.get("/ready");
+    assert_eq!(ready.status, 503);
+    assert!(ready.json()["redis"].as_str().unwrap().contains("***@127.0.0.1"), "{}", ready.body);
+    let bad = format!("http://default:{secret}@127.0.0.1/0");
+    assert_hidden(
+        secret,
+        &[
+            ("/ready", ready.body),
+            ("/health", app.get("/health").body),
+            ("/metrics", app.get("/metrics").body),
+            ("the log", app.log()),
+            ("check-config", check_config(&[("RESTRICTD_REDIS__URL", &url)])),
+            ("check-config of a bad URL", check_config(&[("RESTRICTD_REDIS__URL", &bad)])),
+        ],
+    );
+}
+
+#[test]
+fn a_password_protected_redis_is_used_and_its_password_appears_in_no_output() {
+    let redis = TestRedis::start();
+    let secret = "PASSWORD-protected-9c2";
+    redis.cli(&["CONFIG", "SET", "requirepass", secret]);
+    let url = format!("redis://default:{secret}@127.0.0.1:{}/0", redis.port);
+    let mut app = TestApp::launch(&url, &default_config(), &[]);
+    app.wait_ready();
+    app.post_applied(&event("scam_message_flagged", "pw", json!({})));
+    app.post_applied(&event("scam_message_flagged", "pw", json!({})));
+    assert!(!app.can("message", "pw"));
+    let outputs = [
+        ("/ready", app.get("/ready").body),
+        ("/metrics", app.get("/metrics").body),
+        ("/v1/users", app.get("/v1/users/pw").body),
+        ("state --user", {
+            let out = Command::new(env!("CARGO_BIN_EXE_restrictd"))
+                .args(["state", "--user", "pw", "--config"])
+                .arg(default_config())
+                .env("RESTRICTD_REDIS__URL", &url)
+                .output()
+                .unwrap();
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        }),
+    ];
+    assert_eq!(app.terminate(), Some(0));
+    let mut all = outputs.to_vec();
+    all.push(("the log", app.log()));
+    assert_hidden(secret, &all);
+}
+
+#[test]
+fn ready_and_health_give_the_status_alone_without_the_read_token() {
+    let redis = TestRedis::start();
+    let token = "reader-token-0123456789";
+    let app = TestApp::spawn_with(
+        &redis,
+        &[("RESTRICTD_AUTH__REQUIRE_FOR_READS", "true"), ("RESTRICTD_AUTH__READ_TOKEN", token)],
+    );
+    assert_eq!(app.get("/ready").json(), json!({"status": "ready"}));
+    assert_eq!(app.get("/health").json(), json!({"status": "ok"}));
+    let bearer = format!("Bearer {token}");
+    let detailed = app.request("GET", "/ready", &[("Authorization", &bearer)], b"").json();
+    assert_eq!(detailed["status"], "ready");
+    assert!(detailed["instance"].is_string(), "{detailed}");
+}
+
+#[test]
+fn a_restart_during_a_redis_outage_refuses_checks_instead_of_allowing_restricted_users() {
+    let mut redis = TestRedis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut app = TestApp::spawn(&redis);
+    app.post_applied(&event("scam_message_flagged", "scammer", json!({})));
+    app.post_applied(&event("scam_message_flagged", "scammer", json!({})));
+    assert!(!app.can("message", "scammer"));
+    assert_eq!(app.terminate(), Some(0));
+
+    redis.kill();
+    let app = TestApp::launch(&redis.url(), &default_config(), &[]);
+    let check = app.get("/canmessage?user_id=scammer");
+    assert_eq!(check.status, 503, "a restricted user is not let through: {}", check.body);
+    assert_eq!(check.header("Retry-After"), Some("1"));
+    let explain = app.get("/v1/users/scammer");
+    assert_eq!(explain.status, 503, "{}", explain.body);
+    let stats = app.get("/v1/stats");
+    assert_eq!(stats.status, 503);
+    assert!(!stats.body.contains("nothing was accepted"), "a read accepted nothing: {}", stats.body);
+
+    redis.launch();
+    app.wait_ready();
+    assert!(!app.can("message", "scammer"), "restricted again once recovered");
+}
+
+#[test]
+fn before_recovery_allow_answers_from_what_is_known() {
+    let redis = TestRedis::not_started();
+    let app = TestApp::launch(&redis.url(), &default_config(), &[("RESTRICTD_CHECKS__BEFORE_RECOVERY", "allow")]);
+    assert!(app.can("message", "anyone"));
+}
+
+#[test]
+fn scripts_run_stops_the_redis_it_started_and_only_that() {
+    let other = TestRedis::start();
+    let (port, http_port) = (loadtest::spawn::free_port(), loadtest::spawn::free_port());
+    let data = std::env::temp_dir().join(format!("restrictd-run-{}-{port}", std::process::id()));
+    let addr = format!("127.0.0.1:{http_port}");
+    let mut run = Command::new("bash")
+        .arg("scripts/run")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUN_BIN", env!("CARGO_BIN_EXE_restrictd"))
+        .env("RESTRICTD_REDIS__URL", format!("redis://127.0.0.1:{port}/0"))
+        .env("RESTRICTD_HTTP__ADDR", &addr)
+        .env("RUN_REDIS_DATA", &data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = || crate::helpers::http(&addr, "GET", "/ready", &[], b"").ok().filter(|r| r.status == 200);
+    wait_for("scripts/run serving", Duration::from_secs(60), ready);
+    let pong = |p: u16| Command::new("redis-cli").args(["-p", &p.to_string(), "ping"]).output().unwrap().stdout;
+    assert_eq!(pong(port), b"PONG\n", "the script started a redis-server");
+
+    Command::new("kill").args(["-TERM", &run.id().to_string()]).status().unwrap();
+    let status = wait_for("scripts/run to exit", Duration::from_secs(30), || run.try_wait().unwrap());
+    assert_eq!(status.code(), Some(0));
+    wait_for("the started redis-server to stop", Duration::from_secs(10), || {
+        (!pong(port).starts_with(b"PONG")).then_some(())
+    });
+    assert_eq!(other.cli(&["PING"]), "PONG", "a Redis the script did not start keeps running");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn scripts_read_the_port_of_a_url_without_one_as_6379_and_redact_credentials() {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(". scripts/lib.sh; redis_port redis://127.0.0.1/0; redis_port redis://u:p@h:7000/0; redact_url redis://u:s3cret@h:1/0")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "6379\n7000\nredis://***@h:1/0");
+}
