@@ -52,7 +52,7 @@ async fn user_state(
         None => Value::Null,
         Some(bytes) => match decode_user(&settings.model, &bytes) {
             Ok(state) => {
-                let report = state.report(&settings.model);
+                let report = state.report(&settings.model, shard);
                 json!({
                     "format_version": bytes.first(),
                     "bytes": bytes.len(),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::domain::schema::MALFORMED_JSON;
-use restrictd_actors::domain::{EntryId, Event, ValidationError};
+use restrictd_actors::domain::{EntryId, Event, EventRef, ValidationError};
 use restrictd_actors::store::reads;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -73,14 +73,15 @@ pub async fn post_event(
             id: &'a str,
             status: &'a str,
         }
-        let mut text = [0; EntryId::MAX_LEN];
+        let mut text = [0; EventRef::MAX_LEN];
+        let id = EventRef::new(shard, id);
         return Ok(HttpResponse::Ok().json(Appended { id: id.encode(&mut text), status: &status }));
     }
     wait_until_applied(&state, shard, id).await?;
     let mask = masks_after_wait(&state, &[event.user_id]).await?[0];
     Ok(HttpResponse::Ok().json(json!({
         "status": status,
-        "id": id.to_string(),
+        "id": EventRef::new(shard, id),
         "applied": true,
         "user_id": event.user_id,
         "features": features_json(&state.shared.model, mask),
@@ -136,7 +137,7 @@ pub async fn post_events(
         shards.iter().zip(&raw).map(|(&s, r)| (state.shared.keys.events(s), r.get().as_bytes())).collect();
     let ids = state.ingest.append_many(&items).await?;
     state.ingest_latency.record(started.elapsed().as_secs_f64());
-    let id_strings: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let id_strings: Vec<String> = shards.iter().zip(&ids).map(|(&s, &id)| EventRef::new(s, id).to_string()).collect();
     if !wait {
         return Ok(HttpResponse::Accepted().json(json!({ "accepted": ids.len(), "ids": id_strings })));
     }
@@ -198,10 +199,11 @@ pub(crate) async fn wait_until_applied(state: &AppState, shard: u32, id: EntryId
         _ => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
-                "event {id} was appended but not applied within {}; it is durable and will be applied",
+                "event {} was appended but not applied within {}; it is durable and will be applied",
+                EventRef::new(shard, id),
                 humantime::format_duration(timeout)
             ),
         )
-        .with("id", id.to_string())),
+        .with("id", EventRef::new(shard, id).to_string())),
     }
 }

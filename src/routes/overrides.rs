@@ -45,7 +45,7 @@ async fn submit(state: &AppState, command: &AdminCommand) -> Result<HttpResponse
     let report = super::users::user_report(state, user).await?.map(|(r, _)| r);
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user,
-        "id": id.to_string(),
+        "id": restrictd_actors::domain::EventRef::new(shard, id),
         "features": features_json(&state.shared.model, report.as_ref().map_or(0, |r| r.restricted)),
         "overrides": report.map(|r| json!(r.overrides)).unwrap_or(json!([])),
     })))

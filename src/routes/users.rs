@@ -79,5 +79,5 @@ pub(crate) async fn user_report(state: &AppState, user: &str) -> Result<Option<(
             format!("the stored state of user {user:?} cannot be read: {e}"),
         )
     })?;
-    Ok(Some((user_state.report(model), "redis")))
+    Ok(Some((user_state.report(model, shard), "redis")))
 }

@@ -167,3 +167,28 @@ fn scripts_read_the_port_of_a_url_without_one_as_6379_and_redact_credentials() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "6379\n7000\nredis://***@h:1/0");
 }
+
+#[test]
+fn event_ids_are_unique_in_the_deployment_and_the_same_everywhere_they_are_shown() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    let batch: Vec<_> = (0..200).map(|i| event("purchase_made", &format!("buyer-{i}"), json!({"amount": 1}))).collect();
+    let ids = app.post("/v1/events", &json!(batch)).json()["ids"].as_array().unwrap().clone();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().map(|i| i.as_str().unwrap()).collect();
+    assert_eq!(unique.len(), 200, "every id of a 200-event batch is distinct: {ids:?}");
+    let pair = json!([event("scam_message_flagged", "43", json!({})), event("scam_message_flagged", "44", json!({}))]);
+    let r = app.post("/v1/events?wait=applied", &pair).json();
+    assert_ne!(r["ids"][0], r["ids"][1], "{r}");
+
+    app.post_applied(&event("scam_message_flagged", "idu", json!({})));
+    let second = app.post_applied(&event("scam_message_flagged", "idu", json!({})));
+    let id = second["id"].as_str().unwrap();
+    let shard = app.get("/v1/users/idu").json()["shard"].as_u64().unwrap();
+    assert!(id.starts_with(&format!("{shard}-")), "{id} names shard {shard}");
+    assert_eq!(app.get("/v1/users/idu").json()["restrictions"][0]["event_id"], id);
+    let history = wait_for("the history", Duration::from_secs(10), || {
+        let h = app.get("/v1/users/idu/history").json();
+        h["changes"].as_array().is_some_and(|c| !c.is_empty()).then_some(h)
+    });
+    assert_eq!(history["changes"][0]["entry_id"], id);
+}

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::entry_id::EventRef;
 use super::rules::Model;
 use super::shard_state::Change;
 use super::user::features_of;
@@ -40,7 +41,7 @@ impl AdminCommand {
 
 /// A change as people read it (audit trail, history, live feed): what, why,
 /// who, when.
-pub fn change_json(model: &Model, c: &Change) -> String {
+pub fn change_json(model: &Model, shard: u32, c: &Change) -> String {
     let rule = c.rule.map(|r| &*model.rules[usize::from(r)].name);
     let who = match (&c.by, rule) {
         (Some(by), _) => by.to_string(),
@@ -61,7 +62,7 @@ pub fn change_json(model: &Model, c: &Change) -> String {
         "why": why,
         "who": who,
         "at_ms": c.at_ms,
-        "entry_id": (c.entry.ms > 0).then(|| c.entry.to_string()),
+        "entry_id": (c.entry.ms > 0).then(|| EventRef::new(shard, c.entry).to_string()),
         "restricted_after": features_of(model, c.restricted_after),
     })
     .to_string()

@@ -70,9 +70,83 @@ impl fmt::Display for EntryId {
     }
 }
 
+/// An event's id as clients see it: unique in the deployment, where a stream
+/// entry id is unique only in its shard's stream. Written `<shard>-<ms>-<seq>`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct EventRef {
+    pub shard: u32,
+    pub entry: EntryId,
+}
+
+impl EventRef {
+    pub fn new(shard: u32, entry: EntryId) -> Self {
+        EventRef { shard, entry }
+    }
+
+    /// The longest text: a `u32`, a dash and an entry id.
+    pub const MAX_LEN: usize = 10 + 1 + EntryId::MAX_LEN;
+
+    /// Parses `<shard>-<ms>-<seq>`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (shard, entry) = text.split_once('-')?;
+        let entry = entry.split_once('-').and_then(|(ms, seq)| Some(EntryId::new(ms.parse().ok()?, seq.parse().ok()?)));
+        Some(EventRef { shard: shard.parse().ok()?, entry: entry? })
+    }
+
+    /// Writes `<shard>-<ms>-<seq>` into `buf` and returns it, without an allocation.
+    pub fn encode<'b>(&self, buf: &'b mut [u8; Self::MAX_LEN]) -> &'b str {
+        let mut entry = [0; EntryId::MAX_LEN];
+        let entry = self.entry.encode_bytes(&mut entry);
+        let mut shard = self.shard;
+        let mut digits = [0u8; 10];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (shard % 10) as u8;
+            n += 1;
+            shard /= 10;
+            if shard == 0 {
+                break;
+            }
+        }
+        for (i, d) in digits[..n].iter().rev().enumerate() {
+            buf[i] = *d;
+        }
+        buf[n] = b'-';
+        buf[n + 1..n + 1 + entry.len()].copy_from_slice(entry);
+        std::str::from_utf8(&buf[..n + 1 + entry.len()]).expect("ASCII digits and dashes")
+    }
+}
+
+impl fmt::Display for EventRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.shard, self.entry)
+    }
+}
+
+impl serde::Serialize for EventRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0; Self::MAX_LEN];
+        s.serialize_str(self.encode(&mut buf))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_refs_are_shard_and_entry_and_read_back() {
+        let mut buf = [0; EventRef::MAX_LEN];
+        for (shard, ms, seq) in [(0, 0, 0), (7, 1_700_000_000_000, 11), (u32::MAX, u64::MAX, u64::MAX), (63, 5, 0)] {
+            let r = EventRef::new(shard, EntryId::new(ms, seq));
+            assert_eq!(r.encode(&mut buf), r.to_string());
+            assert_eq!(EventRef::parse(&r.to_string()), Some(r));
+        }
+        assert_eq!(EventRef::new(3, EntryId::new(17, 2)).to_string(), "3-17-2");
+        for bad in ["17-2", "x-1-2", "1-2-", "1--2", ""] {
+            assert_eq!(EventRef::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn parses_and_orders_like_redis() {

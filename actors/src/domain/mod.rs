@@ -11,7 +11,7 @@ pub mod snapshot;
 pub mod tripwire;
 pub mod user;
 
-pub use entry_id::EntryId;
+pub use entry_id::{EntryId, EventRef};
 pub use money::Money;
 pub use routing::shard_of;
 pub use rules::{Model, ModelDef};

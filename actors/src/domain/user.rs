@@ -8,7 +8,7 @@
 use thin_vec::ThinVec;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::entry_id::EntryId;
+use super::entry_id::{EntryId, EventRef};
 use super::rules::{AggregateKind, AggregateValues, Model, Slot};
 use super::schema::{Event, EventKind, PropValue};
 
@@ -239,15 +239,16 @@ pub struct OverrideReport {
 pub struct RestrictionReport {
     pub rule: String,
     pub features: Vec<String>,
-    /// Stream entry id of the event that made the rule's condition hold.
-    pub event_id: String,
+    /// The event that made the rule's condition hold (`<shard>-<ms>-<seq>`).
+    pub event_id: EventRef,
     /// Event time, ms since the epoch.
     pub at_ms: u64,
     pub expires_at_ms: Option<u64>,
 }
 
 impl UserState {
-    pub fn report(&self, model: &Model) -> UserReport {
+    /// The report of this user of shard `shard`.
+    pub fn report(&self, model: &Model, shard: u32) -> UserReport {
         let aggregates = model
             .aggregates
             .iter()
@@ -269,7 +270,7 @@ impl UserState {
                 RestrictionReport {
                     rule: rule.name.to_string(),
                     features: features_of(model, rule.features),
-                    event_id: r.entry.to_string(),
+                    event_id: EventRef::new(shard, r.entry),
                     at_ms: r.at_ms,
                     expires_at_ms: r.expires_at_ms,
                 }

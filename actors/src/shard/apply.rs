@@ -12,7 +12,7 @@ use crate::domain::admin::{change_json, AdminCommand};
 use crate::domain::schema::PropValue;
 use crate::domain::shard_state::Change;
 use crate::domain::user::Override;
-use crate::domain::{EntryId, EventKind};
+use crate::domain::{EntryId, EventKind, EventRef};
 use crate::messages::Fired;
 use crate::shared::{FeedItem, FeedKind};
 
@@ -73,7 +73,7 @@ impl ShardActor {
     /// An applied event, for feed subscribers that asked for events.
     fn feed_event(&self, id: EntryId, name: &str, user_id: &str, kind: EventKind) {
         let json = serde_json::json!({
-            "type": "event", "name": name, "user_id": user_id, "entry_id": id.to_string(),
+            "type": "event", "name": name, "user_id": user_id, "entry_id": EventRef::new(self.id, id),
         });
         let _ = self.shared.feed.send(Arc::new(FeedItem {
             kind: FeedKind::Event,
@@ -128,7 +128,7 @@ impl ShardActor {
     pub(super) fn publish(&mut self, change: Change) {
         self.shared.view.set(self.id, &change.user_id, change.restricted_after);
         // One copy of the JSON for the changelog, the audit and the history.
-        let json: Arc<str> = change_json(&self.shared.model, &change).into();
+        let json: Arc<str> = change_json(&self.shared.model, self.id, &change).into();
         if self.shared.feed.receiver_count() > 0 {
             let _ = self.shared.feed.send(Arc::new(FeedItem {
                 kind: FeedKind::Change,

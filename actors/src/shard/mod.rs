@@ -162,7 +162,7 @@ impl Handler<GetUser> for ShardActor {
     type Result = MessageResult<GetUser>;
 
     fn handle(&mut self, msg: GetUser, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.state.users.get(msg.0.as_str()).map(|u| u.report(&self.shared.model)))
+        MessageResult(self.state.users.get(msg.0.as_str()).map(|u| u.report(&self.shared.model, self.id)))
     }
 }
 
