@@ -58,8 +58,9 @@ fn forbidden() -> ApiError {
 }
 
 impl Auth {
-    /// The admin token's name, or 401/403.
-    pub fn admin<'a>(&'a self, req: &HttpRequest) -> Result<&'a str, ApiError> {
+    /// Who acts with this admin token, `admin:<token name>` (the one form
+    /// recorded everywhere), or 401/403.
+    pub fn admin(&self, req: &HttpRequest) -> Result<String, ApiError> {
         let token = bearer(req)?;
         // Compare with every token, so timing does not tell which one matched.
         let mut found = None;
@@ -74,7 +75,7 @@ impl Auth {
                 "the admin API is disabled: configure auth.admin_tokens (e.g. RESTRICTD_AUTH__ADMIN_TOKENS__OPS=<token>)",
             ));
         }
-        found.ok_or_else(forbidden)
+        found.map(|name| format!("admin:{name}")).ok_or_else(forbidden)
     }
 
     fn admin_or(&self, req: &HttpRequest, other: Option<&str>) -> Result<(), ApiError> {

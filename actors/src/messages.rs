@@ -97,21 +97,27 @@ pub enum Control {
 pub struct ControlTripwire {
     pub rule: u16,
     pub action: Control,
-    /// The admin token's name.
+    /// Who acted (`admin:<token name>`).
     pub by: String,
 }
 
-/// A rule's tripwire, as the supervisor last saw it.
+/// A rule's tripwire, as the supervisor last saw it: the one shape of a
+/// tripwire wherever it is shown (`GET /v1/rules`, the control's reply).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RuleStatus {
     pub state: TripState,
+    /// Tripped by an operator (no automatic re-arm).
+    pub forced: bool,
     /// Users the rule restricted within the window, over every instance.
     pub restricted_in_window: u64,
     /// Users known over every instance: the share's denominator.
     pub population: u64,
-    /// Since when the rule is in its state (ms since the epoch; 0: never changed).
-    pub since_ms: u64,
+    /// Since when the rule is in its state (`None`: never changed).
+    pub since_ms: Option<u64>,
+    pub since: Option<String>,
     pub trips: u64,
-    /// Tripped by an operator (no automatic re-arm).
-    pub forced: bool,
+    /// The configuration it is judged by.
+    pub threshold: f64,
+    pub min_restricted: u64,
+    pub window_seconds: f64,
 }

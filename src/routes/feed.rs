@@ -36,6 +36,7 @@ impl Filter {
         let list = |name: &str| -> Option<Vec<String>> {
             query_param(req, name).map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
         };
+        super::only_params(req, &["events", "rules", "features", "users"])?;
         let mut f = Filter::default();
         if let Some(events) = list("events") {
             f.events = Some(if events.iter().any(|e| e == "all") {

@@ -19,6 +19,7 @@ pub async fn get_history(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let user = super::read_user(&req, &state, &path)?;
+    super::only_params(&req, &["limit", "offset"])?;
     let number = |name: &str, default: usize| -> Result<usize, ApiError> {
         match query_param(&req, name) {
             None => Ok(default),
@@ -32,6 +33,9 @@ pub async fn get_history(
     let (keys, shard) = (&state.shared.keys, state.shared.shard_of(user));
     let items =
         state.ingest.call("lrange", async |c| reads::history(c, keys, shard, user, offset, limit).await).await?;
+    if items.is_empty() && super::users::user_report(&state, user).await?.is_none() {
+        return Err(ApiError::not_found(format!("user {user:?} has never been seen (every feature is allowed)")));
+    }
     let changes: Vec<Value> = items.iter().filter_map(|j| serde_json::from_str(j).ok()).collect();
     let next = (changes.len() == limit).then_some(offset + limit);
     Ok(HttpResponse::Ok().json(json!({

@@ -77,6 +77,21 @@ pub(crate) fn read_user<'a>(req: &HttpRequest, state: &AppState, user_id: &'a st
     restrictd_actors::domain::schema::check_user_id(user_id).map_err(ApiError::bad_request)
 }
 
+/// 400 for a query parameter this endpoint does not take (a typo would
+/// otherwise be ignored silently, and a filter not applied).
+pub(crate) fn only_params(req: &HttpRequest, allowed: &[&str]) -> Result<(), ApiError> {
+    for (name, _) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        if !allowed.contains(&&*name) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {name:?}; {} takes {}",
+                req.path(),
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {}", req.method(), req.path())))
 }
@@ -85,9 +100,7 @@ pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiE
     Err(ApiError::not_found(format!("no route {} {}; see the README for the API", req.method(), req.path())))
 }
 
-pub fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
-}
+pub use restrictd_actors::domain::time::rfc3339_ms;
 
 pub fn st(state: &web::Data<AppState>) -> &AppState {
     state.get_ref()

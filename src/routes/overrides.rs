@@ -82,6 +82,11 @@ pub async fn put_override(
             let d = humantime::parse_duration(d).map_err(|e| {
                 ApiError::unprocessable(format!("expires_in {d:?} is not a duration like \"7d\" ({e})"))
             })?;
+            if d.is_zero() {
+                return Err(ApiError::unprocessable(
+                    "expires_in must be above zero (leave it out for an override that lasts until removed)",
+                ));
+            }
             let now = restrictd_actors::clock::now_ms();
             Some(now.saturating_add(d.as_millis() as u64))
         }
@@ -105,6 +110,9 @@ pub async fn delete_override(
 ) -> Result<HttpResponse, ApiError> {
     let by = state.settings.auth.admin(&req)?.to_string();
     let (user, feature) = target(&state, &path)?;
+    if super::users::user_report(&state, user).await?.is_none() {
+        return Err(ApiError::not_found(format!("user {user:?} has never been seen: there is no override to remove")));
+    }
     let command = AdminCommand::ClearOverride { user_id: user.to_string(), feature: feature.to_string(), by };
     submit(&state, &command).await
 }

@@ -4,7 +4,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::messages::GetRuleStatus;
 use serde_json::json;
 
-use super::rfc3339_ms;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -13,7 +12,6 @@ pub async fn get_rules(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     let status = state.tripwire.send(GetRuleStatus).await.map_err(|e| {
         ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("tripwire unavailable: {e}"))
     })?;
-    let t = &state.settings.tripwire.domain();
     let rules: Vec<_> = state
         .shared
         .model
@@ -27,16 +25,7 @@ pub async fn get_rules(req: HttpRequest, state: web::Data<AppState>) -> Result<H
                 "on": rule.def.on,
                 "when": rule.def.when,
                 "restrict": rule.def.restrict,
-                "tripwire": {
-                    "state": s.state,
-                    "restricted_in_window": s.restricted_in_window,
-                    "population": s.population,
-                    "since": (s.since_ms > 0).then(|| rfc3339_ms(s.since_ms)),
-                    "trips": s.trips,
-                    "threshold": t.threshold_ppm as f64 / 1_000_000.0,
-                    "min_restricted": t.min_restricted,
-                    "window_seconds": t.window_ms as f64 / 1000.0,
-                },
+                "tripwire": s,
             })
         })
         .collect();

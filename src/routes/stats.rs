@@ -26,6 +26,7 @@ async fn collect(state: &AppState) -> Result<Value, ApiError> {
     }
     let restricted = state.shared.view.count_by_feature(state.shared.model.features.len());
     Ok(json!({
+        "since_ms": stored.since_ms,
         "since": stored.since_ms.map(rfc3339_ms),
         "events": events
             .into_iter()
@@ -58,9 +59,13 @@ pub async fn get_event_stats(
     let stats = all["events"].get(path.as_str()).cloned().ok_or_else(|| {
         ApiError::not_found(format!("no stats for event {:?}: it is not declared and was never seen", path.as_str()))
     })?;
-    Ok(HttpResponse::Ok().json(
-        json!({ "event": path.as_str(), "since": all["since"], "count": stats["count"], "amount": stats["amount"] }),
-    ))
+    Ok(HttpResponse::Ok().json(json!({
+        "event": path.as_str(),
+        "since_ms": all["since_ms"],
+        "since": all["since"],
+        "count": stats["count"],
+        "amount": stats["amount"],
+    })))
 }
 
 pub async fn reset_stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -69,5 +74,5 @@ pub async fn reset_stats(req: HttpRequest, state: web::Data<AppState>) -> Result
     let now = now_ms();
     state.ingest.call_write("stats_reset", async |c| reads::reset_stats(c, keys, now).await).await?;
     tracing::info!(by, "stats reset");
-    Ok(HttpResponse::Ok().json(json!({ "reset": true, "since": rfc3339_ms(now), "by": by })))
+    Ok(HttpResponse::Ok().json(json!({ "reset": true, "since_ms": now, "since": rfc3339_ms(now), "by": by })))
 }

@@ -192,3 +192,117 @@ fn event_ids_are_unique_in_the_deployment_and_the_same_everywhere_they_are_shown
     });
     assert_eq!(history["changes"][0]["entry_id"], id);
 }
+
+const TOKEN: &str = "ops-token-0123456789";
+
+fn admin_app(redis: &TestRedis) -> TestApp {
+    TestApp::spawn_with(redis, &[("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", TOKEN)])
+}
+
+fn admin(app: &TestApp, method: &str, path: &str, body: serde_json::Value) -> crate::helpers::Reply {
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let body = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+    app.request(method, path, &headers, &body)
+}
+
+/// Every `<name>_ms` field of every object has its RFC 3339 sibling `<name>`.
+fn assert_times_twice(where_: &str, v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, value) in map {
+                if let Some(name) = k.strip_suffix("_ms") {
+                    let iso = map.get(name).unwrap_or_else(|| panic!("{where_}: {k} without {name}: {v}"));
+                    assert_eq!(value.is_null(), iso.is_null(), "{where_}: {k} and {name}: {v}");
+                    if let Some(ms) = value.as_u64() {
+                        assert_eq!(iso.as_str(), Some(restrictd_actors::domain::time::rfc3339_ms(ms).as_str()));
+                    }
+                }
+                assert_times_twice(where_, value);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| assert_times_twice(where_, i)),
+        _ => {}
+    }
+}
+
+#[test]
+fn a_tripwire_has_one_shape_with_the_state_after_the_action_and_who_acted_has_one_form() {
+    let redis = TestRedis::start();
+    let app = admin_app(&redis);
+    for u in ["a", "b"] {
+        app.post_applied(&event("scam_message_flagged", u, json!({})));
+        app.post_applied(&event("scam_message_flagged", u, json!({})));
+    }
+    let in_rules = |app: &TestApp| app.get("/v1/rules").json()["rules"][1]["tripwire"].clone();
+    wait_for("the window to count 2", Duration::from_secs(10), || {
+        (in_rules(&app)["restricted_in_window"] == 2).then_some(())
+    });
+    let tripped = admin(&app, "POST", "/v1/rules/scam_message_rule/tripwire", json!({"action": "trip"})).json();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&tripped["tripwire"]), keys(&in_rules(&app)), "one shape: {tripped}");
+    let reset = admin(&app, "POST", "/v1/rules/scam_message_rule/tripwire", json!({"action": "reset"})).json();
+    assert_eq!(reset["tripwire"]["state"], "armed");
+    assert_eq!(reset["tripwire"]["restricted_in_window"], 0, "the window after the reset: {reset}");
+    assert_times_twice("the reset reply", &reset);
+    assert_times_twice("GET /v1/rules", &app.get("/v1/rules").json());
+
+    let put = admin(&app, "PUT", "/v1/users/a/features/can_message", json!({"state": "allowed", "reason": "appeal"}));
+    assert_eq!(put.json()["overrides"][0]["by"], "admin:ops");
+    let audit = redis.cli(&["XRANGE", "rd:audit:tripwire", "-", "+"]);
+    assert!(audit.contains(r#""who":"admin:ops""#), "{audit}");
+    let history = wait_for("the override in the history", Duration::from_secs(10), || {
+        let h = app.get("/v1/users/a/history").json();
+        (h["changes"][0]["change"] == "override_set").then_some(h)
+    });
+    assert_eq!(history["changes"][0]["who"], "admin:ops");
+    assert_times_twice("the history", &history);
+    assert_times_twice("the user", &app.get("/v1/users/a").json());
+    assert_times_twice("the stats", &app.get("/v1/stats").json());
+}
+
+#[test]
+fn unknown_users_are_404_on_every_read_that_explains_and_an_override_removal_creates_nobody() {
+    let redis = TestRedis::start();
+    let app = admin_app(&redis);
+    app.post_applied(&event("purchase_made", "known", json!({"amount": 1})));
+    assert_eq!(app.get("/v1/users/ghost").status, 404);
+    assert_eq!(app.get("/v1/users/ghost/history").status, 404);
+    assert_eq!(app.get("/v1/users/known/history").status, 200, "a user without changes has an empty history");
+    assert!(app.can("message", "ghost"), "checks answer allowed for a user never seen");
+
+    let removed = admin(&app, "DELETE", "/v1/users/ghost/features/can_message", serde_json::Value::Null);
+    assert_eq!(removed.status, 404, "{}", removed.body);
+    assert_eq!(app.get("/v1/users/ghost").status, 404, "nothing was created");
+}
+
+#[test]
+fn an_override_that_expires_at_once_is_refused_and_changes_nothing() {
+    let redis = TestRedis::start();
+    let app = admin_app(&redis);
+    let set = admin(&app, "PUT", "/v1/users/o/features/can_message", json!({"state": "restricted", "reason": "r"}));
+    assert_eq!(set.status, 200, "{}", set.body);
+    for bad in ["0s", "-1s", "0ms"] {
+        let r = admin(
+            &app,
+            "PUT",
+            "/v1/users/o/features/can_message",
+            json!({"state": "allowed", "reason": "x", "expires_in": bad}),
+        );
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(r.json()["error"].as_str().unwrap().contains("expires_in"), "{}", r.body);
+    }
+    assert!(!app.can("message", "o"), "the override in force is untouched");
+}
+
+#[test]
+fn an_unknown_query_parameter_on_the_feed_or_history_is_named_in_a_400() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    let r = app.get("/v1/feed?feature=can_purchase");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("\"feature\""), "{}", r.body);
+    let r = app.get("/v1/users/x/history?limt=5");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("limt"));
+}

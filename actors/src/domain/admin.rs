@@ -62,6 +62,7 @@ pub fn change_json(model: &Model, shard: u32, c: &Change) -> String {
         "why": why,
         "who": who,
         "at_ms": c.at_ms,
+        "at": super::time::rfc3339_ms(c.at_ms),
         "entry_id": (c.entry.ms > 0).then(|| EventRef::new(shard, c.entry).to_string()),
         "restricted_after": features_of(model, c.restricted_after),
     })

@@ -8,6 +8,7 @@ pub mod rules;
 pub mod schema;
 pub mod shard_state;
 pub mod snapshot;
+pub mod time;
 pub mod tripwire;
 pub mod user;
 

@@ -334,6 +334,10 @@ impl ShardState {
         if id > self.applied {
             self.applied = id;
         }
+        // Removing an override of a user never seen creates nobody.
+        if o.is_none() && !self.users.contains_key(user_id) {
+            return None;
+        }
         let user = self.users.entry(user_id.into()).or_insert_with(|| UserState::new(model));
         let (kind, reason) = match o {
             Some(o) => {

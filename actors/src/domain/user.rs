@@ -232,7 +232,9 @@ pub struct OverrideReport {
     pub reason: String,
     pub by: String,
     pub at_ms: u64,
+    pub at: String,
     pub expires_at_ms: Option<u64>,
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -285,7 +287,9 @@ impl UserState {
                 reason: o.reason.to_string(),
                 by: o.by.to_string(),
                 at_ms: o.at_ms,
+                at: super::time::rfc3339_ms(o.at_ms),
                 expires_at_ms: o.expires_at_ms,
+                expires_at: o.expires_at_ms.map(super::time::rfc3339_ms),
             })
             .collect();
         UserReport { aggregates, restrictions, overrides, restricted: self.restricted(model) }

@@ -35,10 +35,14 @@ impl Handler<ControlTripwire> for Tripwire {
             }
             Err(redis::RedisError::from((redis::ErrorKind::Client, "the tripwire state kept changing; try again")))
         };
-        let by = format!("admin:{}", msg.by);
+        let by = msg.by;
         Box::pin(attempt.into_actor(self).map(move |result, act, ctx| {
             let (_, json, next, change) = result.map_err(|e: redis::RedisError| e.to_string())?;
             act.stored[r] = json;
+            if msg.action == Control::Reset {
+                // A fresh window: nothing in it yet (the next sync counts from now).
+                act.hits[r] = 0;
+            }
             act.rules[r] = next;
             if let Some(change) = change {
                 act.changed(r, change, &by, ctx);

@@ -31,6 +31,7 @@ use metrics::{counter, gauge};
 
 use crate::clock::now_ms;
 use crate::domain::rules::OnTrip;
+use crate::domain::time::rfc3339_ms;
 use crate::domain::{SharedRule, Transition, TripState, TripwireSettings};
 use crate::link::Conn;
 use crate::messages::*;
@@ -107,13 +108,19 @@ impl Tripwire {
 
     fn status(&self, r: usize) -> RuleStatus {
         let rule = &self.rules[r];
+        let since_ms = (rule.since_ms > 0).then_some(rule.since_ms);
+        let s = &self.settings;
         RuleStatus {
             state: rule.state,
+            forced: rule.forced,
             restricted_in_window: self.hits[r],
             population: self.population,
-            since_ms: rule.since_ms,
+            since_ms,
+            since: since_ms.map(rfc3339_ms),
             trips: rule.trips,
-            forced: rule.forced,
+            threshold: s.threshold_ppm as f64 / 1_000_000.0,
+            min_restricted: s.min_restricted,
+            window_seconds: s.window_ms as f64 / 1000.0,
         }
     }
 
@@ -328,6 +335,7 @@ impl Tripwire {
             "population": self.population,
             "who": by,
             "at_ms": self.rules[r].since_ms,
+            "at": rfc3339_ms(self.rules[r].since_ms),
         })
         .to_string()
     }
