@@ -31,9 +31,6 @@ pub fn run(settings: &Settings, target: Target) -> anyhow::Result<Value> {
         let keys = Keys::new(&settings.redis.key_prefix, count);
         match target {
             Target::User(user) => user_state(settings, &mut conn, &keys, &user, shard_of(&user, count)).await,
-            Target::Shard(s) if s >= count => {
-                anyhow::bail!("shard {s} does not exist (shards.count = {count})")
-            }
             Target::Shard(s) => shard_state(&mut conn, &keys, s).await,
         }
     })
@@ -58,6 +55,7 @@ async fn user_state(
                     "bytes": bytes.len(),
                     "aggregates": report.aggregates,
                     "restrictions": report.restrictions,
+                    "overrides": report.overrides,
                 })
             }
             Err(e) => json!({ "error": e.to_string(), "bytes": bytes.len() }),

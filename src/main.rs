@@ -76,9 +76,10 @@ enum Command {
     /// Validate the configuration and print the compiled rules; exit 2 when invalid.
     CheckConfig,
     /// Print what Redis holds for a user or a shard (snapshot, offset, stream), as JSON.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["user", "shard"])))]
     State {
         /// A user id: its decoded snapshot and its shard's offset.
-        #[arg(long, conflicts_with = "shard", required_unless_present = "shard")]
+        #[arg(long)]
         user: Option<String>,
         /// A shard number: offset, user count, stream length.
         #[arg(long)]
@@ -103,10 +104,15 @@ fn main() -> ExitCode {
         }
         Command::Serve => serve(settings),
         Command::State { user, shard } => {
+            let count = settings.shards.count.get();
             let target = match (user, shard) {
+                (_, Some(s)) if s >= count => {
+                    eprintln!("restrictd: shard {s} does not exist: shards are 0 to {} (shards.count)", count - 1);
+                    return ExitCode::from(2);
+                }
                 (Some(u), _) => inspect::Target::User(u),
                 (None, Some(s)) => inspect::Target::Shard(s),
-                (None, None) => unreachable!("clap requires one"),
+                (None, None) => unreachable!("clap requires one of the group"),
             };
             match inspect::run(&settings, target) {
                 Ok(v) => {

@@ -152,8 +152,16 @@ impl Settings {
         let de = toml::de::Deserializer::parse(text).map_err(|e| parse_err(e.to_string()))?;
         let file = parse(de).map_err(|e| parse_err(keyed(e)))?;
         let overrides: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let located = |e: ConfigError| match e {
+            // A semantic error names its key: point at it in the file.
+            ConfigError::Invalid(message) => match message.split_once(": ").and_then(|(k, _)| locate(text, k)) {
+                Some((line, column)) => parse_err(format!("line {line}, column {column}: {message}")),
+                None => ConfigError::Invalid(message),
+            },
+            other => other,
+        };
         if overrides.is_empty() {
-            return Self::validate(file);
+            return Self::validate(file).map_err(located);
         }
         let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
         for (key, value) in &overrides {
@@ -163,7 +171,21 @@ impl Settings {
         let file = parse(toml::Value::Table(table)).map_err(|e| {
             ConfigError::Invalid(format!("after environment overrides ({}): {}", names.join(", "), keyed(e)))
         })?;
-        Self::validate(file)
+        Self::validate(file).map_err(|e| {
+            // Where the key was set by an override, the file's line would mislead.
+            let overridden = |key: &str| {
+                overrides.iter().any(|(k, _)| {
+                    let path = k[ENV_PREFIX.len()..].to_ascii_lowercase().replace("__", ".");
+                    key == path || key.starts_with(&format!("{path}."))
+                })
+            };
+            match e {
+                ConfigError::Invalid(m) if m.split_once(": ").is_some_and(|(k, _)| overridden(k)) => {
+                    ConfigError::Invalid(m)
+                }
+                other => located(other),
+            }
+        })
     }
 
     /// Checks what the types do not say, and resolves what depends on
@@ -229,6 +251,26 @@ impl Settings {
             model: Arc::new(model),
         })
     }
+}
+
+/// Where a dotted key (or the deepest part of it that is written) stands in
+/// the file: (line, column), from 1.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut start = None;
+    for part in key.split('.') {
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == part) else { break };
+        start = Some(if matches!(v.get_ref(), toml::de::DeValue::Table(_)) { k.span().start } else { v.span().start });
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    let start = start?;
+    let line = text[..start].matches('\n').count() + 1;
+    let column = start - text[..start].rfind('\n').map_or(0, |i| i + 1) + 1;
+    Some((line, column))
 }
 
 fn redis_settings(r: RedisSection) -> Result<RedisSettings, ConfigError> {

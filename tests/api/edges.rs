@@ -306,3 +306,27 @@ fn an_unknown_query_parameter_on_the_feed_or_history_is_named_in_a_400() {
     assert_eq!(r.status, 400);
     assert!(r.body.contains("limt"));
 }
+
+#[test]
+fn state_of_a_user_shows_its_active_override() {
+    let redis = TestRedis::start();
+    let mut app = admin_app(&redis);
+    let put = admin(
+        &app,
+        "PUT",
+        "/v1/users/ov/features/can_purchase",
+        json!({"state": "restricted", "reason": "chargeback spree"}),
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(app.terminate(), Some(0));
+    let out = Command::new(env!("CARGO_BIN_EXE_restrictd"))
+        .args(["state", "--user", "ov", "--config"])
+        .arg(default_config())
+        .env("RESTRICTD_REDIS__URL", redis.url())
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &state["snapshot"]["overrides"][0];
+    assert_eq!((o["feature"].as_str(), o["state"].as_str()), (Some("can_purchase"), Some("restricted")), "{state}");
+    assert_eq!(o["reason"], "chargeback spree");
+}
