@@ -47,20 +47,21 @@ pub fn claim(instance: InstanceSettings, redis: Target, shared: Arc<Shared>, sta
                         let _ = lease::renew(&mut conn, &shared.keys, &got, &me, ttl).await;
                     }
                     if !waiting_logged {
-                        let shards: Vec<u32> = others.iter().map(|h| h.shard).collect();
-                        tracing::info!(instance = %me, ?shards, "standby: {}; waiting to take them over", others[0]);
+                        tracing::info!(
+                            instance = %me,
+                            "standby: {}; waiting to take them over",
+                            lease::describe_holders(&others)
+                        );
                         waiting_logged = true;
                     }
                     tokio::time::sleep((ttl / 4).min(Duration::from_secs(1))).await;
                 }
                 Ok(others) => {
                     let _ = lease::release(&mut conn, &shared.keys, &got, &me).await;
-                    for h in &others {
-                        tracing::error!(instance = %me, "refusing to start: {h}");
-                    }
-                    eprintln!(
-                        "restrictd: refusing to start: {}. Give each instance its own shards (instance.shards), or set instance.standby = true to wait for them.",
-                        others.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                    tracing::error!(
+                        instance = %me,
+                        "refusing to start: {}. Give each instance its own shards (instance.shards), or set instance.standby = true to wait for them",
+                        lease::describe_holders(&others)
                     );
                     std::process::exit(2);
                 }

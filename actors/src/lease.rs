@@ -38,16 +38,45 @@ pub struct Held {
     pub expires_in: Duration,
 }
 
-impl std::fmt::Display for Held {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "shard {} is owned by instance {:?} (its lease expires in {:.1}s unless renewed)",
-            self.shard,
-            self.owner,
-            self.expires_in.as_secs_f64()
-        )
+/// Shard numbers as ranges: `0-31,40,42-43`.
+pub fn ranges(shards: &[u32]) -> String {
+    let mut sorted = shards.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        while i + 1 < sorted.len() && sorted[i + 1] == sorted[i] + 1 {
+            i += 1;
+        }
+        out.push(if sorted[i] == start { start.to_string() } else { format!("{start}-{}", sorted[i]) });
+        i += 1;
     }
+    out.join(",")
+}
+
+/// The holders of leases another instance has, one clause per holder: the
+/// shards as ranges and when their leases expire.
+pub fn describe_holders(others: &[Held]) -> String {
+    let mut owners: Vec<&str> = others.iter().map(|h| h.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let clauses: Vec<String> = owners
+        .into_iter()
+        .map(|owner| {
+            let held: Vec<&Held> = others.iter().filter(|h| h.owner == owner).collect();
+            let shards: Vec<u32> = held.iter().map(|h| h.shard).collect();
+            let expires = held.iter().map(|h| h.expires_in).max().unwrap_or_default();
+            let noun = if shards.len() == 1 { "shard" } else { "shards" };
+            format!(
+                "{noun} {} owned by instance {owner:?} (leases expire within {:.1}s unless renewed)",
+                ranges(&shards),
+                expires.as_secs_f64()
+            )
+        })
+        .collect();
+    clauses.join("; ")
 }
 
 /// Tries to take the leases of `shards` not yet in `held`; adds those it got
@@ -156,5 +185,23 @@ pub async fn keep(mut conn: Conn, shared: Arc<Shared>, held: Vec<u32>, me: Strin
                 std::process::exit(3);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_read_as_ranges_and_holders_as_one_clause_each() {
+        assert_eq!(ranges(&[3, 0, 1, 2, 7, 9, 10]), "0-3,7,9-10");
+        assert_eq!(ranges(&[5]), "5");
+        let held = |shard, owner: &str, ms| Held { shard, owner: owner.into(), expires_in: Duration::from_millis(ms) };
+        let text = describe_holders(&[held(1, "a", 900), held(0, "a", 1500), held(9, "b", 100)]);
+        assert_eq!(
+            text,
+            "shards 0-1 owned by instance \"a\" (leases expire within 1.5s unless renewed); \
+             shard 9 owned by instance \"b\" (leases expire within 0.1s unless renewed)"
+        );
     }
 }

@@ -122,6 +122,23 @@ fn an_instance_whose_shards_overlap_another_refuses_to_start() {
     assert_eq!(code, Some(2), "the second instance exits with code 2; log:\n{}", b.log());
     let log = b.log();
     assert!(log.contains("shard 31") && log.contains("\"alpha\""), "names the shard and the owner:\n{log}");
+    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("refusing to start")).collect();
+    assert_eq!(refusals.len(), 1, "one line:\n{log}");
+    assert!(refusals[0].len() < 400 && refusals[0].contains("leases expire within"), "{}", refusals[0]);
+    // Every shard of a whole range held by one owner: still one short line, the shards as a range.
+    let mut d = TestApp::launch(
+        &redis.url(),
+        &default_config(),
+        &[("RESTRICTD_INSTANCE__ID", "delta"), ("RESTRICTD_INSTANCE__SHARDS", "all")],
+    );
+    assert_eq!(d.wait_exit(Duration::from_secs(20)), Some(2));
+    let refusals: Vec<String> = d.log().lines().filter(|l| l.contains("refusing to start")).map(String::from).collect();
+    assert_eq!(refusals.len(), 1, "{}", d.log());
+    assert!(
+        refusals[0].contains("shards 0-31 owned by instance \"alpha\"") && refusals[0].len() < 400,
+        "{}",
+        refusals[0]
+    );
     // Disjoint shards start fine beside it.
     let c = instance(&redis, "gamma", "32-63", &[]);
     assert_eq!(c.get("/ready").status, 200);
