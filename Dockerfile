@@ -20,6 +20,7 @@ COPY config.toml /etc/restrictd/config.toml
 USER restrictd
 ENV RESTRICTD_HTTP__ADDR=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/health || exit 1
+# Healthy once ready: Redis reachable and every owned shard recovered.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8080/ready || exit 1
 ENTRYPOINT ["restrictd", "--config", "/etc/restrictd/config.toml"]

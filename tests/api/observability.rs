@@ -280,7 +280,12 @@ fn the_deployment_files_hold_together() {
     assert!(redis_cmd.windows(2).any(|w| w == ["--appendonly", "yes"]), "redis keeps an AOF");
     assert!(compose["volumes"].as_mapping().unwrap().contains_key("redis-data"));
     assert_eq!(compose["services"]["restrictd"]["ports"][0], "8080:8080");
-    assert_eq!(compose["services"]["restrictd"]["environment"]["RESTRICTD_REDIS__URL"], "redis://redis:6379/0");
+    let restrictd = &compose["services"]["restrictd"];
+    assert_eq!(restrictd["environment"]["RESTRICTD_REDIS__URL"], "redis://redis:6379/0");
+    assert_eq!(restrictd["restart"], "unless-stopped");
+    assert_eq!(restrictd["environment"]["RESTRICTD_INSTANCE__ID"], "restrictd-1", "stable across re-creations");
+    let token = restrictd["environment"]["RESTRICTD_AUTH__ADMIN_TOKENS__OPS"].as_str().unwrap();
+    assert!(token.starts_with("${ADMIN_TOKEN:?"), "the admin token comes from the environment, no default: {token}");
     // Every file or folder a service mounts from the repository exists.
     let mut mounts = 0;
     for (_, service) in services {
@@ -318,7 +323,8 @@ fn the_deployment_files_hold_together() {
 
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     assert!(dockerfile.lines().filter(|l| l.starts_with("FROM ")).count() >= 2, "multi-stage");
-    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/health"));
+    let healthcheck = dockerfile.lines().skip_while(|l| !l.starts_with("HEALTHCHECK")).take(2).collect::<String>();
+    assert!(healthcheck.contains("/ready"), "healthy means ready: {healthcheck}");
     assert!(dockerfile.lines().any(|l| l.starts_with("USER ") && !l.contains("root")), "runs as a non-root user");
     assert!(dockerfile.contains("--mount=type=cache"), "caches dependencies between builds");
     assert!(dockerfile.contains("COPY config.toml") && repo("config.toml").exists());
