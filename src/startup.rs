@@ -34,6 +34,7 @@ impl Application {
     pub fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
         let metrics = crate::metrics::recorder()?;
         let settings = Arc::new(settings);
+        crate::metrics::describe_all();
         crate::metrics::register_known_series(&settings.model);
         let engine = Engine::start(&settings);
         let shared = Arc::clone(&engine.shared);

@@ -245,7 +245,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, model: &Model) {
     }
     for path in paths {
         // Named by its pattern: the `route` label of the request metrics.
-        let mut resource = web::resource(path).name(path).default_service(web::to(super::method_not_allowed));
+        let allow: Vec<String> =
+            list.iter().filter(|e| e.path == path).map(|e| e.method.to_ascii_uppercase()).collect();
+        let allow = allow.join(", ");
+        let not_allowed = move |req| super::method_not_allowed(req, allow.clone());
+        let mut resource = web::resource(path).name(path).default_service(web::to(not_allowed));
         for e in list.iter().filter(|e| e.path == path) {
             resource = resource.route(route(e));
         }

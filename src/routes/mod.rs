@@ -92,8 +92,17 @@ pub(crate) fn only_params(req: &HttpRequest, allowed: &[&str]) -> Result<(), Api
     Ok(())
 }
 
-pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {}", req.method(), req.path())))
+/// 405, with the methods the path takes in `Allow`.
+pub(crate) async fn method_not_allowed(req: HttpRequest, allow: String) -> actix_web::HttpResponse {
+    let e = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}; it takes {allow}", req.method(), req.path()),
+    );
+    let mut reply = actix_web::ResponseError::error_response(&e);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        reply.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    reply
 }
 
 pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

@@ -330,3 +330,33 @@ fn state_of_a_user_shows_its_active_override() {
     assert_eq!((o["feature"].as_str(), o["state"].as_str()), (Some("can_purchase"), Some("restricted")), "{state}");
     assert_eq!(o["reason"], "chargeback spree");
 }
+
+#[test]
+fn every_metric_has_help_text_the_build_is_named_and_a_405_says_what_is_allowed() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    app.post_applied(&event("scam_message_flagged", "m", json!({})));
+    let body = app.get("/metrics").body;
+    let families: Vec<&str> =
+        body.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    assert!(families.len() > 20, "{body}");
+    for family in families {
+        let help = format!("# HELP {family} ");
+        let line = body.lines().find(|l| l.starts_with(&help)).unwrap_or_else(|| panic!("{family} has no # HELP"));
+        assert!(line.len() > help.len() + 10, "{line}");
+    }
+    let info = body.lines().find(|l| l.starts_with("restrictd_build_info{")).expect("restrictd_build_info");
+    assert!(
+        info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))) && info.contains("commit=\""),
+        "{info}"
+    );
+    assert!(info.ends_with(" 1"), "{info}");
+
+    let r = app.request("DELETE", "/event", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("POST"));
+    let r = app.request("POST", "/v1/users/x/features/can_message", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("PUT, DELETE"));
+    assert!(r.json()["error"].as_str().unwrap().contains("PUT, DELETE"));
+}
