@@ -77,7 +77,7 @@ async fn an_operator_trips_and_resets_a_rule() {
     let tripwire = start(&redis, &shared).await;
     let rule = shared.model.rule_index("chargeback_ratio_rule").unwrap() as u16;
     let bit = 1u64 << rule;
-    let control = |action| ControlTripwire { rule, action, by: "ops".into() };
+    let control = |action| ControlTripwire { rule, action, by: "admin:ops".into() };
 
     let status = tripwire.send(control(Control::Trip)).await.unwrap().unwrap();
     assert!(status.forced && status.state == TripState::Tripped);
