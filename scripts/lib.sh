@@ -17,6 +17,22 @@ ensure_command() {
   command -v "$cmd" >/dev/null 2>&1
 }
 
+# ensure_python_module MODULE PACKAGE: installs PACKAGE from PyPI when python3
+# cannot import MODULE (into the user's site when the system's Python is
+# managed by the OS).
+ensure_python_module() {
+  local module=$1 pkg=$2
+  ensure_command python3 python3
+  python3 -c "import $module" >/dev/null 2>&1 && return 0
+  echo "restrictd: python module $module not found; installing $pkg" >&2
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    ensure_command pip3 python3-pip
+  fi
+  python3 -m pip install --quiet "$pkg" >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --user --break-system-packages "$pkg" >/dev/null
+  python3 -c "import $module" >/dev/null 2>&1
+}
+
 # redis_port URL: the port of a redis:// URL (6379 when it names none).
 redis_port() {
   local hostport=${1#*://}

@@ -67,7 +67,7 @@ impl Application {
             check_latency: metrics::histogram!(CHECK_SECONDS),
             ingest_latency: metrics::histogram!(EVENT_INGEST_SECONDS),
             check_bodies,
-            openapi: web::Bytes::from(routes::api::openapi(model).to_string()),
+            openapi: web::Bytes::from(routes::openapi::openapi(model).to_string()),
             rejects,
             writes: Gate::new("writes", a.max_inflight_writes.get(), a.max_worker_lag),
             checks: Gate::new("checks", a.max_inflight_checks.get(), None),

@@ -5,9 +5,7 @@
 use actix_web::guard::{Guard, GuardContext};
 use actix_web::http::Method;
 use actix_web::web;
-use restrictd_actors::domain::schema::PropType;
 use restrictd_actors::domain::Model;
-use serde_json::{json, Map, Value};
 
 use super::{check, check_path, docs, events, feed, health, history, overrides, rules, stats, tripwire, users};
 
@@ -46,8 +44,37 @@ pub struct Endpoint {
     pub query: &'static [(&'static str, bool, &'static str)],
     /// (status, description) of the replies.
     pub responses: &'static [(u16, &'static str)],
-    /// The request body's schema reference, if any.
+    /// The request body's schema (in `openapi::schemas`), if any.
     pub body: Option<&'static str>,
+    /// Who may call it.
+    pub access: Access,
+    /// What a success answers: a schema of `openapi::schemas`, or another media type.
+    pub reply: Reply,
+    /// Example values of its path and query parameters, by name (the OpenAPI
+    /// document shows them and a test runs them against the binary).
+    pub example: &'static [(&'static str, &'static str)],
+}
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Open,
+    /// Anyone, unless `auth.require_for_reads` (then a read or admin token).
+    Read,
+    /// Anyone, unless `auth.ingest_token` is set (then it or an admin token).
+    Ingest,
+    /// An admin token.
+    Admin,
+}
+
+/// What a successful reply carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// JSON, described by this schema.
+    Json(&'static str),
+    /// Another media type (text, HTML, an event stream).
+    Media(&'static str),
 }
 
 const WAIT: (&str, bool, &str) = (
@@ -67,6 +94,9 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
         query: &[],
         responses: &[(200, "OK")],
         body: None,
+        access: Access::Read,
+        reply: Reply::Json("Object"),
+        example: &[],
     };
     let mut list = vec![
         Endpoint {
@@ -82,6 +112,9 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (504, "appended, not applied in time"),
             ],
             body: Some("Event"),
+            access: Access::Ingest,
+            reply: Reply::Json("Appended"),
+            example: &[("wait", "applied")],
             ..e("post", "/event", "events", "Post one event (the reference API)", Handler::PostEvent)
         },
         Endpoint {
@@ -97,6 +130,8 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (504, "appended, not applied in time"),
             ],
             body: Some("EventBatch"),
+            access: Access::Ingest,
+            reply: Reply::Json("BatchAccepted"),
             ..e("post", "/v1/events", "events", "Post a batch of events, all or nothing", Handler::PostEvents)
         },
     ];
@@ -108,12 +143,16 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (400, "missing user_id"),
                 (429, "too many checks in flight (Retry-After)"),
             ],
+            reply: Reply::Json("Check"),
+            example: &[("user_id", "12345")],
             ..e("get", &check_path(f), "checks", &format!("Can the user use {f}?"), Handler::Check(i))
         });
     }
     list.extend([
         Endpoint {
             responses: &[(200, "every feature of the user"), (400, "bad user_id")],
+            reply: Reply::Json("UserFeatures"),
+            example: &[(("user_id", "12345"))],
             ..e("get", "/v1/users/{user_id}/features", "checks", "All features of a user", Handler::UserFeatures)
         },
         Endpoint {
@@ -124,18 +163,33 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 ),
                 (404, "user never seen"),
             ],
+            reply: Reply::Json("User"),
+            example: &[("user_id", "12345")],
             ..e("get", "/v1/users/{user_id}", "users", "Explain a user", Handler::User)
         },
-        e("get", "/v1/rules", "rules", "Rules with their definition and tripwire state", Handler::Rules),
-        e("get", "/health", "operations", "The process is alive", Handler::Health),
+        Endpoint {
+            reply: Reply::Json("Rules"),
+            ..e("get", "/v1/rules", "rules", "Rules with their definition and tripwire state", Handler::Rules)
+        },
+        Endpoint {
+            access: Access::Open,
+            reply: Reply::Json("Health"),
+            ..e("get", "/health", "operations", "The process is alive", Handler::Health)
+        },
         Endpoint {
             responses: &[
                 (200, "Redis reachable, every owned shard caught up, the other shards' changelog loaded"),
                 (503, "not ready, with the reason"),
             ],
+            access: Access::Open,
+            reply: Reply::Json("Ready"),
             ..e("get", "/ready", "operations", "Ready to serve", Handler::Ready)
         },
-        e("get", "/metrics", "operations", "Prometheus exposition", Handler::Metrics),
+        Endpoint {
+            access: Access::Open,
+            reply: Reply::Media("text/plain"),
+            ..e("get", "/metrics", "operations", "Prometheus exposition", Handler::Metrics)
+        },
         Endpoint {
             responses: &[
                 (200, "applied: the user's features and overrides"),
@@ -146,6 +200,9 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (503, "Redis unavailable"),
             ],
             body: Some("Override"),
+            access: Access::Admin,
+            reply: Reply::Json("OverrideApplied"),
+            example: &[("user_id", "12345"), ("feature", "can_message")],
             ..e(
                 "put",
                 "/v1/users/{user_id}/features/{feature}",
@@ -161,6 +218,9 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (403, "wrong token"),
                 (404, "unknown feature"),
             ],
+            access: Access::Admin,
+            reply: Reply::Json("OverrideApplied"),
+            example: &[("user_id", "12345"), ("feature", "can_message")],
             ..e(
                 "delete",
                 "/v1/users/{user_id}/features/{feature}",
@@ -174,6 +234,9 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 ("limit", false, "changes per page (default 50, at most 500)"),
                 ("offset", false, "changes to skip (default 0)"),
             ],
+            reply: Reply::Json("History"),
+            example: &[("user_id", "12345"), ("limit", "50"), ("offset", "0")],
+            responses: &[(200, "a page of changes, newest first"), (400, "bad limit, offset or parameter"), (404, "user never seen")],
             ..e(
                 "get",
                 "/v1/users/{user_id}/history",
@@ -191,6 +254,9 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (422, "bad body"),
             ],
             body: Some("TripwireAction"),
+            access: Access::Admin,
+            reply: Reply::Json("TripwireReply"),
+            example: &[("name", "scam_message_rule")],
             ..e(
                 "post",
                 "/v1/rules/{name}/tripwire",
@@ -210,6 +276,8 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (200, "text/event-stream: subscribed, change, tripwire, event, disconnect"),
                 (400, "unknown filter value"),
             ],
+            reply: Reply::Media("text/event-stream"),
+            example: &[("features", "can_purchase"), ("events", "purchase_made")],
             ..e(
                 "get",
                 "/v1/feed",
@@ -218,18 +286,37 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 Handler::Feed,
             )
         },
-        e("get", "/v1/stats", "stats", "Counts and amounts per event, rejections per reason", Handler::Stats),
+        Endpoint {
+            reply: Reply::Json("Stats"),
+            ..e("get", "/v1/stats", "stats", "Counts and amounts per event, rejections per reason", Handler::Stats)
+        },
         Endpoint {
             responses: &[(200, "count and amount"), (404, "unknown event")],
+            reply: Reply::Json("EventStats"),
+            example: &[("event_name", "purchase_made")],
             ..e("get", "/v1/stats/{event_name}", "stats", "Count and amount of one event", Handler::EventStats)
         },
         Endpoint {
             responses: &[(200, "reset"), (401, "no admin token"), (403, "wrong token")],
+            access: Access::Admin,
+            reply: Reply::Json("StatsReset"),
             ..e("delete", "/v1/stats", "admin", "Reset the stats", Handler::ResetStats)
         },
-        e("get", "/", "operations", "Operator's dashboard page", Handler::Dashboard),
-        e("get", "/openapi.json", "operations", "This document", Handler::OpenApi),
-        e("get", "/docs", "operations", "API documentation page", Handler::Docs),
+        Endpoint {
+            access: Access::Open,
+            reply: Reply::Media("text/html"),
+            ..e("get", "/", "operations", "Operator's dashboard page", Handler::Dashboard)
+        },
+        Endpoint {
+            access: Access::Open,
+            reply: Reply::Json("Object"),
+            ..e("get", "/openapi.json", "operations", "This document", Handler::OpenApi)
+        },
+        Endpoint {
+            access: Access::Open,
+            reply: Reply::Media("text/html"),
+            ..e("get", "/docs", "operations", "API documentation page", Handler::Docs)
+        },
     ]);
     list
 }
@@ -299,116 +386,4 @@ fn route(e: &Endpoint) -> actix_web::Route {
         Handler::ResetStats => r.to(stats::reset_stats),
         Handler::Dashboard => r.to(docs::dashboard),
     }
-}
-
-/// The OpenAPI 3 document of this configuration.
-pub fn openapi(model: &Model) -> Value {
-    let mut paths = Map::new();
-    for e in endpoints(model) {
-        paths.entry(e.path.clone()).or_insert_with(|| json!({}))[e.method] = operation(&e);
-    }
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "restrictd",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Feature restriction service: post user events, ask whether a user may use a feature.",
-        },
-        "paths": paths,
-        "components": {"schemas": schemas(model)},
-    })
-}
-
-/// One endpoint's operation object.
-fn operation(e: &Endpoint) -> Value {
-    let mut params: Vec<Value> = e
-        .query
-        .iter()
-        .map(|(name, required, d)| json!({"name": name, "in": "query", "required": required, "description": d, "schema": {"type": "string"}}))
-        .collect();
-    for seg in e.path.split('/').filter(|s| s.starts_with('{')) {
-        let name = seg.trim_matches(|c| c == '{' || c == '}');
-        params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
-    }
-    let responses: Map<String, Value> = e
-        .responses
-        .iter()
-        .map(|(status, d)| {
-            let schema =
-                if *status >= 400 { json!({"$ref": "#/components/schemas/Error"}) } else { json!({"type": "object"}) };
-            (status.to_string(), json!({"description": d, "content": {"application/json": {"schema": schema}}}))
-        })
-        .collect();
-    let mut op = json!({
-        "summary": e.summary,
-        "tags": [e.tag],
-        "operationId": operation_id(e.method, &e.path),
-        "parameters": params,
-        "responses": responses,
-    });
-    if let Some(schema) = e.body {
-        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
-    }
-    op
-}
-
-fn operation_id(method: &str, path: &str) -> String {
-    let words: Vec<&str> = path.split(['/', '{', '}', '.']).filter(|s| !s.is_empty()).collect();
-    format!("{method}_{}", words.join("_"))
-}
-
-fn schemas(model: &Model) -> Value {
-    let events: Vec<Value> = model
-        .schema
-        .events
-        .iter()
-        .zip(&model.schema.properties)
-        .map(|(name, props)| {
-            let mut properties = Map::new();
-            properties.insert("user_id".into(), json!({"type": "string", "minLength": 1, "maxLength": 256}));
-            let mut required = vec![json!("user_id")];
-            for (p, t) in props {
-                let schema = match t {
-                    PropType::String => json!({"type": "string", "minLength": 1}),
-                    PropType::Money => json!({"type": "number", "minimum": 0, "description": "exact, at most 6 decimal places"}),
-                    PropType::Integer => json!({"type": "integer"}),
-                    PropType::Bool => json!({"type": "boolean"}),
-                };
-                properties.insert(p.to_string(), schema);
-                required.push(json!(p.to_string()));
-            }
-            json!({
-                "type": "object",
-                "required": ["name", "event_properties"],
-                "properties": {
-                    "name": {"type": "string", "enum": [name.to_string()]},
-                    "event_id": {"type": "string", "description": "idempotency key: applied once per user within ingest.dedup_window"},
-                    "event_properties": {"type": "object", "required": required, "properties": properties},
-                },
-            })
-        })
-        .collect();
-    json!({
-        "Event": {"oneOf": events},
-        "EventBatch": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-        "Override": {
-            "type": "object",
-            "required": ["state", "reason"],
-            "properties": {
-                "state": {"type": "string", "enum": ["allowed", "restricted"]},
-                "reason": {"type": "string", "description": "kept in the audit trail"},
-                "expires_in": {"type": "string", "description": "a duration such as \"7d\"; absent: until removed"},
-            },
-        },
-        "TripwireAction": {
-            "type": "object",
-            "required": ["action"],
-            "properties": {"action": {"type": "string", "enum": ["reset", "trip"]}},
-        },
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {"error": {"type": "string", "description": "what is wrong, in words a person can act on"}},
-        },
-    })
 }

@@ -10,6 +10,7 @@ mod durability;
 mod edges;
 mod loadtest_smoke;
 mod observability;
+mod openapi;
 mod operators;
 mod producers;
 mod redis_outage;

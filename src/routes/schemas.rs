@@ -1,0 +1,204 @@
+//! The schemas of the OpenAPI document: request bodies (with an example that
+//! this configuration accepts) and every reply.
+
+use restrictd_actors::domain::schema::PropType;
+use restrictd_actors::domain::Model;
+use serde_json::{json, Map, Value};
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = json!(true);
+    schema
+}
+
+fn strings() -> Value {
+    json!({"type": "array", "items": string()})
+}
+
+fn integer() -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+
+/// An object whose every listed property is required.
+fn object(properties: Value) -> Value {
+    let required: Vec<&String> = properties.as_object().map(|p| p.keys().collect()).unwrap_or_default();
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// A time in both forms: milliseconds since the epoch and RFC 3339.
+fn time(name: &str, properties: &mut Map<String, Value>, nullable_: bool) {
+    let (ms, iso) = (
+        json!({"type": "integer", "description": "ms since the epoch"}),
+        json!({"type": "string", "format": "date-time"}),
+    );
+    let wrap = |v: Value| if nullable_ { nullable(v) } else { v };
+    properties.insert(format!("{name}_ms"), wrap(ms));
+    properties.insert(name.to_string(), wrap(iso));
+}
+
+fn with_times(properties: Value, times: &[(&str, bool)]) -> Value {
+    let mut map = properties.as_object().cloned().unwrap_or_default();
+    for (name, nullable_) in times {
+        time(name, &mut map, *nullable_);
+    }
+    object(Value::Object(map))
+}
+
+/// Each configured event's schema, and a valid example of it for user 12345.
+fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
+    let mut schemas = Vec::new();
+    let mut examples = Vec::new();
+    for (name, props) in model.schema.events.iter().zip(&model.schema.properties) {
+        let mut properties = Map::new();
+        properties.insert("user_id".into(), json!({"type": "string", "minLength": 1, "maxLength": 256}));
+        let mut required = vec![json!("user_id")];
+        let mut example = Map::new();
+        example.insert("user_id".into(), json!("12345"));
+        for (p, t) in props {
+            let (schema, value) = match t {
+                PropType::String => (json!({"type": "string", "minLength": 1}), json!(format!("{p}-1"))),
+                PropType::Money => (
+                    json!({"type": "number", "minimum": 0, "description": "exact, at most 6 decimal places"}),
+                    json!(100),
+                ),
+                PropType::Integer => (json!({"type": "integer"}), json!(1)),
+                PropType::Bool => (json!({"type": "boolean"}), json!(true)),
+            };
+            properties.insert(p.to_string(), schema);
+            required.push(json!(p.to_string()));
+            example.insert(p.to_string(), value);
+        }
+        schemas.push(json!({
+            "type": "object",
+            "required": ["name", "event_properties"],
+            "properties": {
+                "name": {"type": "string", "enum": [name.to_string()]},
+                "event_id": {"type": "string", "description": "idempotency key: applied once per user within ingest.dedup_window"},
+                "event_properties": {"type": "object", "required": required, "properties": properties},
+            },
+        }));
+        examples.push(json!({"name": name.to_string(), "event_properties": example}));
+    }
+    (schemas, examples)
+}
+
+pub fn schemas(model: &Model) -> Value {
+    let (events, examples) = events(model);
+    let features =
+        json!({"type": "object", "additionalProperties": {"type": "boolean"}, "description": "feature → allowed"});
+    let event_ref =
+        json!({"type": "string", "description": "the event's id, unique in the deployment: <shard>-<ms>-<seq>"});
+    let tripwire = with_times(
+        json!({
+            "state": {"type": "string", "enum": ["armed", "tripped"]},
+            "forced": {"type": "boolean", "description": "tripped by an operator (no automatic re-arm)"},
+            "restricted_in_window": integer(), "population": integer(), "trips": integer(),
+            "threshold": {"type": "number"}, "min_restricted": integer(), "window_seconds": {"type": "number"},
+        }),
+        &[("since", true)],
+    );
+    let change = with_times(
+        json!({
+            "type": string(), "user_id": string(), "change": string(), "features": strings(),
+            "rule": nullable(string()), "why": string(), "who": string(), "entry_id": nullable(event_ref.clone()),
+            "restricted_after": strings(),
+        }),
+        &[("at", false)],
+    );
+    let override_state = with_times(
+        json!({"feature": string(), "state": {"type": "string", "enum": ["allowed", "restricted"]}, "reason": string(), "by": string()}),
+        &[("at", false), ("expires_at", true)],
+    );
+    let restriction = with_times(
+        json!({"rule": string(), "features": strings(), "event_id": event_ref.clone()}),
+        &[("at", false), ("expires_at", true)],
+    );
+    let stat = json!({"type": "object", "properties": {"count": integer(), "amount": {"type": "string", "description": "exact decimal"}}});
+    json!({
+        "Event": {"oneOf": events, "example": examples.first().cloned().unwrap_or(Value::Null)},
+        "EventBatch": {"type": "array", "items": reference("Event"), "example": examples.iter().take(2).collect::<Vec<_>>()},
+        "Override": {
+            "type": "object",
+            "required": ["state", "reason"],
+            "properties": {
+                "state": {"type": "string", "enum": ["allowed", "restricted"]},
+                "reason": {"type": "string", "description": "kept in the audit trail"},
+                "expires_in": {"type": "string", "description": "a duration above zero such as \"7d\"; absent: until removed"},
+            },
+            "example": {"state": "allowed", "reason": "appeal 17", "expires_in": "7d"},
+        },
+        "TripwireAction": {
+            "type": "object",
+            "required": ["action"],
+            "properties": {"action": {"type": "string", "enum": ["reset", "trip"]}},
+            "example": {"action": "reset"},
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string", "description": "what is wrong, in words a person can act on"}},
+        },
+        "Object": {"type": "object"},
+        "Features": features,
+        "Appended": {
+            "type": "object",
+            "required": ["id", "status"],
+            "properties": {"id": event_ref, "status": string(), "applied": {"type": "boolean"}, "user_id": string(), "features": reference("Features")},
+        },
+        "BatchAccepted": object(json!({"accepted": integer(), "ids": {"type": "array", "items": event_ref}})),
+        "BatchApplied": object(json!({
+            "accepted": integer(), "ids": {"type": "array", "items": event_ref}, "applied": {"type": "boolean"},
+            "features": {"type": "object", "additionalProperties": reference("Features"), "description": "user → features"},
+        })),
+        "Check": {"type": "object", "additionalProperties": {"type": "boolean"}, "minProperties": 1, "description": "{\"can_<feature>\": allowed}"},
+        "UserFeatures": object(json!({"user_id": string(), "features": reference("Features")})),
+        "Restriction": restriction,
+        "OverrideState": override_state,
+        "User": object(json!({
+            "user_id": string(), "shard": integer(), "features": reference("Features"),
+            "source": {"type": "string", "enum": ["memory", "redis"]},
+            "aggregates": {"type": "object", "description": "name → count, or exact decimal string for sums"},
+            "restrictions": {"type": "array", "items": reference("Restriction")},
+            "overrides": {"type": "array", "items": reference("OverrideState")},
+        })),
+        "Tripwire": tripwire,
+        "Rules": object(json!({"rules": {"type": "array", "items": object(json!({
+            "name": string(), "description": nullable(string()), "on": strings(), "when": string(),
+            "restrict": strings(), "tripwire": reference("Tripwire"),
+        }))}})),
+        "TripwireReply": object(json!({"rule": string(), "tripwire": reference("Tripwire")})),
+        "Health": object(json!({"status": {"type": "string", "enum": ["ok"]}})),
+        "Ready": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "not ready"]},
+                "instance": string(), "redis": string(), "changelog": string(), "standby": string(),
+                "shards_catching_up": {"type": "array", "items": integer()},
+            },
+        },
+        "OverrideApplied": object(json!({
+            "user_id": string(), "id": event_ref, "features": reference("Features"),
+            "overrides": {"type": "array", "items": reference("OverrideState")},
+        })),
+        "Change": change,
+        "History": object(json!({
+            "user_id": string(), "offset": integer(), "next_offset": nullable(integer()),
+            "changes": {"type": "array", "items": reference("Change")},
+        })),
+        "Stats": with_times(json!({
+            "events": {"type": "object", "additionalProperties": stat},
+            "rejects": {"type": "object", "additionalProperties": integer()},
+            "restricted_users": {"type": "object", "additionalProperties": integer()},
+        }), &[("since", true)]),
+        "EventStats": with_times(json!({"event": string(), "count": integer(), "amount": string()}), &[("since", true)]),
+        "StatsReset": with_times(json!({"reset": {"type": "boolean"}, "by": string()}), &[("since", false)]),
+    })
+}
