@@ -90,9 +90,19 @@ fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
 }
 
 pub fn schemas(model: &Model) -> Value {
-    let (events, examples) = events(model);
-    let features =
-        json!({"type": "object", "additionalProperties": {"type": "boolean"}, "description": "feature → allowed"});
+    let mut all = requests(model);
+    if let Some(all) = all.as_object_mut() {
+        for part in [replies(), records()] {
+            if let Value::Object(part) = part {
+                all.extend(part);
+            }
+        }
+    }
+    all
+}
+
+/// The records replies are made of: a tripwire, a change, an override, a restriction.
+fn records() -> Value {
     let event_ref =
         json!({"type": "string", "description": "the event's id, unique in the deployment: <shard>-<ms>-<seq>"});
     let tripwire = with_times(
@@ -120,7 +130,12 @@ pub fn schemas(model: &Model) -> Value {
         json!({"rule": string(), "features": strings(), "event_id": event_ref.clone()}),
         &[("at", false), ("expires_at", true)],
     );
-    let stat = json!({"type": "object", "properties": {"count": integer(), "amount": {"type": "string", "description": "exact decimal"}}});
+    json!({"Tripwire": tripwire, "Change": change, "OverrideState": override_state, "Restriction": restriction})
+}
+
+/// Request bodies, with examples this configuration accepts, and the error.
+fn requests(model: &Model) -> Value {
+    let (events, examples) = events(model);
     json!({
         "Event": {"oneOf": events, "example": examples.first().cloned().unwrap_or(Value::Null)},
         "EventBatch": {"type": "array", "items": reference("Event"), "example": examples.iter().take(2).collect::<Vec<_>>()},
@@ -146,6 +161,17 @@ pub fn schemas(model: &Model) -> Value {
             "properties": {"error": {"type": "string", "description": "what is wrong, in words a person can act on"}},
         },
         "Object": {"type": "object"},
+    })
+}
+
+/// Every reply's schema.
+fn replies() -> Value {
+    let features =
+        json!({"type": "object", "additionalProperties": {"type": "boolean"}, "description": "feature → allowed"});
+    let event_ref =
+        json!({"type": "string", "description": "the event's id, unique in the deployment: <shard>-<ms>-<seq>"});
+    let stat = json!({"type": "object", "properties": {"count": integer(), "amount": {"type": "string", "description": "exact decimal"}}});
+    json!({
         "Features": features,
         "Appended": {
             "type": "object",
@@ -159,8 +185,6 @@ pub fn schemas(model: &Model) -> Value {
         })),
         "Check": {"type": "object", "additionalProperties": {"type": "boolean"}, "minProperties": 1, "description": "{\"can_<feature>\": allowed}"},
         "UserFeatures": object(json!({"user_id": string(), "features": reference("Features")})),
-        "Restriction": restriction,
-        "OverrideState": override_state,
         "User": object(json!({
             "user_id": string(), "shard": integer(), "features": reference("Features"),
             "source": {"type": "string", "enum": ["memory", "redis"]},
@@ -168,7 +192,6 @@ pub fn schemas(model: &Model) -> Value {
             "restrictions": {"type": "array", "items": reference("Restriction")},
             "overrides": {"type": "array", "items": reference("OverrideState")},
         })),
-        "Tripwire": tripwire,
         "Rules": object(json!({"rules": {"type": "array", "items": object(json!({
             "name": string(), "description": nullable(string()), "on": strings(), "when": string(),
             "restrict": strings(), "tripwire": reference("Tripwire"),
@@ -188,7 +211,6 @@ pub fn schemas(model: &Model) -> Value {
             "user_id": string(), "id": event_ref, "features": reference("Features"),
             "overrides": {"type": "array", "items": reference("OverrideState")},
         })),
-        "Change": change,
         "History": object(json!({
             "user_id": string(), "offset": integer(), "next_offset": nullable(integer()),
             "changes": {"type": "array", "items": reference("Change")},
