@@ -45,8 +45,8 @@ pub struct AppState {
 impl AppState {
     /// Gauges computed at scrape time.
     pub fn record_gauges(&self) {
-        let counts = self.shared.view.count_by_feature(self.shared.model.features.len());
-        for (f, n) in self.shared.model.features.iter().zip(counts) {
+        let counts = self.shared.view.count_by_feature(self.shared.model().features.len());
+        for (f, n) in self.shared.model().features.iter().zip(counts) {
             metrics::gauge!(RESTRICTED_USERS, "feature" => f.to_string()).set(n as f64);
         }
         metrics::gauge!(INFLIGHT_REQUESTS, "kind" => "writes").set(self.writes.in_flight() as f64);

@@ -108,7 +108,7 @@ impl Follower {
         let keys = &self.shared.keys;
         cursors[i] = snapshot::newest_entry(conn, keys.changes(s)).await?.unwrap_or(EntryId::ZERO);
         self.shared.view.forget_followed(s);
-        let model = &self.shared.model;
+        let model = &self.shared.model();
         let mut users = 0;
         snapshot::scan_hash(conn, keys.restricted(s), |user, features| {
             let user = String::from_utf8_lossy(&user);
@@ -150,7 +150,7 @@ impl Follower {
                     tracing::warn!(shard = s, id = %entry.id, "unreadable changelog entry skipped");
                     continue;
                 };
-                let mask = codec::mask_of_names(&self.shared.model, change.restricted_after.iter().map(|f| &**f));
+                let mask = codec::mask_of_names(&self.shared.model(), change.restricted_after.iter().map(|f| &**f));
                 self.shared.view.follow(s, &change.user_id, mask);
                 if change.at_ms > 0 {
                     delay.record(now.saturating_sub(change.at_ms) as f64 / 1000.0);

@@ -23,12 +23,15 @@ pub struct ApplyEntries(pub Vec<Entry<Payload>>);
 #[rtype(result = "()")]
 pub struct CatchUpTo(pub Option<EntryId>);
 
-/// Start from this recovered state; persist through `conn`.
+/// Start from this recovered state, under rule-set `version` (`model`);
+/// persist through `conn`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Restore {
     pub state: ShardState,
     pub conn: Conn,
+    pub version: u64,
+    pub model: std::sync::Arc<crate::domain::Model>,
 }
 
 /// Persist through this connection from now on (after a reconnect).

@@ -21,13 +21,14 @@ use redis::Value;
 use tokio::sync::watch;
 
 use crate::domain::EntryId;
+use crate::domain::Model;
 use crate::link::{Conn, Target};
 use crate::messages::{ApplyEntries, CatchUpTo, Restore, StopReading, UseConnection};
 use crate::metrics::*;
 use crate::retry::{LogOnce, RetryParams};
 use crate::shard::ShardActor;
 use crate::shared::Shared;
-use crate::store::{reads, snapshot, DeadLetter};
+use crate::store::{reads, rules, snapshot, DeadLetter};
 use crate::wire::{self, Entry, IdleBackoff, Payload, ReadError};
 
 #[derive(Debug, Clone)]
@@ -189,11 +190,11 @@ impl ReadLoop {
         let started = Instant::now();
         let mut users = 0;
         for (i, (s, addr)) in self.shards.iter().enumerate() {
-            let state =
-                snapshot::load(conn, &self.shared.keys, *s, &self.shared.model, self.settings.dedup_window_ms).await?;
+            let (version, model) = self.rules_of(conn, *s).await?;
+            let state = snapshot::load(conn, &self.shared.keys, *s, &model, self.settings.dedup_window_ms).await?;
             users += state.users.len();
             cursors[i] = state.applied;
-            addr.send(Restore { state, conn: conn.clone() }).await.map_err(|_| ReadError::Stopped)?;
+            addr.send(Restore { state, conn: conn.clone(), version, model }).await.map_err(|_| ReadError::Stopped)?;
         }
         counter!(RECOVERY_USERS_LOADED_TOTAL).increment(users as u64);
         tracing::info!(
@@ -203,6 +204,23 @@ impl ReadLoop {
             "snapshots loaded; replaying streams"
         );
         self.announce_catch_up(conn).await
+    }
+
+    /// The rule set shard `s`'s snapshot was taken under: its version as
+    /// published, or the configuration file's when none was recorded.
+    async fn rules_of(&self, conn: &mut Conn, s: u32) -> Result<(u64, Arc<Model>), ReadError> {
+        let file = self.shared.model();
+        let version = rules::shard_version(conn, &self.shared.keys, s).await?;
+        if version == 0 {
+            return Ok((0, file));
+        }
+        let record = rules::version(conn, &self.shared.keys, version).await?.ok_or_else(|| {
+            ReadError::Load(snapshot::LoadError::Rules { shard: s, version, reason: "it is not stored".into() })
+        })?;
+        let model = record
+            .compile(file.schema.accepts_unknown())
+            .map_err(|reason| ReadError::Load(snapshot::LoadError::Rules { shard: s, version, reason }))?;
+        Ok((version, Arc::new(model)))
     }
 
     async fn connect(&self, response_timeout: Duration) -> Result<Conn, ReadError> {

@@ -116,7 +116,8 @@ pub enum FeedKind {
 
 /// State shared by the shard actors, the tripwire and the HTTP handlers.
 pub struct Shared {
-    pub model: Arc<Model>,
+    /// The newest rule set this instance knows (`model()`), with its version.
+    model: RwLock<(u64, Arc<Model>)>,
     pub shard_count: u32,
     pub keys: Keys,
     pub view: ReadView,
@@ -161,7 +162,7 @@ impl Shared {
             owned_mask[*s as usize] = true;
         }
         Shared {
-            model,
+            model: RwLock::new((0, model)),
             shard_count,
             keys: Keys::new(key_prefix, shard_count),
             view: ReadView::new(shard_count),
@@ -196,6 +197,28 @@ impl Shared {
         }
         self.caught_up[s as usize].load(Ordering::Acquire)
             || (self.standby && !self.leased.load(Ordering::Acquire) && self.followed.load(Ordering::Acquire))
+    }
+
+    /// The newest rule set this instance knows: HTTP validates with it. Each
+    /// shard applies its own, switched at its position in its stream.
+    pub fn model(&self) -> Arc<Model> {
+        Arc::clone(&self.model.read().unwrap_or_else(|e| e.into_inner()).1)
+    }
+
+    /// The version of `model()` (0: the configuration file's, before any is known).
+    pub fn model_version(&self) -> u64 {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// A newer rule set is known (published here or elsewhere, or switched to
+    /// by a shard); an older one is ignored.
+    pub fn set_model(&self, version: u64, model: Arc<Model>) -> bool {
+        let mut current = self.model.write().unwrap_or_else(|e| e.into_inner());
+        if version <= current.0 && current.0 != 0 {
+            return false;
+        }
+        *current = (version, model);
+        true
     }
 
     pub fn shard_of(&self, user_id: &str) -> u32 {

@@ -24,6 +24,8 @@ pub enum Field {
     Admin,
     /// A restriction change with the user's whole restricted set (JSON), in a changelog.
     Change,
+    /// A switch to a rule-set version (`VersionRecord` as JSON), in a shard stream.
+    Rules,
 }
 
 impl Field {
@@ -32,6 +34,7 @@ impl Field {
             Field::Event => "event",
             Field::Admin => "admin",
             Field::Change => "change",
+            Field::Rules => "rules",
         }
     }
 }
@@ -48,7 +51,8 @@ pub struct Entry<P> {
 pub enum Payload {
     Event(Vec<u8>),
     Admin(Vec<u8>),
-    /// Neither field: written by someone else (dead-lettered by the shard).
+    Rules(Vec<u8>),
+    /// None of these fields: written by someone else (dead-lettered by the shard).
     Missing,
 }
 
@@ -56,7 +60,7 @@ impl Payload {
     /// The raw bytes, for a dead letter.
     pub fn into_bytes(self) -> Option<Vec<u8>> {
         match self {
-            Payload::Event(b) | Payload::Admin(b) => Some(b),
+            Payload::Event(b) | Payload::Admin(b) | Payload::Rules(b) => Some(b),
             Payload::Missing => None,
         }
     }
@@ -77,6 +81,7 @@ impl FromFields for Payload {
             match name.as_slice() {
                 b"event" => return Payload::Event(value),
                 b"admin" => return Payload::Admin(value),
+                b"rules" => return Payload::Rules(value),
                 _ => {}
             }
         }

@@ -44,7 +44,7 @@ pub async fn user_features(
     let mask = state.shared.view.restricted(shard, user);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "user_id": user,
-        "features": features_json(&state.shared.model, mask),
+        "features": features_json(&state.shared.model(), mask),
     })))
 }
 

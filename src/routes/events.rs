@@ -60,7 +60,7 @@ pub async fn post_event(
 ) -> Result<HttpResponse, ApiError> {
     let (_slot, started, wait, bytes) = accept_write(&req, payload, &state).await?;
     let mut scratch = None;
-    let event = state.shared.model.schema.validate_bytes(&bytes, &mut scratch).map_err(|e| refused(&state, e))?;
+    let event = state.shared.model().schema.validate_bytes(&bytes, &mut scratch).map_err(|e| refused(&state, e))?;
     let shard = state.shared.shard_of(event.user_id);
     let id = state.ingest.append(state.shared.keys.events(shard), &bytes).await?;
     state.ingest_latency.record(started.elapsed().as_secs_f64());
@@ -84,7 +84,7 @@ pub async fn post_event(
         "id": EventRef::new(shard, id),
         "applied": true,
         "user_id": event.user_id,
-        "features": features_json(&state.shared.model, mask),
+        "features": features_json(&state.shared.model(), mask),
     })))
 }
 
@@ -111,7 +111,7 @@ pub async fn post_events(
         )
         .with("limit", limit));
     }
-    let schema = &state.shared.model.schema;
+    let schema = &state.shared.model().schema;
     let mut scratch: Vec<Option<Value>> = vec![None; raw.len()];
     let mut events: Vec<Event<'_>> = Vec::with_capacity(raw.len());
     let mut invalid = Vec::new();
@@ -153,7 +153,7 @@ pub async fn post_events(
     let users: Vec<&str> = events.iter().map(|e| e.user_id).collect();
     let masks = masks_after_wait(&state, &users).await?;
     let features: serde_json::Map<String, Value> =
-        users.iter().zip(masks).map(|(u, mask)| (u.to_string(), features_json(&state.shared.model, mask))).collect();
+        users.iter().zip(masks).map(|(u, mask)| (u.to_string(), features_json(&state.shared.model(), mask))).collect();
     Ok(HttpResponse::Ok().json(json!({
         "accepted": ids.len(),
         "ids": id_strings,
@@ -173,7 +173,7 @@ pub(crate) async fn masks_after_wait(state: &AppState, users: &[&str]) -> Result
         return Ok(masks);
     }
     let wanted: Vec<(u32, &str)> = elsewhere.iter().map(|&i| (state.shared.shard_of(users[i]), users[i])).collect();
-    let (keys, model) = (&state.shared.keys, &state.shared.model);
+    let (keys, model) = (&state.shared.keys, &state.shared.model());
     let persisted = state.ingest.call("hget", async |c| reads::restricted_masks(c, keys, model, &wanted).await).await?;
     for (i, mask) in elsewhere.into_iter().zip(persisted) {
         masks[i] = mask;

@@ -32,7 +32,7 @@ struct Filter {
 
 impl Filter {
     fn parse(req: &HttpRequest, state: &AppState) -> Result<Filter, ApiError> {
-        let model = &state.shared.model;
+        let model = &state.shared.model();
         let list = |name: &str| -> Option<Vec<String>> {
             query_param(req, name).map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
         };

@@ -27,7 +27,7 @@ use crate::state::AppState;
 
 /// Registers every route of the route table (see `api`).
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
-    api::configure(cfg, &state.shared.model);
+    api::configure(cfg, &state.shared.model());
 }
 
 /// `can_message` → `/canmessage`, as the reference service spells it.

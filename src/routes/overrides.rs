@@ -27,10 +27,10 @@ struct OverrideBody {
 fn target<'a>(state: &AppState, path: &'a (String, String)) -> Result<(&'a str, &'a str), ApiError> {
     let user = check_user_id(&path.0).map_err(ApiError::bad_request)?;
     let feature = path.1.as_str();
-    if state.shared.model.feature_index(feature).is_none() {
+    if state.shared.model().feature_index(feature).is_none() {
         return Err(ApiError::not_found(format!(
             "no feature {feature:?}; features: {}",
-            state.shared.model.features.iter().map(|f| &**f).collect::<Vec<_>>().join(", ")
+            state.shared.model().features.iter().map(|f| &**f).collect::<Vec<_>>().join(", ")
         )));
     }
     Ok((user, feature))
@@ -46,7 +46,7 @@ async fn submit(state: &AppState, command: &AdminCommand) -> Result<HttpResponse
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user,
         "id": restrictd_actors::domain::EventRef::new(shard, id),
-        "features": features_json(&state.shared.model, report.as_ref().map_or(0, |r| r.restricted)),
+        "features": features_json(&state.shared.model(), report.as_ref().map_or(0, |r| r.restricted)),
         "overrides": report.map(|r| json!(r.overrides)).unwrap_or(json!([])),
     })))
 }

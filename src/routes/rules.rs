@@ -14,7 +14,7 @@ pub async fn get_rules(req: HttpRequest, state: web::Data<AppState>) -> Result<H
     })?;
     let rules: Vec<_> = state
         .shared
-        .model
+        .model()
         .rules
         .iter()
         .zip(status)

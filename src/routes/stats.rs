@@ -18,13 +18,13 @@ async fn collect(state: &AppState) -> Result<Value, ApiError> {
     let keys = &state.shared.keys;
     let stored = state.ingest.call("stats", async |c| reads::stats(c, keys).await).await?;
     let mut events: BTreeMap<String, EventStat> =
-        state.shared.model.schema.events.iter().map(|e| (e.to_string(), EventStat::default())).collect();
+        state.shared.model().schema.events.iter().map(|e| (e.to_string(), EventStat::default())).collect();
     for (name, stat) in stored.events {
         let e = events.entry(name).or_default();
         e.count += stat.count;
         e.amount += stat.amount;
     }
-    let restricted = state.shared.view.count_by_feature(state.shared.model.features.len());
+    let restricted = state.shared.view.count_by_feature(state.shared.model().features.len());
     Ok(json!({
         "since_ms": stored.since_ms,
         "since": stored.since_ms.map(rfc3339_ms),
@@ -35,7 +35,7 @@ async fn collect(state: &AppState) -> Result<Value, ApiError> {
         "rejects": stored.rejects,
         "restricted_users": state
             .shared
-            .model
+            .model()
             .features
             .iter()
             .zip(restricted)

@@ -25,7 +25,7 @@ pub async fn control(
     let by = state.settings.auth.admin(&req)?.to_string();
     let rule = state
         .shared
-        .model
+        .model()
         .rule_index(&path)
         .ok_or_else(|| ApiError::not_found(format!("no rule {:?}; see GET /v1/rules", path.as_str())))?;
     let bytes = body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?;

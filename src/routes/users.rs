@@ -50,7 +50,7 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user,
         "shard": shard,
-        "features": features_json(&state.shared.model, report.restricted),
+        "features": features_json(&state.shared.model(), report.restricted),
         "source": source,
         "aggregates": report.aggregates,
         "restrictions": restrictions,
@@ -72,7 +72,7 @@ pub(crate) async fn user_report(state: &AppState, user: &str) -> Result<Option<(
     let keys = &state.shared.keys;
     let blob = state.ingest.call("hget", async |c| reads::user_snapshot(c, keys, shard, user).await).await?;
     let Some(blob) = blob else { return Ok(None) };
-    let model = &state.shared.model;
+    let model = &state.shared.model();
     let user_state = decode_user(model, &blob).map_err(|e| {
         ApiError::new(
             actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,

@@ -34,7 +34,8 @@ async fn start(
     let shared = shared();
     let report = reports.clone().start().recipient();
     let shard = ShardActor::new(0, ShardState::new(60_000), shared.clone(), report, persist()).start();
-    shard.send(Restore { state: ShardState::new(60_000), conn: connect(&redis.url()).await }).await.unwrap();
+    let (conn, model) = (connect(&redis.url()).await, shared.model());
+    shard.send(Restore { state: ShardState::new(60_000), conn, version: 0, model }).await.unwrap();
     shard.send(CatchUpTo(None)).await.unwrap();
     (shard, shared)
 }
@@ -49,10 +50,10 @@ async fn a_batch_is_applied_published_reported_and_persisted() {
 
     assert_eq!(dead.len(), 1, "the entry without an event is dead-lettered");
     assert_eq!((dead[0].id, dead[0].reason), (EntryId::new(3, 0), "missing_field"));
-    let can_message = shared.model.feature_index("can_message").unwrap();
+    let can_message = shared.model().feature_index("can_message").unwrap();
     assert_eq!(shared.view.restricted(0, "u"), 1 << can_message, "the second flag restricts messaging");
     assert_eq!(*shared.applied[0].borrow(), EntryId::new(3, 0));
-    let rule = shared.model.rule_index("scam_message_rule").unwrap() as u16;
+    let rule = shared.model().rule_index("scam_message_rule").unwrap() as u16;
     eventually("the tripwire hears of the restriction", || {
         let fired = reports.0.lock().unwrap();
         fired.len() == 1 && fired[0].rule == rule && fired[0].at_ms == 2

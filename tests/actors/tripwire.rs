@@ -42,7 +42,7 @@ async fn a_rule_trips_over_the_threshold_and_rearms_when_the_population_grows() 
     let shared = shared();
     population(&shared, 1);
     let tripwire = start(&redis, &shared).await;
-    let rule = shared.model.rule_index("scam_message_rule").unwrap() as u16;
+    let rule = shared.model().rule_index("scam_message_rule").unwrap() as u16;
     let bit = 1u64 << rule;
 
     let now = now_ms();
@@ -75,7 +75,7 @@ async fn an_operator_trips_and_resets_a_rule() {
     let shared = shared();
     population(&shared, 1000);
     let tripwire = start(&redis, &shared).await;
-    let rule = shared.model.rule_index("chargeback_ratio_rule").unwrap() as u16;
+    let rule = shared.model().rule_index("chargeback_ratio_rule").unwrap() as u16;
     let bit = 1u64 << rule;
     let control = |action| ControlTripwire { rule, action, by: "admin:ops".into() };
 

@@ -5,6 +5,7 @@ pub mod entry_id;
 pub mod money;
 pub mod routing;
 pub mod rules;
+pub mod ruleset;
 pub mod schema;
 pub mod shard_state;
 pub mod snapshot;

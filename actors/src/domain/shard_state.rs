@@ -13,7 +13,7 @@ use ahash::{AHashMap, AHashSet};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::entry_id::EntryId;
-use super::rules::Model;
+use super::rules::{Aggregate, Model, Slot};
 use super::schema::{Event, EventKind};
 use super::user::{Override, Restriction, UserState, Values};
 
@@ -259,6 +259,39 @@ impl ShardState {
         out
     }
 
+    /// Moves every user to the rule set `new` (from `old`): an aggregate whose
+    /// definition is unchanged carries its value over, a new one starts empty,
+    /// a dropped one is freed. Restrictions and overrides keep their bits
+    /// (positions are stable across versions). Every user is written again.
+    pub fn switch(&mut self, old: &Model, new: &Model) {
+        let carried: Vec<(Slot, Slot)> = new
+            .aggregates
+            .iter()
+            .filter_map(|a| old.aggregates.iter().find(|o| same_aggregate(old, o, new, a)).map(|o| (o.slot, a.slot)))
+            .collect();
+        for (id, user) in self.users.iter_mut() {
+            let mut next = UserState::new(new);
+            for &(from, to) in &carried {
+                match (from, to) {
+                    (Slot::Scalar(f), Slot::Scalar(t)) => next.scalars[usize::from(t)] = user.scalars[usize::from(f)],
+                    (Slot::Set(f), Slot::Set(t)) => {
+                        let values = user.set(usize::from(f));
+                        if !values.is_empty() {
+                            *next.set_mut(new, usize::from(t)) = values.into();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            next.restrictions = std::mem::take(&mut user.restrictions);
+            next.overrides = std::mem::take(&mut user.overrides);
+            *user = next;
+            if !self.dirty.contains(id) {
+                self.dirty.insert(id.clone());
+            }
+        }
+    }
+
     /// Marks a user changed, for the next snapshot.
     fn touch(&mut self, user_id: &str) {
         if !self.dirty.contains(user_id) {
@@ -407,4 +440,15 @@ impl ShardState {
         }
         changes
     }
+}
+
+/// The same aggregate in two rule sets: same name, kind, event and property.
+fn same_aggregate(old: &Model, a: &Aggregate, new: &Model, b: &Aggregate) -> bool {
+    fn event<'m>(m: &'m Model, x: &Aggregate) -> &'m str {
+        &m.schema.events[usize::from(x.event)]
+    }
+    fn property<'m>(m: &'m Model, x: &Aggregate) -> Option<&'m str> {
+        x.property.map(|p| &*m.schema.properties[usize::from(x.event)][p].0)
+    }
+    a.name == b.name && a.kind == b.kind && event(old, a) == event(new, b) && property(old, a) == property(new, b)
 }

@@ -9,6 +9,7 @@ use actix::prelude::*;
 use super::ShardActor;
 use crate::clock::now_ms;
 use crate::domain::admin::{change_json, AdminCommand};
+use crate::domain::ruleset::VersionRecord;
 use crate::domain::schema::PropValue;
 use crate::domain::shard_state::Change;
 use crate::domain::user::Override;
@@ -28,7 +29,7 @@ impl ShardActor {
         now_ms: u64,
         fired: &mut Vec<Fired>,
     ) -> Result<(), Refused> {
-        let model = Arc::clone(&self.shared.model);
+        let model = Arc::clone(&self.model);
         let mut scratch = None;
         let event = model.schema.validate_bytes(bytes, &mut scratch).map_err(|e| (e.reason, e.message))?;
         let tripped = self.shared.tripped.load(Ordering::Relaxed);
@@ -88,9 +89,30 @@ impl ShardActor {
         }));
     }
 
+    /// Switches to the rule set an entry carries, at this position of the
+    /// stream: every event before it was judged by the previous version,
+    /// every event after it by this one. An older version than the shard's
+    /// (a replay of a switch already applied) changes nothing.
+    pub(super) fn apply_rules(&mut self, _id: EntryId, bytes: &[u8]) -> Result<(), Refused> {
+        let record: VersionRecord =
+            serde_json::from_slice(bytes).map_err(|e| ("bad_rules", format!("not a rule-set version: {e}")))?;
+        if record.version <= self.model_version {
+            return Ok(());
+        }
+        let model = record
+            .compile(self.model.schema.accepts_unknown())
+            .map_err(|e| ("bad_rules", format!("rule-set version {} does not compile: {e}", record.version)))?;
+        let old = Arc::clone(&self.model);
+        self.state.switch(&old, &model);
+        self.write.switch(&old, &model, record.version);
+        tracing::info!(shard = self.id, version = record.version, "rule set switched");
+        self.set_model(record.version, Arc::new(model));
+        Ok(())
+    }
+
     /// Applies an operator's command entry.
     pub(super) fn apply_admin(&mut self, id: EntryId, bytes: &[u8]) -> Result<(), Refused> {
-        let model = Arc::clone(&self.shared.model);
+        let model = Arc::clone(&self.model);
         let command: AdminCommand =
             serde_json::from_slice(bytes).map_err(|e| ("bad_admin_command", format!("not an admin command: {e}")))?;
         let feature_of = |name: &str| {
@@ -128,7 +150,7 @@ impl ShardActor {
     pub(super) fn publish(&mut self, change: Change) {
         self.shared.view.set(self.id, &change.user_id, change.restricted_after);
         // One copy of the JSON for the changelog, the audit and the history.
-        let json: Arc<str> = change_json(&self.shared.model, self.id, &change).into();
+        let json: Arc<str> = change_json(&self.model, self.id, &change).into();
         if self.shared.feed.receiver_count() > 0 {
             let _ = self.shared.feed.send(Arc::new(FeedItem {
                 kind: FeedKind::Change,
@@ -144,7 +166,7 @@ impl ShardActor {
 
     /// Lifts what expired; visible to checks at once.
     pub(super) fn sweep(&mut self, ctx: &mut Context<Self>) {
-        let model = Arc::clone(&self.shared.model);
+        let model = Arc::clone(&self.model);
         for change in self.state.sweep(&model, now_ms()) {
             self.publish(change);
         }

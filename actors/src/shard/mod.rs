@@ -22,7 +22,7 @@ use self::metrics::ShardMetrics;
 pub use self::write_behind::PersistSettings;
 use self::write_behind::WriteBehind;
 use crate::clock::now_ms;
-use crate::domain::{EntryId, ShardState};
+use crate::domain::{EntryId, Model, ShardState};
 use crate::link::Conn;
 use crate::messages::*;
 use crate::metrics::{EVENTS_TOTAL, TRIPWIRE_REPORTS_SHED_TOTAL};
@@ -48,6 +48,10 @@ pub struct ShardActor {
     write: WriteBehind,
     /// Per declared event: the index of its `amount` property, if any (for stats).
     amount_property: Vec<Option<usize>>,
+    /// The rule set this shard applies, switched at its position in the stream.
+    model: Arc<Model>,
+    /// Its version (0: the configuration file's, before any was published).
+    model_version: u64,
 }
 
 impl ShardActor {
@@ -58,9 +62,10 @@ impl ShardActor {
         tripwire: Recipient<RulesFired>,
         persist: PersistSettings,
     ) -> Self {
-        let metrics = ShardMetrics::new(id, &shared.model);
-        let write = WriteBehind::new(persist, shared.model.schema.events.len());
-        let schema = &shared.model.schema;
+        let (model, model_version) = (shared.model(), shared.model_version());
+        let metrics = ShardMetrics::new(id, &model);
+        let write = WriteBehind::new(persist, model.schema.events.len());
+        let schema = &model.schema;
         let amount_property =
             (0..schema.events.len() as u16).map(|k| schema.property_index(k, "amount").map(|(p, _)| p)).collect();
         ShardActor {
@@ -74,6 +79,8 @@ impl ShardActor {
             conn: None,
             write,
             amount_property,
+            model_version,
+            model,
         }
     }
 
@@ -85,6 +92,17 @@ impl ShardActor {
                 tracing::debug!(shard = self.id, applied = %self.state.applied, replayed = self.replayed, "shard caught up");
             }
         }
+    }
+
+    /// Applies rule set `model` (version `version`) from now on.
+    fn set_model(&mut self, version: u64, model: Arc<Model>) {
+        let schema = &model.schema;
+        self.amount_property =
+            (0..schema.events.len() as u16).map(|k| schema.property_index(k, "amount").map(|(p, _)| p)).collect();
+        self.metrics = ShardMetrics::new(self.id, &model);
+        self.model = model;
+        self.model_version = version;
+        self.shared.set_model(version, Arc::clone(&self.model));
     }
 
     /// Publishes the shard's user count and watermark.
@@ -117,6 +135,7 @@ impl Handler<ApplyEntries> for ShardActor {
             let result = match &entry.payload {
                 Payload::Event(bytes) => self.apply_event(entry.id, bytes, now_ms, &mut fired),
                 Payload::Admin(bytes) => self.apply_admin(entry.id, bytes),
+                Payload::Rules(bytes) => self.apply_rules(entry.id, bytes),
                 Payload::Missing => Err(("missing_field", "entry has no \"event\" or \"admin\" field".to_string())),
             };
             if let Err((reason, message)) = result {
@@ -162,7 +181,7 @@ impl Handler<GetUser> for ShardActor {
     type Result = MessageResult<GetUser>;
 
     fn handle(&mut self, msg: GetUser, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.state.users.get(msg.0.as_str()).map(|u| u.report(&self.shared.model, self.id)))
+        MessageResult(self.state.users.get(msg.0.as_str()).map(|u| u.report(&self.model, self.id)))
     }
 }
 
@@ -171,8 +190,9 @@ impl Handler<Restore> for ShardActor {
 
     fn handle(&mut self, msg: Restore, ctx: &mut Context<Self>) {
         self.state = msg.state;
+        self.set_model(msg.version, msg.model);
         self.shared.view.take_over(self.id);
-        let model = &self.shared.model;
+        let model = &self.model;
         let mut restricted = Vec::new();
         for (user, state) in &self.state.users {
             let mask = state.restricted(model);
@@ -181,7 +201,7 @@ impl Handler<Restore> for ShardActor {
                 restricted.push((user.clone(), mask));
             }
         }
-        self.write.restored(restricted.into_iter(), self.state.applied);
+        self.write.restored(restricted.into_iter(), self.state.applied, self.model_version);
         self.publish_progress();
         self.state.index_expiries();
         self.conn = Some(msg.conn);
@@ -221,7 +241,7 @@ impl Handler<RevertRule> for ShardActor {
     type Result = ();
 
     fn handle(&mut self, msg: RevertRule, ctx: &mut Context<Self>) {
-        let model = Arc::clone(&self.shared.model);
+        let model = Arc::clone(&self.model);
         for change in self.state.revert(&model, msg.rule, msg.since_ms, now_ms()) {
             self.publish(change);
         }

@@ -20,14 +20,15 @@ impl ShardActor {
             // Another instance may own the shard by now: write nothing.
             return;
         }
-        let Some(batch) = self.write.begin_flush(&mut self.state, &self.shared.model) else { return };
+        let Some(batch) = self.write.begin_flush(&mut self.state, &self.model) else { return };
         let (shared, shard, started) = (Arc::clone(&self.shared), self.id, Instant::now());
+        let model = Arc::clone(&self.model);
         let write = async move {
-            let result = snapshot::write(&mut conn, &shared.keys, &shared.model, shard, &batch).await;
+            let result = snapshot::write(&mut conn, &shared.keys, &model, shard, &batch).await;
             (batch, result)
         };
         ctx.spawn(write.into_actor(self).map(move |(batch, result), act, ctx| {
-            let model = Arc::clone(&act.shared.model);
+            let model = Arc::clone(&act.model);
             match act.write.end_flush(batch, result.is_ok(), &mut act.state, &model) {
                 Flushed::Written { again } => {
                     act.metrics.flush.record(started.elapsed().as_secs_f64());
@@ -71,7 +72,7 @@ impl ShardActor {
             return;
         }
         let Some(mut conn) = self.conn.clone() else { return };
-        let Some(batch) = self.write.begin_changelog(&self.shared.model) else { return };
+        let Some(batch) = self.write.begin_changelog(&self.model) else { return };
         let (shared, shard) = (Arc::clone(&self.shared), self.id);
         let write = async move {
             let result = snapshot::write_changes(&mut conn, &shared.keys, shard, &batch).await;
@@ -81,7 +82,7 @@ impl ShardActor {
             if result.is_err() {
                 metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
             }
-            let model = Arc::clone(&act.shared.model);
+            let model = Arc::clone(&act.model);
             if act.write.end_changelog(batch, result.is_ok(), &model) {
                 act.flush(ctx);
             }

@@ -34,16 +34,18 @@ pub struct EventStat {
 }
 
 /// Counts and amounts per event kind (declared events by index, then one
-/// slot for undeclared events), accumulated between two snapshots.
+/// slot for undeclared events), accumulated between two snapshots; and,
+/// once taken for a snapshot (or carried over a rule-set switch), by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventStats {
     per_kind: Vec<EventStat>,
+    named: Vec<(Box<str>, EventStat)>,
 }
 
 impl EventStats {
     /// Slots for `declared` events and the undeclared ones.
     pub fn new(declared: usize) -> Self {
-        EventStats { per_kind: vec![EventStat::default(); declared + 1] }
+        EventStats { per_kind: vec![EventStat::default(); declared + 1], named: Vec::new() }
     }
 
     /// An event of kind `kind` (`declared` for an undeclared one) was applied.
@@ -54,33 +56,52 @@ impl EventStats {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.per_kind.iter().all(|s| s.count == 0)
+        self.per_kind.iter().all(|s| s.count == 0) && self.named.is_empty()
     }
 
-    /// Takes what was recorded, leaving zeros.
-    pub fn take(&mut self) -> EventStats {
-        let empty = EventStats::new(self.per_kind.len().saturating_sub(1));
-        std::mem::replace(self, empty)
+    /// Moves what was recorded under `model` to names, leaving zeros.
+    fn name_all(&mut self, model: &Model) {
+        for (k, stat) in self.per_kind.iter_mut().enumerate() {
+            if stat.count > 0 || stat.amount > 0 {
+                let name = model.schema.events.get(k).map_or(UNDECLARED, |n| n);
+                self.named.push((name.into(), std::mem::take(stat)));
+            }
+        }
+    }
+
+    /// Takes what was recorded (under `model`), by name, leaving zeros.
+    pub fn take(&mut self, model: &Model) -> EventStats {
+        self.name_all(model);
+        EventStats { per_kind: Vec::new(), named: std::mem::take(&mut self.named) }
+    }
+
+    /// The rule set changes from `old` to one with `declared` events: what was
+    /// recorded is kept by name.
+    pub fn switch(&mut self, old: &Model, declared: usize) {
+        self.name_all(old);
+        self.per_kind = vec![EventStat::default(); declared + 1];
     }
 
     /// Adds back stats whose write failed.
     pub fn merge(&mut self, other: &EventStats) {
-        for (mine, theirs) in self.per_kind.iter_mut().zip(&other.per_kind) {
-            mine.count += theirs.count;
-            mine.amount += theirs.amount;
-        }
+        self.named.extend(other.named.iter().cloned());
     }
 
-    /// The `HINCRBY` increments: (field, delta), zeros left out.
-    pub fn fields(&self, model: &Model) -> Vec<(String, u64)> {
-        let name = |k: usize| model.schema.events.get(k).map_or(UNDECLARED, |n| n);
+    /// The `HINCRBY` increments of stats taken by `take`: (field, delta), zeros left out.
+    pub fn fields(&self) -> Vec<(String, u64)> {
+        let mut by_name: BTreeMap<&str, EventStat> = BTreeMap::new();
+        for (name, stat) in &self.named {
+            let total = by_name.entry(name).or_default();
+            total.count += stat.count;
+            total.amount += stat.amount;
+        }
         let mut out = Vec::new();
-        for (k, stat) in self.per_kind.iter().enumerate() {
+        for (name, stat) in by_name {
             if stat.count > 0 {
-                out.push((format!("count:{}", name(k)), stat.count));
+                out.push((format!("count:{name}"), stat.count));
             }
             if stat.amount > 0 {
-                out.push((format!("amount:{}", name(k)), stat.amount));
+                out.push((format!("amount:{name}"), stat.amount));
             }
         }
         out
@@ -118,7 +139,7 @@ mod tests {
         stats.record(0, 5);
         stats.record(0, 7);
         stats.record(declared, 0);
-        let fields: BTreeMap<String, u64> = stats.fields(&model).into_iter().collect();
+        let fields: BTreeMap<String, u64> = stats.take(&model).fields().into_iter().collect();
         let mut totals = BTreeMap::new();
         add_stats_fields(fields, &mut totals);
         let first = model.schema.events[0].to_string();
@@ -128,12 +149,16 @@ mod tests {
 
     #[test]
     fn failed_stats_are_merged_back() {
-        let mut stats = EventStats::new(2);
+        let model = model();
+        let mut stats = EventStats::new(model.schema.events.len());
         stats.record(1, 3);
-        let taken = stats.take();
+        let taken = stats.take(&model);
         assert!(stats.is_empty());
         stats.record(1, 1);
         stats.merge(&taken);
-        assert_eq!(stats.per_kind[1], EventStat { count: 2, amount: 4 });
+        let name = model.schema.events[1].to_string();
+        let fields = stats.take(&model).fields();
+        assert_eq!(fields.iter().filter(|(f, _)| *f == format!("count:{name}")).map(|(_, n)| n).sum::<u64>(), 2);
+        assert_eq!(fields.iter().filter(|(f, _)| *f == format!("amount:{name}")).map(|(_, n)| n).sum::<u64>(), 4);
     }
 }

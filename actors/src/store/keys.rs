@@ -122,6 +122,18 @@ impl Keys {
     pub fn tripwire_audit(&self) -> String {
         format!("{}:audit:tripwire", self.prefix)
     }
+    /// Hash: rule-set version → its `VersionRecord` as JSON.
+    pub fn rule_versions(&self) -> String {
+        format!("{}:{{rules}}:versions", self.prefix)
+    }
+    /// String: the current rule-set version (the deployment's truth).
+    pub fn rules_current(&self) -> String {
+        format!("{}:{{rules}}:current", self.prefix)
+    }
+    /// String: the rule-set version shard `s`'s snapshot was taken under.
+    pub fn shard_rules(&self, s: u32) -> String {
+        format!("{}:{{{s}}}:rules", self.prefix)
+    }
     /// Stream: entries that could not be applied, with the reason.
     pub fn deadletter(&self) -> String {
         format!("{}:deadletter", self.prefix)

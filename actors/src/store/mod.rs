@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod keys;
 pub mod reads;
+pub mod rules;
 pub mod snapshot;
 pub mod tripwire;
 

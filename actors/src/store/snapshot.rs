@@ -39,8 +39,10 @@ pub struct FlushBatch {
     /// the users' histories. In the same transaction as the state, so each is
     /// recorded exactly once across crashes.
     pub audit: Vec<(Box<str>, Arc<str>)>,
-    /// Event counts and amounts since the last flush.
+    /// Event counts and amounts since the last flush, by name.
     pub stats: EventStats,
+    /// The rule-set version the shard applies (0: the configuration file's).
+    pub rules_version: u64,
     /// Changelog entries not yet written by `write_changes`.
     pub changes: ChangeBatch,
 }
@@ -150,8 +152,12 @@ pub async fn write(
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
     }
     add_changes(&mut pipe, keys, shard, &batch.changes);
-    for (field, delta) in batch.stats.fields(model) {
+    let _ = model;
+    for (field, delta) in batch.stats.fields() {
         pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(delta).ignore();
+    }
+    if batch.rules_version > 0 {
+        pipe.cmd("SET").arg(keys.shard_rules(shard)).arg(batch.rules_version).ignore();
     }
     pipe.cmd("SET").arg(keys.offset(shard)).arg(batch.offset.to_string()).ignore();
     if let Some(min) = batch.trim_below {
@@ -172,6 +178,8 @@ pub enum LoadError {
     User { shard: u32, user: String, reason: String },
     #[error("unexpected HSCAN reply")]
     Reply,
+    #[error("shard {shard}: its snapshot was taken under rule-set version {version}, which cannot be used: {reason}")]
+    Rules { shard: u32, version: u64, reason: String },
 }
 
 /// Reads a shard's snapshot: users, dedup memory and offset.

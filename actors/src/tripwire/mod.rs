@@ -84,7 +84,7 @@ pub const MAILBOX: usize = 4096;
 
 impl Tripwire {
     pub fn new(settings: TripwireSettings, tick: Duration, shared: Arc<Shared>) -> Self {
-        let n = shared.model.rules.len();
+        let n = shared.model().rules.len();
         Tripwire {
             settings,
             tick,
@@ -151,7 +151,7 @@ impl Tripwire {
         let population = self.population_to_write();
         let work = async move {
             let sync = Sync { pending: &pending, stale: &stale, now_ms: now, population };
-            let counts = store::sync(&mut conn, &shared.keys, &shared.model, &settings, &rules, sync).await;
+            let counts = store::sync(&mut conn, &shared.keys, &shared.model(), &settings, &rules, sync).await;
             (counts, pending, conn)
         };
         ctx.spawn(work.into_actor(self).map(move |(counts, pending, conn), act, ctx| {
@@ -244,7 +244,7 @@ impl Tripwire {
             match serde_json::from_str(&stored) {
                 Ok(rule) => rule,
                 Err(e) => {
-                    tracing::warn!(rule = %self.shared.model.rules[r].name, error = %e, "unreadable tripwire state ignored");
+                    tracing::warn!(rule = %self.shared.model().rules[r].name, error = %e, "unreadable tripwire state ignored");
                     return;
                 }
             }
@@ -276,7 +276,7 @@ impl Tripwire {
         let json = serde_json::to_string(&next).unwrap_or_default();
         let shared = Arc::clone(&self.shared);
         let cas = async move {
-            let rule = &shared.model.rules[r].name;
+            let rule = &shared.model().rules[r].name;
             let won = store::compare_and_set(&mut conn, &shared.keys, rule, &expected, &json).await;
             (won, json)
         };
@@ -293,14 +293,14 @@ impl Tripwire {
 
     /// Applies a state change here: shared bits, metrics, log, feed, revert.
     fn changed(&mut self, r: usize, change: Transition, by: &str, _ctx: &mut Context<Self>) {
-        let rule = self.shared.model.rules[r].name.to_string();
+        let rule = self.shared.model().rules[r].name.to_string();
         let (restricted, population) = (self.hits[r], self.population);
         let word = match change {
             Transition::Tripped => {
                 self.shared.tripped.fetch_or(1 << r, Ordering::AcqRel);
                 tracing::warn!(rule, restricted, population, by, "tripwire tripped: rule restricts nobody new");
                 gauge!(TRIPWIRE_TRIPPED, "rule" => rule.clone()).set(1.0);
-                if self.shared.model.rules[r].def.on_trip == OnTrip::Revert {
+                if self.shared.model().rules[r].def.on_trip == OnTrip::Revert {
                     let since_ms = self.rules[r].since_ms.saturating_sub(self.settings.window_ms);
                     for shard in &self.shards {
                         let _ = shard.try_send(RevertRule { rule: r as u16, since_ms });
@@ -320,7 +320,7 @@ impl Tripwire {
             kind: FeedKind::Tripwire,
             user_id: None,
             rule: Some(r as u16),
-            features: self.shared.model.rules[r].features,
+            features: self.shared.model().rules[r].features,
             event: None,
             json: self.change_json(r, change, by).into(),
         }));
@@ -329,7 +329,7 @@ impl Tripwire {
     fn change_json(&self, r: usize, change: Transition, by: &str) -> String {
         serde_json::json!({
             "type": "tripwire",
-            "rule": &*self.shared.model.rules[r].name,
+            "rule": &*self.shared.model().rules[r].name,
             "change": match change { Transition::Tripped => "tripped", Transition::Rearmed => "rearmed" },
             "restricted_in_window": self.hits[r],
             "population": self.population,
@@ -362,7 +362,7 @@ impl Actor for Tripwire {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        for rule in &self.shared.model.rules {
+        for rule in &self.shared.model().rules {
             gauge!(TRIPWIRE_TRIPPED, "rule" => rule.name.to_string()).set(0.0);
         }
         ctx.run_interval(self.tick, |this, ctx| this.sync(ctx));

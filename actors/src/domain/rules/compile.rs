@@ -4,22 +4,36 @@
 use ahash::AHashMap;
 
 use super::*;
+use crate::domain::ruleset::Layout;
 use crate::domain::schema::{PropType, Schema};
 
 impl Model {
     /// Compiles the config. An error names the key and what is wrong.
     pub fn compile(def: &ModelDef, accept_unknown_events: bool) -> Result<Model, String> {
+        let layout =
+            Layout { features: def.features.keys().cloned().collect(), rules: def.rules.keys().cloned().collect() };
+        Self::compile_laid_out(def, &layout, &BTreeMap::new(), accept_unknown_events)
+    }
+
+    /// Compiles a published version: features and rules at the positions
+    /// `layout` gives them, `retired` rules kept (listening to nothing).
+    pub fn compile_laid_out(
+        def: &ModelDef,
+        layout: &Layout,
+        retired: &BTreeMap<String, RuleDef>,
+        accept_unknown_events: bool,
+    ) -> Result<Model, String> {
         let schema = Schema::compile(&def.events, accept_unknown_events)?;
-        if def.features.len() > MAX_FEATURES {
+        if def.features.len() > MAX_FEATURES || layout.features.len() > MAX_FEATURES {
             return Err(format!("features: at most {MAX_FEATURES} features"));
         }
-        if def.rules.len() > MAX_RULES {
+        if def.rules.len() > MAX_RULES || layout.rules.len() > MAX_RULES {
             return Err(format!("rules: at most {MAX_RULES} rules"));
         }
-        let (features, feature_descriptions) = compile_features(def)?;
+        let (features, feature_descriptions) = compile_features(def, &layout.features)?;
         let (aggregates, scalars, sets) = compile_aggregates(def, &schema)?;
         let mut rules_by_event = vec![0u64; schema.events.len()];
-        let rules = compile_rules(def, &schema, &features, &aggregates, &mut rules_by_event)?;
+        let rules = compile_rules(def, layout, retired, (&schema, &features, &aggregates), &mut rules_by_event)?;
         let mut aggregates_by_event = vec![Vec::new(); schema.events.len()];
         for (i, a) in aggregates.iter().enumerate() {
             aggregates_by_event[usize::from(a.event)].push(i as u16);
@@ -40,10 +54,11 @@ impl Model {
 
 type Features = (Vec<Box<str>>, Vec<Option<String>>);
 
-fn compile_features(def: &ModelDef) -> Result<Features, String> {
+fn compile_features(def: &ModelDef, order: &[String]) -> Result<Features, String> {
     let mut features: Vec<Box<str>> = Vec::new();
     let mut feature_descriptions = Vec::new();
-    for (name, f) in &def.features {
+    for name in order {
+        let f = def.features.get(name).ok_or_else(|| format!("features.{name}: a rule set keeps every feature"))?;
         if !name.starts_with("can_") || name.len() <= 4 {
             return Err(format!("features.{name}: a feature name starts with \"can_\" (can_message)"));
         }
@@ -94,32 +109,35 @@ fn compile_aggregates(def: &ModelDef, schema: &Schema) -> Result<(Vec<Aggregate>
 
 fn compile_rules(
     def: &ModelDef,
-    schema: &Schema,
-    features: &[Box<str>],
-    aggregates: &[Aggregate],
+    layout: &Layout,
+    retired: &BTreeMap<String, RuleDef>,
+    (schema, features, aggregates): (&Schema, &[Box<str>], &[Aggregate]),
     rules_by_event: &mut [u64],
 ) -> Result<Vec<Rule>, String> {
     let by_name: AHashMap<&str, u16> = aggregates.iter().enumerate().map(|(i, a)| (&*a.name, i as u16)).collect();
-    let mut rules = Vec::with_capacity(def.rules.len());
-    for (i, (name, r)) in def.rules.iter().enumerate() {
+    let mut rules = Vec::with_capacity(layout.rules.len());
+    for (i, name) in layout.rules.iter().enumerate() {
         let key = format!("rules.{name}");
+        let mask = features_mask(&key, retired.get(name).or(def.rules.get(name)), features)?;
+        if let Some(r) = retired.get(name) {
+            // Kept for the restrictions it made: listens to nothing, never evaluated.
+            rules.push(Rule {
+                name: name.as_str().into(),
+                def: r.clone(),
+                terms: Vec::new(),
+                features: mask,
+                restrict_for_ms: None,
+                retired: true,
+            });
+            continue;
+        }
+        let r = def.rules.get(name).ok_or_else(|| format!("{key}: in the layout but not in the rule set"))?;
         if r.on.is_empty() {
             return Err(format!("{key}.on: name at least one event"));
         }
         for event in &r.on {
             let e = schema.event_index(event).ok_or_else(|| format!("{key}.on: {event:?} is not a declared event"))?;
             rules_by_event[usize::from(e)] |= 1 << i;
-        }
-        if r.restrict.is_empty() {
-            return Err(format!("{key}.restrict: name at least one feature"));
-        }
-        let mut mask = 0u64;
-        for f in &r.restrict {
-            let fi = features
-                .iter()
-                .position(|x| &**x == f)
-                .ok_or_else(|| format!("{key}.restrict: {f:?} is not a declared feature (add [features.{f}])"))?;
-            mask |= 1 << fi;
         }
         let terms = parse_condition(&r.when, &by_name, aggregates).map_err(|e| format!("{key}.when: {e}"))?;
         let restrict_for_ms = r
@@ -131,7 +149,31 @@ fn compile_rules(
                     .map_err(|e| format!("{key}.restrict_for: {d:?} is not a duration like \"30d\" ({e})"))
             })
             .transpose()?;
-        rules.push(Rule { name: name.as_str().into(), def: r.clone(), terms, features: mask, restrict_for_ms });
+        rules.push(Rule {
+            name: name.as_str().into(),
+            def: r.clone(),
+            terms,
+            features: mask,
+            restrict_for_ms,
+            retired: false,
+        });
     }
     Ok(rules)
+}
+
+/// The mask of the features a rule restricts.
+fn features_mask(key: &str, rule: Option<&RuleDef>, features: &[Box<str>]) -> Result<u64, String> {
+    let rule = rule.ok_or_else(|| format!("{key}: in the layout but not in the rule set"))?;
+    if rule.restrict.is_empty() {
+        return Err(format!("{key}.restrict: name at least one feature"));
+    }
+    let mut mask = 0u64;
+    for f in &rule.restrict {
+        let fi = features
+            .iter()
+            .position(|x| &**x == f)
+            .ok_or_else(|| format!("{key}.restrict: {f:?} is not a declared feature (add [features.{f}])"))?;
+        mask |= 1 << fi;
+    }
+    Ok(mask)
 }

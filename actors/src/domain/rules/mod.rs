@@ -163,6 +163,9 @@ pub struct Rule {
     pub features: u64,
     /// `restrict_for`, in ms.
     pub restrict_for_ms: Option<u64>,
+    /// Removed by a later version of the rule set: kept for the restrictions
+    /// it made, never evaluated.
+    pub retired: bool,
 }
 
 /// The compiled model: schema, aggregates, rules and features.

@@ -127,6 +127,11 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// Whether undeclared events are accepted (`ingest.unknown_events`).
+    pub fn accepts_unknown(&self) -> bool {
+        self.accept_unknown
+    }
+
     /// Compiles the `[events]` table. Errors name the event and property.
     pub fn compile(
         defs: &std::collections::BTreeMap<String, EventDef>,

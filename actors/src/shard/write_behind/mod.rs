@@ -61,6 +61,8 @@ pub struct WriteBehind {
     restricted: AHashMap<Box<str>, u64>,
     /// The next changelog write rewrites the shard's restricted set whole (after recovery).
     rewrite: bool,
+    /// The rule-set version the shard applies, recorded with its snapshot.
+    rules_version: u64,
 }
 
 /// How a finished snapshot write leaves things.
@@ -86,7 +88,14 @@ impl WriteBehind {
             changelog: Vec::new(),
             restricted: AHashMap::new(),
             rewrite: false,
+            rules_version: 0,
         }
+    }
+
+    /// The shard switched rule sets (stats recorded so far keep their names).
+    pub fn switch(&mut self, old: &Model, new: &Model, version: u64) {
+        self.stats.switch(old, new.schema.events.len());
+        self.rules_version = version;
     }
 
     /// An event of kind `kind` was applied (stats).
@@ -107,7 +116,8 @@ impl WriteBehind {
 
     /// After a restore: the restricted set is written whole by the next
     /// changelog write, so it is exact even if an older version wrote it.
-    pub fn restored(&mut self, restricted: impl Iterator<Item = (Box<str>, u64)>, applied: EntryId) {
+    pub fn restored(&mut self, restricted: impl Iterator<Item = (Box<str>, u64)>, applied: EntryId, version: u64) {
+        self.rules_version = version;
         self.restricted.extend(restricted);
         self.rewrite = true;
         self.persisted.send_replace(applied);
@@ -147,7 +157,8 @@ impl WriteBehind {
             dedup: dedup.take_changes(),
             offset: *applied,
             audit: std::mem::take(&mut self.audit),
-            stats: self.stats.take(),
+            stats: self.stats.take(model),
+            rules_version: self.rules_version,
             changes: self.take_changes(model),
             trim_below: self
                 .settings

@@ -48,7 +48,7 @@ fn a_failed_flush_gives_its_users_audit_stats_and_changes_back_in_order() {
     assert_eq!(audit, ["change of u1", "change of u2"], "given back in front of newer changes");
     assert_eq!(&*second.changes.entries[0], "change of u1");
     assert_eq!(second.changes.entries.len(), 2);
-    let stats: Vec<(String, u64)> = second.stats.fields(&model);
+    let stats: Vec<(String, u64)> = second.stats.fields();
     assert!(stats.contains(&(format!("count:{}", model.schema.events[0]), 2)), "{stats:?}");
     assert_eq!(second.offset, EntryId::new(20, 0));
     assert_eq!(wb.end_flush(second, false, &mut state, &model), Flushed::Failed { first: false }, "logged once");

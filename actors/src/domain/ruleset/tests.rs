@@ -1,0 +1,51 @@
+use super::*;
+
+fn def() -> ModelDef {
+    toml::from_str(include_str!("../../../../config.toml")).unwrap()
+}
+
+#[test]
+fn the_seed_compiles_like_the_file() {
+    let seed = VersionRecord::seed(def(), 1).unwrap();
+    let (a, b) = (seed.compile(false).unwrap(), Model::compile(&def(), false).unwrap());
+    let names = |m: &Model| m.rules.iter().map(|r| r.name.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    assert_eq!(a.features, b.features);
+}
+
+#[test]
+fn bits_keep_their_place_and_removed_or_rerouted_rules_retire() {
+    let v1 = VersionRecord::seed(def(), 1).unwrap();
+    let mut content = def();
+    content.features.insert("can_comment".into(), Default::default());
+    content.rules.remove("unique_zip_code_rule");
+    content.rules.get_mut("scam_message_rule").unwrap().restrict = vec!["can_comment".into()];
+    content.rules.get_mut("chargeback_ratio_rule").unwrap().when = "chargebacks / spend > 0.20".into();
+    let (layout, retired) = next_layout(Some(&v1), &content, 2).unwrap();
+    assert_eq!(layout.features, ["can_message", "can_purchase", "can_comment"]);
+    assert_eq!(
+        layout.rules,
+        ["chargeback_ratio_rule", "scam_message_rule@2", "unique_zip_code_rule@2", "scam_message_rule"],
+        "a changed condition keeps its bit; changed features or a removal retire it in place"
+    );
+    assert_eq!(retired.len(), 2);
+    let v2 = VersionRecord { version: 2, layout, retired, content: content.clone(), ..v1.clone() };
+    let model = v2.compile(false).unwrap();
+    assert!(model.rules[1].retired && model.rules[2].retired && !model.rules[3].retired);
+    assert_eq!(model.rules_by_event.iter().fold(0, |m, r| m | r) & 0b0110, 0, "retired rules listen to nothing");
+    let d = diff(Some(&v1.content), &content);
+    assert_eq!(d.rules_removed, ["unique_zip_code_rule"]);
+    assert_eq!(d.rules_changed, ["chargeback_ratio_rule", "scam_message_rule"]);
+    assert_eq!(d.features_added, ["can_comment"]);
+    assert!(d.aggregates_added.is_empty() && d.aggregates_dropped.is_empty());
+}
+
+#[test]
+fn a_feature_cannot_be_removed() {
+    let v1 = VersionRecord::seed(def(), 1).unwrap();
+    let mut content = def();
+    content.features.remove("can_message");
+    content.rules.retain(|_, r| !r.restrict.contains(&"can_message".to_string()));
+    let err = next_layout(Some(&v1), &content, 2).unwrap_err();
+    assert!(err.starts_with("features.can_message"), "{err}");
+}
