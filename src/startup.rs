@@ -47,6 +47,13 @@ impl Application {
                 upkeep.run_upkeep();
             }
         });
+        let file_differs = Arc::default();
+        crate::rulesets::watch(
+            Arc::clone(&shared),
+            settings.redis.target.clone(),
+            settings.rules.clone(),
+            Arc::clone(&file_differs),
+        );
         let rejects = Arc::new(Rejects::new());
         rejects.spawn_flusher(Arc::clone(&ingest), shared.keys.clone());
         let model = &settings.model;
@@ -71,6 +78,7 @@ impl Application {
             rejects,
             writes: Gate::new("writes", a.max_inflight_writes.get(), a.max_worker_lag),
             checks: Gate::new("checks", a.max_inflight_checks.get(), None),
+            file_differs,
         });
         let addr = listener.local_addr().context("listener address")?;
         let server = http_server(state, &settings, listener)?;

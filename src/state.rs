@@ -40,6 +40,8 @@ pub struct AppState {
     pub checks: Gate,
     /// `wait=applied` on shards owned elsewhere.
     pub remote: Arc<RemoteOffsets>,
+    /// The configuration file's rules differ from the current version.
+    pub file_differs: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {

@@ -207,13 +207,17 @@ impl ReadLoop {
     }
 
     /// The rule set shard `s`'s snapshot was taken under: its version as
-    /// published, or the configuration file's when none was recorded.
+    /// published. A shard that never switched applies version 1 (seeded from
+    /// the file it started with), or the file itself before anything was
+    /// published.
     async fn rules_of(&self, conn: &mut Conn, s: u32) -> Result<(u64, Arc<Model>), ReadError> {
         let file = self.shared.model();
-        let version = rules::shard_version(conn, &self.shared.keys, s).await?;
-        if version == 0 {
-            return Ok((0, file));
-        }
+        let recorded = rules::shard_version(conn, &self.shared.keys, s).await?;
+        let version = match recorded {
+            0 if rules::current_version(conn, &self.shared.keys).await?.is_none() => return Ok((0, file)),
+            0 => 1,
+            v => v,
+        };
         let record = rules::version(conn, &self.shared.keys, version).await?.ok_or_else(|| {
             ReadError::Load(snapshot::LoadError::Rules { shard: s, version, reason: "it is not stored".into() })
         })?;

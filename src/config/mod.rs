@@ -102,7 +102,10 @@ pub struct Settings {
     pub feed: FeedSettings,
     pub tripwire: TripwireSection,
     pub log: LogSettings,
-    /// The compiled `features`, `events`, `aggregates` and `rules`.
+    /// The file's `features`, `events`, `aggregates` and `rules`, as written:
+    /// version 1 of a new deployment (afterwards the published versions rule).
+    pub rules: ModelDef,
+    /// `rules` compiled.
     pub model: Arc<Model>,
 }
 
@@ -248,6 +251,7 @@ impl Settings {
             feed: file.feed,
             tripwire: file.tripwire,
             log: file.log,
+            rules: def,
             model: Arc::new(model),
         })
     }

@@ -7,7 +7,9 @@ use actix_web::http::Method;
 use actix_web::web;
 use restrictd_actors::domain::Model;
 
-use super::{check, check_path, docs, events, feed, health, history, overrides, rules, stats, tripwire, users};
+use super::{
+    check, check_path, docs, events, feed, health, history, overrides, rules, rulesets, stats, tripwire, users,
+};
 
 /// Which handler serves an endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +34,10 @@ pub enum Handler {
     EventStats,
     ResetStats,
     Dashboard,
+    PutRules,
+    Rollback,
+    Versions,
+    Version,
 }
 
 pub struct Endpoint {
@@ -303,6 +309,48 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             ..e("delete", "/v1/stats", "admin", "Reset the stats", Handler::ResetStats)
         },
         Endpoint {
+            access: Access::Admin,
+            body: Some("RuleSet"),
+            reply: Reply::Json("Published"),
+            query: &[WAIT, ("message", false, "why, kept with the version")],
+            example: &[("message", "republished")],
+            responses: &[
+                (200, "published: the new version and what it changes (switched on every shard with wait=applied)"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (412, "If-Match names a version that is not the current one"),
+                (422, "an invalid rule set, every error with its key; nothing changed"),
+                (503, "Redis unavailable; nothing published"),
+            ],
+            ..e("put", "/v1/rules", "rules", "Publish a rule set as the next version", Handler::PutRules)
+        },
+        Endpoint {
+            access: Access::Admin,
+            body: Some("Rollback"),
+            reply: Reply::Json("Published"),
+            query: &[WAIT, ("message", false, "why, kept with the version")],
+            responses: &[
+                (200, "a copy of the version published as the next one"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (404, "no such version"),
+                (412, "If-Match names a version that is not the current one"),
+            ],
+            ..e("post", "/v1/rules/rollback", "rules", "Roll back: publish a copy of an earlier version", Handler::Rollback)
+        },
+        Endpoint {
+            reply: Reply::Json("Versions"),
+            query: &[("limit", false, "versions per page (default 20)"), ("offset", false, "versions to skip")],
+            example: &[("limit", "20")],
+            ..e("get", "/v1/rules/versions", "rules", "Published versions, newest first", Handler::Versions)
+        },
+        Endpoint {
+            reply: Reply::Json("Version"),
+            example: &[("version", "1")],
+            responses: &[(200, "the version with its content and its diff against the one before"), (404, "no such version")],
+            ..e("get", "/v1/rules/versions/{version}", "rules", "One version of the rule set", Handler::Version)
+        },
+        Endpoint {
             access: Access::Open,
             reply: Reply::Media("text/html"),
             ..e("get", "/", "operations", "Operator's dashboard page", Handler::Dashboard)
@@ -385,5 +433,9 @@ fn route(e: &Endpoint) -> actix_web::Route {
         Handler::EventStats => r.to(stats::get_event_stats),
         Handler::ResetStats => r.to(stats::reset_stats),
         Handler::Dashboard => r.to(docs::dashboard),
+        Handler::PutRules => r.to(rulesets::put_rules),
+        Handler::Rollback => r.to(rulesets::rollback),
+        Handler::Versions => r.to(rulesets::versions),
+        Handler::Version => r.to(rulesets::version),
     }
 }

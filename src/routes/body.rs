@@ -9,16 +9,24 @@ use crate::error::ApiError;
 
 /// The body of a JSON request, at most `limit` bytes. A missing Content-Type
 /// is read as JSON (as the reference service did); another type is 415.
-pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if ct != "application/json" && !ct.ends_with("+json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Type must be application/json, not {ct:?}"),
-            ));
-        }
+pub async fn read_json(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+    if let Some(ct) = content_type(req).filter(|ct| ct != "application/json" && !ct.ends_with("+json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be application/json, not {ct:?}"),
+        ));
     }
+    read(req, payload, limit).await
+}
+
+/// The request's media type, lowercase, without parameters.
+pub fn content_type(req: &HttpRequest) -> Option<String> {
+    let ct = req.headers().get(header::CONTENT_TYPE)?;
+    Some(ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+/// The body, at most `limit` bytes, whatever its type.
+pub async fn read(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"))
             .with("limit_bytes", limit)

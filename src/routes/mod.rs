@@ -12,6 +12,7 @@ pub mod history;
 pub mod openapi;
 pub mod overrides;
 pub mod rules;
+pub mod rulesets;
 pub mod schemas;
 pub mod stats;
 pub mod tripwire;

@@ -18,6 +18,7 @@ pub async fn get_rules(req: HttpRequest, state: web::Data<AppState>) -> Result<H
         .rules
         .iter()
         .zip(status)
+        .filter(|(rule, _)| !rule.retired)
         .map(|(rule, s)| {
             json!({
                 "name": rule.name,
@@ -29,5 +30,9 @@ pub async fn get_rules(req: HttpRequest, state: web::Data<AppState>) -> Result<H
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "rules": rules })))
+    Ok(HttpResponse::Ok().json(json!({
+        "version": state.shared.model_version(),
+        "file_differs": state.file_differs.load(std::sync::atomic::Ordering::Acquire),
+        "rules": rules,
+    })))
 }

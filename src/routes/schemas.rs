@@ -161,6 +161,21 @@ fn requests(model: &Model) -> Value {
             "properties": {"error": {"type": "string", "description": "what is wrong, in words a person can act on"}},
         },
         "Object": {"type": "object"},
+        "RuleSet": {
+            "type": "object",
+            "description": "the features, events, aggregates and rules sections, as in config.toml",
+            "properties": {
+                "features": {"type": "object"}, "events": {"type": "object"},
+                "aggregates": {"type": "object"}, "rules": {"type": "object"},
+            },
+            "example": model.def(),
+        },
+        "Rollback": {
+            "type": "object",
+            "required": ["to"],
+            "properties": {"to": {"type": "integer", "minimum": 1, "description": "the version to publish a copy of"}},
+            "example": {"to": 1},
+        },
     })
 }
 
@@ -222,5 +237,20 @@ fn replies() -> Value {
         }), &[("since", true)]),
         "EventStats": with_times(json!({"event": string(), "count": integer(), "amount": string()}), &[("since", true)]),
         "StatsReset": with_times(json!({"reset": {"type": "boolean"}, "by": string()}), &[("since", false)]),
+        "Published": with_times(json!({
+            "version": integer(), "by": string(), "message": nullable(string()), "source": string(),
+            "diff": {"type": "object", "description": "rules added, removed, changed; aggregates added, carried over, dropped; events and features added"},
+            "applied": {"type": "boolean"}, "switches": strings(),
+        }), &[("at", false)]),
+        "Versions": object(json!({
+            "current": integer(), "offset": integer(), "next_offset": nullable(integer()),
+            "versions": {"type": "array", "items": with_times(json!({
+                "version": integer(), "by": string(), "message": nullable(string()), "source": string(),
+            }), &[("at", false)])},
+        })),
+        "Version": with_times(json!({
+            "version": integer(), "by": string(), "message": nullable(string()), "source": string(),
+            "content": {"type": "object"}, "diff": {"type": "object"},
+        }), &[("at", false)]),
     })
 }

@@ -14,6 +14,7 @@ mod openapi;
 mod operators;
 mod producers;
 mod redis_outage;
+mod rulesets;
 mod scaleout;
 mod scenarios;
 mod sse;

@@ -124,8 +124,30 @@ impl Tripwire {
         }
     }
 
+    /// A newer rule set has more rules (positions are append-only): give
+    /// them their state.
+    fn grow(&mut self) -> Arc<crate::domain::Model> {
+        let model = self.shared.model();
+        let n = model.rules.len();
+        if n == self.rules.len() {
+            return model;
+        }
+        // Fewer only when the rules read from Redis replace the file's at start.
+        for rule in model.rules.iter().skip(self.rules.len()) {
+            gauge!(TRIPWIRE_TRIPPED, "rule" => rule.name.to_string()).set(0.0);
+        }
+        self.rules.resize(n, SharedRule::default());
+        self.pending.retain(|f| usize::from(f.rule) < n);
+        self.stored.resize(n, String::new());
+        self.hits.resize(n, 0);
+        self.stale.resize(n, Vec::new());
+        model
+    }
+
     /// Starts a sync unless one is in flight (then one follows it).
     fn sync(&mut self, ctx: &mut Context<Self>) {
+        // The rules are sized for this model (positions only ever grow).
+        let model = self.grow();
         if self.syncing {
             self.again = true;
             return;
@@ -151,7 +173,7 @@ impl Tripwire {
         let population = self.population_to_write();
         let work = async move {
             let sync = Sync { pending: &pending, stale: &stale, now_ms: now, population };
-            let counts = store::sync(&mut conn, &shared.keys, &shared.model(), &settings, &rules, sync).await;
+            let counts = store::sync(&mut conn, &shared.keys, &model, &settings, &rules, sync).await;
             (counts, pending, conn)
         };
         ctx.spawn(work.into_actor(self).map(move |(counts, pending, conn), act, ctx| {
@@ -394,6 +416,7 @@ impl Handler<GetRuleStatus> for Tripwire {
     type Result = MessageResult<GetRuleStatus>;
 
     fn handle(&mut self, _: GetRuleStatus, _: &mut Context<Self>) -> Self::Result {
+        let _ = self.grow();
         MessageResult((0..self.rules.len()).map(|r| self.status(r)).collect())
     }
 }

@@ -185,6 +185,38 @@ pub struct Model {
 }
 
 impl Model {
+    /// The sections this model was compiled from (active rules only).
+    pub fn def(&self) -> ModelDef {
+        let schema = &self.schema;
+        ModelDef {
+            features: self
+                .features
+                .iter()
+                .zip(&self.feature_descriptions)
+                .map(|(f, d)| (f.to_string(), FeatureDef { description: d.clone() }))
+                .collect(),
+            events: schema
+                .events
+                .iter()
+                .zip(&schema.properties)
+                .map(|(e, props)| (e.to_string(), EventDef::of(props.iter().map(|(p, t)| (p.to_string(), *t)))))
+                .collect(),
+            aggregates: self
+                .aggregates
+                .iter()
+                .map(|a| {
+                    let event = usize::from(a.event);
+                    let property = a.property.map(|p| schema.properties[event][p].0.to_string());
+                    (
+                        a.name.to_string(),
+                        AggregateDef { kind: a.kind, event: schema.events[event].to_string(), property },
+                    )
+                })
+                .collect(),
+            rules: self.rules.iter().filter(|r| !r.retired).map(|r| (r.name.to_string(), r.def.clone())).collect(),
+        }
+    }
+
     pub fn feature_index(&self, name: &str) -> Option<usize> {
         self.features.iter().position(|f| &**f == name)
     }

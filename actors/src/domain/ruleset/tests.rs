@@ -49,3 +49,9 @@ fn a_feature_cannot_be_removed() {
     let err = next_layout(Some(&v1), &content, 2).unwrap_err();
     assert!(err.starts_with("features.can_message"), "{err}");
 }
+
+#[test]
+fn a_model_gives_back_the_sections_it_was_compiled_from() {
+    let model = Model::compile(&def(), false).unwrap();
+    assert_eq!(serde_json::to_value(model.def()).unwrap(), serde_json::to_value(def()).unwrap());
+}

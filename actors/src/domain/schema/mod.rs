@@ -41,6 +41,13 @@ pub struct EventDef {
     pub properties: std::collections::BTreeMap<String, PropType>,
 }
 
+impl EventDef {
+    /// An event with these required properties.
+    pub fn of(properties: impl IntoIterator<Item = (String, PropType)>) -> Self {
+        EventDef { properties: properties.into_iter().collect() }
+    }
+}
+
 /// A typed property value borrowed from the JSON it was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PropValue<'a> {

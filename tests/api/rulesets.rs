@@ -1,0 +1,116 @@
+//! The rule lifecycle: publish, switch through the streams, roll back.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{default_config, event, Reply, TestApp, TestRedis};
+
+const TOKEN: &str = "rules-token-0123456789";
+const ADMIN: (&str, &str) = ("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", TOKEN);
+
+fn admin(app: &TestApp, method: &str, path: &str, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> Reply {
+    let auth = format!("Bearer {TOKEN}");
+    let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", content_type)];
+    headers.extend_from_slice(extra);
+    app.request(method, path, &headers, body)
+}
+
+/// The default rule set with scam_message_rule's condition replaced.
+fn rules_with(when: &str) -> Value {
+    let text = std::fs::read_to_string(default_config()).unwrap().replace("scam_flags >= 2", when);
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    let mut out = serde_json::Map::new();
+    for section in ["features", "events", "aggregates", "rules"] {
+        out.insert(section.into(), serde_json::to_value(&table[section]).unwrap());
+    }
+    Value::Object(out)
+}
+
+fn flag(app: &TestApp, user: &str) -> bool {
+    let r = app.post_applied(&event("scam_message_flagged", user, json!({})));
+    r["features"]["can_message"].as_bool().unwrap()
+}
+
+#[test]
+fn a_published_version_judges_the_events_after_its_switch_and_a_rollback_restores_the_old_rules() {
+    let redis = TestRedis::start();
+    let mut app = TestApp::spawn_with(&redis, &[ADMIN]);
+    assert!(flag(&app, "early"), "one flag is not enough under version 1");
+    assert_eq!(app.get("/v1/rules").json()["version"], 1);
+
+    let v2 = rules_with("scam_flags >= 1");
+    let r = admin(
+        &app,
+        "PUT",
+        "/v1/rules?wait=applied&message=stricter",
+        "application/json",
+        v2.to_string().as_bytes(),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let published = r.json();
+    assert_eq!((published["version"].as_u64(), published["applied"].as_bool()), (Some(2), Some(true)));
+    assert_eq!(published["diff"]["rules_changed"], json!(["scam_message_rule"]));
+    assert_eq!(published["by"], "admin:ops");
+
+    assert!(!flag(&app, "late"), "one flag restricts under version 2");
+    assert!(app.can("message", "early"), "an event before the switch was judged by version 1");
+    assert_eq!(app.get("/v1/rules").json()["version"], 2);
+    let versions = app.get("/v1/rules/versions").json();
+    assert_eq!(versions["current"], 2);
+    assert_eq!(versions["versions"][0]["message"], "stricter");
+    let two = app.get("/v1/rules/versions/2").json();
+    assert_eq!(two["content"]["rules"]["scam_message_rule"]["when"], "scam_flags >= 1");
+    assert_eq!(two["diff"]["rules_changed"], json!(["scam_message_rule"]));
+
+    // A publish based on an older version conflicts; an invalid one changes nothing.
+    let stale = admin(&app, "PUT", "/v1/rules", "application/json", v2.to_string().as_bytes(), &[("If-Match", "1")]);
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    let bad = rules_with("scam_flag >= 1");
+    let r = admin(&app, "PUT", "/v1/rules", "application/json", bad.to_string().as_bytes(), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["errors"][0].as_str().unwrap().contains("rules.scam_message_rule.when"), "{}", r.body);
+    assert_eq!(app.get("/v1/rules").json()["version"], 2, "nothing changed");
+
+    let r = admin(&app, "POST", "/v1/rules/rollback?wait=applied", "application/json", br#"{"to": 1}"#, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["version"], 3);
+    assert!(flag(&app, "third"), "version 3 is a copy of version 1");
+
+    // The current version outlives a restart, whatever the file says.
+    assert_eq!(app.terminate(), Some(0));
+    let app = TestApp::spawn_with(&redis, &[ADMIN]);
+    assert!(flag(&app, "fourth"));
+    assert!(!flag(&app, "third"), "the second flag of a user restricts under version 3");
+    let toml = std::fs::read_to_string(default_config()).unwrap().replace("scam_flags >= 2", "scam_flags >= 1");
+    // A whole configuration file: its rule-set sections are published, the others ignored.
+    let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/toml", toml.as_bytes(), &[("If-Match", "3")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let typo = json!({"rule": {}}).to_string();
+    let r = admin(&app, "PUT", "/v1/rules", "application/json", typo.as_bytes(), &[]);
+    assert_eq!(r.status, 422, "a JSON body is the four sections, nothing else: {}", r.body);
+    assert!(!flag(&app, "fifth"), "version 4, published as TOML, is the stricter rule again");
+}
+
+#[test]
+fn a_file_that_differs_from_the_current_version_is_reported_not_applied() {
+    let redis = TestRedis::start();
+    let mut app = TestApp::spawn_with(&redis, &[ADMIN]);
+    assert_eq!(app.get("/v1/rules").json()["file_differs"], false);
+    assert_eq!(app.terminate(), Some(0));
+    let dir = std::env::temp_dir().join(format!("restrictd-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let changed = dir.join("config.toml");
+    std::fs::write(
+        &changed,
+        std::fs::read_to_string(default_config()).unwrap().replace("scam_flags >= 2", "scam_flags >= 1"),
+    )
+    .unwrap();
+    let app = TestApp::launch(&redis.url(), &changed, &[ADMIN]);
+    app.wait_ready();
+    crate::helpers::wait_for("the difference to be noticed", std::time::Duration::from_secs(10), || {
+        (app.get("/v1/rules").json()["file_differs"] == true).then_some(())
+    });
+    assert!(flag(&app, "unchanged"), "the current version (1) still judges: one flag is not enough");
+    assert!(app.log().contains("differ from the current version"), "{}", app.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
