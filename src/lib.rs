@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod remote;
 pub mod routes;
+pub mod rules_cli;
 pub mod rulesets;
 pub mod startup;
 pub mod state;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use restrictd::config::Settings;
 use restrictd::routes::check_path;
+use restrictd::rules_cli::RulesCommand;
 use restrictd::startup::Application;
 use restrictd::{inspect, telemetry};
 
@@ -85,6 +86,24 @@ enum Command {
         #[arg(long)]
         shard: Option<u32>,
     },
+    /// The rule lifecycle: publish a file's rules, diff, history.
+    #[command(subcommand)]
+    Rules(Rules),
+}
+
+#[derive(Subcommand)]
+enum Rules {
+    /// Publish the rule-set sections of FILE (a configuration file will do) as the next version.
+    Publish {
+        file: PathBuf,
+        /// Why, kept with the version.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// What publishing FILE would change against the current version.
+    Diff { file: PathBuf },
+    /// Every published version, newest first.
+    History,
 }
 
 fn main() -> ExitCode {
@@ -103,6 +122,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(settings),
+        Command::Rules(r) => {
+            let command = match r {
+                Rules::Publish { file, message } => RulesCommand::Publish { file, message },
+                Rules::Diff { file } => RulesCommand::Diff { file },
+                Rules::History => RulesCommand::History,
+            };
+            match restrictd::rules_cli::run(&settings, command) {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("restrictd: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::State { user, shard } => {
             let count = settings.shards.count.get();
             let target = match (user, shard) {

@@ -114,3 +114,40 @@ fn a_file_that_differs_from_the_current_version_is_reported_not_applied() {
     assert!(app.log().contains("differ from the current version"), "{}", app.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_command_line_diffs_publishes_and_lists_versions_for_a_running_deployment() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN]);
+    let dir = std::env::temp_dir().join(format!("restrictd-rules-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stricter = dir.join("stricter.toml");
+    std::fs::write(
+        &stricter,
+        std::fs::read_to_string(default_config()).unwrap().replace("scam_flags >= 2", "scam_flags >= 1"),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_restrictd"))
+            .args(args)
+            .arg("--config")
+            .arg(default_config())
+            .env("RESTRICTD_REDIS__URL", redis.url())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let path = stricter.to_str().unwrap();
+    assert_eq!(cli(&["rules", "diff", path])["diff"]["rules_changed"], json!(["scam_message_rule"]));
+    assert_eq!(cli(&["rules", "publish", path, "--message", "from git"])["version"], 2);
+    let history = cli(&["rules", "history"]);
+    assert_eq!(history["current"], 2);
+    assert_eq!(history["versions"][0]["message"], "from git");
+    assert_eq!(history["versions"][1]["by"], "file");
+    crate::helpers::wait_for("the service to know version 2", std::time::Duration::from_secs(10), || {
+        (app.get("/v1/rules").json()["version"] == 2).then_some(())
+    });
+    assert!(!flag(&app, "cli"), "the published rule judges the service's next events");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,74 @@
+//! `restrictd rules ...`: the rule lifecycle from the command line, against
+//! the Redis of the configuration (no running service needed): publish a
+//! file's rule set, show what it would change, list the versions.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use restrictd_actors::domain::ruleset::diff;
+use restrictd_actors::domain::ModelDef;
+use restrictd_actors::store::{rules, Keys};
+use serde_json::{json, Value};
+
+use crate::config::{Settings, UnknownEvents};
+use crate::rulesets::{self, Publish};
+
+/// What the command line asks for.
+pub enum RulesCommand {
+    Publish { file: std::path::PathBuf, message: Option<String> },
+    Diff { file: std::path::PathBuf },
+    History,
+}
+
+/// The rule-set sections of a TOML file (a whole configuration file will do).
+fn read_rule_set(path: &Path) -> anyhow::Result<ModelDef> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a rule set", path.display()))
+}
+
+/// Runs the command; its result as JSON.
+pub fn run(settings: &Settings, command: RulesCommand) -> anyhow::Result<Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let target = &settings.redis.target;
+        let mut conn = target
+            .connect(std::time::Duration::from_secs(2), std::time::Duration::from_secs(10))
+            .await
+            .with_context(|| format!("cannot reach redis at {}", target.describe()))?;
+        let keys = Keys::new(&settings.redis.key_prefix, settings.shards.count.get());
+        match command {
+            RulesCommand::Publish { file, message } => {
+                let content = read_rule_set(&file)?;
+                let accept_unknown = settings.ingest.unknown_events == UnknownEvents::Accept;
+                let p = Publish {
+                    by: "cli",
+                    message,
+                    source: format!("publish {}", file.display()),
+                    expected: None,
+                    accept_unknown_events: accept_unknown,
+                };
+                // A deployment that never started gets the file as version 1.
+                let published = rulesets::publish(&mut conn, &keys, content, p).await?;
+                Ok(json!({"version": published.record.version, "diff": published.diff}))
+            }
+            RulesCommand::Diff { file } => {
+                let content = read_rule_set(&file)?;
+                let current = rules::current(&mut conn, &keys).await?;
+                Ok(json!({
+                    "current": current.as_ref().map(|c| c.version),
+                    "diff": diff(current.as_ref().map(|c| &c.content), &content),
+                }))
+            }
+            RulesCommand::History => {
+                let current = rules::current_version(&mut conn, &keys).await?.unwrap_or(0);
+                let mut versions = Vec::new();
+                for n in (1..=current).rev() {
+                    if let Some(r) = rules::version(&mut conn, &keys, n).await? {
+                        versions.push(crate::routes::rulesets::version_json(&r, false));
+                    }
+                }
+                Ok(json!({"current": current, "versions": versions}))
+            }
+        }
+    })
+}
