@@ -40,7 +40,8 @@ pub fn register_known_series(model: &restrictd_actors::domain::Model) {
         for change in ["tripped", "rearmed"] {
             metrics::counter!(TRIPWIRE_CHANGES_TOTAL, "rule" => rule.name.to_string(), "change" => change).absolute(0);
         }
-        metrics::counter!(RULE_FIRED_TOTAL, "rule" => rule.name.to_string()).absolute(0);
+        metrics::counter!(RULE_FIRED_TOTAL, "rule" => rule.name.to_string(), "mode" => rule.def.mode.as_str())
+            .absolute(0);
     }
     metrics::counter!(TRIPWIRE_REPORTS_SHED_TOTAL).absolute(0);
     metrics::gauge!(SHARDS_OWNED).set(0.0);

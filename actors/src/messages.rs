@@ -108,11 +108,19 @@ pub struct ControlTripwire {
 /// tripwire wherever it is shown (`GET /v1/rules`, the control's reply).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RuleStatus {
+    /// `enforce`, or `shadow` (counted, never tripped: it restricts nobody).
+    pub mode: &'static str,
     pub state: TripState,
     /// Tripped by an operator (no automatic re-arm).
     pub forced: bool,
-    /// Users the rule restricted within the window, over every instance.
+    /// Users the rule restricted (a shadow rule: would have) within the
+    /// window, over every instance.
     pub restricted_in_window: u64,
+    /// The same, all time.
+    pub restricted_total: u64,
+    /// Of `restricted_total`, users whose features an enforced rule had
+    /// restricted already (for a shadow rule: the overlap with what runs).
+    pub overlap_total: u64,
     /// Users known over every instance: the share's denominator.
     pub population: u64,
     /// Since when the rule is in its state (`None`: never changed).

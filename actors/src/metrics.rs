@@ -42,7 +42,8 @@ crate::declare_metrics! {
     Histogram EVENT_APPLY_LAG_SECONDS = "restrictd_event_apply_lag_seconds";
     /// Histogram: time a shard spends applying one batch, seconds.
     Histogram APPLY_BATCH_SECONDS = "restrictd_apply_batch_seconds";
-    /// Counter, label `rule`: users restricted by the rule.
+    /// Counter, labels `rule`, `mode` (enforce | shadow): users restricted by
+    /// the rule (by a shadow rule: users it would have restricted).
     Counter RULE_FIRED_TOTAL = "restrictd_rule_fired_total";
     /// Counter, label `rule`: condition held but the rule was tripped.
     Counter RULE_SUPPRESSED_TOTAL = "restrictd_rule_suppressed_total";

@@ -109,7 +109,9 @@ fn records() -> Value {
         json!({
             "state": {"type": "string", "enum": ["armed", "tripped"]},
             "forced": {"type": "boolean", "description": "tripped by an operator (no automatic re-arm)"},
-            "restricted_in_window": integer(), "population": integer(), "trips": integer(),
+            "mode": {"type": "string", "enum": ["enforce", "shadow"]},
+            "restricted_in_window": integer(), "restricted_total": integer(), "overlap_total": integer(),
+            "population": integer(), "trips": integer(),
             "threshold": {"type": "number"}, "min_restricted": integer(), "window_seconds": {"type": "number"},
         }),
         &[("since", true)],
@@ -205,6 +207,7 @@ fn replies() -> Value {
             "source": {"type": "string", "enum": ["memory", "redis"]},
             "aggregates": {"type": "object", "description": "name → count, or exact decimal string for sums"},
             "restrictions": {"type": "array", "items": reference("Restriction")},
+            "would_restrict": {"type": "array", "items": reference("Restriction"), "description": "what shadow rules would have restricted"},
             "overrides": {"type": "array", "items": reference("OverrideState")},
         })),
         "Rules": object(json!({"rules": {"type": "array", "items": object(json!({

@@ -32,21 +32,22 @@ pub async fn get_user(
     let (report, source) = user_report(&state, user)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {user:?} has never been seen (every feature is allowed)")))?;
-    let restrictions: Vec<_> = report
-        .restrictions
-        .iter()
-        .map(|r| {
-            json!({
-                "rule": r.rule,
-                "features": r.features,
-                "event_id": r.event_id,
-                "at_ms": r.at_ms,
-                "at": rfc3339_ms(r.at_ms),
-                "expires_at_ms": r.expires_at_ms,
-                "expires_at": r.expires_at_ms.map(rfc3339_ms),
+    let shown = |list: &[restrictd_actors::domain::user::RestrictionReport]| -> Vec<serde_json::Value> {
+        list.iter()
+            .map(|r| {
+                json!({
+                    "rule": r.rule,
+                    "features": r.features,
+                    "event_id": r.event_id,
+                    "at_ms": r.at_ms,
+                    "at": rfc3339_ms(r.at_ms),
+                    "expires_at_ms": r.expires_at_ms,
+                    "expires_at": r.expires_at_ms.map(rfc3339_ms),
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
+    let restrictions = shown(&report.restrictions);
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user,
         "shard": shard,
@@ -54,6 +55,7 @@ pub async fn get_user(
         "source": source,
         "aggregates": report.aggregates,
         "restrictions": restrictions,
+        "would_restrict": shown(&report.would_restrict),
         "overrides": report.overrides,
     })))
 }

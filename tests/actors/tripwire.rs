@@ -46,7 +46,7 @@ async fn a_rule_trips_over_the_threshold_and_rearms_when_the_population_grows() 
     let bit = 1u64 << rule;
 
     let now = now_ms();
-    tripwire.do_send(RulesFired(vec![Fired { rule, at_ms: now }]));
+    tripwire.do_send(RulesFired(vec![Fired { rule, at_ms: now, overlap: false }]));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let status = tripwire.send(GetRuleStatus).await.unwrap().swap_remove(usize::from(rule));
@@ -58,7 +58,10 @@ async fn a_rule_trips_over_the_threshold_and_rearms_when_the_population_grows() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    tripwire.do_send(RulesFired(vec![Fired { rule, at_ms: now }, Fired { rule, at_ms: now }]));
+    tripwire.do_send(RulesFired(vec![
+        Fired { rule, at_ms: now, overlap: false },
+        Fired { rule, at_ms: now, overlap: false },
+    ]));
     eventually("3 of 4 users trips the rule", || shared.tripped.load(Ordering::Acquire) & bit != 0).await;
     let status = tripwire.send(GetRuleStatus).await.unwrap();
     assert_eq!((status[usize::from(rule)].restricted_in_window, status[usize::from(rule)].trips), (3, 1));

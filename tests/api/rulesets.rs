@@ -151,3 +151,71 @@ fn the_command_line_diffs_publishes_and_lists_versions_for_a_running_deployment(
     assert!(!flag(&app, "cli"), "the published rule judges the service's next events");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The default rule set plus a shadow rule that would restrict messaging at the first flag.
+fn with_shadow(mode: &str) -> Value {
+    let mut v = rules_with("scam_flags >= 2");
+    v["rules"]["first_flag"] = json!({
+        "on": ["scam_message_flagged"], "when": "scam_flags >= 1", "restrict": ["can_message"], "mode": mode,
+    });
+    v
+}
+
+#[test]
+fn a_shadow_rule_restricts_nobody_counts_whom_it_would_and_is_promoted_by_publishing() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN, ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1")]);
+    flag(&app, "already");
+    assert!(!flag(&app, "already"), "restricted by the enforced rule before the shadow rule exists");
+    let r = admin(
+        &app,
+        "PUT",
+        "/v1/rules?wait=applied",
+        "application/json",
+        with_shadow("shadow").to_string().as_bytes(),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["diff"]["rules_added"], json!(["first_flag"]));
+
+    assert!(flag(&app, "a"), "a shadow rule restricts nobody");
+    assert!(flag(&app, "b"));
+    assert!(!flag(&app, "b"), "the enforced rule still does");
+    assert!(!flag(&app, "already"));
+    let user = app.get("/v1/users/a").json();
+    assert_eq!(user["would_restrict"][0]["rule"], "first_flag", "{user}");
+    assert_eq!(user["restrictions"], json!([]));
+    let shadow = crate::helpers::wait_for("the shadow rule's counts", std::time::Duration::from_secs(10), || {
+        let rules = app.get("/v1/rules").json();
+        let rule = rules["rules"].as_array().unwrap().iter().find(|r| r["name"] == "first_flag").cloned()?;
+        (rule["tripwire"]["restricted_total"] == 3).then_some(rule)
+    });
+    assert_eq!(shadow["tripwire"]["mode"], "shadow");
+    assert_eq!(shadow["tripwire"]["overlap_total"], 1, "`already` was restricted by the enforced rule: {shadow}");
+    assert_eq!(shadow["tripwire"]["restricted_in_window"], 3);
+    assert_eq!(shadow["tripwire"]["state"], "armed", "a shadow rule never trips: {shadow}");
+    let history = crate::helpers::wait_for(
+        "the would_restrict change in the history",
+        std::time::Duration::from_secs(10),
+        || {
+            let h = app.get("/v1/users/a/history").json();
+            (h["changes"][0]["change"] == "would_restrict").then_some(h)
+        },
+    );
+    assert_eq!(history["changes"][0]["rule"], "first_flag");
+    let metrics = app.get("/metrics").body;
+    assert!(metrics.contains(r#"restrictd_rule_fired_total{rule="first_flag",mode="shadow"} 3"#), "{metrics}");
+
+    // Promoting is publishing the same rule enforced: from then on it restricts.
+    let r = admin(
+        &app,
+        "PUT",
+        "/v1/rules?wait=applied",
+        "application/json",
+        with_shadow("enforce").to_string().as_bytes(),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(app.can("message", "a"), "promotion restricts nobody by itself");
+    assert!(!flag(&app, "c"), "the promoted rule restricts at the first flag");
+}

@@ -30,6 +30,11 @@ pub struct Outcome {
     pub fired: u64,
     /// Rules whose condition held but which were tripped (bit mask).
     pub suppressed: u64,
+    /// Shadow rules whose condition held: recorded, restricting nothing (bit mask).
+    pub shadowed: u64,
+    /// Of `fired | shadowed`, the rules whose features an enforced rule
+    /// already restricted for this user (bit mask).
+    pub overlap: u64,
     /// Restricted features after the event (bit mask), valid unless duplicate/ignored.
     pub features: u64,
 }
@@ -157,6 +162,8 @@ pub struct Change {
 pub enum ChangeKind {
     /// A rule restricted the user.
     RuleFired,
+    /// A shadow rule's condition held: it would have restricted the user.
+    WouldRestrict,
     /// A rule's restriction reached its `restrict_for`.
     Expired,
     /// The tripwire lifted a restriction of a tripped `on_trip = "revert"` rule.
@@ -170,6 +177,7 @@ impl ChangeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeKind::RuleFired => "rule_fired",
+            ChangeKind::WouldRestrict => "would_restrict",
             ChangeKind::Expired => "expired",
             ChangeKind::Reverted => "tripwire_revert",
             ChangeKind::OverrideSet => "override_set",
@@ -221,11 +229,22 @@ impl ShardState {
             self.dirty.insert(event.user_id.into());
         }
         let listening = model.rules_by_event[usize::from(kind)] & !user.fired_rules();
+        let before = if listening != 0 { user.restricted(model) } else { 0 };
         let mut bits = listening;
         while bits != 0 {
             let r = bits.trailing_zeros() as u16;
             bits &= bits - 1;
-            if !model.rules[usize::from(r)].holds(&Values { user, model }) {
+            let rule = &model.rules[usize::from(r)];
+            if !rule.holds(&Values { user, model }) {
+                continue;
+            }
+            if before & rule.features != 0 {
+                out.overlap |= 1 << r;
+            }
+            if rule.shadow() {
+                // Kept like a restriction (it does not fire again) that restricts nothing.
+                user.restrictions.push(Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms: None });
+                out.shadowed |= 1 << r;
                 continue;
             }
             if tripped & (1 << r) != 0 {
@@ -240,13 +259,14 @@ impl ShardState {
             out.fired |= 1 << r;
         }
         out.features = user.restricted(model);
-        let mut bits = out.fired;
+        let mut bits = out.fired | out.shadowed;
         while bits != 0 {
             let r = bits.trailing_zeros() as u16;
             bits &= bits - 1;
+            let shadow = out.shadowed & (1 << r) != 0;
             changes.push(Change {
                 user_id: event.user_id.into(),
-                kind: ChangeKind::RuleFired,
+                kind: if shadow { ChangeKind::WouldRestrict } else { ChangeKind::RuleFired },
                 features: model.rules[usize::from(r)].features,
                 rule: Some(r),
                 entry: id,

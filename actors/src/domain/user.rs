@@ -104,7 +104,7 @@ impl UserState {
     /// The features restricted, as a bit mask over `Model::features`:
     /// what the rules restricted, then the overrides on top.
     pub fn restricted(&self, model: &Model) -> u64 {
-        let by_rules = self.restrictions.iter().fold(0, |mask, r| mask | model.rules[usize::from(r.rule)].features);
+        let by_rules = self.restrictions.iter().fold(0, |mask, r| mask | model.rules[usize::from(r.rule)].restricts);
         self.overrides.iter().fold(by_rules, |mask, o| {
             let bit = 1u64 << o.feature;
             if o.allowed {
@@ -218,6 +218,8 @@ pub struct UserReport {
     /// Aggregate name → count, exact decimal sum (as a string), or distinct count.
     pub aggregates: std::collections::BTreeMap<String, serde_json::Value>,
     pub restrictions: Vec<RestrictionReport>,
+    /// What shadow rules would have restricted (they restrict nothing).
+    pub would_restrict: Vec<RestrictionReport>,
     pub overrides: Vec<OverrideReport>,
     /// The features restricted now (mask), overrides included.
     #[serde(skip)]
@@ -264,20 +266,23 @@ impl UserState {
                 (a.name.to_string(), shown)
             })
             .collect();
-        let restrictions = self
+        let (would_restrict, restrictions) = self
             .restrictions
             .iter()
             .map(|r| {
                 let rule = &model.rules[usize::from(r.rule)];
-                RestrictionReport {
+                let report = RestrictionReport {
                     rule: rule.name.to_string(),
                     features: features_of(model, rule.features),
                     event_id: EventRef::new(shard, r.entry),
                     at_ms: r.at_ms,
                     expires_at_ms: r.expires_at_ms,
-                }
+                };
+                (rule.shadow(), report)
             })
-            .collect();
+            .partition::<Vec<_>, _>(|(shadow, _)| *shadow);
+        let unzip = |v: Vec<(bool, RestrictionReport)>| v.into_iter().map(|(_, r)| r).collect();
+        let (would_restrict, restrictions) = (unzip(would_restrict), unzip(restrictions));
         let overrides = self
             .overrides
             .iter()
@@ -292,7 +297,7 @@ impl UserState {
                 expires_at: o.expires_at_ms.map(super::time::rfc3339_ms),
             })
             .collect();
-        UserReport { aggregates, restrictions, overrides, restricted: self.restricted(model) }
+        UserReport { aggregates, restrictions, would_restrict, overrides, restricted: self.restricted(model) }
     }
 }
 

@@ -57,7 +57,8 @@ impl ShardActor {
         }
         for change in changes {
             if let Some(r) = change.rule {
-                fired.push(Fired { rule: r, at_ms: id.ms });
+                let overlap = out.overlap & (1 << r) != 0;
+                fired.push(Fired { rule: r, at_ms: id.ms, overlap });
                 self.metrics.fired[usize::from(r)].increment(1);
             }
             self.publish(change);

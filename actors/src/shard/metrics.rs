@@ -24,6 +24,11 @@ impl ShardMetrics {
         let rule = |name: &'static str| -> Vec<Counter> {
             model.rules.iter().map(|r| counter!(name, "rule" => r.name.to_string())).collect()
         };
+        let fired = model
+            .rules
+            .iter()
+            .map(|r| counter!(RULE_FIRED_TOTAL, "rule" => r.name.to_string(), "mode" => r.def.mode.as_str()))
+            .collect();
         ShardMetrics {
             events: names
                 .map(|n| {
@@ -31,7 +36,7 @@ impl ShardMetrics {
                         .map(|o| counter!(EVENTS_TOTAL, "event" => n.clone(), "outcome" => o))
                 })
                 .collect(),
-            fired: rule(RULE_FIRED_TOTAL),
+            fired,
             suppressed: rule(RULE_SUPPRESSED_TOTAL),
             users: gauge!(SHARD_USERS, "shard" => shard.to_string()),
             dirty: gauge!(WRITEBEHIND_PENDING_USERS, "shard" => shard.to_string()),

@@ -110,6 +110,11 @@ impl Keys {
     pub fn tripwire_hits(&self, rule: &str) -> String {
         format!("{}:{{tripwire}}:hits:{rule}", self.prefix)
     }
+    /// Hash: rule → users it restricted (a shadow rule: would have) all time;
+    /// `<rule>:overlap` → of those, users an enforced rule had restricted already.
+    pub fn tripwire_totals(&self) -> String {
+        format!("{}:{{tripwire}}:totals", self.prefix)
+    }
     /// Hash: reason → events refused at the edge (not per shard).
     pub fn rejects(&self) -> String {
         format!("{}:stats:rejects", self.prefix)

@@ -57,11 +57,14 @@ pub async fn audit(conn: &mut Conn, keys: &Keys, json: &str) -> redis::RedisResu
     Ok(())
 }
 
-/// Rule `rule` restricted a user at event time `at_ms`.
+/// Rule `rule` restricted a user (or, a shadow rule, would have) at event
+/// time `at_ms`; `overlap`: an enforced rule already restricted the user's
+/// features it restricts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fired {
     pub rule: u16,
     pub at_ms: u64,
+    pub overlap: bool,
 }
 
 /// What one sync sends.
@@ -84,6 +87,9 @@ pub struct Counts {
     pub stored: Vec<String>,
     /// Per rule: seconds that fell out of the window (deleted by the next sync).
     pub stale: Vec<Vec<u64>>,
+    /// Per rule: (users restricted, or for a shadow rule that would have
+    /// been, all time; of those, the users an enforced rule already restricted).
+    pub totals: Vec<(u64, u64)>,
 }
 
 /// One sync's round trip: add the pending restrictions (per rule and second)
@@ -98,18 +104,28 @@ pub async fn sync(
     sync: Sync<'_>,
 ) -> redis::RedisResult<Counts> {
     let mut per_second: BTreeMap<(u16, u64), u64> = BTreeMap::new();
+    let mut totals: BTreeMap<(u16, bool), u64> = BTreeMap::new();
     for f in sync.pending {
         *per_second.entry((f.rule, f.at_ms / 1000)).or_default() += 1;
+        *totals.entry((f.rule, false)).or_default() += 1;
+        if f.overlap {
+            *totals.entry((f.rule, true)).or_default() += 1;
+        }
     }
     let mut pipe = redis::pipe();
     pipe.atomic();
+    for ((r, overlap), n) in totals {
+        let Some(rule) = model.rules.get(usize::from(r)) else { continue };
+        let field = if overlap { format!("{}:overlap", rule.tripwire_key()) } else { rule.tripwire_key().into_owned() };
+        pipe.cmd("HINCRBY").arg(keys.tripwire_totals()).arg(field).arg(n).ignore();
+    }
     for ((r, second), n) in per_second {
         let Some(rule) = model.rules.get(usize::from(r)) else { continue };
-        pipe.cmd("HINCRBY").arg(keys.tripwire_hits(&rule.name)).arg(second).arg(n).ignore();
+        pipe.cmd("HINCRBY").arg(keys.tripwire_hits(&rule.tripwire_key())).arg(second).arg(n).ignore();
     }
     for (rule, stale) in model.rules.iter().zip(sync.stale) {
         if !stale.is_empty() {
-            pipe.cmd("HDEL").arg(keys.tripwire_hits(&rule.name)).arg(stale).ignore();
+            pipe.cmd("HDEL").arg(keys.tripwire_hits(&rule.tripwire_key())).arg(stale).ignore();
         }
     }
     let population = keys.tripwire_population();
@@ -121,11 +137,13 @@ pub async fn sync(
         cmd.ignore();
     }
     for rule in &model.rules {
-        pipe.cmd("HGETALL").arg(keys.tripwire_hits(&rule.name));
+        pipe.cmd("HGETALL").arg(keys.tripwire_hits(&rule.tripwire_key()));
     }
     pipe.cmd("HVALS").arg(&population);
     pipe.cmd("HGETALL").arg(keys.tripwire_state());
+    pipe.cmd("HGETALL").arg(keys.tripwire_totals());
     let mut replies: Vec<Value> = pipe.query_async(conn).await?;
+    let totals: HashMap<String, u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let states: HashMap<String, String> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let per_shard: Vec<u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let cutoff_second = sync.now_ms.saturating_sub(settings.window_ms) / 1000;
@@ -136,10 +154,16 @@ pub async fn sync(
         hits.push(seconds.iter().filter(|(s, _)| **s >= from_second).map(|(_, n)| n).sum());
         stale.push(seconds.keys().copied().filter(|s| *s < cutoff_second).collect());
     }
+    let total = |name: &str| totals.get(name).copied().unwrap_or(0);
     Ok(Counts {
+        totals: model
+            .rules
+            .iter()
+            .map(|r| (total(&r.tripwire_key()), total(&format!("{}:overlap", r.tripwire_key()))))
+            .collect(),
         hits,
         population: per_shard.iter().sum(),
-        stored: model.rules.iter().map(|r| states.get(&*r.name).cloned().unwrap_or_default()).collect(),
+        stored: model.rules.iter().map(|r| states.get(&*r.tripwire_key()).cloned().unwrap_or_default()).collect(),
         stale,
     })
 }

@@ -19,7 +19,9 @@ impl Handler<ControlTripwire> for Tripwire {
         let shared = std::sync::Arc::clone(&self.shared);
         // Read the current state, change it, compare-and-set; again if someone else changed it first.
         let attempt = async move {
-            let (mut conn, keys, rule) = (conn, &shared.keys, &shared.model().rules[r].name);
+            let model = shared.model();
+            let (mut conn, keys, rule) = (conn, &shared.keys, model.rules[r].tripwire_key());
+            let rule = &*rule;
             for _ in 0..10 {
                 let stored = store::rule_state(&mut conn, keys, rule).await?;
                 let mut next: SharedRule = serde_json::from_str(&stored).unwrap_or_default();

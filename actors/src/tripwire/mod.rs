@@ -57,6 +57,8 @@ pub struct Tripwire {
     stored: Vec<String>,
     /// Per rule: restrictions in the window at the last sync.
     hits: Vec<u64>,
+    /// Per rule: (restricted all time, of which already restricted by an enforced rule).
+    totals: Vec<(u64, u64)>,
     population: u64,
     /// Restrictions not yet added to the shared windows.
     pending: Vec<Fired>,
@@ -94,6 +96,7 @@ impl Tripwire {
             rules: vec![SharedRule::default(); n],
             stored: vec![String::new(); n],
             hits: vec![0; n],
+            totals: vec![(0, 0); n],
             population: 0,
             pending: Vec::new(),
             syncing: false,
@@ -110,10 +113,15 @@ impl Tripwire {
         let rule = &self.rules[r];
         let since_ms = (rule.since_ms > 0).then_some(rule.since_ms);
         let s = &self.settings;
+        let (restricted_total, overlap_total) = self.totals.get(r).copied().unwrap_or_default();
+        let shadow = self.shared.model().rules.get(r).is_some_and(|rule| rule.shadow());
         RuleStatus {
+            mode: if shadow { "shadow" } else { "enforce" },
             state: rule.state,
             forced: rule.forced,
             restricted_in_window: self.hits[r],
+            restricted_total,
+            overlap_total,
             population: self.population,
             since_ms,
             since: since_ms.map(rfc3339_ms),
@@ -140,6 +148,7 @@ impl Tripwire {
         self.pending.retain(|f| usize::from(f.rule) < n);
         self.stored.resize(n, String::new());
         self.hits.resize(n, 0);
+        self.totals.resize(n, (0, 0));
         self.stale.resize(n, Vec::new());
         model
     }
@@ -242,12 +251,18 @@ impl Tripwire {
     /// evaluates each rule and proposes its transitions.
     fn apply_counts(&mut self, counts: Counts, now: u64, conn: Conn, ctx: &mut Context<Self>) {
         self.hits = counts.hits;
+        self.totals = counts.totals;
         self.population = counts.population;
+        let model = self.shared.model();
         self.stale = counts.stale;
         for (r, stored) in counts.stored.into_iter().enumerate() {
             self.observe(r, stored, ctx);
         }
         for r in 0..self.rules.len() {
+            // A shadow rule restricts nobody: there is nothing to trip.
+            if model.rules.get(r).is_none_or(|rule| rule.shadow()) {
+                continue;
+            }
             let mut next = self.rules[r].clone();
             if let Some(change) = next.evaluate(self.hits[r], self.population, now, &self.settings) {
                 self.propose(r, next, change, "tripwire".to_string(), conn.clone(), ctx);
@@ -298,7 +313,9 @@ impl Tripwire {
         let json = serde_json::to_string(&next).unwrap_or_default();
         let shared = Arc::clone(&self.shared);
         let cas = async move {
-            let rule = &shared.model().rules[r].name;
+            let model = shared.model();
+            let rule = model.rules[r].tripwire_key();
+            let rule = &*rule;
             let won = store::compare_and_set(&mut conn, &shared.keys, rule, &expected, &json).await;
             (won, json)
         };

@@ -128,6 +128,7 @@ fn compile_rules(
                 features: mask,
                 restrict_for_ms: None,
                 retired: true,
+                restricts: if r.mode.is_enforce() { mask } else { 0 },
             });
             continue;
         }
@@ -156,6 +157,7 @@ fn compile_rules(
             features: mask,
             restrict_for_ms,
             retired: false,
+            restricts: if r.mode.is_enforce() { mask } else { 0 },
         });
     }
     Ok(rules)

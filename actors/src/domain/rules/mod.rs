@@ -60,6 +60,31 @@ pub struct RuleDef {
     /// (lift) those it made within the window.
     #[serde(default)]
     pub on_trip: OnTrip,
+    /// `enforce` (restrict), or `shadow`: evaluate and record whom it would
+    /// restrict, restricting nobody and counting in no tripwire.
+    #[serde(default, skip_serializing_if = "Mode::is_enforce")]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+impl Mode {
+    pub fn is_enforce(&self) -> bool {
+        *self == Mode::Enforce
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -166,6 +191,25 @@ pub struct Rule {
     /// Removed by a later version of the rule set: kept for the restrictions
     /// it made, never evaluated.
     pub retired: bool,
+    /// What its restrictions restrict: `features`, or nothing for a shadow rule.
+    pub restricts: u64,
+}
+
+impl Rule {
+    pub fn shadow(&self) -> bool {
+        self.def.mode == Mode::Shadow
+    }
+
+    /// The rule's name in the tripwire's shared state: a shadow rule counts
+    /// apart, so that what it would have restricted never trips the rule
+    /// it is promoted to.
+    pub fn tripwire_key(&self) -> std::borrow::Cow<'_, str> {
+        if self.shadow() {
+            format!("{}#shadow", self.name).into()
+        } else {
+            (&*self.name).into()
+        }
+    }
 }
 
 /// The compiled model: schema, aggregates, rules and features.

@@ -113,7 +113,8 @@ pub fn next_layout(
             continue;
         }
         let old = prev_rules.and_then(|r| r.get(identity)).cloned().unwrap_or_else(|| empty_rule());
-        let kept = content.rules.get(identity).is_some_and(|r| r.restrict == old.restrict);
+        // Same features, same mode: the same rule (its restrictions keep their meaning).
+        let kept = content.rules.get(identity).is_some_and(|r| r.restrict == old.restrict && r.mode == old.mode);
         if !kept {
             let retired_as = format!("{identity}@{version}");
             layout.rules[i] = retired_as.clone();
@@ -145,6 +146,7 @@ fn empty_rule() -> RuleDef {
         description: None,
         restrict_for: None,
         on_trip: Default::default(),
+        mode: Default::default(),
     }
 }
 
