@@ -104,6 +104,8 @@ enum Rules {
     Diff { file: PathBuf },
     /// Every published version, newest first.
     History,
+    /// FILE's rules against every user of the deployment (from the snapshots in Redis).
+    Simulate { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -127,6 +129,7 @@ fn main() -> ExitCode {
                 Rules::Publish { file, message } => RulesCommand::Publish { file, message },
                 Rules::Diff { file } => RulesCommand::Diff { file },
                 Rules::History => RulesCommand::History,
+                Rules::Simulate { file } => RulesCommand::Simulate { file },
             };
             match restrictd::rules_cli::run(&settings, command) {
                 Ok(v) => {

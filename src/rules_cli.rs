@@ -18,6 +18,7 @@ pub enum RulesCommand {
     Publish { file: std::path::PathBuf, message: Option<String> },
     Diff { file: std::path::PathBuf },
     History,
+    Simulate { file: std::path::PathBuf },
 }
 
 /// The rule-set sections of a TOML file (a whole configuration file will do).
@@ -59,6 +60,10 @@ pub fn run(settings: &Settings, command: RulesCommand) -> anyhow::Result<Value> 
                     "diff": diff(current.as_ref().map(|c| &c.content), &content),
                 }))
             }
+            RulesCommand::Simulate { file } => {
+                let content = read_rule_set(&file)?;
+                simulate(&mut conn, &keys, settings, &content).await
+            }
             RulesCommand::History => {
                 let current = rules::current_version(&mut conn, &keys).await?.unwrap_or(0);
                 let mut versions = Vec::new();
@@ -71,4 +76,37 @@ pub fn run(settings: &Settings, command: RulesCommand) -> anyhow::Result<Value> 
             }
         }
     })
+}
+
+/// The candidate against every user of the deployment, from the snapshots in
+/// Redis (each shard under the version it was taken with): it loads no
+/// serving instance. Events after a shard's last snapshot are not counted.
+async fn simulate(
+    conn: &mut restrictd_actors::link::Conn,
+    keys: &Keys,
+    settings: &Settings,
+    content: &ModelDef,
+) -> anyhow::Result<Value> {
+    use restrictd_actors::domain::simulate::{simulate, Simulation};
+    use restrictd_actors::store::snapshot;
+    let accept_unknown = settings.ingest.unknown_events == UnknownEvents::Accept;
+    let current = rules::current(conn, keys).await?;
+    let candidate = rulesets::candidate(current.as_ref(), content, accept_unknown).map_err(|e| anyhow::anyhow!(e))?;
+    let mut total = Simulation::default();
+    for s in 0..keys.shard_count() {
+        let version = match rules::shard_version(conn, keys, s).await? {
+            0 => 1,
+            v => v,
+        };
+        let model = match rules::version(conn, keys, version).await? {
+            Some(record) => record.compile(accept_unknown).map_err(|e| anyhow::anyhow!(e))?,
+            None => (*settings.model).clone(),
+        };
+        let state = snapshot::load(conn, keys, s, &model, 0).await?;
+        total.add(simulate(&state, &model, &candidate, 10), 10);
+    }
+    let mut reply = rulesets::simulation_json(&total, &settings.tripwire.domain());
+    reply["against_version"] = json!(current.map(|c| c.version));
+    reply["shards"] = json!(format!("0-{}", keys.shard_count() - 1));
+    Ok(reply)
 }

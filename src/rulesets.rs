@@ -161,3 +161,39 @@ pub fn watch(shared: Arc<Shared>, target: Target, file: ModelDef, file_differs: 
         }
     });
 }
+
+/// A candidate compiled at the positions the current version gives its
+/// features and rules (so that its masks read like today's).
+pub fn candidate(
+    current: Option<&VersionRecord>,
+    content: &ModelDef,
+    accept_unknown: bool,
+) -> Result<restrictd_actors::domain::Model, String> {
+    let version = current.map_or(1, |c| c.version + 1);
+    let (layout, retired) = next_layout(current, content, version)?;
+    restrictd_actors::domain::Model::compile_laid_out(content, &layout, &retired, accept_unknown)
+}
+
+/// A simulation as people read it: per rule its share of `population` and
+/// whether that share would trip the tripwire at once.
+pub fn simulation_json(
+    sim: &restrictd_actors::domain::simulate::Simulation,
+    tripwire: &restrictd_actors::domain::TripwireSettings,
+) -> serde_json::Value {
+    let population = sim.users.max(1);
+    let rules: Vec<serde_json::Value> = sim
+        .rules
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["share"] = serde_json::json!(r.would_restrict as f64 / population as f64);
+            v["would_trip"] = serde_json::json!(
+                r.mode == "enforce"
+                    && r.would_restrict >= tripwire.min_restricted
+                    && r.would_restrict * 1_000_000 >= tripwire.threshold_ppm * population
+            );
+            v
+        })
+        .collect();
+    serde_json::json!({"population": sim.users, "released_if_lifted": sim.released_if_lifted, "rules": rules})
+}

@@ -49,6 +49,15 @@ pub struct FlushNow;
 #[rtype(result = "Option<UserReport>")]
 pub struct GetUser(pub String);
 
+/// Evaluate a candidate rule set against the shard's users as they are now.
+#[derive(Message)]
+#[rtype(result = "crate::domain::simulate::Simulation")]
+pub struct Simulate {
+    pub candidate: std::sync::Arc<crate::domain::Model>,
+    /// User ids kept per rule.
+    pub sample: usize,
+}
+
 /// Lift the restrictions `rule` made at or after `since_ms` (tripwire revert).
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -42,6 +42,9 @@ crate::declare_metrics! {
     Histogram EVENT_APPLY_LAG_SECONDS = "restrictd_event_apply_lag_seconds";
     /// Histogram: time a shard spends applying one batch, seconds.
     Histogram APPLY_BATCH_SECONDS = "restrictd_apply_batch_seconds";
+    /// Gauge: the newest rule-set version this instance knows (0: the
+    /// configuration file's, before any was published).
+    Gauge RULES_VERSION = "restrictd_rules_version";
     /// Counter, labels `rule`, `mode` (enforce | shadow): users restricted by
     /// the rule (by a shadow rule: users it would have restricted).
     Counter RULE_FIRED_TOTAL = "restrictd_rule_fired_total";

@@ -218,6 +218,7 @@ impl Shared {
             return false;
         }
         *current = (version, model);
+        metrics::gauge!(crate::metrics::RULES_VERSION).set(version as f64);
         true
     }
 

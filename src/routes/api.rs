@@ -38,6 +38,7 @@ pub enum Handler {
     Rollback,
     Versions,
     Version,
+    Simulate,
 }
 
 pub struct Endpoint {
@@ -339,6 +340,16 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             ..e("post", "/v1/rules/rollback", "rules", "Roll back: publish a copy of an earlier version", Handler::Rollback)
         },
         Endpoint {
+            body: Some("RuleSet"),
+            reply: Reply::Json("Simulation"),
+            responses: &[
+                (200, "per rule, the users it would restrict now, newly restricted, its share and whether it would trip"),
+                (422, "an invalid rule set"),
+                (503, "Redis unavailable"),
+            ],
+            ..e("post", "/v1/rules/simulate", "rules", "Simulate a rule set against every user of this instance's shards", Handler::Simulate)
+        },
+        Endpoint {
             reply: Reply::Json("Versions"),
             query: &[("limit", false, "versions per page (default 20)"), ("offset", false, "versions to skip")],
             example: &[("limit", "20")],
@@ -437,5 +448,6 @@ fn route(e: &Endpoint) -> actix_web::Route {
         Handler::Rollback => r.to(rulesets::rollback),
         Handler::Versions => r.to(rulesets::versions),
         Handler::Version => r.to(rulesets::version),
+        Handler::Simulate => r.to(rulesets::simulate),
     }
 }

@@ -205,3 +205,39 @@ pub async fn version(
     reply["diff"] = json!(diff(before.as_ref().map(|b| &b.content), &this.content));
     Ok(HttpResponse::Ok().json(reply))
 }
+
+/// `POST /v1/rules/simulate`: a candidate rule set (as for `PUT /v1/rules`)
+/// against every user of this instance's shards as they are now; nothing
+/// changes. Says which shards it covered.
+pub async fn simulate(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.settings.auth.read(&req)?;
+    super::only_params(&req, &[])?;
+    let bytes = body::read(&req, payload, state.settings.ingest.body_limit_bytes).await?;
+    let content = parse_rule_set(&req, &bytes)?;
+    let keys = &state.shared.keys;
+    let current = state.ingest.call("rules", async |c| rules::current(c, keys).await).await?;
+    let accept_unknown = state.shared.model().schema.accepts_unknown();
+    let candidate = rulesets::candidate(current.as_ref(), &content, accept_unknown)
+        .map_err(|e| ApiError::unprocessable(format!("the rule set is invalid: {e}")).with("errors", json!([e])))?;
+    let candidate = std::sync::Arc::new(candidate);
+    let mut total = restrictd_actors::domain::simulate::Simulation::default();
+    let mut covered = Vec::new();
+    for (s, actor) in state.shards.iter().enumerate() {
+        let Some(actor) = actor else { continue };
+        let msg = restrictd_actors::messages::Simulate { candidate: std::sync::Arc::clone(&candidate), sample: 10 };
+        let sim = actor
+            .send(msg)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("shard {s}: {e}")))?;
+        total.add(sim, 10);
+        covered.push(s as u32);
+    }
+    let mut reply = rulesets::simulation_json(&total, &state.settings.tripwire.domain());
+    reply["against_version"] = json!(current.map(|c| c.version));
+    reply["shards"] = json!(restrictd_actors::lease::ranges(&covered));
+    Ok(HttpResponse::Ok().json(reply))
+}

@@ -245,6 +245,18 @@ fn replies() -> Value {
             "diff": {"type": "object", "description": "rules added, removed, changed; aggregates added, carried over, dropped; events and features added"},
             "applied": {"type": "boolean"}, "switches": strings(),
         }), &[("at", false)]),
+        "Simulation": {
+            "type": "object",
+            "properties": {
+                "population": integer(), "released_if_lifted": integer(), "against_version": nullable(integer()),
+                "shards": {"type": "string", "description": "the shards covered, as ranges"},
+                "rules": {"type": "array", "items": {"type": "object", "properties": {
+                    "rule": string(), "mode": string(), "would_restrict": integer(), "newly_restricted": integer(),
+                    "share": {"type": "number"}, "would_trip": {"type": "boolean"}, "sample": strings(),
+                    "needs_shadow_mode": {"type": "boolean"},
+                }}},
+            },
+        },
         "Versions": object(json!({
             "current": integer(), "offset": integer(), "next_offset": nullable(integer()),
             "versions": {"type": "array", "items": with_times(json!({

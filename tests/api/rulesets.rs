@@ -219,3 +219,62 @@ fn a_shadow_rule_restricts_nobody_counts_whom_it_would_and_is_promoted_by_publis
     assert!(app.can("message", "a"), "promotion restricts nobody by itself");
     assert!(!flag(&app, "c"), "the promoted rule restricts at the first flag");
 }
+
+#[test]
+fn a_simulation_counts_what_the_rules_then_do_from_the_service_and_from_the_snapshots() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN, ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "100ms")]);
+    for i in 0..10 {
+        let amount = if i < 4 { 200 } else { 50 };
+        app.post_applied(&event("purchase_made", &format!("s{i}"), json!({"amount": amount})));
+    }
+    let mut candidate = rules_with("scam_flags >= 2");
+    candidate["rules"]["big_spender"] =
+        json!({"on": ["purchase_made"], "when": "spend > 100", "restrict": ["can_purchase"]});
+    candidate["aggregates"]["chargeback_count"] = json!({"kind": "count", "event": "chargeback_occurred"});
+    candidate["rules"]["any_chargeback"] =
+        json!({"on": ["chargeback_occurred"], "when": "chargeback_count >= 1", "restrict": ["can_purchase"]});
+    let sim = app.post("/v1/rules/simulate", &candidate);
+    assert_eq!(sim.status, 200, "{}", sim.body);
+    let sim = sim.json();
+    let rule =
+        |sim: &Value, name: &str| sim["rules"].as_array().unwrap().iter().find(|r| r["rule"] == name).unwrap().clone();
+    assert_eq!(sim["population"], 10);
+    assert_eq!(sim["shards"], "0-63");
+    let big = rule(&sim, "big_spender");
+    assert_eq!((big["would_restrict"].as_u64(), big["newly_restricted"].as_u64()), (Some(4), Some(4)), "{big}");
+    assert_eq!(big["share"], 0.4);
+    assert_eq!(big["would_trip"], false, "4 is under min_restricted (10)");
+    assert_eq!(rule(&sim, "any_chargeback")["needs_shadow_mode"], true, "its aggregate does not exist yet");
+
+    // The same from the snapshots, by the command line.
+    let dir = std::env::temp_dir().join(format!("restrictd-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("candidate.toml");
+    std::fs::write(&file, toml::to_string(&candidate).unwrap()).unwrap();
+    let offline = crate::helpers::wait_for("every user in the snapshots", std::time::Duration::from_secs(10), || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_restrictd"))
+            .args(["rules", "simulate"])
+            .arg(&file)
+            .arg("--config")
+            .arg(default_config())
+            .env("RESTRICTD_REDIS__URL", redis.url())
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["population"] == 10).then_some(v)
+    });
+    assert_eq!(rule(&offline, "big_spender")["would_restrict"], 4, "{offline}");
+
+    // Promoted, the rule restricts exactly those users at their next purchase.
+    let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/json", candidate.to_string().as_bytes(), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let restricted = (0..10)
+        .filter(|i| {
+            let r = app.post_applied(&event("purchase_made", &format!("s{i}"), json!({"amount": 0})));
+            r["features"]["can_purchase"] == false
+        })
+        .count();
+    assert_eq!(restricted, 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}

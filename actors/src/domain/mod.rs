@@ -8,6 +8,7 @@ pub mod rules;
 pub mod ruleset;
 pub mod schema;
 pub mod shard_state;
+pub mod simulate;
 pub mod snapshot;
 pub mod time;
 pub mod tripwire;

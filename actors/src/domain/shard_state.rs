@@ -284,25 +284,9 @@ impl ShardState {
     /// a dropped one is freed. Restrictions and overrides keep their bits
     /// (positions are stable across versions). Every user is written again.
     pub fn switch(&mut self, old: &Model, new: &Model) {
-        let carried: Vec<(Slot, Slot)> = new
-            .aggregates
-            .iter()
-            .filter_map(|a| old.aggregates.iter().find(|o| same_aggregate(old, o, new, a)).map(|o| (o.slot, a.slot)))
-            .collect();
+        let carried = carried_slots(old, new);
         for (id, user) in self.users.iter_mut() {
-            let mut next = UserState::new(new);
-            for &(from, to) in &carried {
-                match (from, to) {
-                    (Slot::Scalar(f), Slot::Scalar(t)) => next.scalars[usize::from(t)] = user.scalars[usize::from(f)],
-                    (Slot::Set(f), Slot::Set(t)) => {
-                        let values = user.set(usize::from(f));
-                        if !values.is_empty() {
-                            *next.set_mut(new, usize::from(t)) = values.into();
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            let mut next = migrate(user, &carried, new);
             next.restrictions = std::mem::take(&mut user.restrictions);
             next.overrides = std::mem::take(&mut user.overrides);
             *user = next;
@@ -460,6 +444,32 @@ impl ShardState {
         }
         changes
     }
+}
+
+/// (slot in `old`, slot in `new`) of every aggregate `new` carries over from `old`.
+pub(crate) fn carried_slots(old: &Model, new: &Model) -> Vec<(Slot, Slot)> {
+    new.aggregates
+        .iter()
+        .filter_map(|a| old.aggregates.iter().find(|o| same_aggregate(old, o, new, a)).map(|o| (o.slot, a.slot)))
+        .collect()
+}
+
+/// A user's aggregates under `new`, carried over slot by slot (no restrictions, no overrides).
+pub(crate) fn migrate(user: &UserState, carried: &[(Slot, Slot)], new: &Model) -> UserState {
+    let mut next = UserState::new(new);
+    for &(from, to) in carried {
+        match (from, to) {
+            (Slot::Scalar(f), Slot::Scalar(t)) => next.scalars[usize::from(t)] = user.scalars[usize::from(f)],
+            (Slot::Set(f), Slot::Set(t)) => {
+                let values = user.set(usize::from(f));
+                if !values.is_empty() {
+                    *next.set_mut(new, usize::from(t)) = values.into();
+                }
+            }
+            _ => {}
+        }
+    }
+    next
 }
 
 /// The same aggregate in two rule sets: same name, kind, event and property.

@@ -237,6 +237,14 @@ impl Handler<FlushNow> for ShardActor {
     }
 }
 
+impl Handler<Simulate> for ShardActor {
+    type Result = MessageResult<Simulate>;
+
+    fn handle(&mut self, msg: Simulate, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(crate::domain::simulate::simulate(&self.state, &self.model, &msg.candidate, msg.sample))
+    }
+}
+
 impl Handler<RevertRule> for ShardActor {
     type Result = ();
 

@@ -200,6 +200,11 @@ impl Rule {
         self.def.mode == Mode::Shadow
     }
 
+    /// The aggregates its condition reads.
+    pub fn aggregates(&self) -> impl Iterator<Item = u16> + '_ {
+        self.terms.iter().flat_map(|t| std::iter::once(t.num).chain(t.den))
+    }
+
     /// The rule's name in the tripwire's shared state: a shadow rule counts
     /// apart, so that what it would have restricted never trips the rule
     /// it is promoted to.
