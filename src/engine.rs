@@ -45,7 +45,9 @@ impl Engine {
             )
             .standing_by(settings.instance.standby),
         );
-        let tripwire = Tripwire::new(settings.tripwire.domain(), settings.tripwire.tick, Arc::clone(&shared)).start();
+        let tripwire = Tripwire::new(settings.tripwire.domain(), settings.tripwire.tick, Arc::clone(&shared))
+            .rolling_back_within(settings.tripwire.rollback_within)
+            .start();
         let arbiters: Vec<Arbiter> = (0..settings.shards.workers.max(1)).map(|_| Arbiter::new()).collect();
         for a in &arbiters {
             let nice = settings.shards.nice;

@@ -9,6 +9,7 @@ pub mod changelog;
 pub mod clock;
 pub mod domain;
 pub mod lease;
+pub mod lifecycle;
 pub mod link;
 pub mod messages;
 pub mod metrics;

@@ -252,6 +252,10 @@ pub struct TripwireSection {
     /// How often the supervisor syncs with Redis when no report comes.
     #[serde(deserialize_with = "de::duration")]
     pub tick: Duration,
+    /// A rule with `on_trip = "rollback"` that trips at most this long after
+    /// the version that introduced or changed it is rolled back.
+    #[serde(deserialize_with = "de::duration")]
+    pub rollback_within: Duration,
 }
 
 impl Default for TripwireSection {
@@ -262,6 +266,7 @@ impl Default for TripwireSection {
             min_restricted: 10,
             cooldown: None,
             tick: Duration::from_millis(250),
+            rollback_within: Duration::from_secs(3600),
         }
     }
 }

@@ -278,3 +278,31 @@ fn a_simulation_counts_what_the_rules_then_do_from_the_service_and_from_the_snap
     assert_eq!(restricted, 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_rule_that_trips_soon_after_its_version_is_rolled_back_and_its_restrictions_lifted() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN, ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "3")]);
+    for i in 0..20 {
+        app.post_applied(&event("purchase_made", &format!("p{i}"), json!({"amount": 1})));
+    }
+    let mut bad = rules_with("scam_flags >= 2");
+    bad["rules"]["everyone"] =
+        json!({"on": ["purchase_made"], "when": "spend >= 0", "restrict": ["can_purchase"], "on_trip": "rollback"});
+    let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/json", bad.to_string().as_bytes(), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    for i in 0..6 {
+        app.post_applied(&event("purchase_made", &format!("p{i}"), json!({"amount": 1})));
+    }
+    crate::helpers::wait_for("the automatic rollback", std::time::Duration::from_secs(20), || {
+        (app.get("/v1/rules").json()["version"] == 3).then_some(())
+    });
+    let three = app.get("/v1/rules/versions/3").json();
+    assert_eq!(three["by"], "tripwire");
+    assert_eq!(three["diff"]["rules_removed"], json!(["everyone"]), "{three}");
+    crate::helpers::wait_for("the restrictions it made to be lifted", std::time::Duration::from_secs(20), || {
+        (0..6).all(|i| app.can("purchase", &format!("p{i}"))).then_some(())
+    });
+    let audit = redis.cli(&["XRANGE", "rd:audit:tripwire", "-", "+"]);
+    assert!(audit.contains(r#""source":"automatic rollback of everyone""#), "{audit}");
+}

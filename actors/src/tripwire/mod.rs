@@ -59,6 +59,8 @@ pub struct Tripwire {
     hits: Vec<u64>,
     /// Per rule: (restricted all time, of which already restricted by an enforced rule).
     totals: Vec<(u64, u64)>,
+    /// `on_trip = "rollback"` rolls back versions at most this old.
+    rollback_within: Duration,
     population: u64,
     /// Restrictions not yet added to the shared windows.
     pending: Vec<Fired>,
@@ -97,6 +99,7 @@ impl Tripwire {
             stored: vec![String::new(); n],
             hits: vec![0; n],
             totals: vec![(0, 0); n],
+            rollback_within: Duration::from_secs(3600),
             population: 0,
             pending: Vec::new(),
             syncing: false,
@@ -107,6 +110,12 @@ impl Tripwire {
             population_written: None,
             stale: vec![Vec::new(); n],
         }
+    }
+
+    /// How old a version `on_trip = "rollback"` may roll back (default 1 h).
+    pub fn rolling_back_within(mut self, within: Duration) -> Self {
+        self.rollback_within = within;
+        self
     }
 
     fn status(&self, r: usize) -> RuleStatus {
@@ -325,8 +334,39 @@ impl Tripwire {
                 act.rules[r] = next;
                 act.changed(r, change, &by, ctx);
                 act.audit(r, change, &by, ctx);
+                if change == Transition::Tripped && act.shared.model().rules[r].def.on_trip == OnTrip::Rollback {
+                    act.roll_back(r, ctx);
+                }
             }
             // Lost (another instance changed it first) or failed: the next sync reads the state.
+        }));
+    }
+
+    /// `on_trip = "rollback"`: this instance decided the trip, so it publishes
+    /// the rule's earlier definition (if the version that changed it is
+    /// recent), then re-arms the rule: the tripped state was the bad version's.
+    fn roll_back(&mut self, r: usize, ctx: &mut Context<Self>) {
+        let Some(mut conn) = self.conn.clone() else { return };
+        let (shared, within) = (Arc::clone(&self.shared), self.rollback_within.as_millis() as u64);
+        let work = async move {
+            let model = shared.model();
+            let (name, accept) = (model.rules[r].name.to_string(), model.schema.accepts_unknown());
+            let result = crate::lifecycle::rollback_rule(&mut conn, &shared.keys, &name, within, accept).await;
+            (name, result, conn)
+        };
+        ctx.spawn(work.into_actor(self).map(move |(name, result, conn), act, ctx| match result {
+            Ok(Some(published)) => {
+                tracing::warn!(rule = %name, version = published.record.version, "rule rolled back after tripping");
+                let mut next = act.rules[r].clone();
+                if let Some(change) = next.reset(now_ms()) {
+                    act.propose(r, next, change, "tripwire".to_string(), conn, ctx);
+                }
+            }
+            Ok(None) => tracing::info!(rule = %name, "tripped, but no recent version changed it: nothing to roll back"),
+            Err(e) => {
+                counter!(REDIS_ERRORS_TOTAL, "operation" => "rollback").increment(1);
+                tracing::warn!(rule = %name, error = %e, "could not roll the rule back");
+            }
         }));
     }
 
@@ -339,7 +379,7 @@ impl Tripwire {
                 self.shared.tripped.fetch_or(1 << r, Ordering::AcqRel);
                 tracing::warn!(rule, restricted, population, by, "tripwire tripped: rule restricts nobody new");
                 gauge!(TRIPWIRE_TRIPPED, "rule" => rule.clone()).set(1.0);
-                if self.shared.model().rules[r].def.on_trip == OnTrip::Revert {
+                if matches!(self.shared.model().rules[r].def.on_trip, OnTrip::Revert | OnTrip::Rollback) {
                     let since_ms = self.rules[r].since_ms.saturating_sub(self.settings.window_ms);
                     for shard in &self.shards {
                         let _ = shard.try_send(RevertRule { rule: r as u16, since_ms });

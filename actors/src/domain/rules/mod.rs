@@ -93,6 +93,10 @@ pub enum OnTrip {
     #[default]
     Keep,
     Revert,
+    /// Revert, and publish the rule's definition from before the version that
+    /// introduced or changed it, when that version is recent
+    /// (`tripwire.rollback_within`).
+    Rollback,
 }
 
 /// `[features.<name>]` in config.

@@ -1,0 +1,188 @@
+//! The rule lifecycle's writes: publish a version (checked, compare-and-set,
+//! then a switch entry in every shard stream), roll back (publish a copy of
+//! an earlier version, or of one rule's earlier definition), seed version 1
+//! from the configuration file. Used by the HTTP API, the command line and
+//! the tripwire (`on_trip = "rollback"`).
+
+use crate::clock::now_ms;
+use crate::domain::ruleset::{diff, next_layout, Diff, VersionRecord};
+use crate::domain::{EntryId, ModelDef};
+use crate::link::Conn;
+use crate::store::{rules, Keys};
+
+/// Why a publish did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the current version is {current:?}, not the {expected} this publish was based on (If-Match)")]
+    Conflict { expected: u64, current: Option<u64> },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no version {0} was published")]
+    Unknown(u64),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// What a publish did.
+#[derive(Debug)]
+pub struct Published {
+    pub record: VersionRecord,
+    pub diff: Diff,
+    /// Per shard: the entry that switches it to the new version.
+    pub switches: Vec<EntryId>,
+}
+
+/// Who publishes, why, and against which version.
+pub struct Publish<'a> {
+    pub by: &'a str,
+    pub message: Option<String>,
+    pub source: String,
+    /// `If-Match`: publish only if the current version is still this one.
+    pub expected: Option<u64>,
+    pub accept_unknown_events: bool,
+}
+
+/// Publishes `content` as the next version and switches every shard to it.
+pub async fn publish(
+    conn: &mut Conn,
+    keys: &Keys,
+    content: ModelDef,
+    p: Publish<'_>,
+) -> Result<Published, PublishError> {
+    let current = rules::current(conn, keys).await?;
+    let current_version = current.as_ref().map(|c| c.version);
+    if let Some(expected) = p.expected {
+        if current_version != Some(expected) {
+            return Err(PublishError::Conflict { expected, current: current_version });
+        }
+    }
+    let version = current_version.unwrap_or(0) + 1;
+    let (layout, retired) = next_layout(current.as_ref(), &content, version).map_err(PublishError::Invalid)?;
+    let record = VersionRecord {
+        version,
+        by: p.by.to_string(),
+        at_ms: now_ms(),
+        message: p.message,
+        source: p.source,
+        content,
+        layout,
+        retired,
+    };
+    record.compile(p.accept_unknown_events).map_err(PublishError::Invalid)?;
+    if !rules::publish(conn, keys, &record, current_version).await? {
+        let now = rules::current_version(conn, keys).await?;
+        return Err(PublishError::Conflict { expected: current_version.unwrap_or(0), current: now });
+    }
+    // Version 1 is what every shard already applies (the file it started
+    // with, see `reader::rules_of`): only later versions switch shards.
+    let switches = if version > 1 { rules::append_switch(conn, keys, &record).await? } else { Vec::new() };
+    let diff = diff(current.as_ref().map(|c| &c.content), &record.content);
+    let audit = serde_json::json!({
+        "type": "rules", "version": version, "by": record.by, "source": record.source,
+        "message": record.message, "at_ms": record.at_ms, "at": crate::domain::time::rfc3339_ms(record.at_ms),
+    });
+    let field = crate::wire::Field::Change.as_str();
+    let _: redis::RedisResult<String> = redis::cmd("XADD")
+        .arg(keys.tripwire_audit())
+        .arg("*")
+        .arg(field)
+        .arg(audit.to_string())
+        .query_async(conn)
+        .await;
+    tracing::info!(version, by = p.by, "rule set published");
+    Ok(Published { record, diff, switches })
+}
+
+/// Publishes a copy of version `to` as the next version.
+pub async fn rollback(conn: &mut Conn, keys: &Keys, to: u64, p: Publish<'_>) -> Result<Published, PublishError> {
+    let old = rules::version(conn, keys, to).await?.ok_or(PublishError::Unknown(to))?;
+    publish(conn, keys, old.content, Publish { source: format!("rollback to {to}"), ..p }).await
+}
+
+/// The current version; on a deployment's first start, version 1 from the
+/// configuration file (published once, whoever starts first).
+pub async fn seed(
+    conn: &mut Conn,
+    keys: &Keys,
+    file: &ModelDef,
+    accept_unknown: bool,
+) -> Result<VersionRecord, PublishError> {
+    if let Some(current) = rules::current(conn, keys).await? {
+        return Ok(current);
+    }
+    let p = Publish {
+        by: "file",
+        message: None,
+        source: "seed".into(),
+        expected: None,
+        accept_unknown_events: accept_unknown,
+    };
+    match publish(conn, keys, file.clone(), p).await {
+        Ok(published) => Ok(published.record),
+        // Another instance seeded first.
+        Err(PublishError::Conflict { .. }) => rules::current(conn, keys).await?.ok_or(PublishError::Unknown(1)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the configuration file's rule set differs from the current version.
+pub fn differs(file: &ModelDef, current: &VersionRecord) -> bool {
+    serde_json::to_value(file).ok() != serde_json::to_value(&current.content).ok()
+}
+
+/// A candidate compiled at the positions the current version gives its
+/// features and rules (so that its masks read like today's).
+pub fn candidate(
+    current: Option<&VersionRecord>,
+    content: &ModelDef,
+    accept_unknown: bool,
+) -> Result<crate::domain::Model, String> {
+    let version = current.map_or(1, |c| c.version + 1);
+    let (layout, retired) = next_layout(current, content, version)?;
+    crate::domain::Model::compile_laid_out(content, &layout, &retired, accept_unknown)
+}
+
+/// Rolls rule `rule` back to its definition before the version that
+/// introduced or last changed it (removes it if that version introduced it),
+/// when that version is at most `within_ms` old. `None`: nothing to roll back.
+pub async fn rollback_rule(
+    conn: &mut Conn,
+    keys: &Keys,
+    rule: &str,
+    within_ms: u64,
+    accept_unknown_events: bool,
+) -> Result<Option<Published>, PublishError> {
+    let Some(current) = rules::current(conn, keys).await? else { return Ok(None) };
+    let same = |a: Option<&crate::domain::rules::RuleDef>, b: Option<&crate::domain::rules::RuleDef>| {
+        serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
+    };
+    let mut v = current.version;
+    let (changed_in, before) = loop {
+        if v == 0 {
+            return Ok(None);
+        }
+        let this = rules::version(conn, keys, v).await?.ok_or(PublishError::Unknown(v))?;
+        let prev = if v > 1 { rules::version(conn, keys, v - 1).await? } else { None };
+        let (now_def, prev_def) = (this.content.rules.get(rule), prev.as_ref().and_then(|p| p.content.rules.get(rule)));
+        if now_def.is_some() && !same(now_def, prev_def) {
+            break (this.version, (this.at_ms, prev_def.cloned()));
+        }
+        v -= 1;
+    };
+    if now_ms().saturating_sub(before.0) > within_ms {
+        return Ok(None);
+    }
+    let mut content = current.content.clone();
+    match before.1 {
+        Some(def) => content.rules.insert(rule.to_string(), def),
+        None => content.rules.remove(rule),
+    };
+    let p = Publish {
+        by: "tripwire",
+        message: Some(format!("{rule} tripped soon after version {changed_in} changed it")),
+        source: format!("automatic rollback of {rule}"),
+        expected: Some(current.version),
+        accept_unknown_events,
+    };
+    publish(conn, keys, content, p).await.map(Some)
+}
