@@ -112,6 +112,8 @@ pub enum FeedKind {
     Change,
     Tripwire,
     Event,
+    /// A new rule-set version became current.
+    Rules,
 }
 
 /// State shared by the shard actors, the tripwire and the HTTP handlers.

@@ -83,6 +83,10 @@ impl Filter {
     }
 
     fn matches(&self, item: &FeedItem) -> bool {
+        if item.kind == FeedKind::Rules {
+            // About no rule, feature or user: only an unfiltered feed carries it.
+            return self.rules.is_none() && self.features.is_none() && self.users.is_none();
+        }
         if item.kind == FeedKind::Event {
             match &self.events {
                 None => return false,
@@ -164,6 +168,7 @@ pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
                             FeedKind::Change => "change",
                             FeedKind::Tripwire => "tripwire",
                             FeedKind::Event => "event",
+                            FeedKind::Rules => "rules",
                         };
                         return Some((Ok(sse(kind, &item.json)), sub));
                     }

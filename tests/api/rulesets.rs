@@ -36,6 +36,7 @@ fn a_published_version_judges_the_events_after_its_switch_and_a_rollback_restore
     let mut app = TestApp::spawn_with(&redis, &[ADMIN]);
     assert!(flag(&app, "early"), "one flag is not enough under version 1");
     assert_eq!(app.get("/v1/rules").json()["version"], 1);
+    let mut feed = crate::sse::Subscriber::open(&app.addr, "");
 
     let v2 = rules_with("scam_flags >= 1");
     let r = admin(
@@ -53,6 +54,9 @@ fn a_published_version_judges_the_events_after_its_switch_and_a_rollback_restore
     assert_eq!(published["by"], "admin:ops");
 
     assert!(!flag(&app, "late"), "one flag restricts under version 2");
+    let news = feed.take("rules", 1);
+    assert_eq!((news[0]["version"].as_u64(), news[0]["by"].as_str()), (Some(2), Some("admin:ops")), "{news:?}");
+    drop(feed);
     assert!(app.can("message", "early"), "an event before the switch was judged by version 1");
     assert_eq!(app.get("/v1/rules").json()["version"], 2);
     let versions = app.get("/v1/rules/versions").json();
