@@ -412,6 +412,9 @@ fn the_dashboard_renders_live_numbers_in_a_real_browser() {
     assert!(restricted.contains(">1<"), "{restricted}");
     let rule = row("rule-scam_message_rule").unwrap();
     assert!(rule.contains("armed"), "{rule}");
+    let version = row("version-1").unwrap_or_else(|| panic!("no version row in:\n{dom}"));
+    assert!(version.contains(">file<") && version.contains("rules added: "), "the seeded version: {version}");
+    assert!(dom.contains("id=\"version\">1<"), "the current version is shown");
     assert!(dom.contains("id=\"events-total\">9<"), "total events shown live");
     let shot = artifacts().join("dashboard.png");
     browser(&[format!("--screenshot={}", shot.display())]);
