@@ -284,3 +284,37 @@ fn waiters_on_a_non_owner_share_one_poll_of_the_owners_offset() {
     assert!(gets > 0, "the waiters read the owner's offset");
     assert!(gets <= one_poller, "{gets} GETs in {waited:?}: more than one poller ({one_poller})");
 }
+
+#[test]
+fn three_instances_switch_rule_sets_together_and_answer_alike() {
+    let redis = TestRedis::start();
+    // Every user restricted is the point here, not the tripwire.
+    let admin = [
+        ("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", "scale-token-0123456789"),
+        ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000"),
+    ];
+    let apps = [
+        instance(&redis, "a", "0-20", &admin),
+        instance(&redis, "b", "21-41", &admin),
+        instance(&redis, "c", "42-63", &admin),
+    ];
+    let text = std::fs::read_to_string(default_config()).unwrap().replace("scam_flags >= 2", "scam_flags >= 1");
+    let headers = [("Authorization", "Bearer scale-token-0123456789"), ("Content-Type", "application/toml")];
+    let r = apps[1].request("PUT", "/v1/rules?wait=applied", &headers, text.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body);
+    for app in &apps {
+        wait_for("every instance to know version 2", Duration::from_secs(10), || {
+            (app.get("/v1/rules").json()["version"] == 2).then_some(())
+        });
+    }
+    // Users of every shard, flagged once through every instance: all restricted by version 2.
+    let users: Vec<String> = (0..30).map(|i| format!("switched-{i}")).collect();
+    for (i, user) in users.iter().enumerate() {
+        apps[i % 3].post_applied(&event("scam_message_flagged", user, json!({})));
+    }
+    for user in &users {
+        wait_for("every instance to answer alike", Duration::from_secs(10), || {
+            apps.iter().all(|app| !can_message(app, user)).then_some(())
+        });
+    }
+}
