@@ -314,3 +314,92 @@ fn a_rule_that_trips_soon_after_its_version_is_rolled_back_and_its_restrictions_
     let audit = redis.cli(&["XRANGE", "rd:audit:tripwire", "-", "+"]);
     assert!(audit.contains(r#""source":"automatic rollback of everyone""#), "{audit}");
 }
+
+/// Every user's expected `can_message` from the shard streams themselves:
+/// flags counted in stream order, judged by the threshold in force at their
+/// position (`thresholds[0]` before the first switch entry, then the next at each).
+fn expected_from_streams(redis: &TestRedis, thresholds: &[u64]) -> std::collections::BTreeMap<String, bool> {
+    let mut allowed = std::collections::BTreeMap::new();
+    for s in 0..64 {
+        let entries = redis.cli(&["XRANGE", &format!("rd:{{{s}}}:events"), "-", "+"]);
+        let (mut version, mut counts) = (0, std::collections::HashMap::<String, u64>::new());
+        for line in entries.lines() {
+            if line == "rules" {
+                version += 1;
+            }
+            let threshold = thresholds[version];
+            if !line.starts_with('{') || !line.contains("\"event_properties\"") {
+                continue;
+            }
+            let event: Value = serde_json::from_str(line).unwrap();
+            let user = event["event_properties"]["user_id"].as_str().unwrap().to_string();
+            let n = counts.entry(user.clone()).or_default();
+            *n += 1;
+            let restricted = *n >= threshold || allowed.get(&user) == Some(&false);
+            allowed.insert(user, !restricted);
+        }
+    }
+    allowed
+}
+
+/// Entries in every shard stream.
+fn appended(redis: &TestRedis) -> usize {
+    (0..64).map(|s| redis.cli(&["XLEN", &format!("rd:{{{s}}}:events")]).parse::<usize>().unwrap_or(0)).sum()
+}
+
+#[test]
+fn a_kill_9_during_a_switch_under_load_ends_as_the_streams_say() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let redis = TestRedis::start();
+    let env = [ADMIN, ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "100000")];
+    let mut app = TestApp::spawn_with(&redis, &env);
+    // Version 2 restricts nobody; version 3, published under load, whoever
+    // reaches 20 flags: the answer depends on where each shard switched.
+    let v2 = rules_with("scam_flags >= 1000").to_string();
+    let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/json", v2.as_bytes(), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (stop, posted) = (std::sync::Arc::new(AtomicBool::new(false)), std::sync::Arc::new(AtomicU64::new(0)));
+    let writer = {
+        let (addr, stop, posted) = (app.addr.clone(), std::sync::Arc::clone(&stop), std::sync::Arc::clone(&posted));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) && i < 100_000 {
+                let batch: Vec<Value> = (0..10)
+                    .map(|k| event("scam_message_flagged", &format!("k{}", (i * 7 + k * 61) % 600), json!({})))
+                    .collect();
+                let body = Value::from(batch).to_string();
+                let r = crate::helpers::http(
+                    &addr,
+                    "POST",
+                    "/v1/events",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                );
+                if r.is_ok_and(|r| r.status == 202) {
+                    posted.fetch_add(1, Ordering::AcqRel);
+                }
+                i += 1;
+            }
+        })
+    };
+    let batches = |n: u64| {
+        crate::helpers::wait_for("load", std::time::Duration::from_secs(30), || {
+            (posted.load(Ordering::Acquire) >= n).then_some(())
+        })
+    };
+    batches(1500);
+    let v3 = rules_with("scam_flags >= 20").to_string();
+    let r = admin(&app, "PUT", "/v1/rules", "application/json", v3.as_bytes(), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    batches(posted.load(Ordering::Acquire) + 10);
+    app.kill();
+    stop.store(true, Ordering::Release);
+    writer.join().unwrap();
+    let app = TestApp::spawn_with(&redis, &env);
+    let expected = expected_from_streams(&redis, &[2, 1000, 20]);
+    assert_eq!(expected.len(), 600, "the load reached every user");
+    assert!(expected.values().any(|a| *a) && expected.values().any(|a| !*a), "both answers occur: {expected:?}");
+    for (user, allowed) in &expected {
+        assert_eq!(app.can("message", user), *allowed, "{user}");
+    }
+}
