@@ -342,11 +342,6 @@ fn expected_from_streams(redis: &TestRedis, thresholds: &[u64]) -> std::collecti
     allowed
 }
 
-/// Entries in every shard stream.
-fn appended(redis: &TestRedis) -> usize {
-    (0..64).map(|s| redis.cli(&["XLEN", &format!("rd:{{{s}}}:events")]).parse::<usize>().unwrap_or(0)).sum()
-}
-
 #[test]
 fn a_kill_9_during_a_switch_under_load_ends_as_the_streams_say() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
