@@ -99,6 +99,9 @@ enum Rules {
         /// Why, kept with the version.
         #[arg(long)]
         message: Option<String>,
+        /// Lift the restrictions of the rules this version removes.
+        #[arg(long)]
+        lift_removed: bool,
     },
     /// What publishing FILE would change against the current version.
     Diff { file: PathBuf },
@@ -126,7 +129,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(settings),
         Command::Rules(r) => {
             let command = match r {
-                Rules::Publish { file, message } => RulesCommand::Publish { file, message },
+                Rules::Publish { file, message, lift_removed } => RulesCommand::Publish { file, message, lift_removed },
                 Rules::Diff { file } => RulesCommand::Diff { file },
                 Rules::History => RulesCommand::History,
                 Rules::Simulate { file } => RulesCommand::Simulate { file },

@@ -15,7 +15,7 @@ use crate::rulesets::{self, Publish};
 
 /// What the command line asks for.
 pub enum RulesCommand {
-    Publish { file: std::path::PathBuf, message: Option<String> },
+    Publish { file: std::path::PathBuf, message: Option<String>, lift_removed: bool },
     Diff { file: std::path::PathBuf },
     History,
     Simulate { file: std::path::PathBuf },
@@ -38,7 +38,7 @@ pub fn run(settings: &Settings, command: RulesCommand) -> anyhow::Result<Value> 
             .with_context(|| format!("cannot reach redis at {}", target.describe()))?;
         let keys = Keys::new(&settings.redis.key_prefix, settings.shards.count.get());
         match command {
-            RulesCommand::Publish { file, message } => {
+            RulesCommand::Publish { file, message, lift_removed } => {
                 let content = read_rule_set(&file)?;
                 let accept_unknown = settings.ingest.unknown_events == UnknownEvents::Accept;
                 let p = Publish {
@@ -47,6 +47,7 @@ pub fn run(settings: &Settings, command: RulesCommand) -> anyhow::Result<Value> 
                     source: format!("publish {}", file.display()),
                     expected: None,
                     accept_unknown_events: accept_unknown,
+                    lift_removed,
                 };
                 // A deployment that never started gets the file as version 1.
                 let published = rulesets::publish(&mut conn, &keys, content, p).await?;

@@ -39,6 +39,8 @@ pub struct Publish<'a> {
     pub source: String,
     /// `If-Match`: publish only if the current version is still this one.
     pub expected: Option<u64>,
+    /// Lift the restrictions of the rules this version removes.
+    pub lift_removed: bool,
     pub accept_unknown_events: bool,
 }
 
@@ -67,6 +69,7 @@ pub async fn publish(
         content,
         layout,
         retired,
+        lift_removed: p.lift_removed,
     };
     record.compile(p.accept_unknown_events).map_err(PublishError::Invalid)?;
     if !rules::publish(conn, keys, &record, current_version).await? {
@@ -116,6 +119,7 @@ pub async fn seed(
         source: "seed".into(),
         expected: None,
         accept_unknown_events: accept_unknown,
+        lift_removed: false,
     };
     match publish(conn, keys, file.clone(), p).await {
         Ok(published) => Ok(published.record),
@@ -183,6 +187,7 @@ pub async fn rollback_rule(
         source: format!("automatic rollback of {rule}"),
         expected: Some(current.version),
         accept_unknown_events,
+        lift_removed: false,
     };
     publish(conn, keys, content, p).await.map(Some)
 }

@@ -313,7 +313,11 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             access: Access::Admin,
             body: Some("RuleSet"),
             reply: Reply::Json("Published"),
-            query: &[WAIT, ("message", false, "why, kept with the version")],
+            query: &[
+                WAIT,
+                ("message", false, "why, kept with the version"),
+                ("lift_removed", false, "`true`: lift the restrictions of the rules this version removes"),
+            ],
             example: &[("message", "republished")],
             responses: &[
                 (200, "published: the new version and what it changes (switched on every shard with wait=applied)"),

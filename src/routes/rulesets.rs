@@ -59,7 +59,7 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
 }
 
 /// The rule set in the body: JSON, or TOML as in `config.toml`.
-fn parse_rule_set(req: &HttpRequest, bytes: &[u8]) -> Result<ModelDef, ApiError> {
+fn parse_rule_set(req: &HttpRequest, bytes: &[u8]) -> Result<(ModelDef, bool), ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
     let toml = body::content_type(req).is_some_and(|ct| ct == "application/toml" || ct == "text/toml");
     // TOML may be a whole configuration file (its other sections are not
@@ -75,12 +75,18 @@ fn parse_rule_set(req: &HttpRequest, bytes: &[u8]) -> Result<ModelDef, ApiError>
         aggregates: std::collections::BTreeMap<String, restrictd_actors::domain::rules::AggregateDef>,
         #[serde(default)]
         rules: std::collections::BTreeMap<String, restrictd_actors::domain::rules::RuleDef>,
+        /// Lift the restrictions of the rules the new version removes.
+        #[serde(default)]
+        lift_removed: bool,
     }
-    let parsed: Result<ModelDef, String> = if toml {
-        toml::from_str(text).map_err(|e| e.to_string())
+    let parsed: Result<(ModelDef, bool), String> = if toml {
+        toml::from_str(text).map(|d| (d, false)).map_err(|e| e.to_string())
     } else {
         serde_json::from_str::<Sections>(text)
-            .map(|s| ModelDef { features: s.features, events: s.events, aggregates: s.aggregates, rules: s.rules })
+            .map(|s| {
+                let def = ModelDef { features: s.features, events: s.events, aggregates: s.aggregates, rules: s.rules };
+                (def, s.lift_removed)
+            })
             .map_err(|e| e.to_string())
     };
     parsed.map_err(|e| {
@@ -111,6 +117,7 @@ fn publisher<'a>(req: &HttpRequest, state: &AppState, by: &'a str, source: &str)
         source: source.into(),
         expected: if_match(req)?,
         accept_unknown_events: state.shared.model().schema.accepts_unknown(),
+        lift_removed: super::query_param(req, "lift_removed").is_some_and(|v| v == "true"),
     })
 }
 
@@ -121,10 +128,11 @@ pub async fn put_rules(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let by = state.settings.auth.admin(&req)?;
-    super::only_params(&req, &["wait", "message"])?;
+    super::only_params(&req, &["wait", "message", "lift_removed"])?;
     let bytes = body::read(&req, payload, state.settings.ingest.body_limit_bytes).await?;
-    let content = parse_rule_set(&req, &bytes)?;
-    let p = publisher(&req, &state, &by, "publish")?;
+    let (content, lift_removed) = parse_rule_set(&req, &bytes)?;
+    let mut p = publisher(&req, &state, &by, "publish")?;
+    p.lift_removed |= lift_removed;
     let keys = &state.shared.keys;
     let published =
         state.ingest.call_write("rules", async |c| Ok(rulesets::publish(c, keys, content, p).await)).await??;
@@ -217,7 +225,7 @@ pub async fn simulate(
     state.settings.auth.read(&req)?;
     super::only_params(&req, &[])?;
     let bytes = body::read(&req, payload, state.settings.ingest.body_limit_bytes).await?;
-    let content = parse_rule_set(&req, &bytes)?;
+    let (content, _) = parse_rule_set(&req, &bytes)?;
     let keys = &state.shared.keys;
     let current = state.ingest.call("rules", async |c| rules::current(c, keys).await).await?;
     let accept_unknown = state.shared.model().schema.accepts_unknown();

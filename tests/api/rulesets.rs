@@ -398,3 +398,35 @@ fn a_kill_9_during_a_switch_under_load_ends_as_the_streams_say() {
         assert_eq!(app.can("message", user), *allowed, "{user}");
     }
 }
+
+#[test]
+fn a_removed_rule_keeps_its_restrictions_unless_the_publish_lifts_them() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN, ("RESTRICTD_PERSISTENCE__FLUSH_INTERVAL", "100ms")]);
+    flag(&app, "kept");
+    assert!(!flag(&app, "kept"));
+    let mut without = rules_with("scam_flags >= 2");
+    without["rules"].as_object_mut().unwrap().remove("scam_message_rule");
+    let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/json", without.to_string().as_bytes(), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["diff"]["rules_removed"], json!(["scam_message_rule"]));
+    assert!(!app.can("message", "kept"), "a removed rule's restrictions stay");
+    assert!(!app.get("/v1/rules").json()["rules"].as_array().unwrap().iter().any(|r| r["name"] == "scam_message_rule"));
+
+    // Put it back, then remove it again asking for its restrictions to be lifted.
+    let with = rules_with("scam_flags >= 2");
+    let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/json", with.to_string().as_bytes(), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    flag(&app, "lifted");
+    assert!(!flag(&app, "lifted"), "restricted by the rule put back");
+    without["lift_removed"] = json!(true);
+    let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/json", without.to_string().as_bytes(), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(app.can("message", "lifted"), "lifted with the rule that made it");
+    assert!(!app.can("message", "kept"), "the first removal's restriction belongs to an older rule and stays");
+    let history = crate::helpers::wait_for("the lift in the history", std::time::Duration::from_secs(10), || {
+        let h = app.get("/v1/users/lifted/history").json();
+        (h["changes"][0]["change"] == "rule_removed").then_some(h)
+    });
+    assert_eq!(history["changes"][0]["rule"], "scam_message_rule@4");
+}

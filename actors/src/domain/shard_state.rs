@@ -164,6 +164,8 @@ pub enum ChangeKind {
     RuleFired,
     /// A shadow rule's condition held: it would have restricted the user.
     WouldRestrict,
+    /// A published rule set removed the rule and lifted its restrictions.
+    RuleRemoved,
     /// A rule's restriction reached its `restrict_for`.
     Expired,
     /// The tripwire lifted a restriction of a tripped `on_trip = "revert"` rule.
@@ -178,6 +180,7 @@ impl ChangeKind {
         match self {
             ChangeKind::RuleFired => "rule_fired",
             ChangeKind::WouldRestrict => "would_restrict",
+            ChangeKind::RuleRemoved => "rule_removed",
             ChangeKind::Expired => "expired",
             ChangeKind::Reverted => "tripwire_revert",
             ChangeKind::OverrideSet => "override_set",
@@ -294,6 +297,38 @@ impl ShardState {
                 self.dirty.insert(id.clone());
             }
         }
+    }
+
+    /// Lifts every restriction made by one of `rules` (removed by a
+    /// published rule set that asked for it). Returns the changes.
+    pub fn lift_rules(&mut self, model: &Model, rules: &[u16], entry: EntryId) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for (user_id, user) in self.users.iter_mut() {
+            let lifted: Vec<Restriction> =
+                user.restrictions.iter().filter(|r| rules.contains(&r.rule)).copied().collect();
+            if lifted.is_empty() {
+                continue;
+            }
+            user.restrictions.retain(|r| !rules.contains(&r.rule));
+            let after = user.restricted(model);
+            for r in lifted {
+                changes.push(Change {
+                    user_id: user_id.clone(),
+                    kind: ChangeKind::RuleRemoved,
+                    features: model.rules[usize::from(r.rule)].features,
+                    rule: Some(r.rule),
+                    entry,
+                    at_ms: entry.ms,
+                    by: Some("rules".into()),
+                    reason: Some("removed by a published rule set (lift_removed)".into()),
+                    restricted_after: after,
+                });
+            }
+            if !self.dirty.contains(user_id) {
+                self.dirty.insert(user_id.clone());
+            }
+        }
+        changes
     }
 
     /// Marks a user changed, for the next snapshot.

@@ -94,7 +94,7 @@ impl ShardActor {
     /// stream: every event before it was judged by the previous version,
     /// every event after it by this one. An older version than the shard's
     /// (a replay of a switch already applied) changes nothing.
-    pub(super) fn apply_rules(&mut self, _id: EntryId, bytes: &[u8]) -> Result<(), Refused> {
+    pub(super) fn apply_rules(&mut self, id: EntryId, bytes: &[u8]) -> Result<(), Refused> {
         let record: VersionRecord =
             serde_json::from_slice(bytes).map_err(|e| ("bad_rules", format!("not a rule-set version: {e}")))?;
         if record.version <= self.model_version {
@@ -108,6 +108,12 @@ impl ShardActor {
         self.write.switch(&old, &model, record.version);
         tracing::info!(shard = self.id, version = record.version, "rule set switched");
         self.set_model(record.version, Arc::new(model));
+        if record.lift_removed {
+            let model = Arc::clone(&self.model);
+            for change in self.state.lift_rules(&model, &record.retired_here(), id) {
+                self.publish(change);
+            }
+        }
         Ok(())
     }
 

@@ -41,6 +41,18 @@ pub struct VersionRecord {
     /// Rules no longer in `content` whose restrictions stay, by layout identity.
     #[serde(default)]
     pub retired: BTreeMap<String, RuleDef>,
+    /// Lift the restrictions of the rules this version removes or re-targets
+    /// (recorded in each user's history as `rule_removed`).
+    #[serde(default)]
+    pub lift_removed: bool,
+}
+
+impl VersionRecord {
+    /// Positions of the rules this version retires.
+    pub fn retired_here(&self) -> Vec<u16> {
+        let suffix = format!("@{}", self.version);
+        self.layout.rules.iter().enumerate().filter(|(_, r)| r.ends_with(&suffix)).map(|(i, _)| i as u16).collect()
+    }
 }
 
 /// What a new version changes against the current one.
@@ -163,6 +175,7 @@ impl VersionRecord {
             content,
             layout,
             retired,
+            lift_removed: false,
         })
     }
 

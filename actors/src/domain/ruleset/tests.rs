@@ -30,6 +30,7 @@ fn bits_keep_their_place_and_removed_or_rerouted_rules_retire() {
     );
     assert_eq!(retired.len(), 2);
     let v2 = VersionRecord { version: 2, layout, retired, content: content.clone(), ..v1.clone() };
+    assert_eq!(v2.retired_here(), [1, 2]);
     let model = v2.compile(false).unwrap();
     assert!(model.rules[1].retired && model.rules[2].retired && !model.rules[3].retired);
     assert_eq!(model.rules_by_event.iter().fold(0, |m, r| m | r) & 0b0110, 0, "retired rules listen to nothing");
