@@ -11,6 +11,7 @@ pub mod health;
 pub mod history;
 pub mod openapi;
 pub mod overrides;
+pub mod register;
 pub mod rules;
 pub mod rulesets;
 pub mod schemas;

@@ -92,7 +92,7 @@ fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
 pub fn schemas(model: &Model) -> Value {
     let mut all = requests(model);
     if let Some(all) = all.as_object_mut() {
-        for part in [replies(), records()] {
+        for part in [replies(), records(), lifecycle()] {
             if let Value::Object(part) = part {
                 all.extend(part);
             }
@@ -240,6 +240,12 @@ fn replies() -> Value {
         }), &[("since", true)]),
         "EventStats": with_times(json!({"event": string(), "count": integer(), "amount": string()}), &[("since", true)]),
         "StatsReset": with_times(json!({"reset": {"type": "boolean"}, "by": string()}), &[("since", false)]),
+    })
+}
+
+/// The rule lifecycle's replies.
+fn lifecycle() -> Value {
+    json!({
         "Published": with_times(json!({
             "version": integer(), "by": string(), "message": nullable(string()), "source": string(),
             "diff": {"type": "object", "description": "rules added, removed, changed; aggregates added, carried over, dropped; events and features added"},

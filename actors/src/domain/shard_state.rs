@@ -4,13 +4,12 @@
 //! event updates the user's aggregates, evaluates the rules listening to the
 //! event, and records restrictions, skipping rules that the tripwire has off.
 
-use std::collections::VecDeque;
-
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use ahash::{AHashMap, AHashSet};
-use xxhash_rust::xxh3::Xxh3;
+
+pub use super::dedup::{Dedup, DedupChanges};
 
 use super::entry_id::EntryId;
 use super::rules::{Aggregate, Model, Slot};
@@ -37,92 +36,6 @@ pub struct Outcome {
     pub overlap: u64,
     /// Restricted features after the event (bit mask), valid unless duplicate/ignored.
     pub features: u64,
-}
-
-/// Remembers producer `event_id`s for a time window, to apply each once.
-#[derive(Debug, Default, Clone)]
-pub struct Dedup {
-    seen: AHashMap<u128, u64>,
-    order: VecDeque<(u64, u128)>,
-    window_ms: u64,
-    /// Changes since the last snapshot: remembered, and forgotten.
-    changes: DedupChanges,
-}
-
-/// Dedup entries to add to and remove from the snapshot.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DedupChanges {
-    pub added: Vec<(u128, u64)>,
-    pub removed: Vec<u128>,
-}
-
-impl Dedup {
-    pub fn new(window_ms: u64) -> Self {
-        Dedup { window_ms, ..Default::default() }
-    }
-
-    fn key(user_id: &str, event_id: &str) -> u128 {
-        let mut h = Xxh3::new();
-        h.update(user_id.as_bytes());
-        h.update(&[0]);
-        h.update(event_id.as_bytes());
-        h.digest128()
-    }
-
-    /// True when the pair was seen within the window; records it otherwise.
-    pub fn check_and_insert(&mut self, user_id: &str, event_id: &str, now_ms: u64) -> bool {
-        let cutoff = now_ms.saturating_sub(self.window_ms);
-        while let Some(&(at, key)) = self.order.front() {
-            if at >= cutoff {
-                break;
-            }
-            self.order.pop_front();
-            if self.seen.get(&key) == Some(&at) {
-                self.seen.remove(&key);
-                self.changes.removed.push(key);
-            }
-        }
-        let key = Self::key(user_id, event_id);
-        if self.seen.contains_key(&key) {
-            return true;
-        }
-        self.seen.insert(key, now_ms);
-        self.order.push_back((now_ms, key));
-        self.changes.added.push((key, now_ms));
-        false
-    }
-
-    /// Takes the changes since the last call, for a snapshot.
-    pub fn take_changes(&mut self) -> DedupChanges {
-        std::mem::take(&mut self.changes)
-    }
-
-    /// Gives back changes whose snapshot failed, to be written next time
-    /// (additions before removals, as they happened).
-    pub fn put_back(&mut self, mut failed: DedupChanges) {
-        failed.added.append(&mut self.changes.added);
-        failed.removed.append(&mut self.changes.removed);
-        self.changes = failed;
-    }
-
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-
-    /// The remembered ids with the time each was seen, oldest first.
-    pub fn entries(&self) -> impl Iterator<Item = (u128, u64)> + '_ {
-        self.order.iter().filter(|(at, k)| self.seen.get(k) == Some(at)).map(|&(at, k)| (k, at))
-    }
-
-    /// Restores a remembered id (from a snapshot).
-    pub fn restore(&mut self, key: u128, at_ms: u64) {
-        self.seen.insert(key, at_ms);
-        self.order.push_back((at_ms, key));
-    }
 }
 
 /// Users of one shard and the position of the last applied entry.
@@ -262,23 +175,7 @@ impl ShardState {
             out.fired |= 1 << r;
         }
         out.features = user.restricted(model);
-        let mut bits = out.fired | out.shadowed;
-        while bits != 0 {
-            let r = bits.trailing_zeros() as u16;
-            bits &= bits - 1;
-            let shadow = out.shadowed & (1 << r) != 0;
-            changes.push(Change {
-                user_id: event.user_id.into(),
-                kind: if shadow { ChangeKind::WouldRestrict } else { ChangeKind::RuleFired },
-                features: model.rules[usize::from(r)].features,
-                rule: Some(r),
-                entry: id,
-                at_ms: id.ms,
-                by: None,
-                reason: None,
-                restricted_after: out.features,
-            });
-        }
+        push_rule_changes(model, event.user_id, id, &out, changes);
         out
     }
 
@@ -516,4 +413,26 @@ fn same_aggregate(old: &Model, a: &Aggregate, new: &Model, b: &Aggregate) -> boo
         x.property.map(|p| &*m.schema.properties[usize::from(x.event)][p].0)
     }
     a.name == b.name && a.kind == b.kind && event(old, a) == event(new, b) && property(old, a) == property(new, b)
+}
+
+/// The changes one event's rules made: `rule_fired` for what restricted,
+/// `would_restrict` for shadow rules.
+fn push_rule_changes(model: &Model, user_id: &str, id: EntryId, out: &Outcome, changes: &mut Vec<Change>) {
+    let mut bits = out.fired | out.shadowed;
+    while bits != 0 {
+        let r = bits.trailing_zeros() as u16;
+        bits &= bits - 1;
+        let shadow = out.shadowed & (1 << r) != 0;
+        changes.push(Change {
+            user_id: user_id.into(),
+            kind: if shadow { ChangeKind::WouldRestrict } else { ChangeKind::RuleFired },
+            features: model.rules[usize::from(r)].features,
+            rule: Some(r),
+            entry: id,
+            at_ms: id.ms,
+            by: None,
+            reason: None,
+            restricted_after: out.features,
+        });
+    }
 }
