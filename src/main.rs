@@ -134,16 +134,7 @@ fn main() -> ExitCode {
                 Rules::History => RulesCommand::History,
                 Rules::Simulate { file } => RulesCommand::Simulate { file },
             };
-            match restrictd::rules_cli::run(&settings, command) {
-                Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("restrictd: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+            print_json(restrictd::rules_cli::run(&settings, command))
         }
         Command::State { user, shard } => {
             let count = settings.shards.count.get();
@@ -156,16 +147,21 @@ fn main() -> ExitCode {
                 (None, Some(s)) => inspect::Target::Shard(s),
                 (None, None) => unreachable!("clap requires one of the group"),
             };
-            match inspect::run(&settings, target) {
-                Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("restrictd: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+            print_json(inspect::run(&settings, target))
+        }
+    }
+}
+
+/// A command's result as pretty JSON on stdout, or its error on stderr (exit 1).
+fn print_json(result: anyhow::Result<serde_json::Value>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("restrictd: {e:#}");
+            ExitCode::from(1)
         }
     }
 }
