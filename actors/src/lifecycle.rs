@@ -15,8 +15,8 @@ use crate::store::{rules, Keys};
 pub enum PublishError {
     #[error("the current version is {current:?}, not the {expected} this publish was based on (If-Match)")]
     Conflict { expected: u64, current: Option<u64> },
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
     #[error("no version {0} was published")]
     Unknown(u64),
     #[error("redis: {0}")]
@@ -59,7 +59,8 @@ pub async fn publish(
         }
     }
     let version = current_version.unwrap_or(0) + 1;
-    let (layout, retired) = next_layout(current.as_ref(), &content, version).map_err(PublishError::Invalid)?;
+    let (layout, retired) =
+        next_layout(current.as_ref(), &content, version).map_err(|e| PublishError::Invalid(vec![e]))?;
     let record = VersionRecord {
         version,
         by: p.by.to_string(),
@@ -71,7 +72,13 @@ pub async fn publish(
         retired,
         lift_removed: p.lift_removed,
     };
-    record.compile(p.accept_unknown_events).map_err(PublishError::Invalid)?;
+    if let Err(first) = record.compile(p.accept_unknown_events) {
+        let mut all = crate::domain::Model::errors(&record.content, p.accept_unknown_events);
+        if all.is_empty() {
+            all.push(first);
+        }
+        return Err(PublishError::Invalid(all));
+    }
     if !rules::publish(conn, keys, &record, current_version).await? {
         let now = rules::current_version(conn, keys).await?;
         return Err(PublishError::Conflict { expected: current_version.unwrap_or(0), current: now });

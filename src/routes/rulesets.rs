@@ -23,10 +23,11 @@ impl From<PublishError> for ApiError {
         match e {
             PublishError::Conflict { current, .. } => ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
                 .with("current_version", current.map_or(Value::Null, Value::from)),
-            PublishError::Invalid(message) => {
-                ApiError::unprocessable(format!("the rule set is invalid, nothing changed: {message}"))
-                    .with("errors", json!([message]))
-            }
+            PublishError::Invalid(errors) => ApiError::unprocessable(format!(
+                "the rule set is invalid, nothing changed: {} error(s), each with its key",
+                errors.len()
+            ))
+            .with("errors", json!(errors)),
             PublishError::Unknown(_) => ApiError::not_found(e.to_string()),
             PublishError::Redis(e) => ApiError::redis_unavailable(e),
         }

@@ -15,6 +15,47 @@ impl Model {
         Self::compile_laid_out(def, &layout, &BTreeMap::new(), accept_unknown_events)
     }
 
+    /// Every error of a rule set, each with its key (compiling stops at the
+    /// first): features, then each aggregate and each rule on its own.
+    pub fn errors(def: &ModelDef, accept_unknown_events: bool) -> Vec<String> {
+        if let Err(e) = Schema::compile(&def.events, accept_unknown_events) {
+            return vec![e];
+        }
+        let part = |aggregates: BTreeMap<String, AggregateDef>, rules: BTreeMap<String, RuleDef>| ModelDef {
+            features: def.features.clone(),
+            events: def.events.clone(),
+            aggregates,
+            rules,
+        };
+        let mut errors = Vec::new();
+        if let Err(e) = Model::compile(&part(BTreeMap::new(), BTreeMap::new()), accept_unknown_events) {
+            return vec![e];
+        }
+        let mut valid = BTreeMap::new();
+        for (name, a) in &def.aggregates {
+            let one = part([(name.clone(), a.clone())].into(), BTreeMap::new());
+            match Model::compile(&one, accept_unknown_events) {
+                Ok(_) => {
+                    valid.insert(name.clone(), a.clone());
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        for (name, r) in &def.rules {
+            if let Err(e) =
+                Model::compile(&part(valid.clone(), [(name.clone(), r.clone())].into()), accept_unknown_events)
+            {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            if let Err(e) = Model::compile(def, accept_unknown_events) {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
     /// Compiles a published version: features and rules at the positions
     /// `layout` gives them, `retired` rules kept (listening to nothing).
     pub fn compile_laid_out(
