@@ -59,7 +59,7 @@ fn apply(c: &mut Criterion) {
                 seq += 1;
                 {
                     changes.clear();
-                    black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0, &mut changes))
+                    black_box(shard.apply(&model, EntryId::new(1, seq), &event, &|_| false, &mut changes))
                 }
             })
         });
@@ -76,7 +76,7 @@ fn apply(c: &mut Criterion) {
             let event = model.schema.validate(&value).unwrap();
             {
                 changes.clear();
-                black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0, &mut changes))
+                black_box(shard.apply(&model, EntryId::new(1, seq), &event, &|_| false, &mut changes))
             }
         })
     });
@@ -86,7 +86,7 @@ fn apply(c: &mut Criterion) {
             let event = model.schema.validate_fast(black_box(&raw)).unwrap();
             {
                 changes.clear();
-                black_box(shard.apply(&model, EntryId::new(1, seq), &event, 0, &mut changes))
+                black_box(shard.apply(&model, EntryId::new(1, seq), &event, &|_| false, &mut changes))
             }
         })
     });
@@ -120,7 +120,7 @@ fn snapshot(c: &mut Criterion) {
     .iter()
     .enumerate()
     {
-        shard.apply(&model, EntryId::new(1, i as u64), &model.schema.validate(v).unwrap(), 0, &mut Vec::new());
+        shard.apply(&model, EntryId::new(1, i as u64), &model.schema.validate(v).unwrap(), &|_| false, &mut Vec::new());
     }
     let user = &shard.users["u"];
     let bytes = encode_user(&model, user);

@@ -92,6 +92,36 @@ impl ReadView {
     }
 }
 
+/// Tripped rules as bits any shard reads without a lock (one word per 64 rules).
+pub struct TrippedRules {
+    words: Box<[AtomicU64]>,
+}
+
+impl Default for TrippedRules {
+    fn default() -> Self {
+        let n = crate::domain::rules::MAX_RULES.div_ceil(64);
+        TrippedRules { words: (0..n).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl TrippedRules {
+    pub fn contains(&self, r: u16) -> bool {
+        self.words.get(usize::from(r) / 64).is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (r % 64)) != 0)
+    }
+
+    pub fn set(&self, r: u16) {
+        if let Some(w) = self.words.get(usize::from(r) / 64) {
+            w.fetch_or(1 << (r % 64), Ordering::AcqRel);
+        }
+    }
+
+    pub fn clear(&self, r: u16) {
+        if let Some(w) = self.words.get(usize::from(r) / 64) {
+            w.fetch_and(!(1 << (r % 64)), Ordering::AcqRel);
+        }
+    }
+}
+
 /// What the live feed carries: a change, a tripwire change, or an event.
 #[derive(Debug, Clone)]
 pub struct FeedItem {
@@ -143,8 +173,8 @@ pub struct Shared {
     standby: bool,
     /// The leases of every owned shard are taken (a standby: not yet).
     pub leased: AtomicBool,
-    /// Bit r set: rule r is tripped and restricts nobody new.
-    pub tripped: AtomicU64,
+    /// The rules tripped: they restrict nobody new.
+    pub tripped: TrippedRules,
     /// The live feed. Sending never blocks; with no subscriber nothing is built.
     pub feed: broadcast::Sender<Arc<FeedItem>>,
     /// Subscribers that asked for events too (events are published only then).
@@ -177,7 +207,7 @@ impl Shared {
             owned,
             owned_mask,
             lease_until_ms: AtomicU64::new(0),
-            tripped: AtomicU64::new(0),
+            tripped: TrippedRules::default(),
             feed: broadcast::channel(feed_buffer.max(1)).0,
             event_subscribers: Default::default(),
             replayed: AtomicU64::new(0),

@@ -1,6 +1,7 @@
 //! The domain: plain Rust, no actix, tokio or Redis. Time is an argument.
 
 pub mod admin;
+pub mod bits;
 pub mod dedup;
 pub mod entry_id;
 pub mod money;

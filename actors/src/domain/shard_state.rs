@@ -11,13 +11,14 @@ use ahash::{AHashMap, AHashSet};
 
 pub use super::dedup::{Dedup, DedupChanges};
 
+use super::bits::RuleBits;
 use super::entry_id::EntryId;
 use super::rules::{Aggregate, Model, Slot};
 use super::schema::{Event, EventKind};
 use super::user::{Override, Restriction, UserState, Values};
 
 /// What applying one event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     /// The event's `event_id` was seen before for this user: nothing changed.
     pub duplicate: bool,
@@ -25,15 +26,15 @@ pub struct Outcome {
     pub ignored: bool,
     /// The user was not known before this event.
     pub new_user: bool,
-    /// Rules that restricted the user because of this event (bit mask).
-    pub fired: u64,
-    /// Rules whose condition held but which were tripped (bit mask).
-    pub suppressed: u64,
-    /// Shadow rules whose condition held: recorded, restricting nothing (bit mask).
-    pub shadowed: u64,
-    /// Of `fired | shadowed`, the rules whose features an enforced rule
-    /// already restricted for this user (bit mask).
-    pub overlap: u64,
+    /// Rules that restricted the user because of this event.
+    pub fired: RuleBits,
+    /// Rules whose condition held but which were tripped.
+    pub suppressed: RuleBits,
+    /// Shadow rules whose condition held: recorded, restricting nothing.
+    pub shadowed: RuleBits,
+    /// Of `fired` and `shadowed`, the rules whose features an enforced rule
+    /// already restricted for this user.
+    pub overlap: RuleBits,
     /// Restricted features after the event (bit mask), valid unless duplicate/ignored.
     pub features: u64,
 }
@@ -108,15 +109,15 @@ impl ShardState {
         ShardState { dedup: Dedup::new(dedup_window_ms), ..Default::default() }
     }
 
-    /// Applies one validated event carried by entry `id`. `tripped` is the mask
-    /// of rules that may not restrict anyone new. Each restriction made is
+    /// Applies one validated event carried by entry `id`. `tripped` tells the
+    /// rules that may not restrict anyone new. Each restriction made is
     /// pushed to `changes` (`RuleFired`).
     pub fn apply(
         &mut self,
         model: &Model,
         id: EntryId,
         event: &Event<'_>,
-        tripped: u64,
+        tripped: &dyn Fn(u16) -> bool,
         changes: &mut Vec<Change>,
     ) -> Outcome {
         let mut out = Outcome::default();
@@ -144,27 +145,27 @@ impl ShardState {
         if !self.dirty.contains(event.user_id) {
             self.dirty.insert(event.user_id.into());
         }
-        let listening = model.rules_by_event[usize::from(kind)] & !user.fired_rules();
-        let before = if listening != 0 { user.restricted(model) } else { 0 };
-        let mut bits = listening;
-        while bits != 0 {
-            let r = bits.trailing_zeros() as u16;
-            bits &= bits - 1;
+        // The rules listening to this event (the cost follows them, not every rule).
+        let mut before = None;
+        for &r in model.rules_by_event[usize::from(kind)].iter() {
+            if user.has_fired(r) {
+                continue;
+            }
             let rule = &model.rules[usize::from(r)];
             if !rule.holds(&Values { user, model }) {
                 continue;
             }
-            if before & rule.features != 0 {
-                out.overlap |= 1 << r;
+            if *before.get_or_insert_with(|| user.restricted(model)) & rule.features != 0 {
+                out.overlap.insert(r);
             }
             if rule.shadow() {
                 // Kept like a restriction (it does not fire again) that restricts nothing.
                 user.restrictions.push(Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms: None });
-                out.shadowed |= 1 << r;
+                out.shadowed.insert(r);
                 continue;
             }
-            if tripped & (1 << r) != 0 {
-                out.suppressed |= 1 << r;
+            if tripped(r) {
+                out.suppressed.insert(r);
                 continue;
             }
             let expires_at_ms = model.rules[usize::from(r)].restrict_for_ms.map(|d| id.ms.saturating_add(d));
@@ -172,7 +173,7 @@ impl ShardState {
             if let Some(at) = expires_at_ms {
                 self.expiries.push(Reverse((at, event.user_id.into())));
             }
-            out.fired |= 1 << r;
+            out.fired.insert(r);
         }
         out.features = user.restricted(model);
         push_rule_changes(model, event.user_id, id, &out, changes);
@@ -418,11 +419,8 @@ fn same_aggregate(old: &Model, a: &Aggregate, new: &Model, b: &Aggregate) -> boo
 /// The changes one event's rules made: `rule_fired` for what restricted,
 /// `would_restrict` for shadow rules.
 fn push_rule_changes(model: &Model, user_id: &str, id: EntryId, out: &Outcome, changes: &mut Vec<Change>) {
-    let mut bits = out.fired | out.shadowed;
-    while bits != 0 {
-        let r = bits.trailing_zeros() as u16;
-        bits &= bits - 1;
-        let shadow = out.shadowed & (1 << r) != 0;
+    for r in out.fired.union(&out.shadowed).iter() {
+        let shadow = out.shadowed.contains(r);
         changes.push(Change {
             user_id: user_id.into(),
             kind: if shadow { ChangeKind::WouldRestrict } else { ChangeKind::RuleFired },

@@ -156,8 +156,9 @@ impl UserState {
     }
 
     /// Rules that already restricted this user, as a bit mask.
-    pub fn fired_rules(&self) -> u64 {
-        self.restrictions.iter().fold(0, |mask, r| mask | 1 << r.rule)
+    /// Whether rule `r` restricted (or, a shadow rule, recorded) this user.
+    pub fn has_fired(&self, r: u16) -> bool {
+        self.restrictions.iter().any(|x| x.rule == r)
     }
 
     /// The value of aggregate `a` for display: count, sum in micro-units or distinct count.

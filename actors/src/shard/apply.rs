@@ -32,9 +32,9 @@ impl ShardActor {
         let model = Arc::clone(&self.model);
         let mut scratch = None;
         let event = model.schema.validate_bytes(bytes, &mut scratch).map_err(|e| (e.reason, e.message))?;
-        let tripped = self.shared.tripped.load(Ordering::Relaxed);
         let mut changes = Vec::new();
-        let out = self.state.apply(&model, id, &event, tripped, &mut changes);
+        let tripped = |r| self.shared.tripped.contains(r);
+        let out = self.state.apply(&model, id, &event, &tripped, &mut changes);
         let kind = match event.kind {
             EventKind::Known(k) => usize::from(k),
             EventKind::Unknown => model.schema.events.len(),
@@ -57,17 +57,14 @@ impl ShardActor {
         }
         for change in changes {
             if let Some(r) = change.rule {
-                let overlap = out.overlap & (1 << r) != 0;
+                let overlap = out.overlap.contains(r);
                 fired.push(Fired { rule: r, at_ms: id.ms, overlap });
                 self.metrics.fired[usize::from(r)].increment(1);
             }
             self.publish(change);
         }
-        let mut bits = out.suppressed;
-        while bits != 0 {
-            let r = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            self.metrics.suppressed[r].increment(1);
+        for r in out.suppressed.iter() {
+            self.metrics.suppressed[usize::from(r)].increment(1);
         }
         Ok(())
     }

@@ -349,7 +349,7 @@ impl Tripwire {
         let (restricted, population) = (self.hits[r], self.population);
         let word = match change {
             Transition::Tripped => {
-                self.shared.tripped.fetch_or(1 << r, Ordering::AcqRel);
+                self.shared.tripped.set(r as u16);
                 tracing::warn!(rule, restricted, population, by, "tripwire tripped: rule restricts nobody new");
                 gauge!(TRIPWIRE_TRIPPED, "rule" => rule.clone()).set(1.0);
                 if matches!(self.shared.model().rules[r].def.on_trip, OnTrip::Revert | OnTrip::Rollback) {
@@ -361,7 +361,7 @@ impl Tripwire {
                 "tripped"
             }
             Transition::Rearmed => {
-                self.shared.tripped.fetch_and(!(1 << r), Ordering::AcqRel);
+                self.shared.tripped.clear(r as u16);
                 tracing::info!(rule, restricted, population, by, "tripwire re-armed");
                 gauge!(TRIPWIRE_TRIPPED, "rule" => rule.clone()).set(0.0);
                 "rearmed"

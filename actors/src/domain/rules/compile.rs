@@ -73,8 +73,9 @@ impl Model {
         }
         let (features, feature_descriptions) = compile_features(def, &layout.features)?;
         let (aggregates, scalars, sets) = compile_aggregates(def, &schema)?;
-        let mut rules_by_event = vec![0u64; schema.events.len()];
-        let rules = compile_rules(def, layout, retired, (&schema, &features, &aggregates), &mut rules_by_event)?;
+        let mut listening = vec![Vec::new(); schema.events.len()];
+        let rules = compile_rules(def, layout, retired, (&schema, &features, &aggregates), &mut listening)?;
+        let rules_by_event = listening.into_iter().map(Vec::into_boxed_slice).collect();
         let mut aggregates_by_event = vec![Vec::new(); schema.events.len()];
         for (i, a) in aggregates.iter().enumerate() {
             aggregates_by_event[usize::from(a.event)].push(i as u16);
@@ -153,7 +154,7 @@ fn compile_rules(
     layout: &Layout,
     retired: &BTreeMap<String, RuleDef>,
     (schema, features, aggregates): (&Schema, &[Box<str>], &[Aggregate]),
-    rules_by_event: &mut [u64],
+    rules_by_event: &mut [Vec<u16>],
 ) -> Result<Vec<Rule>, String> {
     let by_name: AHashMap<&str, u16> = aggregates.iter().enumerate().map(|(i, a)| (&*a.name, i as u16)).collect();
     let mut rules = Vec::with_capacity(layout.rules.len());
@@ -179,7 +180,7 @@ fn compile_rules(
         }
         for event in &r.on {
             let e = schema.event_index(event).ok_or_else(|| format!("{key}.on: {event:?} is not a declared event"))?;
-            rules_by_event[usize::from(e)] |= 1 << i;
+            rules_by_event[usize::from(e)].push(i as u16);
         }
         let terms = parse_condition(&r.when, &by_name, aggregates).map_err(|e| format!("{key}.when: {e}"))?;
         let restrict_for_ms = r

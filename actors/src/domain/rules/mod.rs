@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::money::{self, SCALE};
 use crate::domain::schema::{EventDef, Schema};
 
-/// Most rules and features a deployment may declare (each is a bit in a `u64`).
-pub const MAX_RULES: usize = 64;
+/// Most rules a deployment may hold over every version of its rule set.
+pub const MAX_RULES: usize = 4096;
+/// Most features (each is a bit of a `u64` mask in the read view).
 pub const MAX_FEATURES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -231,8 +232,8 @@ pub struct Model {
     pub rules: Vec<Rule>,
     /// Per event: the aggregates it updates.
     pub aggregates_by_event: Vec<Vec<u16>>,
-    /// Per event: the rules that listen to it, as a bit mask.
-    pub rules_by_event: Vec<u64>,
+    /// Per event: the rules that listen to it.
+    pub rules_by_event: Vec<Box<[u16]>>,
     pub scalar_count: usize,
     pub set_count: usize,
 }

@@ -33,7 +33,7 @@ fn bits_keep_their_place_and_removed_or_rerouted_rules_retire() {
     assert_eq!(v2.retired_here(), [1, 2]);
     let model = v2.compile(false).unwrap();
     assert!(model.rules[1].retired && model.rules[2].retired && !model.rules[3].retired);
-    assert_eq!(model.rules_by_event.iter().fold(0, |m, r| m | r) & 0b0110, 0, "retired rules listen to nothing");
+    assert!(!model.rules_by_event.iter().flatten().any(|r| [1, 2].contains(r)), "retired rules listen to nothing");
     let d = diff(Some(&v1.content), &content);
     assert_eq!(d.rules_removed, ["unique_zip_code_rule"]);
     assert_eq!(d.rules_changed, ["chargeback_ratio_rule", "scam_message_rule"]);

@@ -23,7 +23,7 @@ fn flag(state: &mut ShardState, wb: &mut WriteBehind, model: &Model, user: &str,
     let json = format!(r#"{{"name": "scam_message_flagged", "event_properties": {{"user_id": "{user}"}}}}"#);
     let mut scratch = None;
     let event = model.schema.validate_bytes(json.as_bytes(), &mut scratch).unwrap();
-    state.apply(model, EntryId::new(ms, 0), &event, 0, &mut Vec::new());
+    state.apply(model, EntryId::new(ms, 0), &event, &|_| false, &mut Vec::new());
     wb.record_event(0, 0);
     wb.record_change(user.into(), 1, Arc::from(format!("change of {user}")));
 }
