@@ -1,5 +1,6 @@
 //! Hot paths of the engine: a check's look-up, applying each default rule's
-//! events, the tripwire's evaluation, and snapshot encode/decode.
+//! events, applying with 3, 100 and 1,000 rules, the tripwire's evaluation,
+//! and snapshot encode/decode.
 //!
 //! `cargo bench -p restrictd-actors`
 
@@ -13,7 +14,25 @@ use restrictd_actors::shared::Shared;
 use serde_json::{json, Value};
 
 fn model() -> Model {
-    let def: ModelDef = toml::from_str(include_str!("../../config.toml")).unwrap();
+    with_generated_rules(0)
+}
+
+/// The default rule set (3 rules) and `extra` generated rules over 20 more
+/// event names, each listening to one of them and never firing (so every
+/// listening rule is evaluated on every event: the worst case).
+fn with_generated_rules(extra: usize) -> Model {
+    let mut text = include_str!("../../config.toml").to_string();
+    if extra > 0 {
+        for e in 0..20 {
+            text +=
+                &format!("[events.e{e}]\nproperties = {{}}\n[aggregates.n{e}]\nkind = \"count\"\nevent = \"e{e}\"\n");
+        }
+    }
+    for i in 0..extra {
+        let when = format!("n{} >= {}", i % 20, 1_000_000 + i);
+        text += &format!("[rules.g{i}]\non = [\"e{}\"]\nwhen = \"{when}\"\nrestrict = [\"can_message\"]\n", i % 20);
+    }
+    let def: ModelDef = toml::from_str(&text).unwrap();
     Model::compile(&def, false).unwrap()
 }
 
@@ -92,6 +111,34 @@ fn apply(c: &mut Criterion) {
     });
 }
 
+/// Events applied per second as the rule set grows: rules are looked up by
+/// event name, so an event's cost follows the rules listening to it.
+fn rule_count(c: &mut Criterion) {
+    for (total, extra) in [(3, 0), (100, 97), (1000, 997)] {
+        let model = with_generated_rules(extra);
+        let mut cases = vec![("scam_message_flagged", 1)];
+        if extra > 0 {
+            cases.push(("e0", extra.div_ceil(20)));
+        }
+        for (name, listening) in cases {
+            let events: Vec<Value> = (0..10_000)
+                .map(|u| json!({"name": name, "event_properties": {"user_id": format!("user{u}")}}))
+                .collect();
+            let events: Vec<_> = events.iter().map(|v| model.schema.validate(v).unwrap()).collect();
+            let mut shard = ShardState::new(60_000);
+            let (mut seq, mut changes) = (0, Vec::new());
+            c.bench_function(&format!("apply: {total} rules, {listening} listening ({name})"), |b| {
+                b.iter(|| {
+                    seq += 1;
+                    changes.clear();
+                    let event = &events[seq as usize % events.len()];
+                    black_box(shard.apply(&model, EntryId::new(1, seq), event, &|_| false, &mut changes))
+                })
+            });
+        }
+    }
+}
+
 fn tripwire(c: &mut Criterion) {
     let settings =
         TripwireSettings { window_ms: 300_000, threshold_ppm: 50_000, min_restricted: 10, cooldown_ms: None };
@@ -130,5 +177,5 @@ fn snapshot(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, check, apply, tripwire, snapshot);
+criterion_group!(benches, check, apply, rule_count, tripwire, snapshot);
 criterion_main!(benches);
