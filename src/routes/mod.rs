@@ -110,7 +110,11 @@ pub(crate) async fn method_not_allowed(req: HttpRequest, allow: String) -> actix
 }
 
 pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!("no route {} {}; see the README for the API", req.method(), req.path())))
+    Err(no_route(&req))
+}
+
+pub fn no_route(req: &HttpRequest) -> ApiError {
+    ApiError::not_found(format!("no route {} {}; see the README for the API", req.method(), req.path()))
 }
 
 pub use restrictd_actors::domain::time::rfc3339_ms;

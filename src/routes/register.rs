@@ -30,6 +30,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, model: &Model) {
         }
         cfg.service(resource);
     }
+    // The features a published rule set added: matched after the file's own.
+    let published = web::resource("/can{feature}").name("/can{feature}").default_service(web::to(super::not_found));
+    cfg.service(published.route(web::route().guard(MethodIs(Method::GET)).to(check::check_published)));
 }
 
 /// Matches one HTTP method. actix-web's own method guard also records every

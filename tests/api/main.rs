@@ -14,6 +14,7 @@ mod openapi;
 mod operators;
 mod producers;
 mod redis_outage;
+mod rules_scale;
 mod rulesets;
 mod scaleout;
 mod scenarios;
