@@ -259,7 +259,7 @@ impl Settings {
 
 /// Where a dotted key (or the deepest part of it that is written) stands in
 /// the file: (line, column), from 1.
-fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+pub(crate) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let root = toml::de::DeTable::parse(text).ok()?;
     let mut table = root.get_ref();
     let mut start = None;

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::body;
 use super::events::wait_until_applied;
 use super::rfc3339_ms;
+use crate::config::locate;
 use crate::error::ApiError;
 use crate::rulesets::{self, Publish, PublishError, Published};
 use crate::state::AppState;
@@ -59,10 +60,25 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("If-Match must be a version number, not {text:?}")))
 }
 
+fn is_toml(req: &HttpRequest) -> bool {
+    body::content_type(req).is_some_and(|ct| ct == "application/toml" || ct == "text/toml")
+}
+
+/// A TOML body's errors with the line of their key: `rules.x.when (line 12): ...`.
+fn with_lines(e: PublishError, text: &[u8]) -> PublishError {
+    let PublishError::Invalid(errors) = e else { return e };
+    let text = String::from_utf8_lossy(text);
+    let located = |e: String| match e.split_once(": ").and_then(|(k, rest)| Some((k, rest, locate(&text, k)?))) {
+        Some((key, rest, (line, column))) => format!("{key} (line {line}, column {column}): {rest}"),
+        None => e,
+    };
+    PublishError::Invalid(errors.into_iter().map(located).collect())
+}
+
 /// The rule set in the body: JSON, or TOML as in `config.toml`.
 fn parse_rule_set(req: &HttpRequest, bytes: &[u8]) -> Result<(ModelDef, bool), ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
-    let toml = body::content_type(req).is_some_and(|ct| ct == "application/toml" || ct == "text/toml");
+    let toml = is_toml(req);
     // TOML may be a whole configuration file (its other sections are not
     // the rule set's); JSON is the four sections and nothing else.
     #[derive(Deserialize)]
@@ -136,7 +152,8 @@ pub async fn put_rules(
     p.lift_removed |= lift_removed;
     let keys = &state.shared.keys;
     let published =
-        state.ingest.call_write("rules", async |c| Ok(rulesets::publish(c, keys, content, p).await)).await??;
+        state.ingest.call_write("rules", async |c| Ok(rulesets::publish(c, keys, content, p).await)).await?;
+    let published = published.map_err(|e| if is_toml(&req) { with_lines(e, &bytes) } else { e })?;
     reply(&req, &state, published).await
 }
 

@@ -90,6 +90,11 @@ fn a_published_version_judges_the_events_after_its_switch_and_a_rollback_restore
     // A whole configuration file: its rule-set sections are published, the others ignored.
     let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/toml", toml.as_bytes(), &[("If-Match", "3")]);
     assert_eq!(r.status, 200, "{}", r.body);
+    let bad = toml.replace("scam_flags >= 1", "scam_flag >= 1");
+    let line = bad.lines().position(|l| l.contains("scam_flag >= 1")).unwrap() + 1;
+    let r = admin(&app, "PUT", "/v1/rules", "application/toml", bad.as_bytes(), &[]);
+    let key = format!("rules.scam_message_rule.when (line {line}, column");
+    assert!(r.status == 422 && r.json()["errors"][0].as_str().unwrap().starts_with(&key), "{key}: {}", r.body);
     let typo = json!({"rule": {}}).to_string();
     let r = admin(&app, "PUT", "/v1/rules", "application/json", typo.as_bytes(), &[]);
     assert_eq!(r.status, 422, "a JSON body is the four sections, nothing else: {}", r.body);
