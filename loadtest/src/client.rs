@@ -12,6 +12,8 @@ pub struct Conn {
     stream: Option<TcpStream>,
     buf: Vec<u8>,
     req: Vec<u8>,
+    /// `Authorization: Bearer` sent with every request (admin calls).
+    bearer: Option<String>,
 }
 
 pub struct Reply {
@@ -21,7 +23,23 @@ pub struct Reply {
 
 impl Conn {
     pub fn new(addr: &str) -> Self {
-        Conn { addr: addr.to_string(), stream: None, buf: Vec::with_capacity(4096), req: Vec::with_capacity(1024) }
+        Conn {
+            addr: addr.to_string(),
+            stream: None,
+            buf: Vec::with_capacity(4096),
+            req: Vec::with_capacity(1024),
+            bearer: None,
+        }
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_string());
+        self
+    }
+
+    pub async fn put(&mut self, path: &str, body: &[u8]) -> io::Result<Reply> {
+        self.send("PUT", path, Some(body)).await
     }
 
     pub async fn get(&mut self, path: &str) -> io::Result<Reply> {
@@ -84,6 +102,9 @@ impl Conn {
         self.req.push(b' ');
         self.req.extend_from_slice(path.as_bytes());
         self.req.extend_from_slice(b" HTTP/1.1\r\nHost: restrictd\r\n");
+        if let Some(token) = &self.bearer {
+            self.req.extend_from_slice(format!("Authorization: Bearer {token}\r\n").as_bytes());
+        }
         if let Some(b) = body {
             self.req.extend_from_slice(b"Content-Type: application/json\r\nContent-Length: ");
             self.req.extend_from_slice(b.len().to_string().as_bytes());

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod measure;
 pub mod scenarios;
 pub mod spawn;
+pub mod switch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -118,6 +118,13 @@ enum Command {
         #[arg(long, default_value_t = 200_000)]
         replay: u64,
     },
+    /// Publish-to-applied latency of rule-set versions on a loaded deployment
+    /// (default 1,000,000 users), and checks at --rate (default 20,000/s)
+    /// without and with publishes (needs --spawn).
+    Switch {
+        #[arg(long, default_value_t = 5)]
+        publishes: usize,
+    },
     /// Memory a non-owner instance spends per restricted user it follows (needs --spawn).
     FollowerMemory {
         #[arg(long, default_value_t = 200_000)]
@@ -189,6 +196,14 @@ fn main() -> anyhow::Result<()> {
             let report = measure::recovery(bin, &c.config, users, replay)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             ("recovery".into(), json!(report))
+        }
+        Command::Switch { publishes } => {
+            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("switch needs --spawn path/to/restrictd"))?;
+            let users = if c.users == 100_000 { 1_000_000 } else { c.users };
+            let rate = c.rate.unwrap_or(20_000.0);
+            let report = loadtest::switch::switch(bin, &c.config, users, publishes, rate, c.duration)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            ("switch".into(), json!(report))
         }
         Command::FollowerMemory { restricted } => {
             let bin =
@@ -354,6 +369,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
         Command::Apply { .. }
         | Command::Recovery { .. }
         | Command::FollowerMemory { .. }
+        | Command::Switch { .. }
         | Command::Suite
         | Command::ServeCeiling { .. } => {
             unreachable!("handled in main")
