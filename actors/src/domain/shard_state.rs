@@ -183,9 +183,14 @@ impl ShardState {
     /// Moves every user to the rule set `new` (from `old`): an aggregate whose
     /// definition is unchanged carries its value over, a new one starts empty,
     /// a dropped one is freed. Restrictions and overrides keep their bits
-    /// (positions are stable across versions). Every user is written again.
+    /// (positions are stable across versions). Every user is written again,
+    /// unless `new` stores users exactly as `old` did (same aggregates in the
+    /// same slots, same rule names at every old position): then nothing moves.
     pub fn switch(&mut self, old: &Model, new: &Model) {
         let carried = carried_slots(old, new);
+        if stored_alike(old, new, &carried) {
+            return;
+        }
         for (id, user) in self.users.iter_mut() {
             let mut next = migrate(user, &carried, new);
             next.restrictions = std::mem::take(&mut user.restrictions);
@@ -385,6 +390,18 @@ pub(crate) fn carried_slots(old: &Model, new: &Model) -> Vec<(Slot, Slot)> {
         .iter()
         .filter_map(|a| old.aggregates.iter().find(|o| same_aggregate(old, o, new, a)).map(|o| (o.slot, a.slot)))
         .collect()
+}
+
+/// Whether a user's state and snapshot under `old` are already what `new`
+/// would hold and write: every aggregate carried to its own slot, and every
+/// rule of `old` under the same name at the same position.
+fn stored_alike(old: &Model, new: &Model, carried: &[(Slot, Slot)]) -> bool {
+    old.aggregates.len() == new.aggregates.len()
+        && carried.len() == new.aggregates.len()
+        && (old.scalar_count, old.set_count) == (new.scalar_count, new.set_count)
+        && carried.iter().all(|(from, to)| from == to)
+        && old.rules.iter().zip(new.rules.iter()).all(|(a, b)| a.name == b.name)
+        && old.rules.len() <= new.rules.len()
 }
 
 /// A user's aggregates under `new`, carried over slot by slot (no restrictions, no overrides).

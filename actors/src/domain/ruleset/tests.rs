@@ -56,3 +56,35 @@ fn a_model_gives_back_the_sections_it_was_compiled_from() {
     let model = Model::compile(&def(), false).unwrap();
     assert_eq!(serde_json::to_value(model.def()).unwrap(), serde_json::to_value(def()).unwrap());
 }
+
+#[test]
+fn a_switch_rewrites_users_only_when_their_stored_form_changes() {
+    use crate::domain::{EntryId, ShardState};
+    let v1 = VersionRecord::seed(def(), 1).unwrap();
+    let old = v1.compile(false).unwrap();
+    let mut shard = ShardState::new(60_000);
+    let flag = serde_json::json!({"name": "scam_message_flagged", "event_properties": {"user_id": "u"}});
+    shard.apply(&old, EntryId::new(1, 1), &old.schema.validate(&flag).unwrap(), &|_| false, &mut Vec::new());
+    shard.dirty.clear();
+    let next = |content: ModelDef| {
+        let (layout, retired) = next_layout(Some(&v1), &content, 2).unwrap();
+        VersionRecord { version: 2, layout, retired, content, ..v1.clone() }.compile(false).unwrap()
+    };
+
+    let mut threshold = def();
+    threshold.rules.get_mut("scam_message_rule").unwrap().when = "scam_flags >= 3".into();
+    shard.switch(&old, &next(threshold));
+    assert!(shard.dirty.is_empty(), "a new threshold stores users as before: nothing to write");
+
+    let mut added = def();
+    let count =
+        crate::domain::rules::AggregateDef { event: "purchase_made".into(), ..def().aggregates["scam_flags"].clone() };
+    added.aggregates.insert("purchases".into(), count);
+    let new = next(added);
+    shard.switch(&old, &new);
+    assert!(shard.dirty.contains("u"), "a new aggregate changes every user's stored form");
+    let user = &shard.users["u"];
+    let slot = |name: &str| new.aggregates.iter().find(|a| &*a.name == name).unwrap().slot;
+    assert!(matches!(slot("scam_flags"), crate::domain::rules::Slot::Scalar(s) if user.scalars[usize::from(s)] == 1));
+    assert!(matches!(slot("purchases"), crate::domain::rules::Slot::Scalar(s) if user.scalars[usize::from(s)] == 0));
+}
