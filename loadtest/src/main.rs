@@ -124,6 +124,9 @@ enum Command {
     Switch {
         #[arg(long, default_value_t = 5)]
         publishes: usize,
+        /// What each publish changes.
+        #[arg(long, value_enum, default_value = "threshold")]
+        change: loadtest::switch::Change,
     },
     /// Memory a non-owner instance spends per restricted user it follows (needs --spawn).
     FollowerMemory {
@@ -197,11 +200,11 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             ("recovery".into(), json!(report))
         }
-        Command::Switch { publishes } => {
+        Command::Switch { publishes, change } => {
             let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("switch needs --spawn path/to/restrictd"))?;
             let users = if c.users == 100_000 { 1_000_000 } else { c.users };
             let rate = c.rate.unwrap_or(20_000.0);
-            let report = loadtest::switch::switch(bin, &c.config, users, publishes, rate, c.duration)?;
+            let report = loadtest::switch::switch(bin, &c.config, users, (publishes, change), rate, c.duration)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             ("switch".into(), json!(report))
         }

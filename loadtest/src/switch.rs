@@ -18,6 +18,7 @@ const TOKEN: &str = "loadtest-switch-token-0123456789";
 pub struct SwitchReport {
     pub users: u64,
     pub rules: usize,
+    pub change: Change,
     /// `PUT /v1/rules?wait=applied`: from sending to every shard running the version, ms.
     pub publish_to_applied_ms: Vec<f64>,
     pub publish_to_applied_p99_ms: f64,
@@ -26,14 +27,23 @@ pub struct SwitchReport {
     pub rss_after_kib: u64,
 }
 
+/// What each publish changes.
+#[derive(Debug, Clone, Copy, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// `scam_message_rule`'s threshold, 2 ↔ 3: users are stored as before.
+    Threshold,
+    /// The threshold and a new aggregate: every user is moved and written again.
+    Aggregate,
+}
+
 /// Loads `users` users, then runs checks at `rate` for `duration` twice:
-/// without publishes, and with `publishes` publishes spread over the run
-/// (each changes `scam_message_rule`'s threshold, 2 ↔ 3).
+/// without publishes, and with `publishes` publishes spread over the run.
 pub fn switch(
     bin: &Path,
     config: &Path,
     users: u64,
-    publishes: usize,
+    (publishes, change): (usize, Change),
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<SwitchReport> {
@@ -64,7 +74,7 @@ pub fn switch(
         };
         let checks = |i: usize| Checks { pop: pop.clone(), rng: Rng::new(i as u64) };
         let without = engine::run(&plan("checks, no publish"), checks).await;
-        let publisher = tokio::spawn(publish_during(svc.addr.clone(), content, publishes, duration));
+        let publisher = tokio::spawn(publish_during(svc.addr.clone(), content, (publishes, change), duration));
         let with = engine::run(&plan("checks, publishes"), checks).await;
         let mut ms = publisher.await??;
         let sorted = {
@@ -80,6 +90,7 @@ pub fn switch(
     Ok(SwitchReport {
         users,
         rules,
+        change,
         publish_to_applied_ms,
         publish_to_applied_p99_ms,
         checks_without_publishes: without,
@@ -89,7 +100,12 @@ pub fn switch(
 }
 
 /// Publishes `n` versions spread over `over`; the time each took to apply, ms.
-async fn publish_during(addr: String, mut content: Value, n: usize, over: Duration) -> anyhow::Result<Vec<f64>> {
+async fn publish_during(
+    addr: String,
+    mut content: Value,
+    (n, change): (usize, Change),
+    over: Duration,
+) -> anyhow::Result<Vec<f64>> {
     let mut conn = Conn::new(&addr).with_bearer(TOKEN);
     let gap = over / (n as u32 + 1);
     let mut took = Vec::with_capacity(n);
@@ -97,6 +113,9 @@ async fn publish_during(addr: String, mut content: Value, n: usize, over: Durati
     for k in 0..n {
         tokio::time::sleep_until((started + gap * (k as u32 + 1)).into()).await;
         content["rules"]["scam_message_rule"]["when"] = json!(format!("scam_flags >= {}", 3 - k % 2));
+        if let Change::Aggregate = change {
+            content["aggregates"][format!("purchases_{k}")] = json!({"kind": "count", "event": "purchase_made"});
+        }
         let sent = Instant::now();
         let r = conn.put("/v1/rules?wait=applied", content.to_string().as_bytes()).await?;
         anyhow::ensure!(r.status == 200, "publish {k}: {} {}", r.status, String::from_utf8_lossy(&r.body));
