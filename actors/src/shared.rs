@@ -150,6 +150,7 @@ pub enum FeedKind {
 pub struct Shared {
     /// The newest rule set this instance knows (`model()`), with its version.
     model: RwLock<(u64, Arc<Model>)>,
+    rule_metrics: std::sync::Mutex<Option<(u64, Arc<crate::shard::RuleMetrics>)>>,
     pub shard_count: u32,
     pub keys: Keys,
     pub view: ReadView,
@@ -195,6 +196,7 @@ impl Shared {
         }
         Shared {
             model: RwLock::new((0, model)),
+            rule_metrics: Default::default(),
             shard_count,
             keys: Keys::new(key_prefix, shard_count),
             view: ReadView::new(shard_count),
@@ -244,6 +246,26 @@ impl Shared {
 
     /// A newer rule set is known (published here or elsewhere, or switched to
     /// by a shard); an older one is ignored.
+    /// The rule counters of version `version` (compiled as `model`), resolved
+    /// once for every shard of the process.
+    pub fn rule_metrics(&self, version: u64, model: &Model) -> Arc<crate::shard::RuleMetrics> {
+        let mut cached = self.rule_metrics.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((v, m)) if *v == version && m.fired.len() == model.rules.len() => Arc::clone(m),
+            _ => {
+                let m = Arc::new(crate::shard::RuleMetrics::new(model));
+                *cached = Some((version, Arc::clone(&m)));
+                m
+            }
+        }
+    }
+
+    /// `model()` if it is version `version`.
+    pub fn model_of(&self, version: u64) -> Option<Arc<Model>> {
+        let current = self.model.read().unwrap_or_else(|e| e.into_inner());
+        (current.0 == version).then(|| Arc::clone(&current.1))
+    }
+
     pub fn set_model(&self, version: u64, model: Arc<Model>) -> bool {
         let mut current = self.model.write().unwrap_or_else(|e| e.into_inner());
         if version <= current.0 && current.0 != 0 {

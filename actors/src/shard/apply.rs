@@ -59,12 +59,12 @@ impl ShardActor {
             if let Some(r) = change.rule {
                 let overlap = out.overlap.contains(r);
                 fired.push(Fired { rule: r, at_ms: id.ms, overlap });
-                self.metrics.fired[usize::from(r)].increment(1);
+                self.metrics.rules.fired[usize::from(r)].increment(1);
             }
             self.publish(change);
         }
         for r in out.suppressed.iter() {
-            self.metrics.suppressed[usize::from(r)].increment(1);
+            self.metrics.rules.suppressed[usize::from(r)].increment(1);
         }
         Ok(())
     }
@@ -97,14 +97,22 @@ impl ShardActor {
         if record.version <= self.model_version {
             return Ok(());
         }
-        let model = record
-            .compile(self.model.schema.accepts_unknown())
-            .map_err(|e| ("bad_rules", format!("rule-set version {} does not compile: {e}", record.version)))?;
+        // A version's content never changes: the shards of this process
+        // compile it once and share it (with the HTTP side).
+        let model = match self.shared.model_of(record.version) {
+            Some(model) => model,
+            None => {
+                let model = record
+                    .compile(self.model.schema.accepts_unknown())
+                    .map_err(|e| ("bad_rules", format!("rule-set version {} does not compile: {e}", record.version)))?;
+                Arc::new(model)
+            }
+        };
         let old = Arc::clone(&self.model);
         self.state.switch(&old, &model);
         self.write.switch(&old, &model, record.version);
         tracing::info!(shard = self.id, version = record.version, "rule set switched");
-        self.set_model(record.version, Arc::new(model));
+        self.set_model(record.version, model);
         if record.lift_removed {
             let model = Arc::clone(&self.model);
             for change in self.state.lift_rules(&model, &record.retired_here(), id) {

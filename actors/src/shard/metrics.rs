@@ -1,5 +1,7 @@
 //! The shard's metric handles, resolved once so applying an event formats no label.
 
+use std::sync::Arc;
+
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::domain::Model;
@@ -8,8 +10,8 @@ use crate::metrics::*;
 pub(super) struct ShardMetrics {
     /// Per declared event, then one for undeclared events: [applied, duplicate, ignored].
     pub events: Vec<[Counter; 3]>,
-    pub fired: Vec<Counter>,
-    pub suppressed: Vec<Counter>,
+    /// Per rule; the same for every shard, resolved once per rule-set version.
+    pub rules: Arc<RuleMetrics>,
     pub users: Gauge,
     pub dirty: Gauge,
     pub lag: Histogram,
@@ -18,17 +20,28 @@ pub(super) struct ShardMetrics {
     pub replayed: Counter,
 }
 
-impl ShardMetrics {
-    pub fn new(shard: u32, model: &Model) -> Self {
-        let names = model.schema.events.iter().map(|e| e.to_string()).chain(["unknown".to_string()]);
-        let rule = |name: &'static str| -> Vec<Counter> {
-            model.rules.iter().map(|r| counter!(name, "rule" => r.name.to_string())).collect()
-        };
+/// Each rule's counters, by position.
+pub struct RuleMetrics {
+    pub fired: Vec<Counter>,
+    pub suppressed: Vec<Counter>,
+}
+
+impl RuleMetrics {
+    pub fn new(model: &Model) -> Self {
         let fired = model
             .rules
             .iter()
             .map(|r| counter!(RULE_FIRED_TOTAL, "rule" => r.name.to_string(), "mode" => r.def.mode.as_str()))
             .collect();
+        let suppressed =
+            model.rules.iter().map(|r| counter!(RULE_SUPPRESSED_TOTAL, "rule" => r.name.to_string())).collect();
+        RuleMetrics { fired, suppressed }
+    }
+}
+
+impl ShardMetrics {
+    pub fn new(shard: u32, model: &Model, rules: Arc<RuleMetrics>) -> Self {
+        let names = model.schema.events.iter().map(|e| e.to_string()).chain(["unknown".to_string()]);
         ShardMetrics {
             events: names
                 .map(|n| {
@@ -36,8 +49,7 @@ impl ShardMetrics {
                         .map(|o| counter!(EVENTS_TOTAL, "event" => n.clone(), "outcome" => o))
                 })
                 .collect(),
-            fired,
-            suppressed: rule(RULE_SUPPRESSED_TOTAL),
+            rules,
             users: gauge!(SHARD_USERS, "shard" => shard.to_string()),
             dirty: gauge!(WRITEBEHIND_PENDING_USERS, "shard" => shard.to_string()),
             flush: histogram!(FLUSH_SECONDS),

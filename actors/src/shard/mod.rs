@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+pub use self::metrics::RuleMetrics;
 use self::metrics::ShardMetrics;
 pub use self::write_behind::PersistSettings;
 use self::write_behind::WriteBehind;
@@ -63,7 +64,7 @@ impl ShardActor {
         persist: PersistSettings,
     ) -> Self {
         let (model, model_version) = (shared.model(), shared.model_version());
-        let metrics = ShardMetrics::new(id, &model);
+        let metrics = ShardMetrics::new(id, &model, shared.rule_metrics(model_version, &model));
         let write = WriteBehind::new(persist, model.schema.events.len());
         let schema = &model.schema;
         let amount_property =
@@ -99,7 +100,7 @@ impl ShardActor {
         let schema = &model.schema;
         self.amount_property =
             (0..schema.events.len() as u16).map(|k| schema.property_index(k, "amount").map(|(p, _)| p)).collect();
-        self.metrics = ShardMetrics::new(self.id, &model);
+        self.metrics = ShardMetrics::new(self.id, &model, self.shared.rule_metrics(version, &model));
         self.model = model;
         self.model_version = version;
         self.shared.set_model(version, Arc::clone(&self.model));
