@@ -59,8 +59,6 @@ pub async fn publish(
         }
     }
     let version = current_version.unwrap_or(0) + 1;
-    let (layout, retired) =
-        next_layout(current.as_ref(), &content, version).map_err(|e| PublishError::Invalid(vec![e]))?;
     let record = VersionRecord {
         version,
         by: p.by.to_string(),
@@ -68,17 +66,16 @@ pub async fn publish(
         message: p.message,
         source: p.source,
         content,
-        layout,
-        retired,
+        layout: Default::default(),
+        retired: Default::default(),
         lift_removed: p.lift_removed,
     };
-    if let Err(first) = record.compile(p.accept_unknown_events) {
-        let mut all = crate::domain::Model::errors(&record.content, p.accept_unknown_events);
-        if all.is_empty() {
-            all.push(first);
-        }
-        return Err(PublishError::Invalid(all));
-    }
+    // Laying out and compiling a large rule set takes milliseconds: off the
+    // caller's thread (an HTTP worker answering checks).
+    let accept_unknown = p.accept_unknown_events;
+    let (record, diff) = tokio::task::spawn_blocking(move || prepare(current, record, accept_unknown))
+        .await
+        .map_err(|e| PublishError::Invalid(vec![format!("the rule set could not be checked: {e}")]))??;
     if !rules::publish(conn, keys, &record, current_version).await? {
         let now = rules::current_version(conn, keys).await?;
         return Err(PublishError::Conflict { expected: current_version.unwrap_or(0), current: now });
@@ -86,7 +83,6 @@ pub async fn publish(
     // Version 1 is what every shard already applies (the file it started
     // with, see `reader::rules_of`): only later versions switch shards.
     let switches = if version > 1 { rules::append_switch(conn, keys, &record).await? } else { Vec::new() };
-    let diff = diff(current.as_ref().map(|c| &c.content), &record.content);
     let audit = serde_json::json!({
         "type": "rules", "version": version, "by": record.by, "source": record.source,
         "message": record.message, "at_ms": record.at_ms, "at": crate::domain::time::rfc3339_ms(record.at_ms),
@@ -101,6 +97,27 @@ pub async fn publish(
         .await;
     tracing::info!(version, by = p.by, "rule set published");
     Ok(Published { record, diff, switches })
+}
+
+/// Lays `record` out after `current` and checks that it compiles (every
+/// error, each with its key); the diff against `current`.
+fn prepare(
+    current: Option<VersionRecord>,
+    mut record: VersionRecord,
+    accept_unknown: bool,
+) -> Result<(VersionRecord, Diff), PublishError> {
+    let (layout, retired) =
+        next_layout(current.as_ref(), &record.content, record.version).map_err(|e| PublishError::Invalid(vec![e]))?;
+    (record.layout, record.retired) = (layout, retired);
+    if let Err(first) = record.compile(accept_unknown) {
+        let mut all = crate::domain::Model::errors(&record.content, accept_unknown);
+        if all.is_empty() {
+            all.push(first);
+        }
+        return Err(PublishError::Invalid(all));
+    }
+    let diff = diff(current.as_ref().map(|c| &c.content), &record.content);
+    Ok((record, diff))
 }
 
 /// Publishes a copy of version `to` as the next version.
