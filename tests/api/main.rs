@@ -13,6 +13,7 @@ mod observability;
 mod openapi;
 mod operators;
 mod producers;
+mod readme;
 mod redis_outage;
 mod rules_scale;
 mod rulesets;
