@@ -77,12 +77,9 @@ pub fn switch(
         let publisher = tokio::spawn(publish_during(svc.addr.clone(), content, (publishes, change), duration));
         let with = engine::run(&plan("checks, publishes"), checks).await;
         let mut ms = publisher.await??;
-        let sorted = {
-            ms.sort_by(f64::total_cmp);
-            ms.clone()
-        };
-        let p99 = sorted[((sorted.len() as f64 * 0.99).ceil() as usize).clamp(1, sorted.len()) - 1];
-        Ok::<_, anyhow::Error>((rules, sorted, p99, without, with))
+        ms.sort_by(f64::total_cmp);
+        let p99 = ms[((ms.len() as f64 * 0.99).ceil() as usize).clamp(1, ms.len()) - 1];
+        Ok::<_, anyhow::Error>((rules, ms, p99, without, with))
     })?;
     let (rules, publish_to_applied_ms, publish_to_applied_p99_ms, without, with) = report;
     let rss_after_kib = svc.memory_kib().0;

@@ -8,6 +8,7 @@ use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::domain::schema::check_user_id;
+use restrictd_actors::domain::Model;
 
 use super::features_json;
 use crate::config::BeforeRecovery;
@@ -19,7 +20,7 @@ use crate::state::AppState;
 pub async fn check(req: HttpRequest, state: web::Data<AppState>, feature: usize) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let name = &state.settings.model.features[feature];
-    let restricted = check_feature(&req, &state, name)?;
+    let restricted = check_feature(&req, &state, &state.shared.model(), name)?;
     let body = state.check_bodies[feature][usize::from(restricted)].clone();
     state.check_latency.record(started.elapsed().as_secs_f64());
     Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json"))).body(body))
@@ -33,22 +34,22 @@ pub async fn check_published(req: HttpRequest, state: web::Data<AppState>) -> Re
     let Some(name) = model.features.iter().find(|f| super::check_path(f) == req.path()) else {
         return Err(super::no_route(&req));
     };
-    let restricted = check_feature(&req, &state, name)?;
+    let restricted = check_feature(&req, &state, &model, name)?;
     state.check_latency.record(started.elapsed().as_secs_f64());
     Ok(HttpResponse::Ok().json(serde_json::json!({ name.as_ref(): !restricted })))
 }
 
 /// Whether the user of `req` is restricted from `name`, by the bit the
-/// current rule set gives it (a published set may place the file's features
-/// elsewhere).
-fn check_feature(req: &HttpRequest, state: &AppState, name: &str) -> Result<bool, ApiError> {
+/// current rule set `model` gives it (a published set may place the file's
+/// features elsewhere).
+fn check_feature(req: &HttpRequest, state: &AppState, model: &Model, name: &str) -> Result<bool, ApiError> {
     let _slot = state.checks.enter()?;
     state.settings.auth.read(req)?;
     let user = super::query_param(req, "user_id").ok_or_else(|| {
         ApiError::bad_request(format!("query parameter user_id is required: {}?user_id=12345", req.path()))
     })?;
     check_user_id(&user).map_err(ApiError::bad_request)?;
-    let bit = state.shared.model().features.iter().position(|f| **f == *name).ok_or_else(|| {
+    let bit = model.features.iter().position(|f| **f == *name).ok_or_else(|| {
         ApiError::not_found(format!("{name} is not a feature of the current rule set (GET /v1/rules lists them)"))
     })?;
     let shard = state.shared.shard_of(&user);

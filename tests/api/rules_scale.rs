@@ -2,20 +2,14 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{default_config, event, TestApp, TestRedis};
-
-const TOKEN: &str = "scale-token-0123456789";
-const ADMIN: (&str, &str) = ("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", TOKEN);
+use crate::helpers::{event, TestApp, TestRedis};
+use crate::rulesets::{admin, rules_with, ADMIN};
 
 /// The default rule set (3 rules) and 997 generated ones: rule `g{i}`
 /// listens to `e{i % 20}` and fires at `2 + i / 20` events. Each event's
 /// last rule restricts `can_e{k}`; the others restrict `can_message`.
 fn thousand_rules() -> Value {
-    let table: toml::Table = toml::from_str(&std::fs::read_to_string(default_config()).unwrap()).unwrap();
-    let mut set = serde_json::Map::new();
-    for section in ["features", "events", "aggregates", "rules"] {
-        set.insert(section.into(), serde_json::to_value(&table[section]).unwrap());
-    }
+    let mut set = rules_with("scam_flags >= 2");
     let last_of = |k: usize| (0..997).filter(|i| i % 20 == k).max().unwrap();
     for k in 0..20 {
         set["features"][format!("can_e{k}")] = json!({"description": format!("the feature of e{k}")});
@@ -29,13 +23,11 @@ fn thousand_rules() -> Value {
             json!({"on": [format!("e{k}")], "when": format!("n{k} >= {}", 2 + i / 20), "restrict": [feature]});
     }
     assert_eq!(set["rules"].as_object().unwrap().len(), 1000);
-    Value::Object(set)
+    set
 }
 
 fn publish(app: &TestApp, set: &Value) -> Value {
-    let auth = format!("Bearer {TOKEN}");
-    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
-    let r = app.request("PUT", "/v1/rules?wait=applied", &headers, set.to_string().as_bytes());
+    let r = admin(app, "PUT", "/v1/rules?wait=applied", "application/json", set.to_string().as_bytes(), &[]);
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
 }

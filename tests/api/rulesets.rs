@@ -5,9 +5,16 @@ use serde_json::{json, Value};
 use crate::helpers::{default_config, event, Reply, TestApp, TestRedis};
 
 const TOKEN: &str = "rules-token-0123456789";
-const ADMIN: (&str, &str) = ("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", TOKEN);
+pub(crate) const ADMIN: (&str, &str) = ("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", TOKEN);
 
-fn admin(app: &TestApp, method: &str, path: &str, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> Reply {
+pub(crate) fn admin(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> Reply {
     let auth = format!("Bearer {TOKEN}");
     let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", content_type)];
     headers.extend_from_slice(extra);
@@ -15,7 +22,7 @@ fn admin(app: &TestApp, method: &str, path: &str, content_type: &str, body: &[u8
 }
 
 /// The default rule set with scam_message_rule's condition replaced.
-fn rules_with(when: &str) -> Value {
+pub(crate) fn rules_with(when: &str) -> Value {
     let text = std::fs::read_to_string(default_config()).unwrap().replace("scam_flags >= 2", when);
     let table: toml::Table = toml::from_str(&text).unwrap();
     let mut out = serde_json::Map::new();
