@@ -15,6 +15,7 @@ pub mod snapshot;
 pub mod time;
 pub mod tripwire;
 pub mod user;
+pub mod window;
 
 pub use entry_id::{EntryId, EventRef};
 pub use money::Money;

@@ -94,7 +94,7 @@ pub fn simulate(state: &ShardState, current: &Model, candidate: &Model, sample: 
         let migrated = migrate(user, &carried, candidate);
         for (s, &r) in sim.rules.iter_mut().zip(&active) {
             let rule = &candidate.rules[r];
-            if s.needs_shadow_mode || !rule.holds(&Values { user: &migrated, model: candidate }) {
+            if s.needs_shadow_mode || !rule.holds(&Values { user: &migrated, model: candidate }, None) {
                 continue;
             }
             s.would_restrict += 1;

@@ -11,9 +11,10 @@ use bincode::config::standard;
 use super::entry_id::EntryId;
 use super::rules::{Model, Slot};
 use super::user::{Override, Restriction, UserState};
+use super::window::Window;
 
 /// The version written by this build.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -53,14 +54,38 @@ struct UserV2 {
     overrides: Vec<(String, bool, String, String, u64, Option<u64>)>,
 }
 
+/// A windowed aggregate as version 3 stores it: (name, window in seconds,
+/// (second, value) entries, merged).
+type StoredWindow<'a> = (&'a str, u32, Vec<(u32, u64)>, u32);
+
+/// Version 3: version 2 and the windowed aggregates (a window is carried
+/// only to an aggregate of the same name and window).
+#[derive(bincode::Encode)]
+struct UserV3Ref<'a> {
+    v2: UserV2Ref<'a>,
+    windows: Vec<StoredWindow<'a>>,
+}
+
+#[derive(bincode::Decode)]
+struct UserV3 {
+    v2: UserV2,
+    windows: Vec<(String, u32, Vec<(u32, u64)>, u32)>,
+}
+
 /// Encodes a user in the current format.
 pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
     let mut scalars = Vec::with_capacity(user.scalars.len());
     let mut sets = Vec::with_capacity(user.sets.len());
+    let mut windows = Vec::new();
     for a in &model.aggregates {
         match a.slot {
             Slot::Scalar(s) => scalars.push((&*a.name, user.scalars[usize::from(s)])),
             Slot::Set(s) => sets.push((&*a.name, user.set(usize::from(s)))),
+            Slot::Window(w) => {
+                if let Some(state) = user.windows.get(usize::from(w)).filter(|w| !w.is_empty()) {
+                    windows.push((&*a.name, a.window.unwrap_or(0), state.entries().collect(), state.merged()));
+                }
+            }
         }
     }
     let restrictions = user
@@ -74,7 +99,8 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
         .map(|o| (&*model.features[usize::from(o.feature)], o.allowed, &*o.reason, &*o.by, o.at_ms, o.expires_at_ms))
         .collect();
     let mut out = vec![VERSION];
-    bincode::encode_into_std_write(UserV2Ref { scalars, sets, restrictions, overrides }, &mut out, standard())
+    let v2 = UserV2Ref { scalars, sets, restrictions, overrides };
+    bincode::encode_into_std_write(UserV3Ref { v2, windows }, &mut out, standard())
         .expect("writing to a Vec cannot fail");
     out
 }
@@ -83,24 +109,35 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
 pub fn decode_user(model: &Model, bytes: &[u8]) -> Result<UserState, SnapshotError> {
     let (&version, body) = bytes.split_first().ok_or(SnapshotError::Empty)?;
     let corrupt = |e: bincode::error::DecodeError| SnapshotError::Corrupt(e.to_string());
-    let v2 = match version {
+    let v3 = match version {
         1 => {
             let (v1, _): (UserV1, usize) = bincode::decode_from_slice(body, standard()).map_err(corrupt)?;
-            UserV2 {
+            let v2 = UserV2 {
                 scalars: v1.scalars,
                 sets: v1.sets,
                 restrictions: v1.restrictions.into_iter().map(|(r, e, at)| (r, e, at, None)).collect(),
                 overrides: Vec::new(),
-            }
+            };
+            UserV3 { v2, windows: Vec::new() }
         }
-        2 => bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0,
+        2 => UserV3 { v2: bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0, windows: Vec::new() },
+        3 => bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0,
         other => return Err(SnapshotError::UnknownVersion(other)),
     };
-    Ok(from_v2(model, v2))
+    Ok(from_v3(model, v3))
 }
 
-fn from_v2(model: &Model, v2: UserV2) -> UserState {
+fn from_v3(model: &Model, v3: UserV3) -> UserState {
+    let UserV3 { v2, windows } = v3;
     let mut user = UserState::new(model);
+    for (name, window, entries, merged) in windows {
+        let Some(a) = model.aggregates.iter().find(|a| *a.name == name && a.window == Some(window)) else {
+            continue;
+        };
+        if let (Slot::Window(w), false) = (a.slot, entries.is_empty()) {
+            *user.window_mut(model, usize::from(w)) = Window::from_parts(a.kind, entries, merged);
+        }
+    }
     let slot = |name: &str| model.aggregates.iter().find(|a| &*a.name == name).map(|a| a.slot);
     for (name, value) in v2.scalars {
         if let Some(Slot::Scalar(s)) = slot(&name) {

@@ -2,8 +2,9 @@
 //! overrides.
 //!
 //! Laid out for memory: counts and sums in one boxed slice, distinct values as
-//! sorted 64-bit hashes, restrictions and overrides only where there are some.
-//! Expiry is applied by `expire(now)`, called by the shard's sweep.
+//! sorted 64-bit hashes, windowed aggregates, restrictions and overrides only
+//! where there are some. Expiry is applied by `expire(now)` and windows move
+//! with `advance_windows`, both called by the shard's sweep.
 
 use thin_vec::ThinVec;
 use xxhash_rust::xxh3::xxh3_64;
@@ -11,6 +12,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::entry_id::{EntryId, EventRef};
 use super::rules::{AggregateKind, AggregateValues, Model, Slot};
 use super::schema::{Event, EventKind, PropValue};
+use super::window::Window;
 
 /// A restriction made by a rule, kept so it can be explained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,10 @@ pub struct UserState {
     pub scalars: Box<[u64]>,
     /// Distinct values as sorted xxh3 hashes, indexed by `Slot::Set`; not
     /// allocated (empty) until the user's first distinct value.
-    pub sets: Box<[Box<[u64]>]>,
+    pub sets: ThinVec<Box<[u64]>>,
+    /// Windowed aggregates, indexed by `Slot::Window`; not allocated (empty)
+    /// while every window of the user is empty.
+    pub windows: ThinVec<Window>,
     /// Restrictions in the order rules made them. A rule that fired stays in
     /// force until it expires (`restrict_for`) or is lifted. A thin vector
     /// (one pointer; nothing allocated while empty), as most users have none.
@@ -65,15 +70,17 @@ impl UserState {
     pub fn new(model: &Model) -> Self {
         UserState {
             scalars: vec![0; model.scalar_count].into_boxed_slice(),
-            sets: Box::default(),
+            sets: ThinVec::new(),
+            windows: ThinVec::new(),
             restrictions: ThinVec::new(),
             overrides: ThinVec::new(),
         }
     }
 
-    /// Updates the aggregates this event feeds. Returns false for an event the
-    /// model does not know (it changes nothing).
-    pub fn apply(&mut self, model: &Model, event: &Event<'_>) -> bool {
+    /// Updates the aggregates this event feeds; `at_ms` is its event time.
+    /// Windows then end at the newest second the user has seen. Returns false
+    /// for an event the model does not know (it changes nothing).
+    pub fn apply(&mut self, model: &Model, event: &Event<'_>, at_ms: u64) -> bool {
         let EventKind::Known(kind) = event.kind else {
             return false;
         };
@@ -95,10 +102,63 @@ impl UserState {
                         insert_sorted(self.set_mut(model, usize::from(s)), hash_value(value));
                     }
                 }
+                (kind, Slot::Window(w)) => {
+                    let value = match (kind, agg.property.map(|p| event.values[p])) {
+                        (AggregateKind::Count, _) => 1,
+                        (AggregateKind::Sum, Some(PropValue::Money(m))) => m.0,
+                        (AggregateKind::Distinct, Some(v)) => hash_value(v),
+                        _ => continue,
+                    };
+                    let (window, max) = (agg.window.unwrap_or(1), agg.max_events);
+                    self.window_mut(model, usize::from(w)).add(kind, window, max, seconds(at_ms), value);
+                }
                 _ => unreachable!("compile assigns slots by kind"),
             }
         }
+        if !self.windows.is_empty() {
+            let newest = self.windows.iter().filter_map(Window::newest).max().unwrap_or(seconds(at_ms));
+            self.advance_windows(model, u64::from(newest) * 1000);
+        }
         true
+    }
+
+    /// Moves every window's end to `end_ms` (second resolution), dropping what
+    /// falls out; frees the windows once all are empty. Returns whether
+    /// anything was dropped.
+    pub fn advance_windows(&mut self, model: &Model, end_ms: u64) -> bool {
+        if self.windows.is_empty() {
+            return false;
+        }
+        let mut dropped = false;
+        for a in &model.aggregates {
+            if let (Slot::Window(w), Some(window)) = (a.slot, a.window) {
+                dropped |= self.windows[usize::from(w)].advance(a.kind, window, seconds(end_ms));
+            }
+        }
+        if self.windows.iter().all(Window::is_empty) {
+            self.windows = ThinVec::new();
+        }
+        dropped
+    }
+
+    /// When the oldest event of one of the user's windows leaves it, in ms.
+    pub fn next_window_aging(&self, model: &Model) -> Option<u64> {
+        if self.windows.is_empty() {
+            return None;
+        }
+        let aging = model.aggregates.iter().filter_map(|a| match (a.slot, a.window) {
+            (Slot::Window(w), Some(window)) => self.windows[usize::from(w)].next_aging(window),
+            _ => None,
+        });
+        aging.min().map(|s| u64::from(s) * 1000)
+    }
+
+    /// Window `w`, allocating the windows on first use.
+    pub fn window_mut(&mut self, model: &Model, w: usize) -> &mut Window {
+        if self.windows.is_empty() {
+            self.windows = (0..model.window_count).map(|_| Window::default()).collect();
+        }
+        &mut self.windows[w]
     }
 
     /// The features restricted, as a bit mask over `Model::features`:
@@ -115,11 +175,11 @@ impl UserState {
         })
     }
 
-    /// The earliest time something of this user expires.
-    pub fn next_expiry(&self) -> Option<u64> {
+    /// The earliest time something of this user expires or leaves a window.
+    pub fn next_expiry(&self, model: &Model) -> Option<u64> {
         let r = self.restrictions.iter().filter_map(|r| r.expires_at_ms);
         let o = self.overrides.iter().filter_map(|o| o.expires_at_ms);
-        r.chain(o).min()
+        r.chain(o).chain(self.next_window_aging(model)).min()
     }
 
     /// Removes restrictions and overrides that expired by `now_ms`.
@@ -166,6 +226,9 @@ impl UserState {
         match model.aggregates[usize::from(a)].slot {
             Slot::Scalar(s) => self.scalars[usize::from(s)],
             Slot::Set(s) => self.set(usize::from(s)).len() as u64,
+            Slot::Window(w) => {
+                self.windows.get(usize::from(w)).map_or(0, |x| x.value(model.aggregates[usize::from(a)].kind))
+            }
         }
     }
 
@@ -177,10 +240,15 @@ impl UserState {
     /// Distinct set `s`, allocating the sets on first use.
     pub fn set_mut(&mut self, model: &Model, s: usize) -> &mut Box<[u64]> {
         if self.sets.is_empty() {
-            self.sets = vec![Box::<[u64]>::default(); model.set_count].into_boxed_slice();
+            self.sets = (0..model.set_count).map(|_| Box::<[u64]>::default()).collect();
         }
         &mut self.sets[s]
     }
+}
+
+/// Event time at the windows' resolution: whole seconds since the epoch.
+pub fn seconds(ms: u64) -> u32 {
+    u32::try_from(ms / 1000).unwrap_or(u32::MAX)
 }
 
 /// Aggregate values of one user under one model, for rule evaluation.
@@ -222,9 +290,24 @@ pub struct UserReport {
     /// What shadow rules would have restricted (they restrict nothing).
     pub would_restrict: Vec<RestrictionReport>,
     pub overrides: Vec<OverrideReport>,
+    /// Windowed aggregates: their window and how many events they hold.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub windows: std::collections::BTreeMap<String, WindowReport>,
     /// The features restricted now (mask), overrides included.
     #[serde(skip)]
     pub restricted: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WindowReport {
+    /// As configured (`"24h"`).
+    pub window: String,
+    /// Seconds with events (a count or sum), or values (a distinct count), inside it.
+    pub entries: usize,
+    /// Events merged beyond `max_events`: while above 0 the value is approximate.
+    pub merged: u32,
+    /// When the oldest entry leaves the window, ms since the epoch.
+    pub next_aging_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -298,7 +381,24 @@ impl UserState {
                 expires_at: o.expires_at_ms.map(super::time::rfc3339_ms),
             })
             .collect();
-        UserReport { aggregates, restrictions, would_restrict, overrides, restricted: self.restricted(model) }
+        let windows = model
+            .aggregates
+            .iter()
+            .filter_map(|a| match (a.slot, a.window) {
+                (Slot::Window(w), Some(window)) => {
+                    let state = self.windows.get(usize::from(w));
+                    let report = WindowReport {
+                        window: a.def.window.clone().unwrap_or_default(),
+                        entries: state.map_or(0, |s| s.entries().len()),
+                        merged: state.map_or(0, Window::merged),
+                        next_aging_at_ms: state.and_then(|s| s.next_aging(window)).map(|s| u64::from(s) * 1000),
+                    };
+                    Some((a.name.to_string(), report))
+                }
+                _ => None,
+            })
+            .collect();
+        UserReport { aggregates, restrictions, would_restrict, overrides, windows, restricted: self.restricted(model) }
     }
 }
 

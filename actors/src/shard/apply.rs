@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::domain::admin::{change_json, AdminCommand};
 use crate::domain::ruleset::VersionRecord;
 use crate::domain::schema::PropValue;
-use crate::domain::shard_state::Change;
+use crate::domain::shard_state::{Change, ChangeKind};
 use crate::domain::user::Override;
 use crate::domain::{EntryId, EventKind, EventRef};
 use crate::messages::Fired;
@@ -56,7 +56,7 @@ impl ShardActor {
             }
         }
         for change in changes {
-            if let Some(r) = change.rule {
+            if let (Some(r), false) = (change.rule, change.kind == ChangeKind::Cleared) {
                 let overlap = out.overlap.contains(r);
                 fired.push(Fired { rule: r, at_ms: id.ms, overlap });
                 self.metrics.rules.fired[usize::from(r)].increment(1);

@@ -204,7 +204,7 @@ impl Handler<Restore> for ShardActor {
         }
         self.write.restored(restricted.into_iter(), self.state.applied, self.model_version);
         self.publish_progress();
-        self.state.index_expiries();
+        self.state.index_expiries(&self.model);
         self.conn = Some(msg.conn);
         // Shards restored together would otherwise all flush in the same
         // millisecond: a burst of encoding here and of MULTI/EXECs in Redis

@@ -72,7 +72,7 @@ impl Model {
             return Err(format!("rules: at most {MAX_RULES} rules"));
         }
         let (features, feature_descriptions) = compile_features(def, &layout.features)?;
-        let (aggregates, scalars, sets) = compile_aggregates(def, &schema)?;
+        let (aggregates, slots) = compile_aggregates(def, &schema)?;
         let mut listening = vec![Vec::new(); schema.events.len()];
         let rules = compile_rules(def, layout, retired, (&schema, &features, &aggregates), &mut listening)?;
         let rules_by_event = listening.into_iter().map(Vec::into_boxed_slice).collect();
@@ -88,8 +88,9 @@ impl Model {
             rules,
             aggregates_by_event,
             rules_by_event,
-            scalar_count: usize::from(scalars),
-            set_count: usize::from(sets),
+            scalar_count: usize::from(slots[0]),
+            set_count: usize::from(slots[1]),
+            window_count: usize::from(slots[2]),
         })
     }
 }
@@ -113,10 +114,10 @@ fn compile_features(def: &ModelDef, order: &[String]) -> Result<Features, String
     Ok((features, feature_descriptions))
 }
 
-/// The aggregates, with how many scalar and set slots they take.
-fn compile_aggregates(def: &ModelDef, schema: &Schema) -> Result<(Vec<Aggregate>, u16, u16), String> {
+/// The aggregates, with how many scalar, set and window slots they take.
+fn compile_aggregates(def: &ModelDef, schema: &Schema) -> Result<(Vec<Aggregate>, [u16; 3]), String> {
     let mut aggregates = Vec::with_capacity(def.aggregates.len());
-    let (mut scalars, mut sets) = (0u16, 0u16);
+    let mut slots = [0u16; 3];
     for (name, a) in &def.aggregates {
         let key = format!("aggregates.{name}");
         let event = schema
@@ -136,17 +137,45 @@ fn compile_aggregates(def: &ModelDef, schema: &Schema) -> Result<(Vec<Aggregate>
                 Some(index)
             }
         };
-        let slot = if a.kind == AggregateKind::Distinct {
-            sets += 1;
-            Slot::Set(sets - 1)
-        } else {
-            scalars += 1;
-            Slot::Scalar(scalars - 1)
+        let window = a.window.as_deref().map(|w| window_seconds(&key, w)).transpose()?;
+        if a.max_events.is_some() && window.is_none() {
+            return Err(format!("{key}.max_events: only a windowed aggregate keeps events (add window = \"24h\")"));
+        }
+        let max_events = a.max_events.unwrap_or(DEFAULT_MAX_EVENTS);
+        if max_events == 0 {
+            return Err(format!("{key}.max_events: at least 1"));
+        }
+        let (slot, n) = match (window, a.kind) {
+            (Some(_), _) => (Slot::Window(slots[2]), 2),
+            (None, AggregateKind::Distinct) => (Slot::Set(slots[1]), 1),
+            (None, _) => (Slot::Scalar(slots[0]), 0),
         };
+        slots[n] += 1;
         let unit = if a.kind == AggregateKind::Sum { SCALE } else { 1 };
-        aggregates.push(Aggregate { name: name.as_str().into(), kind: a.kind, event, property, slot, unit });
+        aggregates.push(Aggregate {
+            name: name.as_str().into(),
+            kind: a.kind,
+            event,
+            property,
+            slot,
+            unit,
+            window,
+            max_events,
+            def: a.clone(),
+        });
     }
-    Ok((aggregates, scalars, sets))
+    Ok((aggregates, slots))
+}
+
+/// A window's length in whole seconds, within `WINDOW_RANGE_S`.
+fn window_seconds(key: &str, text: &str) -> Result<u32, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{key}.window: {text:?} is not a duration like \"24h\" ({e})"))?;
+    let s = u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    if d.subsec_nanos() != 0 || !WINDOW_RANGE_S.contains(&s) {
+        return Err(format!("{key}.window: whole seconds from 1s to 90d, not {text:?}"));
+    }
+    Ok(s)
 }
 
 fn compile_rules(
@@ -166,11 +195,13 @@ fn compile_rules(
             rules.push(Rule {
                 name: name.as_str().into(),
                 def: r.clone(),
-                terms: Vec::new(),
+                condition: Condition::default(),
                 features: mask,
                 restrict_for_ms: None,
                 retired: true,
                 restricts: if r.mode.is_enforce() { mask } else { 0 },
+                clears: false,
+                windowed: false,
             });
             continue;
         }
@@ -178,11 +209,22 @@ fn compile_rules(
         if r.on.is_empty() {
             return Err(format!("{key}.on: name at least one event"));
         }
+        let mut on = Vec::with_capacity(r.on.len());
         for event in &r.on {
             let e = schema.event_index(event).ok_or_else(|| format!("{key}.on: {event:?} is not a declared event"))?;
             rules_by_event[usize::from(e)].push(i as u16);
+            on.push(e);
         }
-        let terms = parse_condition(&r.when, &by_name, aggregates).map_err(|e| format!("{key}.when: {e}"))?;
+        let names = condition::cel::Names { aggregates, by_name: &by_name, schema, on: &on };
+        let condition = condition::compile(&r.when, &names).map_err(|e| format!("{key}.when: {e}"))?;
+        let clears = r.until == Until::ConditionClears;
+        if clears && condition.reads_event() {
+            return Err(format!(
+                "{key}.until: \"condition_clears\" needs a condition over aggregates only \
+                 (event.<property> is the applied event's, not a state that clears)"
+            ));
+        }
+        let windowed = condition.aggregates().iter().any(|&a| aggregates[usize::from(a)].window.is_some());
         let restrict_for_ms = r
             .restrict_for
             .as_deref()
@@ -195,11 +237,13 @@ fn compile_rules(
         rules.push(Rule {
             name: name.as_str().into(),
             def: r.clone(),
-            terms,
+            condition,
             features: mask,
             restrict_for_ms,
             retired: false,
             restricts: if r.mode.is_enforce() { mask } else { 0 },
+            clears,
+            windowed,
         });
     }
     Ok(rules)

@@ -1,21 +1,20 @@
 //! Rules, compiled from config once at start-up.
 //!
 //! An aggregate is a per-user count of an event, a sum of a numeric property, or
-//! a distinct count of a property. A rule listens to events, tests a condition
-//! over aggregates and restricts features. Conditions are conjunctions of
-//! comparisons of an aggregate, or a ratio of two, with a decimal constant:
-//! `scam_flags >= 2`, `spend > 0 and chargebacks / spend > 0.10`. Comparisons are
-//! exact integer arithmetic; a ratio whose denominator is zero is false.
+//! a distinct count of a property, over all time or over a sliding window of
+//! event time. A rule listens to events, tests a condition (CEL, see
+//! `condition`) over aggregates and the applied event, and restricts features.
 
 mod compile;
+pub mod condition;
 
 use std::collections::BTreeMap;
 
-use ahash::AHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::money::{self, SCALE};
-use crate::domain::schema::{EventDef, Schema};
+use super::money::SCALE;
+use crate::domain::schema::{Event, EventDef, Schema};
+pub use condition::{Cmp, Condition};
 
 /// Most rules a deployment may hold over every version of its rule set.
 pub const MAX_RULES: usize = 4096;
@@ -40,7 +39,18 @@ pub struct AggregateDef {
     /// The property summed or counted distinct (not for `count`).
     #[serde(default)]
     pub property: Option<String>,
+    /// A sliding window of event time (`"24h"`, from 1s to 90d); absent: all time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Most events a user keeps inside the window; beyond, the oldest merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_events: Option<u32>,
 }
+
+/// Events a windowed aggregate keeps per user unless `max_events` says otherwise.
+pub const DEFAULT_MAX_EVENTS: u32 = 10_000;
+/// The shortest and longest windows, in seconds.
+pub const WINDOW_RANGE_S: std::ops::RangeInclusive<u32> = 1..=90 * 24 * 3600;
 
 /// `[rules.<name>]` in config.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -65,6 +75,25 @@ pub struct RuleDef {
     /// restrict, restricting nobody and counting in no tripwire.
     #[serde(default, skip_serializing_if = "Mode::is_enforce")]
     pub mode: Mode,
+    /// How long a restriction lasts besides `restrict_for`: `lifted` (by an
+    /// operator; the default) or `condition_clears` (lifted when an event or
+    /// the window's sweep finds the condition false again).
+    #[serde(default, skip_serializing_if = "Until::is_lifted")]
+    pub until: Until,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Until {
+    #[default]
+    Lifted,
+    ConditionClears,
+}
+
+impl Until {
+    pub fn is_lifted(&self) -> bool {
+        *self == Until::Lifted
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -128,6 +157,8 @@ pub enum Slot {
     Scalar(u16),
     /// Index into `UserState::sets` (distinct counts).
     Set(u16),
+    /// Index into `UserState::windows` (windowed aggregates of any kind).
+    Window(u16),
 }
 
 /// A compiled aggregate.
@@ -141,46 +172,12 @@ pub struct Aggregate {
     pub slot: Slot,
     /// Stored units per displayed unit: `SCALE` for sums of money, 1 otherwise.
     pub unit: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmp {
-    Gt,
-    Ge,
-    Lt,
-    Le,
-    Eq,
-}
-
-impl Cmp {
-    fn holds(self, lhs: Option<u128>, rhs: Option<u128>) -> bool {
-        // `None` stands for a product too large for u128: larger than any Some.
-        use std::cmp::Ordering::*;
-        let ord = match (lhs, rhs) {
-            (Some(a), Some(b)) => a.cmp(&b),
-            (Some(_), None) => Less,
-            (None, Some(_)) => Greater,
-            (None, None) => return false,
-        };
-        match self {
-            Cmp::Gt => ord == Greater,
-            Cmp::Ge => ord != Less,
-            Cmp::Lt => ord == Less,
-            Cmp::Le => ord != Greater,
-            Cmp::Eq => ord == Equal,
-        }
-    }
-}
-
-/// One comparison: `num [/ den] cmp constant`, pre-scaled so evaluation is
-/// `num * lhs_factor cmp den * rhs_factor` (or `num * lhs_factor cmp rhs_factor`).
-#[derive(Debug, Clone)]
-pub struct Term {
-    pub num: u16,
-    pub den: Option<u16>,
-    pub cmp: Cmp,
-    lhs_factor: u128,
-    rhs_factor: u128,
+    /// The window in seconds; `None`: all time.
+    pub window: Option<u32>,
+    /// Most events kept inside the window per user.
+    pub max_events: u32,
+    /// As written in config.
+    pub def: AggregateDef,
 }
 
 /// A compiled rule.
@@ -188,7 +185,7 @@ pub struct Term {
 pub struct Rule {
     pub name: Box<str>,
     pub def: RuleDef,
-    pub terms: Vec<Term>,
+    pub condition: Condition,
     /// Features it restricts, as a bit mask over `Model::features`.
     pub features: u64,
     /// `restrict_for`, in ms.
@@ -198,6 +195,11 @@ pub struct Rule {
     pub retired: bool,
     /// What its restrictions restrict: `features`, or nothing for a shadow rule.
     pub restricts: u64,
+    /// `until = "condition_clears"`: its restrictions end when the condition
+    /// is found false again.
+    pub clears: bool,
+    /// Its condition reads a windowed aggregate.
+    pub windowed: bool,
 }
 
 impl Rule {
@@ -207,7 +209,7 @@ impl Rule {
 
     /// The aggregates its condition reads.
     pub fn aggregates(&self) -> impl Iterator<Item = u16> + '_ {
-        self.terms.iter().flat_map(|t| std::iter::once(t.num).chain(t.den))
+        self.condition.aggregates().iter().copied()
     }
 
     /// The rule's name in the tripwire's shared state: a shadow rule counts
@@ -236,6 +238,7 @@ pub struct Model {
     pub rules_by_event: Vec<Box<[u16]>>,
     pub scalar_count: usize,
     pub set_count: usize,
+    pub window_count: usize,
 }
 
 impl Model {
@@ -255,18 +258,7 @@ impl Model {
                 .zip(&schema.properties)
                 .map(|(e, props)| (e.to_string(), EventDef::of(props.iter().map(|(p, t)| (p.to_string(), *t)))))
                 .collect(),
-            aggregates: self
-                .aggregates
-                .iter()
-                .map(|a| {
-                    let event = usize::from(a.event);
-                    let property = a.property.map(|p| schema.properties[event][p].0.to_string());
-                    (
-                        a.name.to_string(),
-                        AggregateDef { kind: a.kind, event: schema.events[event].to_string(), property },
-                    )
-                })
-                .collect(),
+            aggregates: self.aggregates.iter().map(|a| (a.name.to_string(), a.def.clone())).collect(),
             rules: self.rules.iter().filter(|r| !r.retired).map(|r| (r.name.to_string(), r.def.clone())).collect(),
         }
     }
@@ -286,152 +278,9 @@ pub trait AggregateValues {
 }
 
 impl Rule {
-    /// Whether the condition holds. Allocates nothing.
-    pub fn holds(&self, values: &impl AggregateValues) -> bool {
-        self.terms.iter().all(|t| {
-            let num = u128::from(values.value(t.num));
-            match t.den {
-                None => t.cmp.holds(num.checked_mul(t.lhs_factor), Some(t.rhs_factor)),
-                Some(d) => {
-                    let den = u128::from(values.value(d));
-                    den != 0 && t.cmp.holds(num.checked_mul(t.lhs_factor), den.checked_mul(t.rhs_factor))
-                }
-            }
-        })
-    }
-}
-
-fn parse_condition(text: &str, by_name: &AHashMap<&str, u16>, aggregates: &[Aggregate]) -> Result<Vec<Term>, String> {
-    let mut terms = Vec::new();
-    let tokens: Vec<&str> = text.split_whitespace().collect();
-    if tokens.is_empty() {
-        return Err("empty condition".into());
-    }
-    for part in tokens.split(|t| t.eq_ignore_ascii_case("and")) {
-        let agg = |name: &str| -> Result<u16, String> {
-            by_name.get(name).copied().ok_or_else(|| {
-                format!(
-                    "{name:?} is not a declared aggregate (known: {})",
-                    aggregates.iter().map(|a| &*a.name).collect::<Vec<_>>().join(", ")
-                )
-            })
-        };
-        let (num, den, cmp, constant) = match part {
-            [a, op, c] => (agg(a)?, None, *op, *c),
-            [a, "/", b, op, c] => (agg(a)?, Some(agg(b)?), *op, *c),
-            _ => {
-                return Err(format!(
-                "cannot read {:?}: write `aggregate OP number` or `aggregate / aggregate OP number`, joined by `and`",
-                part.join(" ")
-            ))
-            }
-        };
-        let cmp = match cmp {
-            ">" => Cmp::Gt,
-            ">=" => Cmp::Ge,
-            "<" => Cmp::Lt,
-            "<=" => Cmp::Le,
-            "==" => Cmp::Eq,
-            other => return Err(format!("unknown comparison {other:?} (use > >= < <= ==)")),
-        };
-        // constant = p / q exactly; p, q fit well inside u128.
-        let p = u128::from(money::parse_decimal(constant).map_err(|e| format!("constant {constant:?} {e}"))?.0);
-        let q = u128::from(SCALE);
-        let unit_num = u128::from(aggregates[usize::from(num)].unit);
-        let (lhs_factor, rhs_factor) = match den {
-            // (num/unit_num) cmp p/q  <=>  num*q cmp p*unit_num
-            None => (q, p * unit_num),
-            // (num/unit_num)/(den/unit_den) cmp p/q  <=>  num*unit_den*q cmp den*p*unit_num
-            Some(d) => (u128::from(aggregates[usize::from(d)].unit) * q, p * unit_num),
-        };
-        terms.push(Term { num, den, cmp, lhs_factor, rhs_factor });
-    }
-    Ok(terms)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Vals(Vec<u64>);
-    impl AggregateValues for Vals {
-        fn value(&self, a: u16) -> u64 {
-            self.0[usize::from(a)]
-        }
-    }
-
-    fn model(when: &str) -> Model {
-        let def: ModelDef = toml::from_str(&format!(
-            r#"
-            [features.can_purchase]
-            [events.purchase_made]
-            properties = {{ amount = "money" }}
-            [events.chargeback_occurred]
-            properties = {{ amount = "money" }}
-            [aggregates.chargebacks]
-            kind = "sum"
-            event = "chargeback_occurred"
-            property = "amount"
-            [aggregates.purchases]
-            kind = "count"
-            event = "purchase_made"
-            [aggregates.spend]
-            kind = "sum"
-            event = "purchase_made"
-            property = "amount"
-            [rules.r]
-            on = ["purchase_made", "chargeback_occurred"]
-            when = "{when}"
-            restrict = ["can_purchase"]
-            "#
-        ))
-        .unwrap();
-        Model::compile(&def, false).unwrap()
-    }
-
-    #[test]
-    fn ratio_of_sums_is_exact_at_the_boundary() {
-        // aggregates sorted by name: chargebacks=0, purchases=1, spend=2
-        let m = model("chargebacks / spend > 0.10");
-        let r = &m.rules[0];
-        assert!(!r.holds(&Vals(vec![10 * SCALE, 1, 100 * SCALE])), "10/100 is not > 0.10");
-        assert!(r.holds(&Vals(vec![10 * SCALE + 1, 1, 100 * SCALE])));
-        assert!(!r.holds(&Vals(vec![5 * SCALE, 0, 0])), "zero denominator is false");
-    }
-
-    #[test]
-    fn plain_comparisons_scale_money_and_counts() {
-        let m = model("spend >= 100 and purchases >= 2");
-        let r = &m.rules[0];
-        assert!(r.holds(&Vals(vec![0, 2, 100 * SCALE])));
-        assert!(!r.holds(&Vals(vec![0, 1, 100 * SCALE])));
-        assert!(!r.holds(&Vals(vec![0, 2, 100 * SCALE - 1])));
-    }
-
-    #[test]
-    fn huge_values_do_not_overflow_into_wrong_answers() {
-        let m = model("chargebacks / spend > 0.10");
-        assert!(m.rules[0].holds(&Vals(vec![u64::MAX, 0, u64::MAX / 2])));
-        assert!(!m.rules[0].holds(&Vals(vec![1, 0, u64::MAX])));
-    }
-
-    #[test]
-    fn bad_conditions_name_the_problem() {
-        let def: ModelDef = toml::from_str(
-            r#"
-            [features.can_x]
-            [events.e]
-            [aggregates.n]
-            kind = "count"
-            event = "e"
-            [rules.r]
-            on = ["e"]
-            when = "m >= 2"
-            restrict = ["can_x"]
-            "#,
-        )
-        .unwrap();
-        let err = Model::compile(&def, false).unwrap_err();
-        assert!(err.contains("rules.r.when") && err.contains("\"m\""), "{err}");
+    /// Whether the condition holds, for the aggregates `values` and the
+    /// event being applied (`None` outside an event). Allocates nothing.
+    pub fn holds(&self, values: &impl AggregateValues, event: Option<&Event<'_>>) -> bool {
+        self.condition.holds(values, event)
     }
 }

@@ -159,6 +159,7 @@ fn empty_rule() -> RuleDef {
         restrict_for: None,
         on_trip: Default::default(),
         mode: Default::default(),
+        until: Default::default(),
     }
 }
 

@@ -14,6 +14,8 @@ struct FastEvent<'a> {
     event_properties: FastProps<'a>,
     #[serde(borrow, default)]
     event_id: Option<&'a str>,
+    #[serde(borrow, default)]
+    occurred_at: Option<&'a serde_json::value::RawValue>,
 }
 
 /// `event_properties` as (key, raw JSON text) pairs, in order; at most
@@ -80,11 +82,19 @@ impl Schema {
                 return None;
             }
         }
+        let occurred_at_ms = match raw.occurred_at.map(|r| r.get()) {
+            None | Some("null") => None,
+            Some(text) => Some(match plain_string(text) {
+                Some(s) => super::rfc3339_ms(s)?,
+                None => text.parse::<u64>().ok()?,
+            }),
+        };
         let mut event = Event {
             name: raw.name,
             kind: EventKind::Unknown,
             user_id,
             event_id: raw.event_id,
+            occurred_at_ms,
             values: [PropValue::Absent; MAX_PROPERTIES],
         };
         let Some(index) = self.event_index(raw.name) else {

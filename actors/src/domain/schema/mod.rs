@@ -76,6 +76,8 @@ pub struct Event<'a> {
     pub user_id: &'a str,
     /// Optional producer id: a repeated one (for the same user) is applied once.
     pub event_id: Option<&'a str>,
+    /// When it happened (`occurred_at`), ms since the epoch; `None`: its arrival.
+    pub occurred_at_ms: Option<u64>,
     /// Values of the declared properties, in [`Schema::properties`] order.
     pub values: [PropValue<'a>; MAX_PROPERTIES],
 }
@@ -91,6 +93,9 @@ pub const REASONS: &[&str] = &[
     "missing_user_id",
     "bad_user_id",
     "bad_event_id",
+    "bad_occurred_at",
+    "event_too_old",
+    "event_in_future",
     "unknown_event",
     "missing_property",
     "bad_property",
@@ -249,8 +254,23 @@ impl Schema {
                 ))
             }
         };
-        let mut event =
-            Event { name, kind: EventKind::Unknown, user_id, event_id, values: [PropValue::Absent; MAX_PROPERTIES] };
+        let occurred_at_ms = match obj.get("occurred_at") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(occurred_at(v).ok_or_else(|| {
+                ValidationError::unprocessable(
+                    "bad_occurred_at",
+                    "\"occurred_at\" must be an RFC 3339 time (\"2026-12-01T09:30:00Z\") or epoch milliseconds",
+                )
+            })?),
+        };
+        let mut event = Event {
+            name,
+            kind: EventKind::Unknown,
+            user_id,
+            event_id,
+            occurred_at_ms,
+            values: [PropValue::Absent; MAX_PROPERTIES],
+        };
         let Some(index) = self.event_index(name) else {
             if self.accept_unknown {
                 return Ok(event);
@@ -276,6 +296,59 @@ impl Schema {
             })?;
         }
         Ok(event)
+    }
+}
+
+/// `occurred_at` as ms since the epoch: an RFC 3339 string or a whole number of ms.
+pub(crate) fn occurred_at(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => rfc3339_ms(s),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+/// An RFC 3339 time (any offset) as ms since the epoch; none before 1970.
+pub(crate) fn rfc3339_ms(s: &str) -> Option<u64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// The limits on an event's time against the clock at the edge.
+#[derive(Debug, Clone, Copy)]
+pub struct EventTimeLimits {
+    /// `ingest.max_event_age`, ms.
+    pub max_age_ms: u64,
+    /// `ingest.max_clock_skew`, ms.
+    pub max_skew_ms: u64,
+}
+
+impl Event<'_> {
+    /// Refuses an `occurred_at` too far in the past or the future of `now_ms`.
+    pub fn check_time(&self, now_ms: u64, limits: EventTimeLimits) -> Result<(), ValidationError> {
+        let Some(at) = self.occurred_at_ms else { return Ok(()) };
+        let span = |ms: u64| humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string();
+        if at.saturating_add(limits.max_age_ms) < now_ms {
+            return Err(ValidationError::unprocessable(
+                "event_too_old",
+                format!(
+                    "\"occurred_at\" is {} ago, older than ingest.max_event_age ({})",
+                    span(now_ms - at),
+                    span(limits.max_age_ms)
+                ),
+            ));
+        }
+        if at > now_ms.saturating_add(limits.max_skew_ms) {
+            return Err(ValidationError::unprocessable(
+                "event_in_future",
+                format!(
+                    "\"occurred_at\" is {} ms in the future, beyond ingest.max_clock_skew ({} ms)",
+                    at - now_ms,
+                    limits.max_skew_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

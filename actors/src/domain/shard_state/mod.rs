@@ -11,6 +11,9 @@ use ahash::{AHashMap, AHashSet};
 
 pub use super::dedup::{Dedup, DedupChanges};
 
+mod switch;
+pub(crate) use switch::{carried_slots, migrate};
+
 use super::bits::RuleBits;
 use super::entry_id::EntryId;
 use super::rules::{Aggregate, Model, Slot};
@@ -32,6 +35,8 @@ pub struct Outcome {
     pub suppressed: RuleBits,
     /// Shadow rules whose condition held: recorded, restricting nothing.
     pub shadowed: RuleBits,
+    /// `until = "condition_clears"` rules whose restriction this event lifted.
+    pub cleared: RuleBits,
     /// Of `fired` and `shadowed`, the rules whose features an enforced rule
     /// already restricted for this user.
     pub overlap: RuleBits,
@@ -84,6 +89,8 @@ pub enum ChangeKind {
     Expired,
     /// The tripwire lifted a restriction of a tripped `on_trip = "revert"` rule.
     Reverted,
+    /// An `until = "condition_clears"` rule's condition no longer holds.
+    Cleared,
     OverrideSet,
     OverrideRemoved,
     OverrideExpired,
@@ -97,6 +104,7 @@ impl ChangeKind {
             ChangeKind::RuleRemoved => "rule_removed",
             ChangeKind::Expired => "expired",
             ChangeKind::Reverted => "tripwire_revert",
+            ChangeKind::Cleared => "cleared",
             ChangeKind::OverrideSet => "override_set",
             ChangeKind::OverrideRemoved => "override_removed",
             ChangeKind::OverrideExpired => "override_expired",
@@ -141,18 +149,30 @@ impl ShardState {
                 self.users.entry(event.user_id.into()).or_insert_with(|| UserState::new(model))
             }
         };
-        user.apply(model, event);
+        // Event time: as the producer said, or the arrival. Replay reads the same.
+        let at_ms = event.occurred_at_ms.unwrap_or(id.ms);
+        let aging_before = user.next_window_aging(model);
+        user.apply(model, event, at_ms);
+        if let Some(next) = user.next_window_aging(model) {
+            if aging_before.is_none_or(|before| next < before) {
+                self.expiries.push(Reverse((next, event.user_id.into())));
+            }
+        }
         if !self.dirty.contains(event.user_id) {
             self.dirty.insert(event.user_id.into());
         }
         // The rules listening to this event (the cost follows them, not every rule).
         let mut before = None;
         for &r in model.rules_by_event[usize::from(kind)].iter() {
+            let rule = &model.rules[usize::from(r)];
             if user.has_fired(r) {
+                if rule.clears && !rule.holds(&Values { user, model }, Some(event)) {
+                    user.restrictions.retain(|x| x.rule != r);
+                    out.cleared.insert(r);
+                }
                 continue;
             }
-            let rule = &model.rules[usize::from(r)];
-            if !rule.holds(&Values { user, model }) {
+            if !rule.holds(&Values { user, model }, Some(event)) {
                 continue;
             }
             if *before.get_or_insert_with(|| user.restricted(model)) & rule.features != 0 {
@@ -180,60 +200,6 @@ impl ShardState {
         out
     }
 
-    /// Moves every user to the rule set `new` (from `old`): an aggregate whose
-    /// definition is unchanged carries its value over, a new one starts empty,
-    /// a dropped one is freed. Restrictions and overrides keep their bits
-    /// (positions are stable across versions). Every user is written again,
-    /// unless `new` stores users exactly as `old` did (same aggregates in the
-    /// same slots, same rule names at every old position): then nothing moves.
-    pub fn switch(&mut self, old: &Model, new: &Model) {
-        let carried = carried_slots(old, new);
-        if stored_alike(old, new, &carried) {
-            return;
-        }
-        for (id, user) in self.users.iter_mut() {
-            let mut next = migrate(user, &carried, new);
-            next.restrictions = std::mem::take(&mut user.restrictions);
-            next.overrides = std::mem::take(&mut user.overrides);
-            *user = next;
-            if !self.dirty.contains(id) {
-                self.dirty.insert(id.clone());
-            }
-        }
-    }
-
-    /// Lifts every restriction made by one of `rules` (removed by a
-    /// published rule set that asked for it). Returns the changes.
-    pub fn lift_rules(&mut self, model: &Model, rules: &[u16], entry: EntryId) -> Vec<Change> {
-        let mut changes = Vec::new();
-        for (user_id, user) in self.users.iter_mut() {
-            let lifted: Vec<Restriction> =
-                user.restrictions.iter().filter(|r| rules.contains(&r.rule)).copied().collect();
-            if lifted.is_empty() {
-                continue;
-            }
-            user.restrictions.retain(|r| !rules.contains(&r.rule));
-            let after = user.restricted(model);
-            for r in lifted {
-                changes.push(Change {
-                    user_id: user_id.clone(),
-                    kind: ChangeKind::RuleRemoved,
-                    features: model.rules[usize::from(r.rule)].features,
-                    rule: Some(r.rule),
-                    entry,
-                    at_ms: entry.ms,
-                    by: Some("rules".into()),
-                    reason: Some("removed by a published rule set (lift_removed)".into()),
-                    restricted_after: after,
-                });
-            }
-            if !self.dirty.contains(user_id) {
-                self.dirty.insert(user_id.clone());
-            }
-        }
-        changes
-    }
-
     /// Marks a user changed, for the next snapshot.
     fn touch(&mut self, user_id: &str) {
         if !self.dirty.contains(user_id) {
@@ -242,12 +208,14 @@ impl ShardState {
     }
 
     /// Rebuilds the expiry queue from the users (after a restore).
-    pub fn index_expiries(&mut self) {
+    pub fn index_expiries(&mut self, model: &Model) {
         self.expiries =
-            self.users.iter().filter_map(|(u, s)| s.next_expiry().map(|t| Reverse((t, u.clone())))).collect();
+            self.users.iter().filter_map(|(u, s)| s.next_expiry(model).map(|t| Reverse((t, u.clone())))).collect();
     }
 
-    /// Lifts what expired by `now_ms`. Returns the changes.
+    /// Lifts what expired by `now_ms`, and moves windows whose oldest event
+    /// aged out, lifting what `until = "condition_clears"` rules no longer
+    /// hold. Returns the changes.
     pub fn sweep(&mut self, model: &Model, now_ms: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         while let Some(Reverse((at, _))) = self.expiries.peek() {
@@ -257,13 +225,21 @@ impl ShardState {
             let Some(Reverse((_, user_id))) = self.expiries.pop() else { break };
             let Some(user) = self.users.get_mut(&user_id) else { continue };
             let expired = user.expire(now_ms);
-            if let Some(next) = user.next_expiry() {
+            let moved = user.advance_windows(model, now_ms);
+            let cleared = if moved { clear_windowed(model, user) } else { Vec::new() };
+            if let Some(next) = user.next_expiry(model) {
                 self.expiries.push(Reverse((next, user_id.clone())));
             }
-            if expired.restrictions.is_empty() && expired.overrides.is_empty() {
+            if expired.restrictions.is_empty() && expired.overrides.is_empty() && cleared.is_empty() {
+                if moved {
+                    self.touch(&user_id);
+                }
                 continue;
             }
             let after = user.restricted(model);
+            for r in cleared {
+                changes.push(cleared_change(model, &user_id, &r, now_ms, after));
+            }
             for r in expired.restrictions {
                 changes.push(Change {
                     user_id: user_id.clone(),
@@ -342,100 +318,50 @@ impl ShardState {
             restricted_after: after,
         })
     }
-
-    /// Lifts the restrictions rule `rule` made at or after `since_ms` (a
-    /// tripped `on_trip = "revert"` rule's window). Returns the changes.
-    pub fn revert(&mut self, model: &Model, rule: u16, since_ms: u64, now_ms: u64) -> Vec<Change> {
-        let mut changes = Vec::new();
-        let mut touched = Vec::new();
-        for (user_id, user) in self.users.iter_mut() {
-            let before = user.restrictions.len();
-            let mut lifted = Vec::new();
-            user.restrictions.retain(|r| {
-                let lift = r.rule == rule && r.at_ms >= since_ms;
-                if lift {
-                    lifted.push(*r);
-                }
-                !lift
-            });
-            if user.restrictions.len() == before {
-                continue;
-            }
-            let after = user.restricted(model);
-            for r in lifted {
-                changes.push(Change {
-                    user_id: user_id.clone(),
-                    kind: ChangeKind::Reverted,
-                    features: model.rules[usize::from(rule)].features,
-                    rule: Some(rule),
-                    entry: r.entry,
-                    at_ms: now_ms,
-                    by: Some("tripwire".into()),
-                    reason: Some("rule tripped with on_trip = revert".into()),
-                    restricted_after: after,
-                });
-            }
-            touched.push(user_id.clone());
-        }
-        for u in touched {
-            self.touch(&u);
-        }
-        changes
-    }
 }
 
-/// (slot in `old`, slot in `new`) of every aggregate `new` carries over from `old`.
-pub(crate) fn carried_slots(old: &Model, new: &Model) -> Vec<(Slot, Slot)> {
-    new.aggregates
+/// Lifts the restrictions of `until = "condition_clears"` rules over windows
+/// whose condition no longer holds (after the windows moved). Returns them.
+fn clear_windowed(model: &Model, user: &mut UserState) -> Vec<Restriction> {
+    let clears = |r: &Restriction| {
+        let rule = &model.rules[usize::from(r.rule)];
+        rule.clears && rule.windowed && !rule.retired
+    };
+    if !user.restrictions.iter().any(clears) {
+        return Vec::new();
+    }
+    let values = Values { user, model };
+    let lifted: Vec<Restriction> = user
+        .restrictions
         .iter()
-        .filter_map(|a| old.aggregates.iter().find(|o| same_aggregate(old, o, new, a)).map(|o| (o.slot, a.slot)))
-        .collect()
+        .filter(|r| clears(r) && !model.rules[usize::from(r.rule)].holds(&values, None))
+        .copied()
+        .collect();
+    user.restrictions.retain(|r| !lifted.contains(r));
+    lifted
 }
 
-/// Whether a user's state and snapshot under `old` are already what `new`
-/// would hold and write: every aggregate carried to its own slot, and every
-/// rule of `old` under the same name at the same position.
-fn stored_alike(old: &Model, new: &Model, carried: &[(Slot, Slot)]) -> bool {
-    old.aggregates.len() == new.aggregates.len()
-        && carried.len() == new.aggregates.len()
-        && (old.scalar_count, old.set_count) == (new.scalar_count, new.set_count)
-        && carried.iter().all(|(from, to)| from == to)
-        && old.rules.iter().zip(new.rules.iter()).all(|(a, b)| a.name == b.name)
-        && old.rules.len() <= new.rules.len()
-}
-
-/// A user's aggregates under `new`, carried over slot by slot (no restrictions, no overrides).
-pub(crate) fn migrate(user: &UserState, carried: &[(Slot, Slot)], new: &Model) -> UserState {
-    let mut next = UserState::new(new);
-    for &(from, to) in carried {
-        match (from, to) {
-            (Slot::Scalar(f), Slot::Scalar(t)) => next.scalars[usize::from(t)] = user.scalars[usize::from(f)],
-            (Slot::Set(f), Slot::Set(t)) => {
-                let values = user.set(usize::from(f));
-                if !values.is_empty() {
-                    *next.set_mut(new, usize::from(t)) = values.into();
-                }
-            }
-            _ => {}
-        }
+fn cleared_change(model: &Model, user_id: &str, r: &Restriction, at_ms: u64, after: u64) -> Change {
+    Change {
+        user_id: user_id.into(),
+        kind: ChangeKind::Cleared,
+        features: model.rules[usize::from(r.rule)].features,
+        rule: Some(r.rule),
+        entry: r.entry,
+        at_ms,
+        by: None,
+        reason: Some("the condition no longer holds (until = condition_clears)".into()),
+        restricted_after: after,
     }
-    next
-}
-
-/// The same aggregate in two rule sets: same name, kind, event and property.
-fn same_aggregate(old: &Model, a: &Aggregate, new: &Model, b: &Aggregate) -> bool {
-    fn event<'m>(m: &'m Model, x: &Aggregate) -> &'m str {
-        &m.schema.events[usize::from(x.event)]
-    }
-    fn property<'m>(m: &'m Model, x: &Aggregate) -> Option<&'m str> {
-        x.property.map(|p| &*m.schema.properties[usize::from(x.event)][p].0)
-    }
-    a.name == b.name && a.kind == b.kind && event(old, a) == event(new, b) && property(old, a) == property(new, b)
 }
 
 /// The changes one event's rules made: `rule_fired` for what restricted,
-/// `would_restrict` for shadow rules.
+/// `would_restrict` for shadow rules, `cleared` for what no longer holds.
 fn push_rule_changes(model: &Model, user_id: &str, id: EntryId, out: &Outcome, changes: &mut Vec<Change>) {
+    for r in out.cleared.iter() {
+        let lifted = Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms: None };
+        changes.push(cleared_change(model, user_id, &lifted, id.ms, out.features));
+    }
     for r in out.fired.union(&out.shadowed).iter() {
         let shadow = out.shadowed.contains(r);
         changes.push(Change {
