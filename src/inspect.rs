@@ -56,6 +56,7 @@ async fn user_state(
                     "aggregates": report.aggregates,
                     "restrictions": report.restrictions,
                     "overrides": report.overrides,
+                    "windows": report.windows,
                 })
             }
             Err(e) => json!({ "error": e.to_string(), "bytes": bytes.len() }),

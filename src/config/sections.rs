@@ -109,6 +109,22 @@ pub struct IngestSettings {
     pub wait_timeout: Duration,
     #[serde(deserialize_with = "de::duration")]
     pub dedup_window: Duration,
+    /// An event whose `occurred_at` is older than this is refused (422).
+    #[serde(deserialize_with = "de::duration")]
+    pub max_event_age: Duration,
+    /// An event whose `occurred_at` is further than this in the future is refused (422).
+    #[serde(deserialize_with = "de::duration")]
+    pub max_clock_skew: Duration,
+}
+
+impl IngestSettings {
+    /// The limits on `occurred_at`, for the validator.
+    pub fn event_time_limits(&self) -> restrictd_actors::domain::schema::EventTimeLimits {
+        restrictd_actors::domain::schema::EventTimeLimits {
+            max_age_ms: self.max_event_age.as_millis() as u64,
+            max_skew_ms: self.max_clock_skew.as_millis() as u64,
+        }
+    }
 }
 
 impl Default for IngestSettings {
@@ -119,6 +135,8 @@ impl Default for IngestSettings {
             body_limit_bytes: 1 << 20,
             wait_timeout: Duration::from_secs(5),
             dedup_window: Duration::from_secs(24 * 3600),
+            max_event_age: Duration::from_secs(7 * 24 * 3600),
+            max_clock_skew: Duration::from_secs(5),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use restrictd_actors::clock::now_ms;
 use restrictd_actors::domain::schema::MALFORMED_JSON;
 use restrictd_actors::domain::{EntryId, Event, EventRef, ValidationError};
 use restrictd_actors::store::reads;
@@ -61,6 +62,7 @@ pub async fn post_event(
     let (_slot, started, wait, bytes) = accept_write(&req, payload, &state).await?;
     let mut scratch = None;
     let event = state.shared.model().schema.validate_bytes(&bytes, &mut scratch).map_err(|e| refused(&state, e))?;
+    event.check_time(now_ms(), state.settings.ingest.event_time_limits()).map_err(|e| refused(&state, e))?;
     let shard = state.shared.shard_of(event.user_id);
     let id = state.ingest.append(state.shared.keys.events(shard), &bytes).await?;
     state.ingest_latency.record(started.elapsed().as_secs_f64());
@@ -115,8 +117,9 @@ pub async fn post_events(
     let mut scratch: Vec<Option<Value>> = vec![None; raw.len()];
     let mut events: Vec<Event<'_>> = Vec::with_capacity(raw.len());
     let mut invalid = Vec::new();
+    let (now, limits) = (now_ms(), state.settings.ingest.event_time_limits());
     for (index, (r, scratch)) in raw.iter().zip(&mut scratch).enumerate() {
-        match schema.validate_bytes(r.get().as_bytes(), scratch) {
+        match schema.validate_bytes(r.get().as_bytes(), scratch).and_then(|e| e.check_time(now, limits).map(|()| e)) {
             Ok(e) => events.push(e),
             Err(e) => {
                 state.rejects.add(e.reason);

@@ -48,7 +48,7 @@ pub async fn get_user(
             .collect()
     };
     let restrictions = shown(&report.restrictions);
-    Ok(HttpResponse::Ok().json(json!({
+    let mut body = json!({
         "user_id": user,
         "shard": shard,
         "features": features_json(&state.shared.model(), report.restricted),
@@ -57,7 +57,11 @@ pub async fn get_user(
         "restrictions": restrictions,
         "would_restrict": shown(&report.would_restrict),
         "overrides": report.overrides,
-    })))
+    });
+    if !report.windows.is_empty() {
+        body["windows"] = json!(report.windows);
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// A user's report and where it came from: `"memory"` (this instance owns the

@@ -22,3 +22,4 @@ mod scenarios;
 mod sse;
 mod tripwire;
 mod validation;
+mod windows;
