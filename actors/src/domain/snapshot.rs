@@ -183,6 +183,24 @@ mod tests {
         Model::compile(&def, false).unwrap()
     }
 
+    /// The default model and a windowed count, `flags_1h`.
+    fn windowed_model() -> Model {
+        let mut def: ModelDef = toml::from_str(include_str!("../../../config.toml")).unwrap();
+        let flags: crate::domain::rules::AggregateDef =
+            toml::from_str("kind = \"count\"\nevent = \"scam_message_flagged\"\nwindow = \"1h\"").unwrap();
+        def.aggregates.insert("flags_1h".into(), flags);
+        Model::compile(&def, false).unwrap()
+    }
+
+    /// The user stored in `tests/fixtures/user_v3.bin`: v2's, plus a window.
+    fn fixture_user_v3(m: &Model) -> UserState {
+        let mut u = fixture_user_v2(m);
+        let Slot::Window(w) = m.aggregates.iter().find(|a| &*a.name == "flags_1h").unwrap().slot else { panic!() };
+        let kind = crate::domain::rules::AggregateKind::Count;
+        *u.window_mut(m, usize::from(w)) = Window::from_parts(kind, vec![(1_700_000_000, 2), (1_700_000_100, 1)], 0);
+        u
+    }
+
     /// The user stored in `tests/fixtures/user_v1.bin`.
     fn fixture_user(m: &Model) -> UserState {
         let mut u = UserState::new(m);
@@ -222,6 +240,19 @@ mod tests {
         let m = model();
         let u = fixture_user_v2(&m);
         assert_eq!(decode_user(&m, &encode_user(&m, &u)).unwrap(), u);
+    }
+
+    #[test]
+    fn a_user_with_windows_round_trips_and_the_version_3_fixture_decodes() {
+        let m = windowed_model();
+        let u = fixture_user_v3(&m);
+        assert_eq!(decode_user(&m, &encode_user(&m, &u)).unwrap(), u);
+        let stored = include_bytes!("../../tests/fixtures/user_v3.bin");
+        assert_eq!(stored[0], 3);
+        assert_eq!(decode_user(&m, stored).unwrap(), u);
+        let plain = decode_user(&model(), stored).unwrap();
+        assert!(plain.windows.is_empty(), "a window without its aggregate is dropped");
+        assert_eq!(plain, fixture_user_v2(&model()));
     }
 
     #[test]
@@ -266,8 +297,8 @@ mod tests {
     #[test]
     #[ignore = "writes the current version's fixture; run once when a format version is added"]
     fn write_fixture() {
-        let m = model();
+        let m = windowed_model();
         let path = format!("{}/tests/fixtures/user_v{VERSION}.bin", env!("CARGO_MANIFEST_DIR"));
-        std::fs::write(path, encode_user(&m, &fixture_user_v2(&m))).unwrap();
+        std::fs::write(path, encode_user(&m, &fixture_user_v3(&m))).unwrap();
     }
 }
