@@ -75,7 +75,7 @@ struct UserV3 {
 /// Encodes a user in the current format.
 pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
     let mut scalars = Vec::with_capacity(user.scalars.len());
-    let mut sets = Vec::with_capacity(user.sets.len());
+    let mut sets = Vec::with_capacity(model.set_count);
     let mut windows = Vec::new();
     for a in &model.aggregates {
         match a.slot {
@@ -149,7 +149,7 @@ fn from_v3(model: &Model, v3: UserV3) -> UserState {
             values.sort_unstable();
             values.dedup();
             if !values.is_empty() {
-                *user.set_mut(model, usize::from(s)) = values.into_boxed_slice();
+                user.replace_set(model, usize::from(s), &values);
             }
         }
     }
@@ -210,7 +210,7 @@ mod tests {
         let Slot::Set(cards) = agg("cards") else { panic!() };
         u.scalars[usize::from(flags)] = 2;
         u.scalars[usize::from(spend)] = 100_250_000;
-        *u.set_mut(m, usize::from(cards)) = vec![3, 7, 11].into_boxed_slice();
+        u.replace_set(m, usize::from(cards), &[3, 7, 11]);
         u.restrictions.push(Restriction {
             rule: m.rule_index("scam_message_rule").unwrap() as u16,
             entry: EntryId::new(1_700_000_000_123, 4),

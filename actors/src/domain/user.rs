@@ -45,9 +45,10 @@ pub struct Override {
 pub struct UserState {
     /// Counts and sums (micro-units for money), indexed by `Slot::Scalar`.
     pub scalars: Box<[u64]>,
-    /// Distinct values as sorted xxh3 hashes, indexed by `Slot::Set`; not
+    /// Distinct values as sorted xxh3 hashes, every set in one allocation:
+    /// for each `Slot::Set` in order, its length and then its values. Not
     /// allocated (empty) until the user's first distinct value.
-    pub sets: ThinVec<Box<[u64]>>,
+    pub sets: ThinVec<u64>,
     /// Windowed aggregates, indexed by `Slot::Window`; not allocated (empty)
     /// while every window of the user is empty.
     pub windows: ThinVec<Window>,
@@ -99,7 +100,7 @@ impl UserState {
                 }
                 (AggregateKind::Distinct, Slot::Set(s)) => {
                     if let Some(value) = agg.property.map(|p| event.values[p]) {
-                        insert_sorted(self.set_mut(model, usize::from(s)), hash_value(value));
+                        self.insert_into_set(model, usize::from(s), hash_value(value));
                     }
                 }
                 (kind, Slot::Window(w)) => {
@@ -130,10 +131,9 @@ impl UserState {
             return false;
         }
         let mut dropped = false;
-        for a in &model.aggregates {
-            if let (Slot::Window(w), Some(window)) = (a.slot, a.window) {
-                dropped |= self.windows[usize::from(w)].advance(a.kind, window, seconds(end_ms));
-            }
+        for &(a, w, window) in &model.windowed {
+            dropped |=
+                self.windows[usize::from(w)].advance(model.aggregates[usize::from(a)].kind, window, seconds(end_ms));
         }
         if self.windows.iter().all(Window::is_empty) {
             self.windows = ThinVec::new();
@@ -146,10 +146,7 @@ impl UserState {
         if self.windows.is_empty() {
             return None;
         }
-        let aging = model.aggregates.iter().filter_map(|a| match (a.slot, a.window) {
-            (Slot::Window(w), Some(window)) => self.windows[usize::from(w)].next_aging(window),
-            _ => None,
-        });
+        let aging = model.windowed.iter().filter_map(|&(_, w, window)| self.windows[usize::from(w)].next_aging(window));
         aging.min().map(|s| u64::from(s) * 1000)
     }
 
@@ -175,11 +172,34 @@ impl UserState {
         })
     }
 
-    /// The earliest time something of this user expires or leaves a window.
+    /// The earliest time something of this user expires, or the sweep
+    /// should move its windows (`window_due`).
     pub fn next_expiry(&self, model: &Model) -> Option<u64> {
         let r = self.restrictions.iter().filter_map(|r| r.expires_at_ms);
         let o = self.overrides.iter().filter_map(|o| o.expires_at_ms);
-        r.chain(o).chain(self.next_window_aging(model)).min()
+        r.chain(o).chain(self.window_due(model)).min()
+    }
+
+    /// When the sweep should move this user's windows: as soon as the oldest
+    /// event ages out while an `until = "condition_clears"` rule over windows
+    /// restricts the user (so the restriction ends on time); otherwise once
+    /// every window would be empty (to free them), since an event moves the
+    /// windows anyway.
+    pub fn window_due(&self, model: &Model) -> Option<u64> {
+        if self.windows.is_empty() {
+            return None;
+        }
+        let clearing = self.restrictions.iter().any(|r| {
+            let rule = &model.rules[usize::from(r.rule)];
+            rule.clears && rule.windowed
+        });
+        if clearing {
+            return self.next_window_aging(model);
+        }
+        let empty_at = model.windowed.iter().filter_map(|&(_, w, window)| {
+            self.windows[usize::from(w)].newest().map(|newest| newest.saturating_add(window))
+        });
+        empty_at.max().map(|s| u64::from(s) * 1000)
     }
 
     /// Removes restrictions and overrides that expired by `now_ms`.
@@ -234,15 +254,43 @@ impl UserState {
 
     /// Distinct set `s` (empty while the sets are not allocated).
     pub fn set(&self, s: usize) -> &[u64] {
-        self.sets.get(s).map_or(&[], |v| v)
+        let (start, len) = self.set_range(s);
+        self.sets.get(start..start + len).unwrap_or(&[])
     }
 
-    /// Distinct set `s`, allocating the sets on first use.
-    pub fn set_mut(&mut self, model: &Model, s: usize) -> &mut Box<[u64]> {
-        if self.sets.is_empty() {
-            self.sets = (0..model.set_count).map(|_| Box::<[u64]>::default()).collect();
+    /// Where set `s`'s values are in `sets`: (first value, length).
+    fn set_range(&self, s: usize) -> (usize, usize) {
+        let mut at = 0;
+        for _ in 0..s {
+            at += 1 + self.sets.get(at).map_or(0, |&n| n as usize);
         }
-        &mut self.sets[s]
+        (at + 1, self.sets.get(at).map_or(0, |&n| n as usize))
+    }
+
+    /// Adds a hash to distinct set `s` (allocating the sets on first use).
+    pub fn insert_into_set(&mut self, model: &Model, s: usize, h: u64) {
+        if self.sets.is_empty() {
+            self.sets = std::iter::repeat_n(0, model.set_count).collect();
+        }
+        let (start, len) = self.set_range(s);
+        if let Err(i) = self.sets[start..start + len].binary_search(&h) {
+            self.sets.reserve_exact(1);
+            self.sets.insert(start + i, h);
+            self.sets[start - 1] += 1;
+        }
+    }
+
+    /// Replaces distinct set `s` with `values` (sorted, without repeats).
+    pub fn replace_set(&mut self, model: &Model, s: usize, values: &[u64]) {
+        let mut all: Vec<Vec<u64>> = (0..model.set_count).map(|i| self.set(i).to_vec()).collect();
+        all[s] = values.to_vec();
+        self.sets = ThinVec::new();
+        if all.iter().any(|v| !v.is_empty()) {
+            for v in all {
+                self.sets.push(v.len() as u64);
+                self.sets.extend(v);
+            }
+        }
     }
 }
 
@@ -270,14 +318,6 @@ fn hash_value(v: PropValue<'_>) -> u64 {
         PropValue::Money(m) => xxh3_64(&m.0.to_le_bytes()),
         PropValue::Bool(b) => u64::from(b),
         PropValue::Absent => 0,
-    }
-}
-
-fn insert_sorted(set: &mut Box<[u64]>, h: u64) {
-    if let Err(at) = set.binary_search(&h) {
-        let mut v = std::mem::take(set).into_vec();
-        v.insert(at, h);
-        *set = v.into_boxed_slice();
     }
 }
 

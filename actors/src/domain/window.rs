@@ -23,16 +23,21 @@ pub struct Window {
     /// window held more than `max_events`: the value is approximate while any
     /// of them is inside the window.
     merged: u32,
+    /// The oldest and newest seconds held (0 when empty), kept beside the
+    /// entries so that asking when the window next changes reads no entry.
+    oldest: u32,
+    newest: u32,
 }
 
 impl Window {
     /// Rebuilds a window from stored entries (time order is restored).
     pub fn from_parts(kind: AggregateKind, mut entries: Vec<(u32, u64)>, merged: u32) -> Self {
         entries.sort_by_key(|e| e.0);
-        let mut w = Window { entries: entries.into(), total: 0, merged };
+        let mut w = Window { entries: entries.into(), total: 0, merged, oldest: 0, newest: 0 };
         if kind != AggregateKind::Distinct {
             w.total = w.recount();
         }
+        w.bounds();
         w
     }
 
@@ -52,12 +57,17 @@ impl Window {
 
     /// The newest second held.
     pub fn newest(&self) -> Option<u32> {
-        self.entries.back().map(|e| e.0)
+        (!self.entries.is_empty()).then_some(self.newest)
     }
 
     /// The second at which the oldest entry leaves a window of `window` seconds.
     pub fn next_aging(&self, window: u32) -> Option<u32> {
-        self.entries.front().map(|e| e.0.saturating_add(window))
+        (!self.entries.is_empty()).then_some(self.oldest.saturating_add(window))
+    }
+
+    fn bounds(&mut self) {
+        self.oldest = self.entries.front().map_or(0, |e| e.0);
+        self.newest = self.entries.back().map_or(0, |e| e.0);
     }
 
     /// The aggregate's value: count, sum in micro-units, or distinct values.
@@ -97,6 +107,7 @@ impl Window {
         while self.entries.len() > max_events.max(1) as usize {
             self.merge_oldest(kind);
         }
+        self.bounds();
     }
 
     fn insert(&mut self, at: u32, value: u64) {
@@ -123,6 +134,9 @@ impl Window {
     /// Moves the window's end to second `end`: drops what falls out. Returns
     /// whether anything was dropped.
     pub fn advance(&mut self, kind: AggregateKind, window: u32, end: u32) -> bool {
+        if self.entries.is_empty() || u64::from(self.oldest) + u64::from(window) > u64::from(end) {
+            return false;
+        }
         let mut dropped = false;
         while let Some(&(at, v)) = self.entries.front() {
             if u64::from(at) + u64::from(window) > u64::from(end) {
@@ -141,6 +155,7 @@ impl Window {
             if self.entries.is_empty() {
                 *self = Window::default();
             }
+            self.bounds();
         }
         dropped
     }

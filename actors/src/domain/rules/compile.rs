@@ -84,13 +84,21 @@ impl Model {
             schema,
             features,
             feature_descriptions,
-            aggregates,
             rules,
             aggregates_by_event,
             rules_by_event,
             scalar_count: usize::from(slots[0]),
             set_count: usize::from(slots[1]),
             window_count: usize::from(slots[2]),
+            windowed: aggregates
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| match (a.slot, a.window) {
+                    (Slot::Window(w), Some(window)) => Some((i as u16, w, window)),
+                    _ => None,
+                })
+                .collect(),
+            aggregates,
         })
     }
 }

@@ -239,6 +239,8 @@ pub struct Model {
     pub scalar_count: usize,
     pub set_count: usize,
     pub window_count: usize,
+    /// The windowed aggregates: (aggregate, window slot, window in seconds).
+    pub windowed: Vec<(u16, u16, u32)>,
 }
 
 impl Model {

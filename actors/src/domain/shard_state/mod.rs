@@ -151,13 +151,8 @@ impl ShardState {
         };
         // Event time: as the producer said, or the arrival. Replay reads the same.
         let at_ms = event.occurred_at_ms.unwrap_or(id.ms);
-        let aging_before = user.next_window_aging(model);
+        let due_before = user.window_due(model);
         user.apply(model, event, at_ms);
-        if let Some(next) = user.next_window_aging(model) {
-            if aging_before.is_none_or(|before| next < before) {
-                self.expiries.push(Reverse((next, event.user_id.into())));
-            }
-        }
         if !self.dirty.contains(event.user_id) {
             self.dirty.insert(event.user_id.into());
         }
@@ -194,6 +189,11 @@ impl ShardState {
                 self.expiries.push(Reverse((at, event.user_id.into())));
             }
             out.fired.insert(r);
+        }
+        if let Some(due) = user.window_due(model) {
+            if due_before.is_none_or(|before| due < before) {
+                self.expiries.push(Reverse((due, event.user_id.into())));
+            }
         }
         out.features = user.restricted(model);
         push_rule_changes(model, event.user_id, id, &out, changes);

@@ -128,7 +128,7 @@ pub(crate) fn migrate(user: &UserState, carried: &[(Slot, Slot)], new: &Model) -
             (Slot::Set(f), Slot::Set(t)) => {
                 let values = user.set(usize::from(f));
                 if !values.is_empty() {
-                    *next.set_mut(new, usize::from(t)) = values.into();
+                    next.replace_set(new, usize::from(t), values);
                 }
             }
             (Slot::Window(f), Slot::Window(t)) => {
