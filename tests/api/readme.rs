@@ -50,3 +50,23 @@ fn the_rule_lifecycle_commands_of_the_readme_publish_shadow_promote_and_roll_bac
     assert_eq!(two["content"]["rules"]["scam_message_rule"]["mode"], "shadow");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_windows_example_of_the_readme_publishes_velocity_rules_and_restricts_on_three_flags_in_a_day() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", "change-me-to-a-long-secret")]);
+    let dir = std::env::temp_dir().join(format!("restrictd-readme-windows-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("examples")).unwrap();
+    let velocity = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/velocity.toml");
+    std::fs::copy(velocity, dir.join("examples/velocity.toml")).unwrap();
+    let script = block_after("### Windows, event time and conditions").replace("localhost:8080", &app.addr);
+    let out = Command::new("bash").args(["-euo", "pipefail", "-c", &script]).current_dir(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{script}\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let answers: Vec<&str> = stdout.split("\"can_message\":").skip(1).map(|rest| &rest[..4]).collect();
+    assert_eq!(answers, ["true", "true", "fals"], "the third flag restricts: {stdout}");
+    assert!(!app.can("message", "v1"), "three flags within 24 hours restrict: {stdout}");
+    let report = app.get("/v1/users/v1").json();
+    assert_eq!(report["aggregates"]["scam_flags_24h"], 3, "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

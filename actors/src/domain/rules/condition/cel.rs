@@ -43,7 +43,7 @@ pub fn compile(text: &str, names: &Names<'_>) -> Result<Condition, String> {
     }
     let (expr, info) = cel::parser::Parser::new().max_recursion_depth(64).parse_with_source_info(&text).map_err(
         |errors| match errors.errors.first() {
-            Some(e) => format!("line {}, column {}: {}", e.pos.0, e.pos.1 + 1, e.msg),
+            Some(e) => format!("{}: {}", position(e.pos.0.max(1) as usize, e.pos.1.max(0) as usize + 1), e.msg),
             None => errors.to_string(),
         },
     )?;
@@ -90,6 +90,16 @@ fn legacy_and(text: &str) -> String {
     words.iter().map(|w| if w.eq_ignore_ascii_case("and") { "&& " } else { w }).collect::<Vec<_>>().join(" ")
 }
 
+/// Where in the condition: "column C", or "condition line L, column C" when
+/// the condition spans lines.
+fn position(line: usize, column: usize) -> String {
+    if line == 1 {
+        format!("column {column}")
+    } else {
+        format!("condition line {line}, column {column}")
+    }
+}
+
 fn flatten<'e>(op: &str, e: &'e IdedExpr, out: &mut Vec<&'e IdedExpr>) {
     match &e.expr {
         Expr::Call(CallExpr { func_name, target: None, args }) if func_name == op && args.len() == 2 => {
@@ -112,7 +122,7 @@ impl Compiler<'_> {
         let before: String = self.info.source.chars().take(start as usize).collect();
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!("line {line}, column {column}")
+        position(line, column)
     }
 
     fn typed(&self, e: &IdedExpr) -> Result<Typed, String> {

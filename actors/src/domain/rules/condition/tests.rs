@@ -131,7 +131,7 @@ fn type_errors_and_unknown_names_are_rejected_with_where() {
         ("event.card_id == \"x\"", "declares no property \"card_id\""),
         ("purchases + 1", "true or false, not a number"),
         ("size(purchases) > 1", "not supported"),
-        ("purchases >= ", "line 1"),
+        ("purchases >= ", "column"),
         ("", "empty condition"),
     ];
     for (when, expected) in cases {
