@@ -98,3 +98,31 @@ proptest! {
         }
     }
 }
+
+/// The sweep lifts a clearing restriction when the oldest event ages out,
+/// and frees a user's windows once they would be empty.
+#[test]
+fn the_sweep_clears_on_time_and_frees_empty_windows() {
+    let model = model();
+    let mut shard = ShardState::new(60_000);
+    let buy = |user: &str, at_s: u64, shop: &str| {
+        json!({"name": "purchase_made", "occurred_at": at_s * 1000,
+            "event_properties": {"user_id": user, "amount": 1, "shop": shop}})
+    };
+    let mut changes = Vec::new();
+    let events = [buy("r", 100, "a"), buy("r", 101, "a"), buy("r", 102, "a"), buy("f", 103, "a")];
+    for (i, v) in events.iter().enumerate() {
+        let e = model.schema.validate(v).unwrap();
+        shard.apply(&model, EntryId::new(102_000 + i as u64, 0), &e, &|_| false, &mut changes);
+    }
+    assert_eq!(changes.len(), 1, "three buys in 5 s restrict r: {changes:?}");
+    assert!(shard.sweep(&model, 104_999).is_empty(), "nothing ages out before 105 s");
+    let cleared = shard.sweep(&model, 105_000);
+    assert_eq!(cleared.len(), 1, "the buy of second 100 left the window at 105 s: {cleared:?}");
+    assert_eq!((cleared[0].kind.as_str(), cleared[0].restricted_after), ("cleared", 0));
+    assert!(!shard.users["f"].windows.is_empty());
+    shard.sweep(&model, 106_999);
+    assert!(!shard.users["r"].windows.is_empty(), "r's last buy (second 102) is inside until 107 s");
+    shard.sweep(&model, 108_000);
+    assert!(shard.users["r"].windows.is_empty() && shard.users["f"].windows.is_empty(), "freed once empty");
+}

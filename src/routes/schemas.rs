@@ -81,6 +81,8 @@ fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
             "properties": {
                 "name": {"type": "string", "enum": [name.to_string()]},
                 "event_id": {"type": "string", "description": "idempotency key: applied once per user within ingest.dedup_window"},
+                "occurred_at": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}],
+                    "description": "when it happened (RFC 3339 or epoch ms); absent: its arrival. Within ingest.max_event_age and ingest.max_clock_skew of now"},
                 "event_properties": {"type": "object", "required": required, "properties": properties},
             },
         }));
@@ -208,6 +210,7 @@ fn replies() -> Value {
             "aggregates": {"type": "object", "description": "name → count, or exact decimal string for sums"},
             "restrictions": {"type": "array", "items": reference("Restriction")},
             "would_restrict": {"type": "array", "items": reference("Restriction"), "description": "what shadow rules would have restricted"},
+            "windows": {"type": "object", "description": "windowed aggregates: window, entries held, merged beyond max_events, next_aging_at_ms"},
             "overrides": {"type": "array", "items": reference("OverrideState")},
         })),
         "Rules": object(json!({"rules": {"type": "array", "items": object(json!({

@@ -180,6 +180,14 @@ impl UserState {
         r.chain(o).chain(self.window_due(model)).min()
     }
 
+    /// Whether an `until = "condition_clears"` rule over windows restricts the user.
+    pub fn clearing(&self, model: &Model) -> bool {
+        self.restrictions.iter().any(|r| {
+            let rule = &model.rules[usize::from(r.rule)];
+            rule.clears && rule.windowed
+        })
+    }
+
     /// When the sweep should move this user's windows: as soon as the oldest
     /// event ages out while an `until = "condition_clears"` rule over windows
     /// restricts the user (so the restriction ends on time); otherwise once
@@ -189,11 +197,7 @@ impl UserState {
         if self.windows.is_empty() {
             return None;
         }
-        let clearing = self.restrictions.iter().any(|r| {
-            let rule = &model.rules[usize::from(r.rule)];
-            rule.clears && rule.windowed
-        });
-        if clearing {
+        if self.clearing(model) {
             return self.next_window_aging(model);
         }
         let empty_at = model.windowed.iter().filter_map(|&(_, w, window)| {

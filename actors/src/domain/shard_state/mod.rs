@@ -151,7 +151,12 @@ impl ShardState {
         };
         // Event time: as the producer said, or the arrival. Replay reads the same.
         let at_ms = event.occurred_at_ms.unwrap_or(id.ms);
-        let due_before = user.window_due(model);
+        // When the sweep is due for this user's windows only moves earlier
+        // when the windows start, or when (or while) a clearing rule
+        // restricts the user: only then is it worked out.
+        let windows_before = !user.windows.is_empty();
+        let clearing_before = user.clearing(model);
+        let due_before = if clearing_before { user.window_due(model) } else { None };
         user.apply(model, event, at_ms);
         if !self.dirty.contains(event.user_id) {
             self.dirty.insert(event.user_id.into());
@@ -190,7 +195,8 @@ impl ShardState {
             }
             out.fired.insert(r);
         }
-        if let Some(due) = user.window_due(model) {
+        let clearing = clearing_before || out.fired.iter().any(|r| model.rules[usize::from(r)].clears);
+        if let Some(due) = (!windows_before || clearing).then(|| user.window_due(model)).flatten() {
             if due_before.is_none_or(|before| due < before) {
                 self.expiries.push(Reverse((due, event.user_id.into())));
             }
