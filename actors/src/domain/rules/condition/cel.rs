@@ -90,13 +90,13 @@ fn legacy_and(text: &str) -> String {
     words.iter().map(|w| if w.eq_ignore_ascii_case("and") { "&& " } else { w }).collect::<Vec<_>>().join(" ")
 }
 
-/// Where in the condition: "column C", or "condition line L, column C" when
-/// the condition spans lines.
+/// Where in the condition: "at column C of the condition", with the line
+/// when the condition spans lines.
 fn position(line: usize, column: usize) -> String {
     if line == 1 {
-        format!("column {column}")
+        format!("at column {column} of the condition")
     } else {
-        format!("condition line {line}, column {column}")
+        format!("at line {line}, column {column} of the condition")
     }
 }
 
