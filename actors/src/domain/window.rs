@@ -97,10 +97,18 @@ impl Window {
             }
             _ => {
                 self.total = self.total.saturating_add(value);
-                let at_or_after = self.entries.partition_point(|e| e.0 < at);
-                match self.entries.get_mut(at_or_after) {
-                    Some(e) if e.0 == at => e.1 = e.1.saturating_add(value),
-                    _ => self.entries.insert(at_or_after, (at, value)),
+                match self.entries.back_mut() {
+                    // In order, the common case: no search.
+                    None => self.entries.push_back((at, value)),
+                    Some(last) if last.0 == at => last.1 = last.1.saturating_add(value),
+                    Some(last) if last.0 < at => self.entries.push_back((at, value)),
+                    Some(_) => {
+                        let at_or_after = self.entries.partition_point(|e| e.0 < at);
+                        match self.entries.get_mut(at_or_after) {
+                            Some(e) if e.0 == at => e.1 = e.1.saturating_add(value),
+                            _ => self.entries.insert(at_or_after, (at, value)),
+                        }
+                    }
                 }
             }
         }
