@@ -4,7 +4,7 @@
 //! heap bytes per user of each at 1,000,000 users.
 //!
 //! `cargo bench -p restrictd-actors --bench windows`
-//! (`-- --memory` also prints heap bytes per user; it takes a minute.)
+//! (`-- --memory` prints heap bytes per user instead; it takes a minute.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -145,6 +145,7 @@ fn memory() {
 fn main() {
     if std::env::args().any(|a| a == "--memory") {
         memory();
+        return;
     }
     let mut c = Criterion::default().configure_from_args();
     conditions(&mut c);
