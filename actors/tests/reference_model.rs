@@ -83,8 +83,8 @@ impl Reference {
             Ev::Card { card, zip, .. } => {
                 self.cards.insert(card);
                 self.zips.insert(zip);
-                // distinct zips / distinct cards > 0.75
-                self.no_purchase |= self.zips.len() * 4 > self.cards.len() * 3;
+                // more than two cards, and distinct zips / distinct cards > 0.75
+                self.no_purchase |= self.cards.len() > 2 && self.zips.len() * 4 > self.cards.len() * 3;
             }
         }
     }

@@ -142,7 +142,7 @@ impl Expected {
             Effect::Purchase(_) | Effect::Chargeback(_) => {
                 self.no_purchase |= self.spend > 0 && self.chargebacks * 10 > self.spend
             }
-            Effect::Card(..) => self.no_purchase |= self.zips.len() * 4 > self.cards.len() * 3,
+            Effect::Card(..) => self.no_purchase |= self.cards.len() > 2 && self.zips.len() * 4 > self.cards.len() * 3,
         }
     }
 }

@@ -243,9 +243,14 @@ fn feed_filters_deliver_exactly_the_matching_changes() {
     app.post_applied(&event("purchase_made", "fb", json!({"amount": 100})));
     app.post_applied(&event("chargeback_occurred", "fb", json!({"amount": 20})));
     flag_twice(&app, "fc");
-    app.post_applied(&event("credit_card_added", "fd", json!({"card_id": "c", "zip_code": "z"})));
-    // A marker every filter lets through: fa's card restricts purchasing.
-    app.post_applied(&event("credit_card_added", "fa", json!({"card_id": "c", "zip_code": "z"})));
+    let three_cards = |user: &str| {
+        for (c, z) in [("c1", "z1"), ("c2", "z2"), ("c3", "z3")] {
+            app.post_applied(&event("credit_card_added", user, json!({"card_id": c, "zip_code": z})));
+        }
+    };
+    three_cards("fd");
+    // A marker every filter lets through: fa's third card restricts purchasing.
+    three_cards("fa");
 
     // Each subscriber's items in order, up to and including the marker.
     let items = |s: &mut Subscriber, n: usize| -> Vec<String> {

@@ -66,6 +66,25 @@ fn three_cards_from_three_zip_codes_restrict_purchasing() {
 }
 
 #[test]
+fn the_zip_code_rule_waits_for_a_third_card_and_allows_cards_from_one_zip_code() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    let card = |user: &str, card: &str, zip: &str| {
+        app.post_applied(&event("credit_card_added", user, json!({"card_id": card, "zip_code": zip})));
+    };
+    card("newcomer", "c1", "10001");
+    assert!(app.can("purchase", "newcomer"), "a first card restricts nothing");
+    card("newcomer", "c2", "94107");
+    assert!(app.can("purchase", "newcomer"), "two cards in two zip codes: not evaluated yet");
+    for c in ["c1", "c2", "c3", "c4"] {
+        card("family", c, "10001");
+    }
+    assert!(app.can("purchase", "family"), "four cards in one zip code (1/4)");
+    let user = app.get("/v1/users/family").json();
+    assert_eq!((user["aggregates"]["cards"].as_u64(), user["aggregates"]["zip_codes"].as_u64()), (Some(4), Some(1)));
+}
+
+#[test]
 fn a_user_never_seen_is_allowed_everything_and_unknown_to_explain() {
     let redis = TestRedis::start();
     let app = TestApp::spawn(&redis);
