@@ -44,6 +44,7 @@ pub fn register_known_series(model: &restrictd_actors::domain::Model) {
             .absolute(0);
     }
     metrics::counter!(TRIPWIRE_REPORTS_SHED_TOTAL).absolute(0);
+    metrics::counter!(TRIPWIRE_SYNCS_TOTAL).absolute(0);
     metrics::gauge!(SHARDS_OWNED).set(0.0);
     metrics::gauge!(RULES_VERSION).set(0.0);
     metrics::gauge!(CHANGELOG_STALENESS_SECONDS).set(0.0);

@@ -54,6 +54,8 @@ crate::declare_metrics! {
     Gauge TRIPWIRE_TRIPPED = "restrictd_tripwire_tripped";
     /// Counter, labels `rule`, `change` (tripped | rearmed).
     Counter TRIPWIRE_CHANGES_TOTAL = "restrictd_tripwire_changes_total";
+    /// Counter: tripwire syncs completed (counts read from Redis and evaluated).
+    Counter TRIPWIRE_SYNCS_TOTAL = "restrictd_tripwire_syncs_total";
     /// Counter: tripwire reports shed because the supervisor's mailbox was full.
     Counter TRIPWIRE_REPORTS_SHED_TOTAL = "restrictd_tripwire_reports_shed_total";
     /// Gauge, label `shard`: users held.

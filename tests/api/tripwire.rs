@@ -68,3 +68,45 @@ fn a_rule_restricting_too_large_a_share_trips_then_rearms_when_the_share_falls()
     assert!(!flag_twice(&app, "after_rearm"), "an armed rule restricts again");
     assert_eq!(scam_rule_state(&app)["trips"], 1);
 }
+
+#[test]
+fn a_reset_then_a_graceful_restart_and_a_kill_9_add_no_trip() {
+    let redis = TestRedis::start();
+    let env = [crate::rulesets::ADMIN];
+    let mut app = TestApp::spawn_with(&redis, &env);
+    let twice = |i: u32| {
+        let e = event("scam_message_flagged", &format!("u{i}"), json!({}));
+        [e.clone(), e]
+    };
+    post_all(&app, (0..20).flat_map(twice).collect());
+    wait_for("the scam rule to trip", Duration::from_secs(10), || {
+        (scam_rule_state(&app)["state"] == "tripped").then_some(())
+    });
+    let body = br#"{"action": "reset"}"#;
+    let r = crate::rulesets::admin(&app, "POST", "/v1/rules/scam_message_rule/tripwire", "application/json", body, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = &r.json()["tripwire"];
+    assert_eq!((after["state"].as_str(), after["restricted_in_window"].as_u64()), (Some("armed"), Some(0)), "{after}");
+    let audit = || redis.cli(&["XLEN", "rd:audit:tripwire"]);
+    let audited = audit();
+    for kill in [false, true] {
+        if kill {
+            app.kill();
+        } else {
+            assert_eq!(app.terminate(), Some(0));
+        }
+        app = TestApp::spawn_with(&redis, &env);
+        // Three syncs: the windows were counted and evaluated after the restart.
+        wait_for("three tripwire syncs", Duration::from_secs(10), || {
+            (app.metric("restrictd_tripwire_syncs_total") >= 3.0).then_some(())
+        });
+        let state = scam_rule_state(&app);
+        assert_eq!(
+            (state["state"].as_str(), state["trips"].as_u64()),
+            (Some("armed"), Some(1)),
+            "kill {kill}: {state}"
+        );
+        assert_eq!(audit(), audited, "no trip was audited (kill {kill})");
+        assert_eq!(app.metric(r#"restrictd_tripwire_changes_total{rule="scam_message_rule",change="tripped"}"#), 0.0);
+    }
+}

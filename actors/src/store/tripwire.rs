@@ -94,13 +94,15 @@ pub struct Counts {
 
 /// One sync's round trip: add the pending restrictions (per rule and second)
 /// and this instance's population, delete seconds out of the window, read each
-/// rule's seconds, the population and the states. One transaction.
+/// rule's seconds, the population and the states. One transaction. Each
+/// window is counted from the state read in the same transaction (a reset
+/// made elsewhere, or before a restart, starts it), never from a state this
+/// instance held before.
 pub async fn sync(
     conn: &mut Conn,
     keys: &Keys,
     model: &Model,
     settings: &TripwireSettings,
-    rules: &[SharedRule],
     sync: Sync<'_>,
 ) -> redis::RedisResult<Counts> {
     let mut per_second: BTreeMap<(u16, u64), u64> = BTreeMap::new();
@@ -148,9 +150,12 @@ pub async fn sync(
     let per_shard: Vec<u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let cutoff_second = sync.now_ms.saturating_sub(settings.window_ms) / 1000;
     let (mut hits, mut stale) = (Vec::new(), Vec::new());
-    for (reply, state) in replies.into_iter().zip(rules) {
+    for (reply, rule) in replies.into_iter().zip(&model.rules) {
         let seconds: HashMap<u64, u64> = redis::from_redis_value(reply)?;
-        let from_second = state.window_start(sync.now_ms, settings) / 1000;
+        let state: SharedRule =
+            states.get(&*rule.tripwire_key()).and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default();
+        // A second counts when it began at or after the window's start.
+        let from_second = state.window_start(sync.now_ms, settings).div_ceil(1000);
         hits.push(seconds.iter().filter(|(s, _)| **s >= from_second).map(|(_, n)| n).sum());
         stale.push(seconds.keys().copied().filter(|s| *s < cutoff_second).collect());
     }

@@ -187,12 +187,12 @@ impl Tripwire {
         self.again = false;
         let pending = std::mem::take(&mut self.pending);
         let stale = std::mem::replace(&mut self.stale, vec![Vec::new(); self.rules.len()]);
-        let (shared, settings, rules) = (Arc::clone(&self.shared), self.settings, self.rules.clone());
+        let (shared, settings) = (Arc::clone(&self.shared), self.settings);
         let now = now_ms();
         let population = self.population_to_write();
         let work = async move {
             let sync = Sync { pending: &pending, stale: &stale, now_ms: now, population };
-            let counts = store::sync(&mut conn, &shared.keys, &model, &settings, &rules, sync).await;
+            let counts = store::sync(&mut conn, &shared.keys, &model, &settings, sync).await;
             (counts, pending, conn)
         };
         ctx.spawn(work.into_actor(self).map(move |(counts, pending, conn), act, ctx| {
@@ -239,6 +239,7 @@ impl Tripwire {
                     tracing::info!("tripwire windows reachable again");
                 }
                 self.apply_counts(counts, now, conn, ctx);
+                counter!(TRIPWIRE_SYNCS_TOTAL).increment(1);
             }
             Err(e) => {
                 counter!(REDIS_ERRORS_TOTAL, "operation" => "tripwire").increment(1);
