@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use ahash::AHashMap;
 use tokio::sync::{broadcast, watch};
 
-use crate::domain::{shard_of, EntryId, Model};
+use crate::domain::{shard_of, EntryId, Model, TripwireSettings};
 use crate::store::Keys;
 
 /// Restricted features per user (only users with a restriction), by shard.
@@ -122,6 +122,90 @@ impl TrippedRules {
     }
 }
 
+/// Per rule, whether this instance's shards may restrict one more user now,
+/// decided without waiting: the tripwire's bound (`tripwire::budget`) over
+/// the deployment's window as of the last sync, this instance's restrictions
+/// since, and the population as of the decision. A shard that may not holds
+/// its decision until the next sync allows it or the rule trips.
+pub struct RuleBudget {
+    /// The tripwire's settings; unset: unbounded (no supervisor).
+    settings: std::sync::OnceLock<TripwireSettings>,
+    /// Per rule: the deployment's restrictions in the window at the last sync.
+    hits: Box<[AtomicU64]>,
+    /// Per rule: this instance's restrictions counted by completed syncs.
+    synced: Box<[AtomicU64]>,
+    /// Per rule: this instance's restrictions, all time.
+    spent: Box<[AtomicU64]>,
+    /// Users of the shards this instance does not count live, at the last sync.
+    others: AtomicU64,
+}
+
+impl Default for RuleBudget {
+    fn default() -> Self {
+        let n = crate::domain::rules::MAX_RULES;
+        let zeros = || (0..n).map(|_| AtomicU64::new(0)).collect();
+        RuleBudget {
+            settings: Default::default(),
+            hits: zeros(),
+            synced: zeros(),
+            spent: zeros(),
+            others: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RuleBudget {
+    /// Bounds restrictions from now on (the supervisor calls it once).
+    pub fn bound(&self, settings: TripwireSettings) {
+        let _ = self.settings.set(settings);
+    }
+
+    /// Takes one restriction of rule `r` if the bound allows it at this
+    /// population; false: hold the decision.
+    fn take(&self, r: u16, population: u64, owned: u64, total: u64) -> bool {
+        let Some(s) = self.settings.get() else { return true };
+        let i = usize::from(r);
+        let (Some(hits), Some(synced), Some(spent)) = (self.hits.get(i), self.synced.get(i), self.spent.get(i)) else {
+            return true;
+        };
+        let allowed = crate::tripwire::budget::share(s, hits.load(Ordering::Acquire), population, owned, total);
+        let mut current = spent.load(Ordering::Acquire);
+        loop {
+            if current.saturating_sub(synced.load(Ordering::Acquire)) >= allowed {
+                return false;
+            }
+            match spent.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Gives back a restriction taken but not made (the user was already
+    /// restricted), or made but never reported (its report was shed).
+    pub fn give_back(&self, r: u16) {
+        if let Some(spent) = self.spent.get(usize::from(r)) {
+            spent.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// After a sync: the deployment's count in rule `r`'s window, and how
+    /// many of this instance's restrictions it includes.
+    pub fn synced(&self, r: u16, hits: u64, synced: u64) {
+        if let (Some(h), Some(s)) = (self.hits.get(usize::from(r)), self.synced.get(usize::from(r))) {
+            // Hits first: a shard reading between the two stores counts
+            // some restrictions twice (it holds), never none.
+            h.store(hits, Ordering::Release);
+            s.store(synced, Ordering::Release);
+        }
+    }
+
+    /// After a sync: the users of shards this instance does not count live.
+    pub fn others(&self, users: u64) {
+        self.others.store(users, Ordering::Release);
+    }
+}
+
 /// What the live feed carries: a change, a tripwire change, or an event.
 #[derive(Debug, Clone)]
 pub struct FeedItem {
@@ -176,6 +260,8 @@ pub struct Shared {
     pub leased: AtomicBool,
     /// The rules tripped: they restrict nobody new.
     pub tripped: TrippedRules,
+    /// Per rule: restrictions this instance may make before the next sync.
+    pub budget: RuleBudget,
     /// The live feed. Sending never blocks; with no subscriber nothing is built.
     pub feed: broadcast::Sender<Arc<FeedItem>>,
     /// Subscribers that asked for events too (events are published only then).
@@ -186,6 +272,32 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether a shard may restrict one more user by rule `r` now (the
+    /// tripwire's bound at the population as of now); false: hold it.
+    pub fn take_budget(&self, r: u16) -> bool {
+        let population = self.others_population() + self.live_population();
+        self.budget.take(r, population, self.owned.len() as u64, u64::from(self.shard_count))
+    }
+
+    /// Users of this instance's shards that are counted live: owned, leased
+    /// and recovered. Other shards count as their owners last wrote them.
+    pub fn counts_live(&self, shard: u32) -> bool {
+        self.leased.load(Ordering::Acquire) && self.caught_up[shard as usize].load(Ordering::Acquire)
+    }
+
+    /// Users of the shards counted live, now.
+    pub fn live_population(&self) -> u64 {
+        self.owned
+            .iter()
+            .filter(|&&s| self.counts_live(s))
+            .map(|&s| self.users[s as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn others_population(&self) -> u64 {
+        self.budget.others.load(Ordering::Acquire)
+    }
+
     /// `feed_buffer`: items the live feed holds; a subscriber further behind is
     /// disconnected (it never slows the engine).
     pub fn new(model: Arc<Model>, shard_count: u32, key_prefix: &str, feed_buffer: usize, owned: Vec<u32>) -> Self {
@@ -210,6 +322,7 @@ impl Shared {
             owned_mask,
             lease_until_ms: AtomicU64::new(0),
             tripped: TrippedRules::default(),
+            budget: RuleBudget::default(),
             feed: broadcast::channel(feed_buffer.max(1)).0,
             event_subscribers: Default::default(),
             replayed: AtomicU64::new(0),

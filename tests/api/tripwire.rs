@@ -110,3 +110,27 @@ fn a_reset_then_a_graceful_restart_and_a_kill_9_add_no_trip() {
         assert_eq!(app.metric(r#"restrictd_tripwire_changes_total{rule="scam_message_rule",change="tripped"}"#), 0.0);
     }
 }
+
+#[test]
+fn thirty_flagged_users_of_two_hundred_stop_at_the_bound_and_the_rule_trips() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    // 200 users, applied: they count in the population before the reply.
+    let buyers: Vec<Value> = (0..200).map(|i| event("purchase_made", &format!("p{i}"), json!({"amount": 1}))).collect();
+    post_all(&app, buyers);
+    // 30 of them flagged twice, each second flag applied before the next user's.
+    for i in 0..30 {
+        let flag = event("scam_message_flagged", &format!("p{i}"), json!({}));
+        assert_eq!(app.post("/event", &flag).status, 200);
+        app.post_applied(&flag);
+    }
+    let tripped = wait_for("the scam rule to trip", Duration::from_secs(10), || {
+        let s = scam_rule_state(&app);
+        (s["state"] == "tripped").then_some(s)
+    });
+    assert_eq!(tripped["population"], 200, "{tripped}");
+    let restricted = (0..30).filter(|i| !app.can("message", &format!("p{i}"))).count();
+    // 5 % of 200 is 10; the bound is a tenth above it.
+    assert!((10..=12).contains(&restricted), "{restricted} of 30 restricted: {tripped}");
+    assert_eq!(tripped["restricted_in_window"].as_u64(), Some(restricted as u64), "{tripped}");
+}

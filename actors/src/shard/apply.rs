@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::domain::admin::{change_json, AdminCommand};
 use crate::domain::ruleset::VersionRecord;
 use crate::domain::schema::PropValue;
-use crate::domain::shard_state::{Change, ChangeKind};
+use crate::domain::shard_state::{Change, ChangeKind, Gate};
 use crate::domain::user::Override;
 use crate::domain::{EntryId, EventKind, EventRef};
 use crate::messages::Fired;
@@ -19,6 +19,13 @@ use crate::shared::{FeedItem, FeedKind};
 
 /// Why an entry could not be applied: (reason, message), for its dead letter.
 pub(super) type Refused = (&'static str, String);
+
+/// A restriction waiting for its rule's budget.
+pub(super) struct Held {
+    user_id: Box<str>,
+    rule: u16,
+    entry: EntryId,
+}
 
 impl ShardActor {
     /// Applies one event entry; an entry that is not a valid event is refused.
@@ -33,8 +40,22 @@ impl ShardActor {
         let mut scratch = None;
         let event = model.schema.validate_bytes(bytes, &mut scratch).map_err(|e| (e.reason, e.message))?;
         let mut changes = Vec::new();
-        let tripped = |r| self.shared.tripped.contains(r);
-        let out = self.state.apply(&model, id, &event, &tripped, &mut changes);
+        // Replayed restrictions were decided (and counted) before the restart.
+        let replaying = self.catch_up.is_some();
+        let shared = &self.shared;
+        let gate = |r| {
+            if shared.tripped.contains(r) {
+                Gate::Tripped
+            } else if replaying || shared.take_budget(r) {
+                Gate::Restrict
+            } else {
+                Gate::Hold
+            }
+        };
+        let out = self.state.apply_gated(&model, id, &event, &gate, &mut changes);
+        for rule in out.held.iter() {
+            self.held.push(Held { user_id: event.user_id.into(), rule, entry: id });
+        }
         let kind = match event.kind {
             EventKind::Known(k) => usize::from(k),
             EventKind::Unknown => model.schema.events.len(),
@@ -67,6 +88,50 @@ impl ShardActor {
             self.metrics.rules.suppressed[usize::from(r)].increment(1);
         }
         Ok(())
+    }
+
+    /// Decides the held restrictions whose rule has budget again (restrict)
+    /// or tripped (suppressed); the others wait.
+    pub(super) fn retry_held(&mut self, fired: &mut Vec<Fired>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let model = Arc::clone(&self.model);
+        for h in std::mem::take(&mut self.held) {
+            if self.shared.tripped.contains(h.rule) {
+                self.metrics.rules.suppressed[usize::from(h.rule)].increment(1);
+                continue;
+            }
+            if !self.shared.take_budget(h.rule) {
+                self.held.push(h);
+                continue;
+            }
+            match self.state.restrict_held(&model, &h.user_id, h.rule, h.entry) {
+                Some(change) => {
+                    fired.push(Fired { rule: h.rule, at_ms: h.entry.ms, overlap: false });
+                    self.metrics.rules.fired[usize::from(h.rule)].increment(1);
+                    self.publish(change);
+                }
+                None => self.shared.budget.give_back(h.rule),
+            }
+        }
+    }
+
+    /// Reports restrictions to the tripwire; a report shed (its mailbox is
+    /// full) is counted, and its restrictions no longer wait to be counted.
+    pub(super) fn report(&mut self, fired: Vec<Fired>) {
+        if fired.is_empty() {
+            return;
+        }
+        if let Err(e) = self.tripwire.try_send(crate::messages::RulesFired(fired)) {
+            ::metrics::counter!(crate::metrics::TRIPWIRE_REPORTS_SHED_TOTAL).increment(1);
+            let crate::messages::RulesFired(fired) = e.into_inner();
+            for f in fired {
+                if !self.model.rules[usize::from(f.rule)].shadow() {
+                    self.shared.budget.give_back(f.rule);
+                }
+            }
+        }
     }
 
     /// An applied event, for feed subscribers that asked for events.
@@ -176,12 +241,15 @@ impl ShardActor {
         self.write.record_change(change.user_id, change.restricted_after, json);
     }
 
-    /// Lifts what expired; visible to checks at once.
+    /// Lifts what expired, and decides held restrictions; visible to checks at once.
     pub(super) fn sweep(&mut self, ctx: &mut Context<Self>) {
         let model = Arc::clone(&self.model);
         for change in self.state.sweep(&model, now_ms()) {
             self.publish(change);
         }
+        let mut fired = Vec::new();
+        self.retry_held(&mut fired);
+        self.report(fired);
         self.schedule_changelog(ctx);
     }
 }

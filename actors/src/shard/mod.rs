@@ -26,7 +26,7 @@ use crate::clock::now_ms;
 use crate::domain::{EntryId, Model, ShardState};
 use crate::link::Conn;
 use crate::messages::*;
-use crate::metrics::{EVENTS_TOTAL, TRIPWIRE_REPORTS_SHED_TOTAL};
+use crate::metrics::EVENTS_TOTAL;
 use crate::shared::Shared;
 use crate::store::DeadLetter;
 use crate::wire::Payload;
@@ -53,6 +53,9 @@ pub struct ShardActor {
     model: Arc<Model>,
     /// Its version (0: the configuration file's, before any was published).
     model_version: u64,
+    /// Restrictions decided while their rule had no budget left: made when
+    /// budget comes, suppressed if the rule trips first.
+    held: Vec<apply::Held>,
 }
 
 impl ShardActor {
@@ -76,6 +79,7 @@ impl ShardActor {
             tripwire,
             catch_up: None,
             replayed: 0,
+            held: Vec::new(),
             metrics,
             conn: None,
             write,
@@ -147,12 +151,13 @@ impl Handler<ApplyEntries> for ShardActor {
             ::metrics::counter!(EVENTS_TOTAL, "event" => "unparsed", "outcome" => "dead_lettered").increment(1);
             tracing::warn!(shard = self.id, id = %d.id, reason = d.reason, "entry dead-lettered: {}", d.message);
         }
+        self.retry_held(&mut fired);
         self.publish_progress();
         self.check_caught_up();
         // Restrictions re-made while replaying after a restart were counted before it.
         let replaying = self.catch_up.is_some();
-        if !fired.is_empty() && !replaying && self.tripwire.try_send(RulesFired(fired)).is_err() {
-            ::metrics::counter!(TRIPWIRE_REPORTS_SHED_TOTAL).increment(1);
+        if !replaying {
+            self.report(fired);
         }
         self.metrics.batch.record(started.elapsed().as_secs_f64());
         self.metrics.dirty.set(self.state.dirty.len() as f64);

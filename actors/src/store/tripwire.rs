@@ -82,7 +82,8 @@ pub struct Sync<'a> {
 pub struct Counts {
     /// Per rule: restrictions in its window.
     pub hits: Vec<u64>,
-    pub population: u64,
+    /// Users per shard, as the owners last wrote them.
+    pub population: HashMap<u32, u64>,
     /// Per rule: the stored state as JSON ("" when absent).
     pub stored: Vec<String>,
     /// Per rule: seconds that fell out of the window (deleted by the next sync).
@@ -141,21 +142,24 @@ pub async fn sync(
     for rule in &model.rules {
         pipe.cmd("HGETALL").arg(keys.tripwire_hits(&rule.tripwire_key()));
     }
-    pipe.cmd("HVALS").arg(&population);
+    pipe.cmd("HGETALL").arg(&population);
     pipe.cmd("HGETALL").arg(keys.tripwire_state());
     pipe.cmd("HGETALL").arg(keys.tripwire_totals());
     let mut replies: Vec<Value> = pipe.query_async(conn).await?;
     let totals: HashMap<String, u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let states: HashMap<String, String> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
-    let per_shard: Vec<u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
+    let per_shard: HashMap<u32, u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let cutoff_second = sync.now_ms.saturating_sub(settings.window_ms) / 1000;
     let (mut hits, mut stale) = (Vec::new(), Vec::new());
     for (reply, rule) in replies.into_iter().zip(&model.rules) {
         let seconds: HashMap<u64, u64> = redis::from_redis_value(reply)?;
         let state: SharedRule =
             states.get(&*rule.tripwire_key()).and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default();
-        // A second counts when it began at or after the window's start.
-        let from_second = state.window_start(sync.now_ms, settings).div_ceil(1000);
+        // The window slides by whole seconds; a reset (or a cool-down) starts
+        // it at the first second that began at or after it.
+        let sliding = sync.now_ms.saturating_sub(settings.window_ms);
+        let from_second =
+            if state.window_from_ms > sliding { state.window_from_ms.div_ceil(1000) } else { sliding / 1000 };
         hits.push(seconds.iter().filter(|(s, _)| **s >= from_second).map(|(_, n)| n).sum());
         stale.push(seconds.keys().copied().filter(|s| *s < cutoff_second).collect());
     }
@@ -167,7 +171,7 @@ pub async fn sync(
             .map(|r| (total(&r.tripwire_key()), total(&format!("{}:overlap", r.tripwire_key()))))
             .collect(),
         hits,
-        population: per_shard.iter().sum(),
+        population: per_shard,
         stored: model.rules.iter().map(|r| states.get(&*r.tripwire_key()).cloned().unwrap_or_default()).collect(),
         stale,
     })

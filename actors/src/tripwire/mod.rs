@@ -40,6 +40,7 @@ use crate::retry::LogOnce;
 use crate::shared::{FeedItem, FeedKind, Shared};
 use crate::store::tripwire::{self as store, Counts, Sync};
 
+pub(crate) mod budget;
 mod control;
 mod handlers;
 
@@ -78,6 +79,9 @@ pub struct Tripwire {
     population_written: Option<Instant>,
     /// Per rule: window seconds to delete at the next sync.
     stale: Vec<Vec<u64>>,
+    /// Per rule: this instance's restrictions (budget taken) counted by
+    /// completed syncs.
+    synced: Vec<u64>,
 }
 
 /// Reports sync at most this often: a runaway rule still stops within tens
@@ -90,7 +94,7 @@ pub const MAILBOX: usize = 4096;
 impl Tripwire {
     pub fn new(settings: TripwireSettings, tick: Duration, shared: Arc<Shared>) -> Self {
         let n = shared.model().rules.len();
-        Tripwire {
+        let tripwire = Tripwire {
             settings,
             tick,
             shared,
@@ -110,7 +114,10 @@ impl Tripwire {
             scheduled: false,
             population_written: None,
             stale: vec![Vec::new(); n],
-        }
+            synced: vec![0; n],
+        };
+        tripwire.shared.budget.bound(settings);
+        tripwire
     }
 
     /// How old a version `on_trip = "rollback"` may roll back (default 1 h).
@@ -160,6 +167,7 @@ impl Tripwire {
         self.hits.resize(n, 0);
         self.totals.resize(n, (0, 0));
         self.stale.resize(n, Vec::new());
+        self.synced.resize(n, 0);
         model
     }
 
@@ -238,6 +246,12 @@ impl Tripwire {
                 if self.failing.end() {
                     tracing::info!("tripwire windows reachable again");
                 }
+                let model = self.shared.model();
+                for f in &pending {
+                    if model.rules.get(usize::from(f.rule)).is_some_and(|r| !r.shadow()) {
+                        self.synced[usize::from(f.rule)] += 1;
+                    }
+                }
                 self.apply_counts(counts, now, conn, ctx);
                 counter!(TRIPWIRE_SYNCS_TOTAL).increment(1);
             }
@@ -263,7 +277,7 @@ impl Tripwire {
     fn apply_counts(&mut self, counts: Counts, now: u64, conn: Conn, ctx: &mut Context<Self>) {
         self.hits = counts.hits;
         self.totals = counts.totals;
-        self.population = counts.population;
+        self.population = self.population_now(&counts.population);
         let model = self.shared.model();
         self.stale = counts.stale;
         for (r, stored) in counts.stored.into_iter().enumerate() {
@@ -278,6 +292,24 @@ impl Tripwire {
             if let Some(change) = next.evaluate(self.hits[r], self.population, now, &self.settings) {
                 self.propose(r, next, change, "tripwire".to_string(), conn.clone(), ctx);
             }
+        }
+        self.hand_out_budgets();
+    }
+
+    /// The population as of now: this instance's recovered shards counted
+    /// live, the others as their owners last wrote them (within a tick).
+    fn population_now(&self, stored: &std::collections::HashMap<u32, u64>) -> u64 {
+        let others: u64 = stored.iter().filter(|(s, _)| !self.shared.counts_live(**s)).map(|(_, n)| n).sum();
+        self.shared.budget.others(others);
+        others + self.shared.live_population()
+    }
+
+    /// Tells the shards' budget what this sync counted (see `budget`).
+    fn hand_out_budgets(&self) {
+        let model = self.shared.model();
+        for r in 0..model.rules.len() {
+            let hits = self.hits.get(r).copied().unwrap_or(0);
+            self.shared.budget.synced(r as u16, hits, self.synced.get(r).copied().unwrap_or(0));
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Outcome {
     pub fired: RuleBits,
     /// Rules whose condition held but which were tripped.
     pub suppressed: RuleBits,
+    /// Rules whose condition held but had no budget left: decided later.
+    pub held: RuleBits,
     /// Shadow rules whose condition held: recorded, restricting nothing.
     pub shadowed: RuleBits,
     /// `until = "condition_clears"` rules whose restriction this event lifted.
@@ -42,6 +44,16 @@ pub struct Outcome {
     pub overlap: RuleBits,
     /// Restricted features after the event (bit mask), valid unless duplicate/ignored.
     pub features: u64,
+}
+
+/// Whether an enforced rule whose condition holds may restrict the user now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Restrict,
+    /// The rule is tripped: the restriction is withheld (suppressed).
+    Tripped,
+    /// The rule has no restriction budget left on this instance: decide later.
+    Hold,
 }
 
 /// Users of one shard and the position of the last applied entry.
@@ -128,6 +140,21 @@ impl ShardState {
         tripped: &dyn Fn(u16) -> bool,
         changes: &mut Vec<Change>,
     ) -> Outcome {
+        let gate = |r| if tripped(r) { Gate::Tripped } else { Gate::Restrict };
+        self.apply_gated(model, id, event, &gate, changes)
+    }
+
+    /// `apply`, asking `gate` whether an enforced rule whose condition holds
+    /// may restrict now, is tripped (`suppressed`), or must wait for budget
+    /// (`held`: the caller restricts later with `restrict_held`).
+    pub fn apply_gated(
+        &mut self,
+        model: &Model,
+        id: EntryId,
+        event: &Event<'_>,
+        gate: &dyn Fn(u16) -> Gate,
+        changes: &mut Vec<Change>,
+    ) -> Outcome {
         let mut out = Outcome::default();
         if id > self.applied {
             self.applied = id;
@@ -184,9 +211,16 @@ impl ShardState {
                 out.shadowed.insert(r);
                 continue;
             }
-            if tripped(r) {
-                out.suppressed.insert(r);
-                continue;
+            match gate(r) {
+                Gate::Restrict => {}
+                Gate::Tripped => {
+                    out.suppressed.insert(r);
+                    continue;
+                }
+                Gate::Hold => {
+                    out.held.insert(r);
+                    continue;
+                }
             }
             let expires_at_ms = model.rules[usize::from(r)].restrict_for_ms.map(|d| id.ms.saturating_add(d));
             user.restrictions.push(Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms });
@@ -204,6 +238,35 @@ impl ShardState {
         out.features = user.restricted(model);
         push_rule_changes(model, event.user_id, id, &out, changes);
         out
+    }
+
+    /// Restricts `user_id` by rule `r` for the event of entry `entry`, a
+    /// decision held for budget; nothing when the user is gone or already
+    /// restricted by the rule.
+    pub fn restrict_held(&mut self, model: &Model, user_id: &str, r: u16, entry: EntryId) -> Option<Change> {
+        let user = self.users.get_mut(user_id)?;
+        if user.has_fired(r) {
+            return None;
+        }
+        let rule = &model.rules[usize::from(r)];
+        let expires_at_ms = rule.restrict_for_ms.map(|d| entry.ms.saturating_add(d));
+        user.restrictions.push(Restriction { rule: r, entry, at_ms: entry.ms, expires_at_ms });
+        if let Some(at) = expires_at_ms {
+            self.expiries.push(Reverse((at, user_id.into())));
+        }
+        let after = user.restricted(model);
+        self.touch(user_id);
+        Some(Change {
+            user_id: user_id.into(),
+            kind: ChangeKind::RuleFired,
+            features: rule.features,
+            rule: Some(r),
+            entry,
+            at_ms: entry.ms,
+            by: None,
+            reason: None,
+            restricted_after: after,
+        })
     }
 
     /// Marks a user changed, for the next snapshot.
