@@ -130,6 +130,9 @@ pub struct RuleStatus {
     /// Of `restricted_total`, users whose features an enforced rule had
     /// restricted already (for a shadow rule: the overlap with what runs).
     pub overlap_total: u64,
+    /// Restrictions the tripwire withheld while the rule was tripped, all time
+    /// (each in the user's history as `suppressed`).
+    pub suppressed_total: u64,
     /// Users known over every instance: the share's denominator.
     pub population: u64,
     /// Since when the rule is in its state (`None`: never changed).

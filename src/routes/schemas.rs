@@ -112,7 +112,7 @@ fn records() -> Value {
             "state": {"type": "string", "enum": ["armed", "tripped"]},
             "forced": {"type": "boolean", "description": "tripped by an operator (no automatic re-arm)"},
             "mode": {"type": "string", "enum": ["enforce", "shadow"]},
-            "restricted_in_window": integer(), "restricted_total": integer(), "overlap_total": integer(),
+            "restricted_in_window": integer(), "restricted_total": integer(), "overlap_total": integer(), "suppressed_total": integer(),
             "population": integer(), "trips": integer(),
             "threshold": {"type": "number"}, "min_restricted": integer(), "window_seconds": {"type": "number"},
         }),

@@ -45,7 +45,7 @@ async fn a_rule_trips_over_the_threshold_and_rearms_when_the_population_grows() 
     let rule = shared.model().rule_index("scam_message_rule").unwrap() as u16;
 
     let now = now_ms();
-    tripwire.do_send(RulesFired(vec![Fired { rule, at_ms: now, overlap: false }]));
+    tripwire.do_send(RulesFired(vec![Fired { rule, at_ms: now, overlap: false, suppressed: false }]));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let status = tripwire.send(GetRuleStatus).await.unwrap().swap_remove(usize::from(rule));
@@ -58,8 +58,8 @@ async fn a_rule_trips_over_the_threshold_and_rearms_when_the_population_grows() 
     }
 
     tripwire.do_send(RulesFired(vec![
-        Fired { rule, at_ms: now, overlap: false },
-        Fired { rule, at_ms: now, overlap: false },
+        Fired { rule, at_ms: now, overlap: false, suppressed: false },
+        Fired { rule, at_ms: now, overlap: false, suppressed: false },
     ]));
     eventually("3 of 4 users trips the rule", || shared.tripped.contains(rule)).await;
     let status = tripwire.send(GetRuleStatus).await.unwrap();

@@ -133,4 +133,17 @@ fn thirty_flagged_users_of_two_hundred_stop_at_the_bound_and_the_rule_trips() {
     // 5 % of 200 is 10; the bound is a tenth above it.
     assert!((10..=12).contains(&restricted), "{restricted} of 30 restricted: {tripped}");
     assert_eq!(tripped["restricted_in_window"].as_u64(), Some(restricted as u64), "{tripped}");
+    // Every withheld restriction is kept: counted, and in the user's history.
+    let spared = 30 - restricted as u64;
+    wait_for("every withheld restriction counted", Duration::from_secs(10), || {
+        (scam_rule_state(&app)["suppressed_total"].as_u64() == Some(spared)).then_some(())
+    });
+    let unrestricted = (0..30).map(|i| format!("p{i}")).find(|u| app.can("message", u)).unwrap();
+    let history = wait_for("the suppressed change in the history", Duration::from_secs(10), || {
+        let h = app.get(&format!("/v1/users/{unrestricted}/history")).json();
+        (h["changes"][0]["change"] == "suppressed").then_some(h)
+    });
+    let change = &history["changes"][0];
+    assert_eq!((change["rule"].as_str(), change["who"].as_str()), (Some("scam_message_rule"), Some("tripwire")));
+    assert!(change["entry_id"].is_string(), "the event it was withheld for: {change}");
 }

@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::domain::admin::{change_json, AdminCommand};
 use crate::domain::ruleset::VersionRecord;
 use crate::domain::schema::PropValue;
-use crate::domain::shard_state::{Change, ChangeKind, Gate};
+use crate::domain::shard_state::{suppressed_change, Change, ChangeKind, Gate};
 use crate::domain::user::Override;
 use crate::domain::{EntryId, EventKind, EventRef};
 use crate::messages::Fired;
@@ -77,15 +77,19 @@ impl ShardActor {
             }
         }
         for change in changes {
-            if let (Some(r), false) = (change.rule, change.kind == ChangeKind::Cleared) {
-                let overlap = out.overlap.contains(r);
-                fired.push(Fired { rule: r, at_ms: id.ms, overlap });
-                self.metrics.rules.fired[usize::from(r)].increment(1);
+            match (change.rule, change.kind) {
+                (Some(r), ChangeKind::RuleFired | ChangeKind::WouldRestrict) => {
+                    let overlap = out.overlap.contains(r);
+                    fired.push(Fired { rule: r, at_ms: id.ms, overlap, suppressed: false });
+                    self.metrics.rules.fired[usize::from(r)].increment(1);
+                }
+                (Some(r), ChangeKind::Suppressed) => {
+                    fired.push(Fired { rule: r, at_ms: id.ms, overlap: false, suppressed: true });
+                    self.metrics.rules.suppressed[usize::from(r)].increment(1);
+                }
+                _ => {}
             }
             self.publish(change);
-        }
-        for r in out.suppressed.iter() {
-            self.metrics.rules.suppressed[usize::from(r)].increment(1);
         }
         Ok(())
     }
@@ -100,6 +104,9 @@ impl ShardActor {
         for h in std::mem::take(&mut self.held) {
             if self.shared.tripped.contains(h.rule) {
                 self.metrics.rules.suppressed[usize::from(h.rule)].increment(1);
+                let restricted = self.state.users.get(&*h.user_id).map_or(0, |u| u.restricted(&model));
+                fired.push(Fired { rule: h.rule, at_ms: h.entry.ms, overlap: false, suppressed: true });
+                self.publish(suppressed_change(&model, &h.user_id, h.rule, h.entry, restricted));
                 continue;
             }
             if !self.shared.take_budget(h.rule) {
@@ -108,7 +115,7 @@ impl ShardActor {
             }
             match self.state.restrict_held(&model, &h.user_id, h.rule, h.entry) {
                 Some(change) => {
-                    fired.push(Fired { rule: h.rule, at_ms: h.entry.ms, overlap: false });
+                    fired.push(Fired { rule: h.rule, at_ms: h.entry.ms, overlap: false, suppressed: false });
                     self.metrics.rules.fired[usize::from(h.rule)].increment(1);
                     self.publish(change);
                 }
@@ -127,7 +134,7 @@ impl ShardActor {
             ::metrics::counter!(crate::metrics::TRIPWIRE_REPORTS_SHED_TOTAL).increment(1);
             let crate::messages::RulesFired(fired) = e.into_inner();
             for f in fired {
-                if !self.model.rules[usize::from(f.rule)].shadow() {
+                if !f.suppressed && !self.model.rules[usize::from(f.rule)].shadow() {
                     self.shared.budget.give_back(f.rule);
                 }
             }

@@ -65,6 +65,8 @@ pub struct Fired {
     pub rule: u16,
     pub at_ms: u64,
     pub overlap: bool,
+    /// Withheld because the rule was tripped: counted apart, in no window.
+    pub suppressed: bool,
 }
 
 /// What one sync sends.
@@ -78,6 +80,14 @@ pub struct Sync<'a> {
     pub population: Vec<(u32, u64)>,
 }
 
+/// A rule's counts over all time, shared by every instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub restricted: u64,
+    pub overlap: u64,
+    pub suppressed: u64,
+}
+
 /// What one sync read back.
 pub struct Counts {
     /// Per rule: restrictions in its window.
@@ -88,9 +98,10 @@ pub struct Counts {
     pub stored: Vec<String>,
     /// Per rule: seconds that fell out of the window (deleted by the next sync).
     pub stale: Vec<Vec<u64>>,
-    /// Per rule: (users restricted, or for a shadow rule that would have
-    /// been, all time; of those, the users an enforced rule already restricted).
-    pub totals: Vec<(u64, u64)>,
+    /// Per rule: users restricted (for a shadow rule: that would have been),
+    /// all time; of those, the users an enforced rule already restricted;
+    /// restrictions withheld while tripped.
+    pub totals: Vec<Totals>,
 }
 
 /// One sync's round trip: add the pending restrictions (per rule and second)
@@ -107,19 +118,23 @@ pub async fn sync(
     sync: Sync<'_>,
 ) -> redis::RedisResult<Counts> {
     let mut per_second: BTreeMap<(u16, u64), u64> = BTreeMap::new();
-    let mut totals: BTreeMap<(u16, bool), u64> = BTreeMap::new();
+    let mut totals: BTreeMap<(u16, &str), u64> = BTreeMap::new();
     for f in sync.pending {
+        if f.suppressed {
+            *totals.entry((f.rule, ":suppressed")).or_default() += 1;
+            continue;
+        }
         *per_second.entry((f.rule, f.at_ms / 1000)).or_default() += 1;
-        *totals.entry((f.rule, false)).or_default() += 1;
+        *totals.entry((f.rule, "")).or_default() += 1;
         if f.overlap {
-            *totals.entry((f.rule, true)).or_default() += 1;
+            *totals.entry((f.rule, ":overlap")).or_default() += 1;
         }
     }
     let mut pipe = redis::pipe();
     pipe.atomic();
-    for ((r, overlap), n) in totals {
+    for ((r, suffix), n) in totals {
         let Some(rule) = model.rules.get(usize::from(r)) else { continue };
-        let field = if overlap { format!("{}:overlap", rule.tripwire_key()) } else { rule.tripwire_key().into_owned() };
+        let field = format!("{}{suffix}", rule.tripwire_key());
         pipe.cmd("HINCRBY").arg(keys.tripwire_totals()).arg(field).arg(n).ignore();
     }
     for ((r, second), n) in per_second {
@@ -168,7 +183,11 @@ pub async fn sync(
         totals: model
             .rules
             .iter()
-            .map(|r| (total(&r.tripwire_key()), total(&format!("{}:overlap", r.tripwire_key()))))
+            .map(|r| Totals {
+                restricted: total(&r.tripwire_key()),
+                overlap: total(&format!("{}:overlap", r.tripwire_key())),
+                suppressed: total(&format!("{}:suppressed", r.tripwire_key())),
+            })
             .collect(),
         hits,
         population: per_shard,

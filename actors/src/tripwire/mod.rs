@@ -38,7 +38,7 @@ use crate::messages::*;
 use crate::metrics::*;
 use crate::retry::LogOnce;
 use crate::shared::{FeedItem, FeedKind, Shared};
-use crate::store::tripwire::{self as store, Counts, Sync};
+use crate::store::tripwire::{self as store, Counts, Sync, Totals};
 
 pub(crate) mod budget;
 mod control;
@@ -59,8 +59,8 @@ pub struct Tripwire {
     stored: Vec<String>,
     /// Per rule: restrictions in the window at the last sync.
     hits: Vec<u64>,
-    /// Per rule: (restricted all time, of which already restricted by an enforced rule).
-    totals: Vec<(u64, u64)>,
+    /// Per rule: counts over all time.
+    totals: Vec<Totals>,
     /// `on_trip = "rollback"` rolls back versions at most this old.
     rollback_within: Duration,
     population: u64,
@@ -103,7 +103,7 @@ impl Tripwire {
             rules: vec![SharedRule::default(); n],
             stored: vec![String::new(); n],
             hits: vec![0; n],
-            totals: vec![(0, 0); n],
+            totals: vec![Totals::default(); n],
             rollback_within: Duration::from_secs(3600),
             population: 0,
             pending: Vec::new(),
@@ -130,15 +130,16 @@ impl Tripwire {
         let rule = &self.rules[r];
         let since_ms = (rule.since_ms > 0).then_some(rule.since_ms);
         let s = &self.settings;
-        let (restricted_total, overlap_total) = self.totals.get(r).copied().unwrap_or_default();
+        let totals = self.totals.get(r).copied().unwrap_or_default();
         let shadow = self.shared.model().rules.get(r).is_some_and(|rule| rule.shadow());
         RuleStatus {
             mode: if shadow { "shadow" } else { "enforce" },
             state: rule.state,
             forced: rule.forced,
             restricted_in_window: self.hits[r],
-            restricted_total,
-            overlap_total,
+            restricted_total: totals.restricted,
+            overlap_total: totals.overlap,
+            suppressed_total: totals.suppressed,
             population: self.population,
             since_ms,
             since: since_ms.map(rfc3339_ms),
@@ -165,7 +166,7 @@ impl Tripwire {
         self.pending.retain(|f| usize::from(f.rule) < n);
         self.stored.resize(n, String::new());
         self.hits.resize(n, 0);
-        self.totals.resize(n, (0, 0));
+        self.totals.resize(n, Totals::default());
         self.stale.resize(n, Vec::new());
         self.synced.resize(n, 0);
         model
@@ -248,7 +249,7 @@ impl Tripwire {
                 }
                 let model = self.shared.model();
                 for f in &pending {
-                    if model.rules.get(usize::from(f.rule)).is_some_and(|r| !r.shadow()) {
+                    if !f.suppressed && model.rules.get(usize::from(f.rule)).is_some_and(|r| !r.shadow()) {
                         self.synced[usize::from(f.rule)] += 1;
                     }
                 }

@@ -103,6 +103,9 @@ pub enum ChangeKind {
     Reverted,
     /// An `until = "condition_clears"` rule's condition no longer holds.
     Cleared,
+    /// A rule's condition held while its tripwire was tripped: the
+    /// restriction was withheld (the user is not restricted).
+    Suppressed,
     OverrideSet,
     OverrideRemoved,
     OverrideExpired,
@@ -117,6 +120,7 @@ impl ChangeKind {
             ChangeKind::Expired => "expired",
             ChangeKind::Reverted => "tripwire_revert",
             ChangeKind::Cleared => "cleared",
+            ChangeKind::Suppressed => "suppressed",
             ChangeKind::OverrideSet => "override_set",
             ChangeKind::OverrideRemoved => "override_removed",
             ChangeKind::OverrideExpired => "override_expired",
@@ -410,6 +414,21 @@ fn clear_windowed(model: &Model, user: &mut UserState) -> Vec<Restriction> {
     lifted
 }
 
+/// A restriction the tripwire withheld, for the user's history.
+pub fn suppressed_change(model: &Model, user_id: &str, r: u16, entry: EntryId, restricted: u64) -> Change {
+    Change {
+        user_id: user_id.into(),
+        kind: ChangeKind::Suppressed,
+        features: model.rules[usize::from(r)].features,
+        rule: Some(r),
+        entry,
+        at_ms: entry.ms,
+        by: Some("tripwire".into()),
+        reason: Some("the rule's condition held while its tripwire was tripped: not restricted".into()),
+        restricted_after: restricted,
+    }
+}
+
 fn cleared_change(model: &Model, user_id: &str, r: &Restriction, at_ms: u64, after: u64) -> Change {
     Change {
         user_id: user_id.into(),
@@ -430,6 +449,9 @@ fn push_rule_changes(model: &Model, user_id: &str, id: EntryId, out: &Outcome, c
     for r in out.cleared.iter() {
         let lifted = Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms: None };
         changes.push(cleared_change(model, user_id, &lifted, id.ms, out.features));
+    }
+    for r in out.suppressed.iter() {
+        changes.push(suppressed_change(model, user_id, r, id, out.features));
     }
     for r in out.fired.union(&out.shadowed).iter() {
         let shadow = out.shadowed.contains(r);
