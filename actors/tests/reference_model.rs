@@ -132,7 +132,10 @@ proptest! {
             let id = EntryId::new(1_000 + i as u64, 0);
             let mut changes = Vec::new();
             let out = tripped.apply(&model, id, &v, &|_| true, &mut changes);
-            prop_assert!(changes.is_empty());
+            // What it withheld is recorded (suppressed), restricting nothing.
+            prop_assert!(changes.iter().all(|c| c.kind.as_str() == "suppressed" && c.restricted_after == 0));
+            prop_assert_eq!(changes.len(), out.suppressed.len());
+            changes.clear();
             armed.apply(&model, id, &v, &|_| false, &mut changes);
             prop_assert_eq!(out.features, 0);
             prop_assert!(out.fired.is_empty());
