@@ -6,6 +6,7 @@ pub mod client;
 pub mod cpus;
 pub mod engine;
 pub mod measure;
+pub mod runaway;
 pub mod scenarios;
 pub mod spawn;
 pub mod switch;

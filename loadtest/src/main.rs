@@ -135,6 +135,16 @@ enum Command {
     },
     /// The README's Performance suite on a spawned service (needs --spawn).
     Suite,
+    /// A rule that restricts every user it sees, on a population of --users,
+    /// flagged as fast as the service accepts: users restricted against the
+    /// tripwire's bound (needs --spawn; fails above the bound).
+    Runaway {
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
+        /// Single POST /event from 64 connections instead of batches of 1,000.
+        #[arg(long)]
+        single: bool,
+    },
 }
 
 /// The service under test: a running one, or a private one we started.
@@ -214,6 +224,12 @@ fn main() -> anyhow::Result<()> {
             let report = measure::follower_memory(bin, &c.config, restricted)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             ("follower-memory".into(), json!(report))
+        }
+        Command::Runaway { instances, single } => {
+            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("runaway needs --spawn path/to/restrictd"))?;
+            let report = loadtest::runaway::runaway(bin, &c.config, c.users, instances, single)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            ("runaway".to_string(), serde_json::to_value(&report)?)
         }
         Command::Apply { events, instances, cluster } => {
             let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("apply needs --spawn path/to/restrictd"))?;
@@ -370,6 +386,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             ]);
         }
         Command::Apply { .. }
+        | Command::Runaway { .. }
         | Command::Recovery { .. }
         | Command::FollowerMemory { .. }
         | Command::Switch { .. }
