@@ -138,6 +138,10 @@ pub struct RuleBudget {
     spent: Box<[AtomicU64]>,
     /// Users of the shards this instance does not count live, at the last sync.
     others: AtomicU64,
+    /// Per rule: what this instance reserved against the other instances'
+    /// reservations (`store::tripwire::reserve`); unbounded while it owns
+    /// every shard.
+    granted: Box<[AtomicU64]>,
 }
 
 impl Default for RuleBudget {
@@ -150,14 +154,22 @@ impl Default for RuleBudget {
             synced: zeros(),
             spent: zeros(),
             others: AtomicU64::new(0),
+            granted: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
         }
     }
 }
 
 impl RuleBudget {
     /// Bounds restrictions from now on (the supervisor calls it once).
-    pub fn bound(&self, settings: TripwireSettings) {
+    /// `shared`: other instances own shards too, so nothing is restricted
+    /// before this instance reserved its budget against theirs.
+    pub fn bound(&self, settings: TripwireSettings, shared: bool) {
         let _ = self.settings.set(settings);
+        if shared {
+            for g in self.granted.iter() {
+                g.store(0, Ordering::Release);
+            }
+        }
     }
 
     /// Takes one restriction of rule `r` if the bound allows it at this
@@ -168,7 +180,8 @@ impl RuleBudget {
         let (Some(hits), Some(synced), Some(spent)) = (self.hits.get(i), self.synced.get(i), self.spent.get(i)) else {
             return true;
         };
-        let allowed = crate::tripwire::budget::share(s, hits.load(Ordering::Acquire), population, owned, total);
+        let shared = crate::tripwire::budget::share(s, hits.load(Ordering::Acquire), population, owned, total);
+        let allowed = shared.min(self.granted.get(i).map_or(u64::MAX, |g| g.load(Ordering::Acquire)));
         let mut current = spent.load(Ordering::Acquire);
         loop {
             if current.saturating_sub(synced.load(Ordering::Acquire)) >= allowed {
@@ -197,6 +210,13 @@ impl RuleBudget {
             // some restrictions twice (it holds), never none.
             h.store(hits, Ordering::Release);
             s.store(synced, Ordering::Release);
+        }
+    }
+
+    /// What this instance reserved of rule `r`'s budget.
+    pub fn granted(&self, r: u16, grant: u64) {
+        if let Some(g) = self.granted.get(usize::from(r)) {
+            g.store(grant, Ordering::Release);
         }
     }
 

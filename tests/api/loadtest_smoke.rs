@@ -17,3 +17,18 @@ fn the_load_generator_drives_a_mixed_load_and_the_state_matches_its_model() {
     assert!(summary.requests >= 300, "{summary:?}");
     assert_eq!(summary.errors, 0, "{summary:?}");
 }
+
+/// The runaway scenario: a rule restricting everyone stays inside the
+/// tripwire's bound, on one instance and on three, in batches and in
+/// single events (the scenario itself fails above the bound).
+#[test]
+fn a_runaway_rule_stays_inside_the_bound_on_one_and_three_instances() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_restrictd"));
+    let config = crate::helpers::default_config();
+    for (instances, single) in [(1, false), (3, false), (3, true)] {
+        let r = loadtest::runaway::runaway(bin, &config, 4_000, instances, single)
+            .unwrap_or_else(|e| panic!("{instances} instance(s), single {single}: {e:#}"));
+        assert!(r.tripped && r.restricted <= r.bound, "{r:?}");
+        assert!(r.restricted >= r.allowed_by_threshold, "it trips at the threshold, not before: {r:?}");
+    }
+}

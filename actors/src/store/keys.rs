@@ -115,6 +115,10 @@ impl Keys {
     pub fn tripwire_totals(&self) -> String {
         format!("{}:{{tripwire}}:totals", self.prefix)
     }
+    /// Hash: "<rule>\n<instance>" → "<grant> <ms>", each instance's restriction budget.
+    pub fn tripwire_reserved(&self) -> String {
+        format!("{}:{{tripwire}}:reserved", self.prefix)
+    }
     /// Hash: reason → events refused at the edge (not per shard).
     pub fn rejects(&self) -> String {
         format!("{}:stats:rejects", self.prefix)

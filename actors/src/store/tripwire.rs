@@ -44,6 +44,66 @@ pub async fn compare_and_set(
     Ok(won == 1)
 }
 
+/// Reserves each rule's restriction budget for one instance, atomically
+/// against every other instance's: KEYS[1] the reservations hash; ARGV
+/// instance, now (ms), stale (ms), owned shards, all shards, then per rule its
+/// key and what is left of its cap. An instance gets its shards' part of
+/// what is left once the others' reservations (younger than `stale`) are
+/// taken off; older ones are dropped (an instance that stopped).
+const RESERVE: &str = r"
+local id, now, stale = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local owned, total = tonumber(ARGV[4]), tonumber(ARGV[5])
+local others = {}
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local field, value = flat[i], flat[i + 1]
+  local sep = string.find(field, '\n', 1, true)
+  local grant, at = string.match(value, '(%d+) (%d+)')
+  if sep == nil or grant == nil or now - tonumber(at) > stale then
+    redis.call('HDEL', KEYS[1], field)
+  elseif string.sub(field, sep + 1) ~= id then
+    local rule = string.sub(field, 1, sep - 1)
+    others[rule] = (others[rule] or 0) + tonumber(grant)
+  end
+end
+local out = {}
+for k = 6, #ARGV, 2 do
+  local rule, left = ARGV[k], tonumber(ARGV[k + 1])
+  local free = left - (others[rule] or 0)
+  local grant = 0
+  if free > 0 then grant = math.ceil(free * owned / total) end
+  redis.call('HSET', KEYS[1], rule .. '\n' .. id, grant .. ' ' .. now)
+  out[#out + 1] = grant
+end
+return out";
+
+/// What one instance reserves: who it is and its part of the shards.
+pub struct Reserve<'a> {
+    pub instance: &'a str,
+    pub now_ms: u64,
+    /// Reservations older than this are another instance's that stopped.
+    pub stale_ms: u64,
+    pub owned: u64,
+    pub total: u64,
+}
+
+/// Reserves this instance's budget of each rule (key, what is left of its
+/// cap); the grants, in the same order.
+pub async fn reserve(
+    conn: &mut Conn,
+    keys: &Keys,
+    r: &Reserve<'_>,
+    rules: &[(String, u64)],
+) -> redis::RedisResult<Vec<u64>> {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(RESERVE).arg(1).arg(keys.tripwire_reserved());
+    cmd.arg(r.instance).arg(r.now_ms).arg(r.stale_ms).arg(r.owned).arg(r.total);
+    for (rule, left) in rules {
+        cmd.arg(rule).arg(*left);
+    }
+    cmd.query_async(conn).await
+}
+
 /// Rule `rule`'s stored state as JSON ("" when absent).
 pub async fn rule_state(conn: &mut Conn, keys: &Keys, rule: &str) -> redis::RedisResult<String> {
     let stored: Option<String> = redis::cmd("HGET").arg(keys.tripwire_state()).arg(rule).query_async(conn).await?;

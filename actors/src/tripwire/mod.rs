@@ -82,6 +82,8 @@ pub struct Tripwire {
     /// Per rule: this instance's restrictions (budget taken) counted by
     /// completed syncs.
     synced: Vec<u64>,
+    /// This process in the shared budget reservations.
+    instance: String,
 }
 
 /// Reports sync at most this often: a runaway rule still stops within tens
@@ -115,8 +117,10 @@ impl Tripwire {
             population_written: None,
             stale: vec![Vec::new(); n],
             synced: vec![0; n],
+            instance: format!("{}-{}", std::process::id(), now_ms()),
         };
-        tripwire.shared.budget.bound(settings);
+        let alone = tripwire.shared.owned.len() as u32 >= tripwire.shared.shard_count;
+        tripwire.shared.budget.bound(settings, !alone);
         tripwire
     }
 
@@ -295,6 +299,46 @@ impl Tripwire {
             }
         }
         self.hand_out_budgets();
+        self.reserve_budgets(now, conn, ctx);
+    }
+
+    /// With other instances owning shards, reserves this instance's budget of
+    /// each rule against theirs, so that together they stay within the bound.
+    fn reserve_budgets(&mut self, now: u64, mut conn: Conn, ctx: &mut Context<Self>) {
+        let (owned, total) = (self.shared.owned.len() as u64, u64::from(self.shared.shard_count));
+        if owned >= total {
+            return;
+        }
+        let model = self.shared.model();
+        let mut rules = Vec::new();
+        for (r, rule) in model.rules.iter().enumerate() {
+            if rule.shadow() || rule.retired {
+                continue;
+            }
+            let armed = self.rules[r].state == TripState::Armed;
+            let cap = budget::cap(&self.settings, self.population);
+            let left = if armed { cap.saturating_sub(self.hits[r]) } else { 0 };
+            rules.push((r as u16, rule.tripwire_key().into_owned(), left));
+        }
+        let stale_ms = (4 * self.tick.as_millis() as u64).max(2_000);
+        let (shared, instance) = (Arc::clone(&self.shared), self.instance.clone());
+        let work = async move {
+            let r = store::Reserve { instance: &instance, now_ms: now, stale_ms, owned, total };
+            let keyed: Vec<(String, u64)> = rules.iter().map(|(_, k, left)| (k.clone(), *left)).collect();
+            match store::reserve(&mut conn, &shared.keys, &r, &keyed).await {
+                Ok(grants) => {
+                    for ((rule, _, _), grant) in rules.iter().zip(grants) {
+                        shared.budget.granted(*rule, grant);
+                    }
+                }
+                Err(e) => {
+                    // Keep the last grants: they were reserved against the others'.
+                    counter!(REDIS_ERRORS_TOTAL, "operation" => "tripwire").increment(1);
+                    tracing::debug!(error = %e, "could not reserve the tripwire budgets");
+                }
+            }
+        };
+        ctx.spawn(work.into_actor(self));
     }
 
     /// The population as of now: this instance's recovered shards counted
