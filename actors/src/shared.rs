@@ -142,6 +142,8 @@ pub struct RuleBudget {
     /// reservations (`store::tripwire::reserve`); unbounded while it owns
     /// every shard.
     granted: Box<[AtomicU64]>,
+    /// Per rule: decisions shards hold for budget.
+    waiting: Box<[AtomicU64]>,
 }
 
 impl Default for RuleBudget {
@@ -155,6 +157,7 @@ impl Default for RuleBudget {
             spent: zeros(),
             others: AtomicU64::new(0),
             granted: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            waiting: zeros(),
         }
     }
 }
@@ -211,6 +214,27 @@ impl RuleBudget {
             h.store(hits, Ordering::Release);
             s.store(synced, Ordering::Release);
         }
+    }
+
+    /// A shard holds (`true`) or no longer holds (`false`) a decision of rule `r`.
+    pub fn wait(&self, r: u16, holding: bool) {
+        if let Some(w) = self.waiting.get(usize::from(r)) {
+            if holding {
+                w.fetch_add(1, Ordering::AcqRel);
+            } else {
+                w.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// This instance's restrictions of rule `r`, all time.
+    pub fn spent(&self, r: u16) -> u64 {
+        self.spent.get(usize::from(r)).map_or(0, |s| s.load(Ordering::Acquire))
+    }
+
+    /// Decisions of rule `r` held for budget.
+    pub fn waiting(&self, r: u16) -> u64 {
+        self.waiting.get(usize::from(r)).map_or(0, |w| w.load(Ordering::Acquire))
     }
 
     /// What this instance reserved of rule `r`'s budget.

@@ -54,6 +54,7 @@ impl ShardActor {
         };
         let out = self.state.apply_gated(&model, id, &event, &gate, &mut changes);
         for rule in out.held.iter() {
+            self.shared.budget.wait(rule, true);
             self.held.push(Held { user_id: event.user_id.into(), rule, entry: id });
         }
         let kind = match event.kind {
@@ -103,6 +104,7 @@ impl ShardActor {
         let model = Arc::clone(&self.model);
         for h in std::mem::take(&mut self.held) {
             if self.shared.tripped.contains(h.rule) {
+                self.shared.budget.wait(h.rule, false);
                 self.metrics.rules.suppressed[usize::from(h.rule)].increment(1);
                 let restricted = self.state.users.get(&*h.user_id).map_or(0, |u| u.restricted(&model));
                 fired.push(Fired { rule: h.rule, at_ms: h.entry.ms, overlap: false, suppressed: true });
@@ -113,6 +115,7 @@ impl ShardActor {
                 self.held.push(h);
                 continue;
             }
+            self.shared.budget.wait(h.rule, false);
             match self.state.restrict_held(&model, &h.user_id, h.rule, h.entry) {
                 Some(change) => {
                     fired.push(Fired { rule: h.rule, at_ms: h.entry.ms, overlap: false, suppressed: false });
@@ -127,7 +130,8 @@ impl ShardActor {
     /// Reports restrictions to the tripwire; a report shed (its mailbox is
     /// full) is counted, and its restrictions no longer wait to be counted.
     pub(super) fn report(&mut self, fired: Vec<Fired>) {
-        if fired.is_empty() {
+        // Decisions held for budget ask for a sync (a report, even empty).
+        if fired.is_empty() && self.held.is_empty() {
             return;
         }
         if let Err(e) = self.tripwire.try_send(crate::messages::RulesFired(fired)) {

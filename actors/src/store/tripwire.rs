@@ -46,13 +46,12 @@ pub async fn compare_and_set(
 
 /// Reserves each rule's restriction budget for one instance, atomically
 /// against every other instance's: KEYS[1] the reservations hash; ARGV
-/// instance, now (ms), stale (ms), owned shards, all shards, then per rule its
-/// key and what is left of its cap. An instance gets its shards' part of
-/// what is left once the others' reservations (younger than `stale`) are
-/// taken off; older ones are dropped (an instance that stopped).
+/// instance, now (ms), stale (ms), then per rule its key, what is left of its
+/// cap and what this instance needs. An instance gets what it needs of what
+/// is left once the others' reservations (younger than `stale`) are taken
+/// off; older ones are dropped (an instance that stopped).
 const RESERVE: &str = r"
 local id, now, stale = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local owned, total = tonumber(ARGV[4]), tonumber(ARGV[5])
 local others = {}
 local flat = redis.call('HGETALL', KEYS[1])
 for i = 1, #flat, 2 do
@@ -67,39 +66,36 @@ for i = 1, #flat, 2 do
   end
 end
 local out = {}
-for k = 6, #ARGV, 2 do
-  local rule, left = ARGV[k], tonumber(ARGV[k + 1])
-  local free = left - (others[rule] or 0)
-  local grant = 0
-  if free > 0 then grant = math.ceil(free * owned / total) end
+for k = 4, #ARGV, 3 do
+  local rule, left, need = ARGV[k], tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])
+  local grant = math.max(0, math.min(left - (others[rule] or 0), need))
   redis.call('HSET', KEYS[1], rule .. '\n' .. id, grant .. ' ' .. now)
   out[#out + 1] = grant
 end
 return out";
 
-/// What one instance reserves: who it is and its part of the shards.
-pub struct Reserve<'a> {
-    pub instance: &'a str,
-    pub now_ms: u64,
-    /// Reservations older than this are another instance's that stopped.
-    pub stale_ms: u64,
-    pub owned: u64,
-    pub total: u64,
+/// One rule's reservation request: its key, what is left of its cap, and
+/// what this instance needs.
+#[derive(Debug, Clone)]
+pub struct Need {
+    pub rule: String,
+    pub left: u64,
+    pub need: u64,
 }
 
-/// Reserves this instance's budget of each rule (key, what is left of its
-/// cap); the grants, in the same order.
+/// Reserves this instance's budget of each rule (`instance` as it is known
+/// there, reservations older than `stale_ms` dropped); the grants, in order.
 pub async fn reserve(
     conn: &mut Conn,
     keys: &Keys,
-    r: &Reserve<'_>,
-    rules: &[(String, u64)],
+    (instance, now_ms, stale_ms): (&str, u64, u64),
+    rules: &[Need],
 ) -> redis::RedisResult<Vec<u64>> {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(RESERVE).arg(1).arg(keys.tripwire_reserved());
-    cmd.arg(r.instance).arg(r.now_ms).arg(r.stale_ms).arg(r.owned).arg(r.total);
-    for (rule, left) in rules {
-        cmd.arg(rule).arg(*left);
+    cmd.arg(instance).arg(now_ms).arg(stale_ms);
+    for n in rules {
+        cmd.arg(&n.rule).arg(n.left).arg(n.need);
     }
     cmd.query_async(conn).await
 }

@@ -318,16 +318,19 @@ impl Tripwire {
             let armed = self.rules[r].state == TripState::Armed;
             let cap = budget::cap(&self.settings, self.population);
             let left = if armed { cap.saturating_sub(self.hits[r]) } else { 0 };
-            rules.push((r as u16, rule.tripwire_key().into_owned(), left));
+            // Twice what is in flight or waiting: a busy instance's grant
+            // doubles each sync, an idle one's is nothing.
+            let unsynced = self.shared.budget.spent(r as u16).saturating_sub(self.synced[r]);
+            let need = 2 * (unsynced + self.shared.budget.waiting(r as u16));
+            rules.push((r as u16, store::Need { rule: rule.tripwire_key().into_owned(), left, need }));
         }
         let stale_ms = (4 * self.tick.as_millis() as u64).max(2_000);
         let (shared, instance) = (Arc::clone(&self.shared), self.instance.clone());
         let work = async move {
-            let r = store::Reserve { instance: &instance, now_ms: now, stale_ms, owned, total };
-            let keyed: Vec<(String, u64)> = rules.iter().map(|(_, k, left)| (k.clone(), *left)).collect();
-            match store::reserve(&mut conn, &shared.keys, &r, &keyed).await {
+            let needs: Vec<store::Need> = rules.iter().map(|(_, n)| n.clone()).collect();
+            match store::reserve(&mut conn, &shared.keys, (&instance, now, stale_ms), &needs).await {
                 Ok(grants) => {
-                    for ((rule, _, _), grant) in rules.iter().zip(grants) {
+                    for ((rule, _), grant) in rules.iter().zip(grants) {
                         shared.budget.granted(*rule, grant);
                     }
                 }
