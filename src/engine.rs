@@ -194,7 +194,8 @@ fn connect_tripwire(tripwire: &Addr<Tripwire>, shards: &[Option<Addr<ShardActor>
     tripwire.do_send(Connect { shards: recipients(), conn: None });
     let (tripwire, shards) = (tripwire.clone(), recipients());
     actix_rt::spawn(async move {
-        let connect = || redis.connect(Duration::from_secs(2), Duration::from_secs(5));
+        // Managed: it reconnects by itself when Redis restarts.
+        let connect = || redis.managed(Duration::from_secs(2));
         let conn = retry::until_ok(RetryParams::REDIS, connect, |_| {}).await;
         tripwire.do_send(Connect { shards, conn: Some(conn) });
     });

@@ -70,8 +70,8 @@ fn a_rule_restricting_too_large_a_share_trips_then_rearms_when_the_share_falls()
 }
 
 #[test]
-fn a_reset_then_a_graceful_restart_and_a_kill_9_add_no_trip() {
-    let redis = TestRedis::start();
+fn a_reset_then_a_graceful_restart_a_kill_9_and_a_redis_restart_add_no_trip() {
+    let mut redis = TestRedis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let env = [crate::rulesets::ADMIN];
     let mut app = TestApp::spawn_with(&redis, &env);
     let twice = |i: u32| {
@@ -87,26 +87,38 @@ fn a_reset_then_a_graceful_restart_and_a_kill_9_add_no_trip() {
     assert_eq!(r.status, 200, "{}", r.body);
     let after = &r.json()["tripwire"];
     assert_eq!((after["state"].as_str(), after["restricted_in_window"].as_u64()), (Some("armed"), Some(0)), "{after}");
-    let audit = || redis.cli(&["XLEN", "rd:audit:tripwire"]);
-    let audited = audit();
-    for kill in [false, true] {
-        if kill {
-            app.kill();
-        } else {
-            assert_eq!(app.terminate(), Some(0));
-        }
-        app = TestApp::spawn_with(&redis, &env);
+    let audit = |redis: &TestRedis| redis.cli(&["XLEN", "rd:audit:tripwire"]);
+    let audited = audit(&redis);
+    for restart in ["graceful", "kill -9", "redis"] {
+        let syncs = match restart {
+            "graceful" => {
+                assert_eq!(app.terminate(), Some(0));
+                app = TestApp::spawn_with(&redis, &env);
+                0.0
+            }
+            "kill -9" => {
+                app.kill();
+                app = TestApp::spawn_with(&redis, &env);
+                0.0
+            }
+            _ => {
+                redis.kill();
+                redis.launch();
+                app.metric("restrictd_tripwire_syncs_total")
+            }
+        };
         // Three syncs: the windows were counted and evaluated after the restart.
-        wait_for("three tripwire syncs", Duration::from_secs(10), || {
-            (app.metric("restrictd_tripwire_syncs_total") >= 3.0).then_some(())
+        wait_for("three tripwire syncs", Duration::from_secs(20), || {
+            (app.metric("restrictd_tripwire_syncs_total") >= syncs + 3.0).then_some(())
         });
+        let kill = restart;
         let state = scam_rule_state(&app);
         assert_eq!(
             (state["state"].as_str(), state["trips"].as_u64()),
             (Some("armed"), Some(1)),
             "kill {kill}: {state}"
         );
-        assert_eq!(audit(), audited, "no trip was audited (kill {kill})");
+        assert_eq!(audit(&redis), audited, "no trip was audited (kill {kill})");
         assert_eq!(app.metric(r#"restrictd_tripwire_changes_total{rule="scam_message_rule",change="tripped"}"#), 0.0);
     }
 }
