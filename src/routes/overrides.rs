@@ -37,7 +37,10 @@ fn target<'a>(state: &AppState, path: &'a (String, String)) -> Result<(&'a str, 
 }
 
 async fn submit(state: &AppState, command: &AdminCommand) -> Result<HttpResponse, ApiError> {
-    let user = command.user_id();
+    let (AdminCommand::SetOverride { user_id: user, .. } | AdminCommand::ClearOverride { user_id: user, .. }) = command
+    else {
+        unreachable!("overrides are set and cleared here")
+    };
     let shard = state.shared.shard_of(user);
     let bytes = serde_json::to_vec(command).expect("commands serialize");
     let id = state.ingest.append_field(state.shared.keys.events(shard), Field::Admin, &bytes).await?;

@@ -1,8 +1,13 @@
-//! `POST /v1/rules/{name}/tripwire` with `{"action": "reset" | "trip"}`.
+//! `POST /v1/rules/{name}/tripwire` with `{"action": "reset" | "trip"}`; a
+//! reset may add `"apply_suppressed": true`: the restrictions the tripwire
+//! withheld in the window are then made, through every shard stream.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use restrictd_actors::clock::now_ms;
+use restrictd_actors::domain::admin::AdminCommand;
 use restrictd_actors::messages::{Control, ControlTripwire};
+use restrictd_actors::wire::Field;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -14,6 +19,8 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 struct Action {
     action: Control,
+    #[serde(default)]
+    apply_suppressed: bool,
 }
 
 pub async fn control(
@@ -29,13 +36,33 @@ pub async fn control(
         .rule_index(&path)
         .ok_or_else(|| ApiError::not_found(format!("no rule {:?}; see GET /v1/rules", path.as_str())))?;
     let bytes = body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?;
-    let a: Action = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::unprocessable(format!("expected {{\"action\": \"reset\" | \"trip\"}}: {e}")))?;
+    let a: Action = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "expected {{\"action\": \"reset\" | \"trip\", \"apply_suppressed\"?: true}}: {e}"
+        ))
+    })?;
+    if a.apply_suppressed && a.action != Control::Reset {
+        return Err(ApiError::unprocessable("\"apply_suppressed\" goes with \"action\": \"reset\""));
+    }
+    // The window before the reset: what the tripwire withheld in it.
+    let since_ms = now_ms().saturating_sub(state.settings.tripwire.window.as_millis() as u64);
     let status = state
         .tripwire
-        .send(ControlTripwire { rule: rule as u16, action: a.action, by })
+        .send(ControlTripwire { rule: rule as u16, action: a.action, by: by.clone() })
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("tripwire unavailable: {e}")))?
         .map_err(|e| ApiError::redis_unavailable(format!("the tripwire change was not recorded: {e}")))?;
-    Ok(HttpResponse::Ok().json(json!({ "rule": path.as_str(), "tripwire": status })))
+    if !a.apply_suppressed {
+        return Ok(HttpResponse::Ok().json(json!({ "rule": path.as_str(), "tripwire": status })));
+    }
+    let command = AdminCommand::ApplySuppressed { rule: path.to_string(), since_ms, by };
+    let bytes = serde_json::to_vec(&command).expect("commands serialize");
+    for shard in 0..state.shared.shard_count {
+        state.ingest.append_field(state.shared.keys.events(shard), Field::Admin, &bytes).await?;
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "rule": path.as_str(),
+        "tripwire": status,
+        "apply_suppressed": { "since_ms": since_ms, "shards": state.shared.shard_count },
+    })))
 }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::TestRedis;
 use crate::helpers::{event, wait_for, TestApp};
+use crate::rulesets::admin;
 
 fn scam_rule_state(app: &TestApp) -> Value {
     let rules = app.get("/v1/rules").json();
@@ -126,7 +127,7 @@ fn a_reset_then_a_graceful_restart_a_kill_9_and_a_redis_restart_add_no_trip() {
 #[test]
 fn thirty_flagged_users_of_two_hundred_stop_at_the_bound_and_the_rule_trips() {
     let redis = TestRedis::start();
-    let app = TestApp::spawn(&redis);
+    let app = TestApp::spawn_with(&redis, &[crate::rulesets::ADMIN]);
     // 200 users, applied: they count in the population before the reply.
     let buyers: Vec<Value> = (0..200).map(|i| event("purchase_made", &format!("p{i}"), json!({"amount": 1}))).collect();
     post_all(&app, buyers);
@@ -158,4 +159,28 @@ fn thirty_flagged_users_of_two_hundred_stop_at_the_bound_and_the_rule_trips() {
     let change = &history["changes"][0];
     assert_eq!((change["rule"].as_str(), change["who"].as_str()), (Some("scam_message_rule"), Some("tripwire")));
     assert!(change["entry_id"].is_string(), "the event it was withheld for: {change}");
+
+    // A reset re-arms the rule and applies nothing by default.
+    let reset = |body: &[u8]| {
+        let r = admin(&app, "POST", "/v1/rules/scam_message_rule/tripwire", "application/json", body, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    reset(br#"{"action": "reset"}"#);
+    assert!(app.can("message", &unrestricted), "a plain reset applies nothing");
+    // With apply_suppressed, every withheld restriction is made, once.
+    reset(br#"{"action": "reset", "apply_suppressed": true}"#);
+    wait_for("the withheld restrictions applied", Duration::from_secs(10), || {
+        (0..30).all(|i| !app.can("message", &format!("p{i}"))).then_some(())
+    });
+    reset(br#"{"action": "reset", "apply_suppressed": true}"#);
+    let history = wait_for("the applied restriction in the history", Duration::from_secs(10), || {
+        let h = app.get(&format!("/v1/users/{unrestricted}/history")).json();
+        (h["changes"][0]["change"] == "rule_fired").then_some(h)
+    });
+    let fired: Vec<&Value> =
+        history["changes"].as_array().unwrap().iter().filter(|c| c["change"] == "rule_fired").collect();
+    assert_eq!(fired.len(), 1, "applied once: {history}");
+    assert_eq!(fired[0]["who"], "admin:ops", "{history}");
+    let report = app.get(&format!("/v1/users/{unrestricted}")).json();
+    assert!(report.get("suppressed").is_none(), "nothing left withheld: {report}");
 }

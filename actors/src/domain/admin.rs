@@ -29,14 +29,14 @@ pub enum AdminCommand {
         feature: String,
         by: String,
     },
-}
-
-impl AdminCommand {
-    pub fn user_id(&self) -> &str {
-        match self {
-            AdminCommand::SetOverride { user_id, .. } | AdminCommand::ClearOverride { user_id, .. } => user_id,
-        }
-    }
+    /// Written to every shard stream: restrict the users rule `rule` was
+    /// withheld from for events at or after `since_ms` (a reset with
+    /// `apply_suppressed`).
+    ApplySuppressed {
+        rule: String,
+        since_ms: u64,
+        by: String,
+    },
 }
 
 /// A change as people read it (audit trail, history, live feed): what, why,

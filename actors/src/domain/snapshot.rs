@@ -58,18 +58,21 @@ struct UserV2 {
 /// (second, value) entries, merged).
 type StoredWindow<'a> = (&'a str, u32, Vec<(u32, u64)>, u32);
 
-/// Version 3: version 2 and the windowed aggregates (a window is carried
-/// only to an aggregate of the same name and window).
+/// Version 3: version 2, the windowed aggregates (a window is carried only
+/// to an aggregate of the same name and window), and the restrictions the
+/// tripwire withheld: (rule, entry, at_ms).
 #[derive(bincode::Encode)]
 struct UserV3Ref<'a> {
     v2: UserV2Ref<'a>,
     windows: Vec<StoredWindow<'a>>,
+    suppressed: Vec<(&'a str, EntryId, u64)>,
 }
 
 #[derive(bincode::Decode)]
 struct UserV3 {
     v2: UserV2,
     windows: Vec<(String, u32, Vec<(u32, u64)>, u32)>,
+    suppressed: Vec<(String, EntryId, u64)>,
 }
 
 /// Encodes a user in the current format.
@@ -91,7 +94,14 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
     let restrictions = user
         .restrictions
         .iter()
+        .filter(|r| !r.suppressed)
         .map(|r| (&*model.rules[usize::from(r.rule)].name, r.entry, r.at_ms, r.expires_at_ms))
+        .collect();
+    let suppressed = user
+        .restrictions
+        .iter()
+        .filter(|r| r.suppressed)
+        .map(|r| (&*model.rules[usize::from(r.rule)].name, r.entry, r.at_ms))
         .collect();
     let overrides = user
         .overrides
@@ -100,7 +110,7 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
         .collect();
     let mut out = vec![VERSION];
     let v2 = UserV2Ref { scalars, sets, restrictions, overrides };
-    bincode::encode_into_std_write(UserV3Ref { v2, windows }, &mut out, standard())
+    bincode::encode_into_std_write(UserV3Ref { v2, windows, suppressed }, &mut out, standard())
         .expect("writing to a Vec cannot fail");
     out
 }
@@ -118,9 +128,12 @@ pub fn decode_user(model: &Model, bytes: &[u8]) -> Result<UserState, SnapshotErr
                 restrictions: v1.restrictions.into_iter().map(|(r, e, at)| (r, e, at, None)).collect(),
                 overrides: Vec::new(),
             };
-            UserV3 { v2, windows: Vec::new() }
+            UserV3 { v2, windows: Vec::new(), suppressed: Vec::new() }
         }
-        2 => UserV3 { v2: bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0, windows: Vec::new() },
+        2 => {
+            let v2 = bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0;
+            UserV3 { v2, windows: Vec::new(), suppressed: Vec::new() }
+        }
         3 => bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0,
         other => return Err(SnapshotError::UnknownVersion(other)),
     };
@@ -128,7 +141,7 @@ pub fn decode_user(model: &Model, bytes: &[u8]) -> Result<UserState, SnapshotErr
 }
 
 fn from_v3(model: &Model, v3: UserV3) -> UserState {
-    let UserV3 { v2, windows } = v3;
+    let UserV3 { v2, windows, suppressed } = v3;
     let mut user = UserState::new(model);
     for (name, window, entries, merged) in windows {
         let Some(a) = model.aggregates.iter().find(|a| *a.name == name && a.window == Some(window)) else {
@@ -155,7 +168,13 @@ fn from_v3(model: &Model, v3: UserV3) -> UserState {
     }
     for (rule, entry, at_ms, expires_at_ms) in v2.restrictions {
         if let Some(r) = model.rule_index(&rule) {
-            user.restrictions.push(Restriction { rule: r as u16, entry, at_ms, expires_at_ms });
+            user.restrictions.push(Restriction { rule: r as u16, entry, at_ms, expires_at_ms, suppressed: false });
+        }
+    }
+    for (rule, entry, at_ms) in suppressed {
+        if let Some(r) = model.rule_index(&rule) {
+            let marker = Restriction { rule: r as u16, entry, at_ms, expires_at_ms: None, suppressed: true };
+            user.restrictions.push(marker);
         }
     }
     for (feature, allowed, reason, by, at_ms, expires_at_ms) in v2.overrides {
@@ -198,6 +217,7 @@ mod tests {
         let Slot::Window(w) = m.aggregates.iter().find(|a| &*a.name == "flags_1h").unwrap().slot else { panic!() };
         let kind = crate::domain::rules::AggregateKind::Count;
         *u.window_mut(m, usize::from(w)) = Window::from_parts(kind, vec![(1_700_000_000, 2), (1_700_000_100, 1)], 0);
+        u.mark_suppressed(m.rule_index("unique_zip_code_rule").unwrap() as u16, EntryId::new(1_700_000_200_000, 1));
         u
     }
 
@@ -216,6 +236,7 @@ mod tests {
             entry: EntryId::new(1_700_000_000_123, 4),
             at_ms: 1_700_000_000_123,
             expires_at_ms: None,
+            suppressed: false,
         });
         u
     }
@@ -252,7 +273,12 @@ mod tests {
         assert_eq!(decode_user(&m, stored).unwrap(), u);
         let plain = decode_user(&model(), stored).unwrap();
         assert!(plain.windows.is_empty(), "a window without its aggregate is dropped");
-        assert_eq!(plain, fixture_user_v2(&model()));
+        let mut expected = fixture_user_v2(&model());
+        expected.mark_suppressed(
+            model().rule_index("unique_zip_code_rule").unwrap() as u16,
+            EntryId::new(1_700_000_200_000, 1),
+        );
+        assert_eq!(plain, expected);
     }
 
     #[test]

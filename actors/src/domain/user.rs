@@ -25,6 +25,9 @@ pub struct Restriction {
     pub at_ms: u64,
     /// When the rule's `restrict_for` lifts it; `None`: until lifted.
     pub expires_at_ms: Option<u64>,
+    /// Not a restriction: the rule's condition held while its tripwire was
+    /// tripped (kept so an operator may apply it; restricts nothing).
+    pub suppressed: bool,
 }
 
 /// An operator's decision for one feature of one user; beats every rule while it lasts.
@@ -161,7 +164,11 @@ impl UserState {
     /// The features restricted, as a bit mask over `Model::features`:
     /// what the rules restricted, then the overrides on top.
     pub fn restricted(&self, model: &Model) -> u64 {
-        let by_rules = self.restrictions.iter().fold(0, |mask, r| mask | model.rules[usize::from(r.rule)].restricts);
+        let by_rules = self
+            .restrictions
+            .iter()
+            .filter(|r| !r.suppressed)
+            .fold(0, |mask, r| mask | model.rules[usize::from(r.rule)].restricts);
         self.overrides.iter().fold(by_rules, |mask, o| {
             let bit = 1u64 << o.feature;
             if o.allowed {
@@ -182,7 +189,7 @@ impl UserState {
 
     /// Whether an `until = "condition_clears"` rule over windows restricts the user.
     pub fn clearing(&self, model: &Model) -> bool {
-        self.restrictions.iter().any(|r| {
+        self.restrictions.iter().filter(|r| !r.suppressed).any(|r| {
             let rule = &model.rules[usize::from(r.rule)];
             rule.clears && rule.windowed
         })
@@ -242,7 +249,20 @@ impl UserState {
     /// Rules that already restricted this user, as a bit mask.
     /// Whether rule `r` restricted (or, a shadow rule, recorded) this user.
     pub fn has_fired(&self, r: u16) -> bool {
-        self.restrictions.iter().any(|x| x.rule == r)
+        self.restrictions.iter().any(|x| x.rule == r && !x.suppressed)
+    }
+
+    /// Keeps (once) that rule `r` was withheld for the event of `entry`.
+    pub fn mark_suppressed(&mut self, r: u16, entry: EntryId) {
+        if !self.restrictions.iter().any(|x| x.rule == r) {
+            let marker = Restriction { rule: r, entry, at_ms: entry.ms, expires_at_ms: None, suppressed: true };
+            self.restrictions.push(marker);
+        }
+    }
+
+    /// Drops the mark of rule `r` being withheld (it restricts now, or was applied).
+    pub fn unmark_suppressed(&mut self, r: u16) {
+        self.restrictions.retain(|x| !(x.rule == r && x.suppressed));
     }
 
     /// The value of aggregate `a` for display: count, sum in micro-units or distinct count.
@@ -334,6 +354,9 @@ pub struct UserReport {
     /// What shadow rules would have restricted (they restrict nothing).
     pub would_restrict: Vec<RestrictionReport>,
     pub overrides: Vec<OverrideReport>,
+    /// Rules whose restriction the tripwire withheld (until applied or the rule fires).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<String>,
     /// Windowed aggregates: their window and how many events they hold.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub windows: std::collections::BTreeMap<String, WindowReport>,
@@ -394,9 +417,16 @@ impl UserState {
                 (a.name.to_string(), shown)
             })
             .collect();
+        let suppressed: Vec<String> = self
+            .restrictions
+            .iter()
+            .filter(|r| r.suppressed)
+            .map(|r| model.rules[usize::from(r.rule)].name.to_string())
+            .collect();
         let (would_restrict, restrictions) = self
             .restrictions
             .iter()
+            .filter(|r| !r.suppressed)
             .map(|r| {
                 let rule = &model.rules[usize::from(r.rule)];
                 let report = RestrictionReport {
@@ -442,7 +472,15 @@ impl UserState {
                 _ => None,
             })
             .collect();
-        UserReport { aggregates, restrictions, would_restrict, overrides, windows, restricted: self.restricted(model) }
+        UserReport {
+            aggregates,
+            restrictions,
+            would_restrict,
+            overrides,
+            windows,
+            suppressed,
+            restricted: self.restricted(model),
+        }
     }
 }
 

@@ -106,6 +106,7 @@ impl ShardActor {
             if self.shared.tripped.contains(h.rule) {
                 self.shared.budget.wait(h.rule, false);
                 self.metrics.rules.suppressed[usize::from(h.rule)].increment(1);
+                self.state.mark_suppressed(&h.user_id, h.rule, h.entry);
                 let restricted = self.state.users.get(&*h.user_id).map_or(0, |u| u.restricted(&model));
                 fired.push(Fired { rule: h.rule, at_ms: h.entry.ms, overlap: false, suppressed: true });
                 self.publish(suppressed_change(&model, &h.user_id, h.rule, h.entry, restricted));
@@ -225,6 +226,17 @@ impl ShardActor {
             AdminCommand::ClearOverride { user_id, feature, by } => {
                 let f = feature_of(feature)?;
                 self.state.set_override(&model, id, user_id, f, None, by)
+            }
+            AdminCommand::ApplySuppressed { rule, since_ms, by } => {
+                let r =
+                    model.rule_index(rule).ok_or_else(|| ("bad_admin_command", format!("unknown rule {rule:?}")))?;
+                // An operator's decision on a rule just re-armed: not counted
+                // in its window (it would trip the rule again at once).
+                for change in self.state.apply_suppressed(&model, r as u16, *since_ms, id, by) {
+                    self.metrics.rules.fired[r].increment(1);
+                    self.publish(change);
+                }
+                None
             }
         };
         if let Some(change) = change {

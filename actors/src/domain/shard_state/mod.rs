@@ -211,7 +211,13 @@ impl ShardState {
             }
             if rule.shadow() {
                 // Kept like a restriction (it does not fire again) that restricts nothing.
-                user.restrictions.push(Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms: None });
+                user.restrictions.push(Restriction {
+                    rule: r,
+                    entry: id,
+                    at_ms: id.ms,
+                    expires_at_ms: None,
+                    suppressed: false,
+                });
                 out.shadowed.insert(r);
                 continue;
             }
@@ -219,6 +225,7 @@ impl ShardState {
                 Gate::Restrict => {}
                 Gate::Tripped => {
                     out.suppressed.insert(r);
+                    user.mark_suppressed(r, id);
                     continue;
                 }
                 Gate::Hold => {
@@ -227,7 +234,8 @@ impl ShardState {
                 }
             }
             let expires_at_ms = model.rules[usize::from(r)].restrict_for_ms.map(|d| id.ms.saturating_add(d));
-            user.restrictions.push(Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms });
+            user.unmark_suppressed(r);
+            user.restrictions.push(Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms, suppressed: false });
             if let Some(at) = expires_at_ms {
                 self.expiries.push(Reverse((at, event.user_id.into())));
             }
@@ -254,7 +262,8 @@ impl ShardState {
         }
         let rule = &model.rules[usize::from(r)];
         let expires_at_ms = rule.restrict_for_ms.map(|d| entry.ms.saturating_add(d));
-        user.restrictions.push(Restriction { rule: r, entry, at_ms: entry.ms, expires_at_ms });
+        user.unmark_suppressed(r);
+        user.restrictions.push(Restriction { rule: r, entry, at_ms: entry.ms, expires_at_ms, suppressed: false });
         if let Some(at) = expires_at_ms {
             self.expiries.push(Reverse((at, user_id.into())));
         }
@@ -271,6 +280,55 @@ impl ShardState {
             reason: None,
             restricted_after: after,
         })
+    }
+
+    /// Keeps that rule `r` was withheld from `user_id` for the event of `entry`
+    /// (a held decision whose rule tripped).
+    pub fn mark_suppressed(&mut self, user_id: &str, r: u16, entry: EntryId) {
+        if let Some(user) = self.users.get_mut(user_id) {
+            user.mark_suppressed(r, entry);
+            self.touch(user_id);
+        }
+    }
+
+    /// Applies the restrictions rule `r` withheld for events at or after
+    /// `since_ms` (an operator's reset with `apply_suppressed`), carried by
+    /// entry `id`. Returns the changes.
+    pub fn apply_suppressed(&mut self, model: &Model, r: u16, since_ms: u64, id: EntryId, by: &str) -> Vec<Change> {
+        let rule = &model.rules[usize::from(r)];
+        let mut changes = Vec::new();
+        let mut touched = Vec::new();
+        for (user_id, user) in self.users.iter_mut() {
+            let Some(marker) = user.restrictions.iter().find(|x| x.rule == r && x.suppressed).copied() else {
+                continue;
+            };
+            if marker.at_ms < since_ms || rule.retired {
+                continue;
+            }
+            user.unmark_suppressed(r);
+            let expires_at_ms = rule.restrict_for_ms.map(|d| id.ms.saturating_add(d));
+            let made = Restriction { rule: r, entry: marker.entry, at_ms: id.ms, expires_at_ms, suppressed: false };
+            user.restrictions.push(made);
+            if let Some(at) = expires_at_ms {
+                self.expiries.push(Reverse((at, user_id.clone())));
+            }
+            changes.push(Change {
+                user_id: user_id.clone(),
+                kind: ChangeKind::RuleFired,
+                features: rule.features,
+                rule: Some(r),
+                entry: marker.entry,
+                at_ms: id.ms,
+                by: Some(by.into()),
+                reason: Some("withheld while the rule was tripped; applied with its reset (apply_suppressed)".into()),
+                restricted_after: user.restricted(model),
+            });
+            touched.push(user_id.clone());
+        }
+        for u in touched {
+            self.touch(&u);
+        }
+        changes
     }
 
     /// Marks a user changed, for the next snapshot.
@@ -398,7 +456,7 @@ impl ShardState {
 fn clear_windowed(model: &Model, user: &mut UserState) -> Vec<Restriction> {
     let clears = |r: &Restriction| {
         let rule = &model.rules[usize::from(r.rule)];
-        rule.clears && rule.windowed && !rule.retired
+        rule.clears && rule.windowed && !rule.retired && !r.suppressed
     };
     if !user.restrictions.iter().any(clears) {
         return Vec::new();
@@ -447,7 +505,7 @@ fn cleared_change(model: &Model, user_id: &str, r: &Restriction, at_ms: u64, aft
 /// `would_restrict` for shadow rules, `cleared` for what no longer holds.
 fn push_rule_changes(model: &Model, user_id: &str, id: EntryId, out: &Outcome, changes: &mut Vec<Change>) {
     for r in out.cleared.iter() {
-        let lifted = Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms: None };
+        let lifted = Restriction { rule: r, entry: id, at_ms: id.ms, expires_at_ms: None, suppressed: false };
         changes.push(cleared_change(model, user_id, &lifted, id.ms, out.features));
     }
     for r in out.suppressed.iter() {

@@ -32,7 +32,7 @@ impl ShardState {
         let mut changes = Vec::new();
         for (user_id, user) in self.users.iter_mut() {
             let lifted: Vec<Restriction> =
-                user.restrictions.iter().filter(|r| rules.contains(&r.rule)).copied().collect();
+                user.restrictions.iter().filter(|r| rules.contains(&r.rule) && !r.suppressed).copied().collect();
             if lifted.is_empty() {
                 continue;
             }
@@ -67,7 +67,7 @@ impl ShardState {
             let before = user.restrictions.len();
             let mut lifted = Vec::new();
             user.restrictions.retain(|r| {
-                let lift = r.rule == rule && r.at_ms >= since_ms;
+                let lift = r.rule == rule && r.at_ms >= since_ms && !r.suppressed;
                 if lift {
                     lifted.push(*r);
                 }
