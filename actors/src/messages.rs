@@ -49,6 +49,15 @@ pub struct FlushNow;
 #[rtype(result = "Option<UserReport>")]
 pub struct GetUser(pub String);
 
+/// The users of the shard a rule's restriction was withheld from (by the
+/// tripwire): (user, the event's entry, when), at most `limit`.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, crate::domain::EntryId, u64)>")]
+pub struct ListSuppressed {
+    pub rule: u16,
+    pub limit: usize,
+}
+
 /// Evaluate a candidate rule set against the shard's users as they are now.
 #[derive(Message)]
 #[rtype(result = "crate::domain::simulate::Simulation")]

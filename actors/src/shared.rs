@@ -10,8 +10,9 @@ use std::sync::{Arc, RwLock};
 use ahash::AHashMap;
 use tokio::sync::{broadcast, watch};
 
-use crate::domain::{shard_of, EntryId, Model, TripwireSettings};
+use crate::domain::{shard_of, EntryId, Model};
 use crate::store::Keys;
+pub use crate::tripwire::budget::RuleBudget;
 
 /// Restricted features per user (only users with a restriction), by shard.
 /// A shard this instance owns is written by its shard actor; any other shard
@@ -122,134 +123,6 @@ impl TrippedRules {
     }
 }
 
-/// Per rule, whether this instance's shards may restrict one more user now,
-/// decided without waiting: the tripwire's bound (`tripwire::budget`) over
-/// the deployment's window as of the last sync, this instance's restrictions
-/// since, and the population as of the decision. A shard that may not holds
-/// its decision until the next sync allows it or the rule trips.
-pub struct RuleBudget {
-    /// The tripwire's settings; unset: unbounded (no supervisor).
-    settings: std::sync::OnceLock<TripwireSettings>,
-    /// Per rule: the deployment's restrictions in the window at the last sync.
-    hits: Box<[AtomicU64]>,
-    /// Per rule: this instance's restrictions counted by completed syncs.
-    synced: Box<[AtomicU64]>,
-    /// Per rule: this instance's restrictions, all time.
-    spent: Box<[AtomicU64]>,
-    /// Users of the shards this instance does not count live, at the last sync.
-    others: AtomicU64,
-    /// Per rule: what this instance reserved against the other instances'
-    /// reservations (`store::tripwire::reserve`); unbounded while it owns
-    /// every shard.
-    granted: Box<[AtomicU64]>,
-    /// Per rule: decisions shards hold for budget.
-    waiting: Box<[AtomicU64]>,
-}
-
-impl Default for RuleBudget {
-    fn default() -> Self {
-        let n = crate::domain::rules::MAX_RULES;
-        let zeros = || (0..n).map(|_| AtomicU64::new(0)).collect();
-        RuleBudget {
-            settings: Default::default(),
-            hits: zeros(),
-            synced: zeros(),
-            spent: zeros(),
-            others: AtomicU64::new(0),
-            granted: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
-            waiting: zeros(),
-        }
-    }
-}
-
-impl RuleBudget {
-    /// Bounds restrictions from now on (the supervisor calls it once).
-    /// `shared`: other instances own shards too, so nothing is restricted
-    /// before this instance reserved its budget against theirs.
-    pub fn bound(&self, settings: TripwireSettings, shared: bool) {
-        let _ = self.settings.set(settings);
-        if shared {
-            for g in self.granted.iter() {
-                g.store(0, Ordering::Release);
-            }
-        }
-    }
-
-    /// Takes one restriction of rule `r` if the bound allows it at this
-    /// population; false: hold the decision.
-    fn take(&self, r: u16, population: u64, owned: u64, total: u64) -> bool {
-        let Some(s) = self.settings.get() else { return true };
-        let i = usize::from(r);
-        let (Some(hits), Some(synced), Some(spent)) = (self.hits.get(i), self.synced.get(i), self.spent.get(i)) else {
-            return true;
-        };
-        let shared = crate::tripwire::budget::share(s, hits.load(Ordering::Acquire), population, owned, total);
-        let allowed = shared.min(self.granted.get(i).map_or(u64::MAX, |g| g.load(Ordering::Acquire)));
-        let mut current = spent.load(Ordering::Acquire);
-        loop {
-            if current.saturating_sub(synced.load(Ordering::Acquire)) >= allowed {
-                return false;
-            }
-            match spent.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return true,
-                Err(now) => current = now,
-            }
-        }
-    }
-
-    /// Gives back a restriction taken but not made (the user was already
-    /// restricted), or made but never reported (its report was shed).
-    pub fn give_back(&self, r: u16) {
-        if let Some(spent) = self.spent.get(usize::from(r)) {
-            spent.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    /// After a sync: the deployment's count in rule `r`'s window, and how
-    /// many of this instance's restrictions it includes.
-    pub fn synced(&self, r: u16, hits: u64, synced: u64) {
-        if let (Some(h), Some(s)) = (self.hits.get(usize::from(r)), self.synced.get(usize::from(r))) {
-            // Hits first: a shard reading between the two stores counts
-            // some restrictions twice (it holds), never none.
-            h.store(hits, Ordering::Release);
-            s.store(synced, Ordering::Release);
-        }
-    }
-
-    /// A shard holds (`true`) or no longer holds (`false`) a decision of rule `r`.
-    pub fn wait(&self, r: u16, holding: bool) {
-        if let Some(w) = self.waiting.get(usize::from(r)) {
-            if holding {
-                w.fetch_add(1, Ordering::AcqRel);
-            } else {
-                w.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-    }
-
-    /// This instance's restrictions of rule `r`, all time.
-    pub fn spent(&self, r: u16) -> u64 {
-        self.spent.get(usize::from(r)).map_or(0, |s| s.load(Ordering::Acquire))
-    }
-
-    /// Decisions of rule `r` held for budget.
-    pub fn waiting(&self, r: u16) -> u64 {
-        self.waiting.get(usize::from(r)).map_or(0, |w| w.load(Ordering::Acquire))
-    }
-
-    /// What this instance reserved of rule `r`'s budget.
-    pub fn granted(&self, r: u16, grant: u64) {
-        if let Some(g) = self.granted.get(usize::from(r)) {
-            g.store(grant, Ordering::Release);
-        }
-    }
-
-    /// After a sync: the users of shards this instance does not count live.
-    pub fn others(&self, users: u64) {
-        self.others.store(users, Ordering::Release);
-    }
-}
-
 /// What the live feed carries: a change, a tripwire change, or an event.
 #[derive(Debug, Clone)]
 pub struct FeedItem {
@@ -339,7 +212,7 @@ impl Shared {
     }
 
     fn others_population(&self) -> u64 {
-        self.budget.others.load(Ordering::Acquire)
+        self.budget.others_population()
     }
 
     /// `feed_buffer`: items the live feed holds; a subscriber further behind is

@@ -25,6 +25,7 @@ pub enum Handler {
     DeleteOverride,
     History,
     TripwireControl,
+    Suppressed,
     Feed,
     Stats,
     EventStats,
@@ -264,8 +265,22 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 "post",
                 "/v1/rules/{name}/tripwire",
                 "admin",
-                "Reset (re-arm) or trip (switch off) a rule",
+                "Reset (re-arm) or trip (switch off) a rule; a reset may apply the restrictions it withheld",
                 Handler::TripwireControl,
+            )
+        },
+        Endpoint {
+            query: &[("limit", false, "most users listed (default 1,000, at most 10,000)")],
+            responses: &[(200, "the users, from this instance's shards"), (400, "bad limit"), (404, "unknown rule")],
+            access: Access::Read,
+            reply: Reply::Json("Suppressed"),
+            example: &[("name", "scam_message_rule"), ("limit", "100")],
+            ..e(
+                "get",
+                "/v1/rules/{name}/suppressed",
+                "rules",
+                "Users whose restriction by the rule the tripwire withheld",
+                Handler::Suppressed,
             )
         },
         Endpoint {

@@ -71,6 +71,7 @@ fn route(e: &Endpoint) -> actix_web::Route {
         Handler::DeleteOverride => r.to(overrides::delete_override),
         Handler::History => r.to(history::get_history),
         Handler::TripwireControl => r.to(tripwire::control),
+        Handler::Suppressed => r.to(tripwire::suppressed),
         Handler::Feed => r.to(feed::feed),
         Handler::Stats => r.to(stats::get_stats),
         Handler::EventStats => r.to(stats::get_event_stats),

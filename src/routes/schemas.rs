@@ -156,7 +156,10 @@ fn requests(model: &Model) -> Value {
         "TripwireAction": {
             "type": "object",
             "required": ["action"],
-            "properties": {"action": {"type": "string", "enum": ["reset", "trip"]}},
+            "properties": {
+                "action": {"type": "string", "enum": ["reset", "trip"]},
+                "apply_suppressed": {"type": "boolean", "description": "with reset: make the restrictions the tripwire withheld in the window, through every shard stream, once"},
+            },
             "example": {"action": "reset"},
         },
         "Error": {
@@ -218,6 +221,10 @@ fn replies() -> Value {
             "restrict": strings(), "tripwire": reference("Tripwire"),
         }))}})),
         "TripwireReply": object(json!({"rule": string(), "tripwire": reference("Tripwire")})),
+        "Suppressed": object(json!({
+            "rule": string(), "limit": integer(),
+            "users": {"type": "array", "items": object(json!({"user_id": string(), "event_id": string(), "at_ms": integer(), "at": string()}))},
+        })),
         "Health": object(json!({"status": {"type": "string", "enum": ["ok"]}})),
         "Ready": {
             "type": "object",

@@ -6,7 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::clock::now_ms;
 use restrictd_actors::domain::admin::AdminCommand;
-use restrictd_actors::messages::{Control, ControlTripwire};
+use restrictd_actors::domain::time::rfc3339_ms;
+use restrictd_actors::domain::EventRef;
+use restrictd_actors::messages::{Control, ControlTripwire, ListSuppressed};
 use restrictd_actors::wire::Field;
 use serde::Deserialize;
 use serde_json::json;
@@ -21,6 +23,45 @@ struct Action {
     action: Control,
     #[serde(default)]
     apply_suppressed: bool,
+}
+
+/// `GET /v1/rules/{name}/suppressed`: the users of this instance's shards
+/// whose restriction by the rule the tripwire withheld (and nobody applied yet).
+pub async fn suppressed(
+    path: web::Path<String>,
+    query: web::Query<LimitQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let rule = state
+        .shared
+        .model()
+        .rule_index(&path)
+        .ok_or_else(|| ApiError::not_found(format!("no rule {:?}; see GET /v1/rules", path.as_str())))?;
+    let limit = query.limit.unwrap_or(1000).min(10_000);
+    let mut users = Vec::new();
+    for (shard, actor) in state.shards.iter().enumerate() {
+        let Some(actor) = actor else { continue };
+        let left = limit.saturating_sub(users.len());
+        let found = actor
+            .send(ListSuppressed { rule: rule as u16, limit: left })
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("shard {shard} unavailable: {e}")))?;
+        users.extend(found.into_iter().map(|(user_id, entry, at_ms)| {
+            json!({
+                "user_id": user_id,
+                "event_id": EventRef::new(shard as u32, entry),
+                "at_ms": at_ms,
+                "at": rfc3339_ms(at_ms),
+            })
+        }));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "rule": path.as_str(), "users": users, "limit": limit })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitQuery {
+    limit: Option<usize>,
 }
 
 pub async fn control(

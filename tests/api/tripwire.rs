@@ -167,6 +167,10 @@ fn thirty_flagged_users_of_two_hundred_stop_at_the_bound_and_the_rule_trips() {
     };
     reset(br#"{"action": "reset"}"#);
     assert!(app.can("message", &unrestricted), "a plain reset applies nothing");
+    let listed = app.get("/v1/rules/scam_message_rule/suppressed").json();
+    let users: Vec<&str> = listed["users"].as_array().unwrap().iter().map(|u| u["user_id"].as_str().unwrap()).collect();
+    assert_eq!(users.len() as u64, spared, "every spared user is listed: {listed}");
+    assert!(users.contains(&unrestricted.as_str()), "{listed}");
     // With apply_suppressed, every withheld restriction is made, once.
     reset(br#"{"action": "reset", "apply_suppressed": true}"#);
     wait_for("the withheld restrictions applied", Duration::from_secs(10), || {
@@ -183,4 +187,5 @@ fn thirty_flagged_users_of_two_hundred_stop_at_the_bound_and_the_rule_trips() {
     assert_eq!(fired[0]["who"], "admin:ops", "{history}");
     let report = app.get(&format!("/v1/users/{unrestricted}")).json();
     assert!(report.get("suppressed").is_none(), "nothing left withheld: {report}");
+    assert_eq!(app.get("/v1/rules/scam_message_rule/suppressed").json()["users"], json!([]));
 }

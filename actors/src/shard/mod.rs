@@ -251,6 +251,21 @@ impl Handler<Simulate> for ShardActor {
     }
 }
 
+impl Handler<ListSuppressed> for ShardActor {
+    type Result = MessageResult<ListSuppressed>;
+
+    fn handle(&mut self, msg: ListSuppressed, _: &mut Context<Self>) -> Self::Result {
+        let marked = self.state.users.iter().flat_map(|(user, state)| {
+            state
+                .restrictions
+                .iter()
+                .filter(|r| r.suppressed && r.rule == msg.rule)
+                .map(|r| (user.to_string(), r.entry, r.at_ms))
+        });
+        MessageResult(marked.take(msg.limit).collect())
+    }
+}
+
 impl Handler<RevertRule> for ShardActor {
     type Result = ();
 

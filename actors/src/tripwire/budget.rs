@@ -13,7 +13,16 @@
 //! it, after each sync, the window's count and the population of the shards
 //! it does not count live.)
 
-use crate::domain::TripwireSettings;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use metrics::counter;
+
+use crate::domain::{TripState, TripwireSettings};
+use crate::link::Conn;
+use crate::metrics::REDIS_ERRORS_TOTAL;
+use crate::store::tripwire as store;
 
 /// The most users a rule may restrict in its window at this population.
 pub fn cap(s: &TripwireSettings, population: u64) -> u64 {
@@ -29,6 +38,200 @@ pub fn share(s: &TripwireSettings, hits: u64, population: u64, owned: u64, total
         return left;
     }
     (u128::from(left) * u128::from(owned)).div_ceil(u128::from(total)) as u64
+}
+
+/// Per rule, whether this instance's shards may restrict one more user now,
+/// decided without waiting: the tripwire's bound (`tripwire::budget`) over
+/// the deployment's window as of the last sync, this instance's restrictions
+/// since, and the population as of the decision. A shard that may not holds
+/// its decision until the next sync allows it or the rule trips.
+pub struct RuleBudget {
+    /// The tripwire's settings; unset: unbounded (no supervisor).
+    settings: std::sync::OnceLock<TripwireSettings>,
+    /// Per rule: the deployment's restrictions in the window at the last sync.
+    hits: Box<[AtomicU64]>,
+    /// Per rule: this instance's restrictions counted by completed syncs.
+    synced: Box<[AtomicU64]>,
+    /// Per rule: this instance's restrictions, all time.
+    spent: Box<[AtomicU64]>,
+    /// Users of the shards this instance does not count live, at the last sync.
+    others: AtomicU64,
+    /// Per rule: what this instance reserved against the other instances'
+    /// reservations (`store::tripwire::reserve`); unbounded while it owns
+    /// every shard.
+    granted: Box<[AtomicU64]>,
+    /// Per rule: decisions shards hold for budget.
+    waiting: Box<[AtomicU64]>,
+}
+
+impl Default for RuleBudget {
+    fn default() -> Self {
+        let n = crate::domain::rules::MAX_RULES;
+        let zeros = || (0..n).map(|_| AtomicU64::new(0)).collect();
+        RuleBudget {
+            settings: Default::default(),
+            hits: zeros(),
+            synced: zeros(),
+            spent: zeros(),
+            others: AtomicU64::new(0),
+            granted: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            waiting: zeros(),
+        }
+    }
+}
+
+impl RuleBudget {
+    /// Bounds restrictions from now on (the supervisor calls it once).
+    /// `shared`: other instances own shards too, so nothing is restricted
+    /// before this instance reserved its budget against theirs.
+    pub fn bound(&self, settings: TripwireSettings, shared: bool) {
+        let _ = self.settings.set(settings);
+        if shared {
+            for g in self.granted.iter() {
+                g.store(0, Ordering::Release);
+            }
+        }
+    }
+
+    /// Takes one restriction of rule `r` if the bound allows it at this
+    /// population; false: hold the decision.
+    pub(crate) fn take(&self, r: u16, population: u64, owned: u64, total: u64) -> bool {
+        let Some(s) = self.settings.get() else { return true };
+        let i = usize::from(r);
+        let (Some(hits), Some(synced), Some(spent)) = (self.hits.get(i), self.synced.get(i), self.spent.get(i)) else {
+            return true;
+        };
+        let shared = share(s, hits.load(Ordering::Acquire), population, owned, total);
+        let allowed = shared.min(self.granted.get(i).map_or(u64::MAX, |g| g.load(Ordering::Acquire)));
+        let mut current = spent.load(Ordering::Acquire);
+        loop {
+            if current.saturating_sub(synced.load(Ordering::Acquire)) >= allowed {
+                return false;
+            }
+            match spent.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Gives back a restriction taken but not made (the user was already
+    /// restricted), or made but never reported (its report was shed).
+    pub fn give_back(&self, r: u16) {
+        if let Some(spent) = self.spent.get(usize::from(r)) {
+            spent.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// After a sync: the deployment's count in rule `r`'s window, and how
+    /// many of this instance's restrictions it includes.
+    pub fn synced(&self, r: u16, hits: u64, synced: u64) {
+        if let (Some(h), Some(s)) = (self.hits.get(usize::from(r)), self.synced.get(usize::from(r))) {
+            // Hits first: a shard reading between the two stores counts
+            // some restrictions twice (it holds), never none.
+            h.store(hits, Ordering::Release);
+            s.store(synced, Ordering::Release);
+        }
+    }
+
+    /// A shard holds (`true`) or no longer holds (`false`) a decision of rule `r`.
+    pub fn wait(&self, r: u16, holding: bool) {
+        if let Some(w) = self.waiting.get(usize::from(r)) {
+            if holding {
+                w.fetch_add(1, Ordering::AcqRel);
+            } else {
+                w.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// This instance's restrictions of rule `r`, all time.
+    pub fn spent(&self, r: u16) -> u64 {
+        self.spent.get(usize::from(r)).map_or(0, |s| s.load(Ordering::Acquire))
+    }
+
+    /// Decisions of rule `r` held for budget.
+    pub fn waiting(&self, r: u16) -> u64 {
+        self.waiting.get(usize::from(r)).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    /// What this instance reserved of rule `r`'s budget.
+    pub fn granted(&self, r: u16, grant: u64) {
+        if let Some(g) = self.granted.get(usize::from(r)) {
+            g.store(grant, Ordering::Release);
+        }
+    }
+
+    /// The users of shards this instance does not count live, at the last sync.
+    pub fn others_population(&self) -> u64 {
+        self.others.load(Ordering::Acquire)
+    }
+
+    /// After a sync: the users of shards this instance does not count live.
+    pub fn others(&self, users: u64) {
+        self.others.store(users, Ordering::Release);
+    }
+}
+
+impl super::Tripwire {
+    /// The population as of now: this instance's recovered shards counted
+    /// live, the others as their owners last wrote them (within a tick).
+    pub(super) fn population_now(&self, stored: &std::collections::HashMap<u32, u64>) -> u64 {
+        let others: u64 = stored.iter().filter(|(s, _)| !self.shared.counts_live(**s)).map(|(_, n)| n).sum();
+        self.shared.budget.others(others);
+        others + self.shared.live_population()
+    }
+
+    /// Tells the shards' budget what this sync counted (see `budget`).
+    pub(super) fn hand_out_budgets(&self) {
+        let model = self.shared.model();
+        for r in 0..model.rules.len() {
+            let hits = self.hits.get(r).copied().unwrap_or(0);
+            self.shared.budget.synced(r as u16, hits, self.synced.get(r).copied().unwrap_or(0));
+        }
+    }
+
+    /// With other instances owning shards, reserves this instance's budget of
+    /// each rule against theirs, so that together they stay within the bound.
+    pub(super) fn reserve_budgets(&mut self, now: u64, mut conn: Conn, ctx: &mut Context<Self>) {
+        let (owned, total) = (self.shared.owned.len() as u64, u64::from(self.shared.shard_count));
+        if owned >= total {
+            return;
+        }
+        let model = self.shared.model();
+        let mut rules = Vec::new();
+        for (r, rule) in model.rules.iter().enumerate() {
+            if rule.shadow() || rule.retired {
+                continue;
+            }
+            let armed = self.rules[r].state == TripState::Armed;
+            let cap = cap(&self.settings, self.population);
+            let left = if armed { cap.saturating_sub(self.hits[r]) } else { 0 };
+            // Twice what is in flight or waiting: a busy instance's grant
+            // doubles each sync, an idle one's is nothing.
+            let unsynced = self.shared.budget.spent(r as u16).saturating_sub(self.synced[r]);
+            let need = 2 * (unsynced + self.shared.budget.waiting(r as u16));
+            rules.push((r as u16, store::Need { rule: rule.tripwire_key().into_owned(), left, need }));
+        }
+        let stale_ms = (4 * self.tick.as_millis() as u64).max(2_000);
+        let (shared, instance) = (Arc::clone(&self.shared), self.instance.clone());
+        let work = async move {
+            let needs: Vec<store::Need> = rules.iter().map(|(_, n)| n.clone()).collect();
+            match store::reserve(&mut conn, &shared.keys, (&instance, now, stale_ms), &needs).await {
+                Ok(grants) => {
+                    for ((rule, _), grant) in rules.iter().zip(grants) {
+                        shared.budget.granted(*rule, grant);
+                    }
+                }
+                Err(e) => {
+                    // Keep the last grants: they were reserved against the others'.
+                    counter!(REDIS_ERRORS_TOTAL, "operation" => "tripwire").increment(1);
+                    tracing::debug!(error = %e, "could not reserve the tripwire budgets");
+                }
+            }
+        };
+        ctx.spawn(work.into_actor(self));
+    }
 }
 
 #[cfg(test)]

@@ -302,65 +302,6 @@ impl Tripwire {
         self.reserve_budgets(now, conn, ctx);
     }
 
-    /// With other instances owning shards, reserves this instance's budget of
-    /// each rule against theirs, so that together they stay within the bound.
-    fn reserve_budgets(&mut self, now: u64, mut conn: Conn, ctx: &mut Context<Self>) {
-        let (owned, total) = (self.shared.owned.len() as u64, u64::from(self.shared.shard_count));
-        if owned >= total {
-            return;
-        }
-        let model = self.shared.model();
-        let mut rules = Vec::new();
-        for (r, rule) in model.rules.iter().enumerate() {
-            if rule.shadow() || rule.retired {
-                continue;
-            }
-            let armed = self.rules[r].state == TripState::Armed;
-            let cap = budget::cap(&self.settings, self.population);
-            let left = if armed { cap.saturating_sub(self.hits[r]) } else { 0 };
-            // Twice what is in flight or waiting: a busy instance's grant
-            // doubles each sync, an idle one's is nothing.
-            let unsynced = self.shared.budget.spent(r as u16).saturating_sub(self.synced[r]);
-            let need = 2 * (unsynced + self.shared.budget.waiting(r as u16));
-            rules.push((r as u16, store::Need { rule: rule.tripwire_key().into_owned(), left, need }));
-        }
-        let stale_ms = (4 * self.tick.as_millis() as u64).max(2_000);
-        let (shared, instance) = (Arc::clone(&self.shared), self.instance.clone());
-        let work = async move {
-            let needs: Vec<store::Need> = rules.iter().map(|(_, n)| n.clone()).collect();
-            match store::reserve(&mut conn, &shared.keys, (&instance, now, stale_ms), &needs).await {
-                Ok(grants) => {
-                    for ((rule, _), grant) in rules.iter().zip(grants) {
-                        shared.budget.granted(*rule, grant);
-                    }
-                }
-                Err(e) => {
-                    // Keep the last grants: they were reserved against the others'.
-                    counter!(REDIS_ERRORS_TOTAL, "operation" => "tripwire").increment(1);
-                    tracing::debug!(error = %e, "could not reserve the tripwire budgets");
-                }
-            }
-        };
-        ctx.spawn(work.into_actor(self));
-    }
-
-    /// The population as of now: this instance's recovered shards counted
-    /// live, the others as their owners last wrote them (within a tick).
-    fn population_now(&self, stored: &std::collections::HashMap<u32, u64>) -> u64 {
-        let others: u64 = stored.iter().filter(|(s, _)| !self.shared.counts_live(**s)).map(|(_, n)| n).sum();
-        self.shared.budget.others(others);
-        others + self.shared.live_population()
-    }
-
-    /// Tells the shards' budget what this sync counted (see `budget`).
-    fn hand_out_budgets(&self) {
-        let model = self.shared.model();
-        for r in 0..model.rules.len() {
-            let hits = self.hits.get(r).copied().unwrap_or(0);
-            self.shared.budget.synced(r as u16, hits, self.synced.get(r).copied().unwrap_or(0));
-        }
-    }
-
     /// Takes the stored state of rule `r`; applies it locally if it changed.
     fn observe(&mut self, r: usize, stored: String, ctx: &mut Context<Self>) {
         if stored == self.stored[r] {
