@@ -188,11 +188,10 @@ fn with_shadow(mode: &str) -> Value {
 #[test]
 fn a_shadow_rule_restricts_nobody_counts_whom_it_would_and_is_promoted_by_publishing() {
     let redis = TestRedis::start();
-    // A tripwire that counts from the first restriction: the shadow rule's
-    // share (3 of 13) would trip it, the enforced rule's (2 of 13) does not.
+    // Counting from the first restriction: the shadow rule's share (3 of 13) would trip, the enforced's (2) not.
     let tripwire = [("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1"), ("RESTRICTD_TRIPWIRE__THRESHOLD", "0.2")];
     let app = TestApp::spawn_with(&redis, &[ADMIN, tripwire[0], tripwire[1]]);
-    let others: Vec<Value> = (0..10).map(|i| event("scam_message_flagged", &format!("other{i}"), json!({}))).collect();
+    let others: Vec<Value> = (0..10).map(|i| event("scam_message_flagged", &format!("o{i}"), json!({}))).collect();
     assert_eq!(app.post("/v1/events?wait=applied", &json!(others)).status, 200);
     flag(&app, "already");
     assert!(!flag(&app, "already"), "restricted by the enforced rule before the shadow rule exists");
