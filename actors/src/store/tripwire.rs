@@ -160,6 +160,37 @@ pub struct Counts {
     pub totals: Vec<Totals>,
 }
 
+/// Pending reports per (rule, second) of the window, and per (rule, total
+/// suffix: "" restricted, ":overlap", ":suppressed").
+type Tallies = (BTreeMap<(u16, u64), u64>, BTreeMap<(u16, &'static str), u64>);
+
+fn tallies(pending: &[Fired]) -> Tallies {
+    let (mut per_second, mut totals) = (BTreeMap::new(), BTreeMap::new());
+    for f in pending {
+        if f.suppressed {
+            *totals.entry((f.rule, ":suppressed")).or_default() += 1;
+            continue;
+        }
+        *per_second.entry((f.rule, f.at_ms / 1000)).or_default() += 1;
+        *totals.entry((f.rule, "")).or_default() += 1;
+        if f.overlap {
+            *totals.entry((f.rule, ":overlap")).or_default() += 1;
+        }
+    }
+    (per_second, totals)
+}
+
+/// The first second a window counts: it slides by whole seconds; a reset
+/// (or a cool-down) starts it at the first second that began at or after it.
+fn first_second(state: &SharedRule, now_ms: u64, settings: &TripwireSettings) -> u64 {
+    let sliding = now_ms.saturating_sub(settings.window_ms);
+    if state.window_from_ms > sliding {
+        state.window_from_ms.div_ceil(1000)
+    } else {
+        sliding / 1000
+    }
+}
+
 /// One sync's round trip: add the pending restrictions (per rule and second)
 /// and this instance's population, delete seconds out of the window, read each
 /// rule's seconds, the population and the states. One transaction. Each
@@ -173,19 +204,7 @@ pub async fn sync(
     settings: &TripwireSettings,
     sync: Sync<'_>,
 ) -> redis::RedisResult<Counts> {
-    let mut per_second: BTreeMap<(u16, u64), u64> = BTreeMap::new();
-    let mut totals: BTreeMap<(u16, &str), u64> = BTreeMap::new();
-    for f in sync.pending {
-        if f.suppressed {
-            *totals.entry((f.rule, ":suppressed")).or_default() += 1;
-            continue;
-        }
-        *per_second.entry((f.rule, f.at_ms / 1000)).or_default() += 1;
-        *totals.entry((f.rule, "")).or_default() += 1;
-        if f.overlap {
-            *totals.entry((f.rule, ":overlap")).or_default() += 1;
-        }
-    }
+    let (per_second, totals) = tallies(sync.pending);
     let mut pipe = redis::pipe();
     pipe.atomic();
     for ((r, suffix), n) in totals {
@@ -226,11 +245,7 @@ pub async fn sync(
         let seconds: HashMap<u64, u64> = redis::from_redis_value(reply)?;
         let state: SharedRule =
             states.get(&*rule.tripwire_key()).and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default();
-        // The window slides by whole seconds; a reset (or a cool-down) starts
-        // it at the first second that began at or after it.
-        let sliding = sync.now_ms.saturating_sub(settings.window_ms);
-        let from_second =
-            if state.window_from_ms > sliding { state.window_from_ms.div_ceil(1000) } else { sliding / 1000 };
+        let from_second = first_second(&state, sync.now_ms, settings);
         hits.push(seconds.iter().filter(|(s, _)| **s >= from_second).map(|(_, n)| n).sum());
         stale.push(seconds.keys().copied().filter(|s| *s < cutoff_second).collect());
     }

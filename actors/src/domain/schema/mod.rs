@@ -254,15 +254,7 @@ impl Schema {
                 ))
             }
         };
-        let occurred_at_ms = match obj.get("occurred_at") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(occurred_at(v).ok_or_else(|| {
-                ValidationError::unprocessable(
-                    "bad_occurred_at",
-                    "\"occurred_at\" must be an RFC 3339 time (\"2026-12-01T09:30:00Z\") or epoch milliseconds",
-                )
-            })?),
-        };
+        let occurred_at_ms = occurred_at_field(obj.get("occurred_at"))?;
         let mut event = Event {
             name,
             kind: EventKind::Unknown,
@@ -296,6 +288,19 @@ impl Schema {
             })?;
         }
         Ok(event)
+    }
+}
+
+/// An event's optional `occurred_at`, read or refused.
+fn occurred_at_field(value: Option<&Value>) -> Result<Option<u64>, ValidationError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => occurred_at(v).map(Some).ok_or_else(|| {
+            ValidationError::unprocessable(
+                "bad_occurred_at",
+                "\"occurred_at\" must be an RFC 3339 time (\"2026-12-01T09:30:00Z\") or epoch milliseconds",
+            )
+        }),
     }
 }
 

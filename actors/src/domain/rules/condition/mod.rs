@@ -183,6 +183,20 @@ impl<'e, V: AggregateValues> Scope<'_, 'e, V> {
         }
     }
 
+    /// `&&` (`decisive` false) or `||` (true): `decisive` as soon as one side
+    /// is; else an error if one side is (CEL's absorption); else the other value.
+    fn decided(&self, nodes: &[Node], decisive: bool) -> Option<bool> {
+        let mut error = false;
+        for x in nodes {
+            match self.truth(x) {
+                Some(b) if b == decisive => return Some(decisive),
+                None => error = true,
+                Some(_) => {}
+            }
+        }
+        (!error).then_some(!decisive)
+    }
+
     /// `None`: an error, absorbed by `&&` / `||` where the other side decides.
     fn truth(&self, n: &Node) -> Option<bool> {
         match n {
@@ -191,28 +205,8 @@ impl<'e, V: AggregateValues> Scope<'_, 'e, V> {
                 PropValue::Bool(b) => Some(b),
                 _ => None,
             },
-            Node::And(all) => {
-                let mut error = false;
-                for x in all.iter() {
-                    match self.truth(x) {
-                        Some(false) => return Some(false),
-                        None => error = true,
-                        Some(true) => {}
-                    }
-                }
-                (!error).then_some(true)
-            }
-            Node::Or(any) => {
-                let mut error = false;
-                for x in any.iter() {
-                    match self.truth(x) {
-                        Some(true) => return Some(true),
-                        None => error = true,
-                        Some(false) => {}
-                    }
-                }
-                (!error).then_some(false)
-            }
+            Node::And(all) => self.decided(all, false),
+            Node::Or(any) => self.decided(any, true),
             Node::Not(x) => self.truth(x).map(|b| !b),
             Node::Same(eq, ab) => Some((self.truth(&ab[0])? == self.truth(&ab[1])?) == *eq),
             Node::Compare(cmp, ab) => Some(Cmp::of(self.num(&ab[0])?.cmp(&self.num(&ab[1])?), *cmp)),
