@@ -103,6 +103,11 @@ impl ShardActor {
         }
         let model = Arc::clone(&self.model);
         for h in std::mem::take(&mut self.held) {
+            if model.rules.get(usize::from(h.rule)).is_none_or(|r| r.retired) {
+                // Removed by a rule set published meanwhile: nothing to decide.
+                self.shared.budget.wait(h.rule, false);
+                continue;
+            }
             if self.shared.tripped.contains(h.rule) {
                 self.shared.budget.wait(h.rule, false);
                 self.metrics.rules.suppressed[usize::from(h.rule)].increment(1);
