@@ -156,7 +156,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
         Endpoint {
             responses: &[(200, "every feature of the user"), (400, "bad user_id")],
             reply: Reply::Json("UserFeatures"),
-            example: &[(("user_id", "12345"))],
+            example: &[("user_id", "12345")],
             ..e("get", "/v1/users/{user_id}/features", "checks", "All features of a user", Handler::UserFeatures)
         },
         Endpoint {

@@ -34,7 +34,11 @@ fn publish(app: &TestApp, set: &Value) -> Value {
 
 /// Posts `n` events `name` for `user`; the features after the last.
 fn post_n(app: &TestApp, name: &str, user: &str, n: usize) -> Value {
-    (0..n).map(|_| app.post_applied(&event(name, user, json!({})))).last().unwrap()["features"].clone()
+    let mut last = Value::Null;
+    for _ in 0..n {
+        last = app.post_applied(&event(name, user, json!({})));
+    }
+    last["features"].clone()
 }
 
 #[test]

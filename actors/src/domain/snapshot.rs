@@ -71,9 +71,12 @@ struct UserV3Ref<'a> {
 #[derive(bincode::Decode)]
 struct UserV3 {
     v2: UserV2,
-    windows: Vec<(String, u32, Vec<(u32, u64)>, u32)>,
+    windows: Vec<OwnedWindow>,
     suppressed: Vec<(String, EntryId, u64)>,
 }
+
+/// `StoredWindow`, decoded.
+type OwnedWindow = (String, u32, Vec<(u32, u64)>, u32);
 
 /// Encodes a user in the current format.
 pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {

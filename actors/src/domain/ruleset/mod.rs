@@ -124,7 +124,7 @@ pub fn next_layout(
         if retired.contains_key(identity) {
             continue;
         }
-        let old = prev_rules.and_then(|r| r.get(identity)).cloned().unwrap_or_else(|| empty_rule());
+        let old = prev_rules.and_then(|r| r.get(identity)).cloned().unwrap_or_else(empty_rule);
         // Same features, same mode: the same rule (its restrictions keep their meaning).
         let kept = content.rules.get(identity).is_some_and(|r| r.restrict == old.restrict && r.mode == old.mode);
         if !kept {

@@ -162,11 +162,11 @@ impl<'e, V: AggregateValues> Scope<'_, 'e, V> {
                 _ => None,
             },
             Num::Const(c) => Some(*c),
-            Num::Neg(a) => self.num(a)?.neg(),
-            Num::Add(ab) => self.num(&ab[0])?.add(self.num(&ab[1])?),
-            Num::Sub(ab) => self.num(&ab[0])?.add(self.num(&ab[1])?.neg()?),
-            Num::Mul(ab) => self.num(&ab[0])?.mul(self.num(&ab[1])?),
-            Num::Div(ab) => self.num(&ab[0])?.div(self.num(&ab[1])?),
+            Num::Neg(a) => self.num(a)?.checked_neg(),
+            Num::Add(ab) => self.num(&ab[0])?.checked_add(self.num(&ab[1])?),
+            Num::Sub(ab) => self.num(&ab[0])?.checked_add(self.num(&ab[1])?.checked_neg()?),
+            Num::Mul(ab) => self.num(&ab[0])?.checked_mul(self.num(&ab[1])?),
+            Num::Div(ab) => self.num(&ab[0])?.checked_div(self.num(&ab[1])?),
         }
     }
 

@@ -59,11 +59,11 @@ impl Ratio {
         Ratio { n: self.n / g, d: self.d / g }
     }
 
-    pub fn neg(self) -> Option<Ratio> {
+    pub fn checked_neg(self) -> Option<Ratio> {
         Some(Ratio { n: self.n.checked_neg()?, d: self.d })
     }
 
-    pub fn add(self, other: Ratio) -> Option<Ratio> {
+    pub fn checked_add(self, other: Ratio) -> Option<Ratio> {
         fn raw(a: Ratio, b: Ratio) -> Option<Ratio> {
             if a.d == b.d {
                 return Some(Ratio { n: a.n.checked_add(b.n)?, d: a.d });
@@ -74,7 +74,7 @@ impl Ratio {
         raw(self, other).or_else(|| raw(self.reduced(), other.reduced()))
     }
 
-    pub fn mul(self, other: Ratio) -> Option<Ratio> {
+    pub fn checked_mul(self, other: Ratio) -> Option<Ratio> {
         fn raw(a: Ratio, b: Ratio) -> Option<Ratio> {
             Some(Ratio { n: a.n.checked_mul(b.n)?, d: a.d.checked_mul(b.d)? })
         }
@@ -82,12 +82,12 @@ impl Ratio {
     }
 
     /// `None` for a division by zero.
-    pub fn div(self, other: Ratio) -> Option<Ratio> {
+    pub fn checked_div(self, other: Ratio) -> Option<Ratio> {
         if other.n == 0 {
             return None;
         }
         let (n, d) = if other.n < 0 { (other.d.checked_neg()?, -other.n) } else { (other.d, other.n) };
-        self.mul(Ratio { n, d })
+        self.checked_mul(Ratio { n, d })
     }
 }
 
@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(Ratio::parse_decimal("-2"), Some(Ratio::int(-2)));
         assert_eq!(Ratio::parse_decimal("1500.0"), Some(Ratio::int(1500)));
         assert_eq!(Ratio::parse_decimal("1e3"), None);
-        let third = Ratio::int(1).div(Ratio::int(3)).unwrap();
+        let third = Ratio::int(1).checked_div(Ratio::int(3)).unwrap();
         assert!(third > Ratio::parse_decimal("0.333333333333").unwrap());
     }
 
@@ -182,8 +182,8 @@ mod tests {
 
     #[test]
     fn overflow_and_division_by_zero_are_errors() {
-        assert_eq!(Ratio::int(i128::MAX).add(Ratio::int(1)), None);
-        assert_eq!(Ratio::int(1).div(Ratio::int(0)), None);
-        assert_eq!(Ratio::int(3).div(Ratio::int(-6)), Some(Ratio::new(-3, 6)));
+        assert_eq!(Ratio::int(i128::MAX).checked_add(Ratio::int(1)), None);
+        assert_eq!(Ratio::int(1).checked_div(Ratio::int(0)), None);
+        assert_eq!(Ratio::int(3).checked_div(Ratio::int(-6)), Some(Ratio::new(-3, 6)));
     }
 }
