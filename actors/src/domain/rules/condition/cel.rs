@@ -41,8 +41,11 @@ pub fn compile(text: &str, names: &Names<'_>) -> Result<Condition, String> {
     if text.trim().is_empty() {
         return Err("empty condition".into());
     }
+    check_size(&text)?;
     let (expr, info) = cel::parser::Parser::new().max_recursion_depth(64).parse_with_source_info(&text).map_err(
         |errors| match errors.errors.first() {
+            // The parser's recursion limit surfaces as an opaque error.
+            Some(e) if e.msg.contains("OtherError") => "the condition nests deeper than 64 levels".into(),
             Some(e) => format!("{}: {}", position(e.pos.0.max(1) as usize, e.pos.1.max(0) as usize + 1), e.msg),
             None => errors.to_string(),
         },
@@ -78,6 +81,27 @@ pub fn compile(text: &str, names: &Names<'_>) -> Result<Condition, String> {
     condition.aggregates.sort_unstable();
     condition.aggregates.dedup();
     Ok(condition)
+}
+
+/// The longest condition, in bytes.
+const MAX_CONDITION_BYTES: usize = 4096;
+/// The most operator and parenthesis characters in a condition: they bound
+/// how deep its expression nests, and so the recursion of the parser, the
+/// compiler and the evaluation.
+const MAX_OPERATORS: usize = 256;
+
+fn check_size(text: &str) -> Result<(), String> {
+    if text.len() > MAX_CONDITION_BYTES {
+        return Err(format!("a condition is at most {MAX_CONDITION_BYTES} bytes; this one is {}", text.len()));
+    }
+    let operators = text.chars().filter(|c| "&|!+-*/%(<>=?:[{".contains(*c)).count();
+    if operators > MAX_OPERATORS {
+        return Err(format!(
+            "a condition holds at most {MAX_OPERATORS} operator and parenthesis characters; this one has {operators} \
+             (split it into aggregates or rules)"
+        ));
+    }
+    Ok(())
 }
 
 /// `a >= 2 and b > 1` (the syntax before CEL) as `a >= 2 && b > 1`, keeping

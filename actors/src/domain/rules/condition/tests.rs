@@ -139,3 +139,19 @@ fn type_errors_and_unknown_names_are_rejected_with_where() {
         assert!(err.starts_with("rules.r.when: ") && err.contains(expected), "{when:?}: {err}");
     }
 }
+
+#[test]
+fn deep_or_long_conditions_are_refused_without_crashing() {
+    let sums = |n: usize| format!("purchases{} > 1", " + 1".repeat(n));
+    let nots = |n: usize| format!("{}true", "!".repeat(n));
+    let parens = |n: usize| format!("{}purchases >= 2{}", "(".repeat(n), ")".repeat(n));
+    assert!(model(&sums(250)).rules[0].holds(&Vals(vec![0, 0, 0]), None), "within the limit: 0 + 250 > 1");
+    assert!(!model(&nots(251)).rules[0].holds(&Vals(vec![0, 0, 0]), None), "251 negations of true");
+    for when in [sums(1_000), nots(1_000), parens(1_000)] {
+        let err = try_model(&when).unwrap_err();
+        assert!(err.contains("at most 256 operator"), "{err}");
+    }
+    assert!(try_model(&sums(10_000)).unwrap_err().contains("at most 4096 bytes"));
+    let err = try_model(&parens(100)).unwrap_err();
+    assert!(err.contains("nests deeper"), "{err}");
+}
