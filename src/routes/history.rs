@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 
 use restrictd_actors::store::reads;
 
-use super::query_param;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -20,16 +19,8 @@ pub async fn get_history(
 ) -> Result<HttpResponse, ApiError> {
     let user = super::read_user(&req, &state, &path)?;
     super::only_params(&req, &["limit", "offset"])?;
-    let number = |name: &str, default: usize| -> Result<usize, ApiError> {
-        match query_param(&req, name) {
-            None => Ok(default),
-            Some(v) => {
-                v.parse().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number, not {v:?}")))
-            }
-        }
-    };
-    let limit = number("limit", 50)?.clamp(1, MAX_LIMIT);
-    let offset = number("offset", 0)?;
+    let limit = super::number_param(&req, "limit", 50)?.clamp(1, MAX_LIMIT);
+    let offset = super::number_param(&req, "offset", 0)?;
     let (keys, shard) = (&state.shared.keys, state.shared.shard_of(user));
     let items =
         state.ingest.call("lrange", async |c| reads::history(c, keys, shard, user, offset, limit).await).await?;

@@ -96,6 +96,14 @@ pub(crate) fn only_params(req: &HttpRequest, allowed: &[&str]) -> Result<(), Api
     Ok(())
 }
 
+/// A whole-number query parameter, `default` when absent; 400 when not a number.
+pub(crate) fn number_param(req: &HttpRequest, name: &str, default: usize) -> Result<usize, ApiError> {
+    match query_param(req, name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number, not {v:?}"))),
+    }
+}
+
 /// 405, with the methods the path takes in `Allow`.
 pub(crate) async fn method_not_allowed(req: HttpRequest, allow: String) -> actix_web::HttpResponse {
     let e = ApiError::new(

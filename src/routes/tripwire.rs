@@ -28,16 +28,18 @@ struct Action {
 /// `GET /v1/rules/{name}/suppressed`: the users of this instance's shards
 /// whose restriction by the rule the tripwire withheld (and nobody applied yet).
 pub async fn suppressed(
+    req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<LimitQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    state.settings.auth.read(&req)?;
+    super::only_params(&req, &["limit"])?;
+    let limit = super::number_param(&req, "limit", 1000)?.min(10_000);
     let rule = state
         .shared
         .model()
         .rule_index(&path)
         .ok_or_else(|| ApiError::not_found(format!("no rule {:?}; see GET /v1/rules", path.as_str())))?;
-    let limit = query.limit.unwrap_or(1000).min(10_000);
     let mut users = Vec::new();
     for (shard, actor) in state.shards.iter().enumerate() {
         let Some(actor) = actor else { continue };
@@ -56,12 +58,6 @@ pub async fn suppressed(
         }));
     }
     Ok(HttpResponse::Ok().json(json!({ "rule": path.as_str(), "users": users, "limit": limit })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitQuery {
-    limit: Option<usize>,
 }
 
 pub async fn control(

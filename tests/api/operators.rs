@@ -75,6 +75,7 @@ fn reads_and_ingestion_can_require_tokens_too() {
         ],
     );
     assert_eq!(app.get("/canmessage?user_id=x").status, 401);
+    assert_eq!(app.get("/v1/rules/scam_message_rule/suppressed").status, 401);
     assert_eq!(app.post("/event", &event("scam_message_flagged", "x", json!({}))).status, 401);
     let r = app.request("GET", "/canmessage?user_id=x", &[("Authorization", &format!("Bearer {TOKEN}"))], b"");
     assert_eq!(r.status, 200);

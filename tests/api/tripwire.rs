@@ -170,6 +170,11 @@ fn thirty_flagged_users_of_two_hundred_stop_at_the_bound_and_the_rule_trips() {
     let users: Vec<&str> = listed["users"].as_array().unwrap().iter().map(|u| u["user_id"].as_str().unwrap()).collect();
     assert_eq!(users.len() as u64, spared, "every spared user is listed: {listed}");
     assert!(users.contains(&unrestricted.as_str()), "{listed}");
+    for bad in ["limit=ten", "rule=x"] {
+        let r = app.get(&format!("/v1/rules/scam_message_rule/suppressed?{bad}"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{}", r.body);
+    }
     // With apply_suppressed, every withheld restriction is made, once.
     reset(br#"{"action": "reset", "apply_suppressed": true}"#);
     wait_for("the withheld restrictions applied", Duration::from_secs(10), || {
