@@ -25,6 +25,12 @@ struct Action {
     apply_suppressed: bool,
 }
 
+/// The position of the rule `name`, or 404.
+fn rule_named(state: &AppState, name: &str) -> Result<usize, ApiError> {
+    let rule = state.shared.model().rule_index(name);
+    rule.ok_or_else(|| ApiError::not_found(format!("no rule {name:?}; see GET /v1/rules")))
+}
+
 /// `GET /v1/rules/{name}/suppressed`: the users of this instance's shards
 /// whose restriction by the rule the tripwire withheld (and nobody applied yet).
 pub async fn suppressed(
@@ -35,11 +41,7 @@ pub async fn suppressed(
     state.settings.auth.read(&req)?;
     super::only_params(&req, &["limit"])?;
     let limit = super::number_param(&req, "limit", 1000)?.min(10_000);
-    let rule = state
-        .shared
-        .model()
-        .rule_index(&path)
-        .ok_or_else(|| ApiError::not_found(format!("no rule {:?}; see GET /v1/rules", path.as_str())))?;
+    let rule = rule_named(&state, &path)?;
     let mut users = Vec::new();
     for (shard, actor) in state.shards.iter().enumerate() {
         let Some(actor) = actor else { continue };
@@ -67,11 +69,7 @@ pub async fn control(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let by = state.settings.auth.admin(&req)?.to_string();
-    let rule = state
-        .shared
-        .model()
-        .rule_index(&path)
-        .ok_or_else(|| ApiError::not_found(format!("no rule {:?}; see GET /v1/rules", path.as_str())))?;
+    let rule = rule_named(&state, &path)?;
     let bytes = body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?;
     let a: Action = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::unprocessable(format!(

@@ -183,7 +183,7 @@ impl super::Tripwire {
     }
 
     /// Tells the shards' budget what this sync counted (see `budget`).
-    pub(super) fn hand_out_budgets(&self) {
+    pub(super) fn tell_budgets(&self) {
         let model = self.shared.model();
         for r in 0..model.rules.len() {
             let hits = self.hits.get(r).copied().unwrap_or(0);

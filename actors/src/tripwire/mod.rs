@@ -298,7 +298,7 @@ impl Tripwire {
                 self.propose(r, next, change, "tripwire".to_string(), conn.clone(), ctx);
             }
         }
-        self.hand_out_budgets();
+        self.tell_budgets();
         self.reserve_budgets(now, conn, ctx);
     }
 

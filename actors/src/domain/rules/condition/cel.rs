@@ -104,14 +104,24 @@ fn check_size(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `a >= 2 and b > 1` (the syntax before CEL) as `a >= 2 && b > 1`, keeping
-/// columns; left alone when the text has string literals.
+/// `a >= 2 and b > 1` (the syntax before CEL, words separated by any
+/// whitespace) as `a >= 2 && b > 1`, keeping lines and columns; left alone
+/// when the text has string literals.
 fn legacy_and(text: &str) -> String {
     if text.contains(['"', '\'']) {
         return text.to_string();
     }
-    let words: Vec<&str> = text.split(' ').collect();
-    words.iter().map(|w| if w.eq_ignore_ascii_case("and") { "&& " } else { w }).collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_len);
+        out.push_str(if word.eq_ignore_ascii_case("and") { "&& " } else { word });
+        let space_len = after.find(|c: char| !c.is_whitespace()).unwrap_or(after.len());
+        out.push_str(&after[..space_len]);
+        rest = &after[space_len..];
+    }
+    out
 }
 
 /// Where in the condition: "at column C of the condition", with the line

@@ -62,8 +62,9 @@ fn ratio_of_sums_is_exact_at_the_boundary() {
 
 #[test]
 fn plain_comparisons_scale_money_and_counts() {
-    for when in ["spend >= 100 and purchases >= 2", "spend >= 100 && purchases >= 2", "100 <= spend && 2 <= purchases"]
-    {
+    let forms =
+        ["spend >= 100 and purchases >= 2", "spend >= 100\n  AND\tpurchases >= 2", "100 <= spend && 2 <= purchases"];
+    for when in forms {
         let r = &model(when).rules[0];
         assert!(r.holds(&Vals(vec![0, 2, 100 * SCALE]), None), "{when}");
         assert!(!r.holds(&Vals(vec![0, 1, 100 * SCALE]), None), "{when}");
