@@ -71,9 +71,14 @@ restrictd_actors::declare_metrics! {
     /// Counter, label `reason`: events refused at the edge.
     Counter EVENTS_REJECTED_TOTAL = "restrictd_events_rejected_total";
     /// Counter, labels `kind` (writes | checks) and `reason` (in_flight: past the
-    /// in-flight bound; worker_lag: the HTTP worker ran late): requests refused
-    /// with 429 by admission control.
+    /// in-flight bound; queue_delay: the writes queued ahead had waited longer
+    /// than admission.max_write_delay, or this one waited too long): requests
+    /// refused with 429 by admission control.
     Counter ADMISSION_REFUSED_TOTAL = "restrictd_admission_refused_total";
+    /// Histogram: how long an admitted write waited for a slot, seconds.
+    Histogram ADMISSION_WAIT_SECONDS = "restrictd_admission_wait_seconds";
+    /// Gauge: writes waiting for a slot, at scrape time.
+    Gauge QUEUED_WRITES = "restrictd_queued_writes";
     /// Histogram: how long a task that yields on an HTTP worker waits to be run
     /// again, measured every millisecond, seconds; the wait a request has between
     /// its socket and its handler.

@@ -11,7 +11,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 
-use crate::admission::Gate;
+use crate::admission::{Gate, WriteGate};
 use crate::config::Settings;
 use crate::engine::Engine;
 use crate::ingest::Ingest;
@@ -76,8 +76,8 @@ impl Application {
             check_bodies,
             openapi: web::Bytes::from(routes::openapi::openapi(model).to_string()),
             rejects,
-            writes: Gate::new("writes", a.max_inflight_writes.get(), a.max_worker_lag),
-            checks: Gate::new("checks", a.max_inflight_checks.get(), None),
+            writes: WriteGate::new(a.concurrent_writes.get(), a.max_inflight_writes.get(), a.max_write_delay),
+            checks: Gate::new("checks", a.max_inflight_checks.get()),
             file_differs,
         });
         let addr = listener.local_addr().context("listener address")?;

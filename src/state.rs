@@ -11,10 +11,10 @@ use restrictd_actors::shard::ShardActor;
 use restrictd_actors::shared::Shared;
 use restrictd_actors::tripwire::Tripwire;
 
-use crate::admission::Gate;
+use crate::admission::{Gate, WriteGate};
 use crate::config::Settings;
 use crate::ingest::Ingest;
-use crate::metrics::{INFLIGHT_REQUESTS, PROCESS_RESIDENT_MEMORY_BYTES, RESTRICTED_USERS};
+use crate::metrics::{INFLIGHT_REQUESTS, PROCESS_RESIDENT_MEMORY_BYTES, QUEUED_WRITES, RESTRICTED_USERS};
 use crate::remote::RemoteOffsets;
 use crate::stats::Rejects;
 
@@ -36,7 +36,7 @@ pub struct AppState {
     /// Events refused at the edge, per reason (for `/v1/stats`).
     pub rejects: Arc<Rejects>,
     /// Admission control for writes and for checks.
-    pub writes: Gate,
+    pub writes: WriteGate,
     pub checks: Gate,
     /// `wait=applied` on shards owned elsewhere.
     pub remote: Arc<RemoteOffsets>,
@@ -53,6 +53,7 @@ impl AppState {
         }
         metrics::gauge!(INFLIGHT_REQUESTS, "kind" => "writes").set(self.writes.in_flight() as f64);
         metrics::gauge!(INFLIGHT_REQUESTS, "kind" => "checks").set(self.checks.in_flight() as f64);
+        metrics::gauge!(QUEUED_WRITES).set(self.writes.queued() as f64);
         if let Some(rss) = resident_memory_bytes() {
             metrics::gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
         }

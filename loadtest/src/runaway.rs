@@ -45,7 +45,7 @@ pub fn runaway(bin: &Path, config: &Path, users: u64, instances: usize, single: 
                 ("RESTRICTD_RULES__SCAM_MESSAGE_RULE__WHEN", "scam_flags >= 1"),
                 ("RESTRICTD_INSTANCE__SHARDS", shards.as_str()),
                 ("RESTRICTD_INSTANCE__ID", id.as_str()),
-                ("RESTRICTD_ADMISSION__MAX_WORKER_LAG", "off"),
+                ("RESTRICTD_ADMISSION__MAX_WRITE_DELAY", "10s"),
             ];
             Service::launch(bin, config, &redis.url(), &env)
         })

@@ -214,8 +214,8 @@ impl Settings {
         if file.ingest.body_limit_bytes < 1024 {
             return Err(invalid("ingest.body_limit_bytes", "must be at least 1024"));
         }
-        if file.admission.max_worker_lag.is_some_and(|d| d.is_zero()) {
-            return Err(invalid("admission.max_worker_lag", "must be above zero (\"off\": no such bound)"));
+        if file.admission.max_write_delay.is_zero() {
+            return Err(invalid("admission.max_write_delay", "must be above zero"));
         }
         if let Some((name, _)) = file.auth.admin_tokens.iter().find(|(_, t)| t.len() < 16) {
             return Err(invalid(&format!("auth.admin_tokens.{name}"), "a token must be at least 16 characters"));

@@ -210,20 +210,23 @@ pub struct AuthSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdmissionSettings {
+    /// Writes in the service, waiting or worked on: a safety cap.
     pub max_inflight_writes: NonZeroUsize,
+    /// Writes worked on at once; the others wait in a queue.
+    pub concurrent_writes: NonZeroUsize,
+    /// A write is refused at once when the queue ahead of it has waited longer.
+    #[serde(deserialize_with = "de::duration")]
+    pub max_write_delay: Duration,
     pub max_inflight_checks: NonZeroUsize,
-    /// Writes are refused while the HTTP worker's event loop runs later than
-    /// this; `None` ("off"): no such bound.
-    #[serde(deserialize_with = "de::duration_or_off")]
-    pub max_worker_lag: Option<Duration>,
 }
 
 impl Default for AdmissionSettings {
     fn default() -> Self {
         AdmissionSettings {
-            max_inflight_writes: nonzero(128),
+            max_inflight_writes: nonzero(4096),
+            concurrent_writes: nonzero(128),
+            max_write_delay: Duration::from_millis(50),
             max_inflight_checks: nonzero(16384),
-            max_worker_lag: Some(Duration::from_millis(5)),
         }
     }
 }

@@ -15,17 +15,17 @@ fn the_default_config_compiles_the_three_classic_rules() {
     assert_eq!(s.shards.count.get(), 64);
     assert_eq!(s.redis.key_prefix, "rd");
     assert_eq!(s.shards.nice, 5);
-    assert_eq!(s.admission.max_worker_lag, Some(Duration::from_millis(5)));
+    assert_eq!(s.admission.max_write_delay, Duration::from_millis(50));
+    assert_eq!((s.admission.concurrent_writes.get(), s.admission.max_inflight_writes.get()), (128, 4096));
 }
 
 #[test]
-fn the_worker_lag_bound_can_be_off_but_not_zero() {
-    let lag = |v: &str| Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_ADMISSION__MAX_WORKER_LAG", v)]));
-    assert_eq!(lag("off").unwrap().admission.max_worker_lag, None);
-    assert_eq!(lag("500us").unwrap().admission.max_worker_lag, Some(Duration::from_micros(500)));
-    for bad in ["0s", "soon"] {
-        let err = lag(bad).unwrap_err().to_string();
-        assert!(err.contains("admission.max_worker_lag"), "{bad}: {err}");
+fn the_write_delay_bound_is_a_duration_above_zero() {
+    let delay = |v: &str| Settings::from_toml(DEFAULT, "f", env(&[("RESTRICTD_ADMISSION__MAX_WRITE_DELAY", v)]));
+    assert_eq!(delay("500us").unwrap().admission.max_write_delay, Duration::from_micros(500));
+    for bad in ["0s", "soon", "off"] {
+        let err = delay(bad).unwrap_err().to_string();
+        assert!(err.contains("admission.max_write_delay"), "{bad}: {err}");
     }
 }
 

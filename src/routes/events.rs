@@ -16,18 +16,19 @@ use serde_json::{json, Value};
 
 use super::body::{self, wait_applied};
 use super::features_json;
-use crate::admission::Slot;
+use crate::admission::WriteSlot;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// What every write does first: take an admission slot, check the ingest
-/// token, read `?wait=` and the body. The slot is held until the reply.
+/// What every write does first: take an admission slot (waiting for one, see
+/// `admission::queue`), check the ingest token, read `?wait=` and the body.
+/// The slot is held until the reply.
 async fn accept_write<'a>(
     req: &HttpRequest,
     payload: web::Payload,
     state: &'a AppState,
-) -> Result<(Slot<'a>, Instant, bool, web::Bytes), ApiError> {
-    let slot = match state.writes.enter() {
+) -> Result<(WriteSlot<'a>, Instant, bool, web::Bytes), ApiError> {
+    let slot = match state.writes.enter().await {
         Ok(slot) => slot,
         Err(refused) => {
             // Read the refused body past, so the client's connection stays

@@ -119,7 +119,7 @@ impl TestApp {
             // Many services share the test machine's cores: a worker running
             // late there says nothing of the service, and a write refused for
             // it would fail a test of something else. admission.rs tests it.
-            ("RESTRICTD_ADMISSION__MAX_WORKER_LAG", "off"),
+            ("RESTRICTD_ADMISSION__MAX_WRITE_DELAY", "10s"),
         ];
         all.extend_from_slice(env);
         let svc = Service::launch(Path::new(env!("CARGO_BIN_EXE_restrictd")), config, redis_url, &all);

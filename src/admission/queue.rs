@@ -1,0 +1,282 @@
+//! Admission of writes by delay. A write is worked on (body read, validated,
+//! appended) in one of `concurrent_writes` slots; when all are taken it waits
+//! for one in a first-in first-out queue, without being read further. A write
+//! arriving when the writes ahead of it have already waited longer than
+//! `max_write_delay` (the oldest queued write's wait, plus how late the HTTP
+//! worker runs: the wait it had before its handler) is refused at once with
+//! 429 and `Retry-After`: it could only be served late.
+//!
+//! Why a queue rather than refusing past a count: a producer that ignores
+//! `Retry-After` comes straight back after a refusal, and a refusal costs a
+//! sizeable part of an accepted write. Refusing by count, many producers made
+//! refusals most of the work and goodput collapsed. Waiting costs nothing: a
+//! queued write holds a few hundred bytes and no CPU, its producer sends
+//! nothing meanwhile, and the service keeps doing the writes it can at the
+//! rate it can. Refusals start only when the queue holds more than
+//! `max_write_delay` of work, so a thousand producers are served (each
+//! waiting about their number divided by the service's rate) and the excess
+//! beyond that is refused quickly.
+//!
+//! A write waits at most [`WAIT_LIMIT_FACTOR`] × `max_write_delay` (when the
+//! service stalls, Redis slow or the machine starved); then it is refused too.
+//! `max_inflight_writes` bounds the writes in the service, waiting or worked
+//! on, as a safety cap.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::web::Bytes;
+use metrics::{Counter, Histogram};
+use tokio::sync::oneshot;
+
+use super::{refused_counter, too_many, worker_lag};
+use crate::error::{render, ApiError};
+
+/// A queued write gives up after this many times `max_write_delay`.
+pub const WAIT_LIMIT_FACTOR: u32 = 4;
+
+pub struct WriteGate {
+    /// Writes worked on at once.
+    slots: usize,
+    /// Writes in the service, waiting or worked on.
+    cap: usize,
+    max_delay: Duration,
+    queue: Mutex<Queue>,
+    in_flight: AtomicUsize,
+    waited: Histogram,
+    refused_full: Counter,
+    refused_delay: Counter,
+    full_body: Bytes,
+    delay_body: Bytes,
+}
+
+#[derive(Default)]
+struct Queue {
+    busy: usize,
+    waiting: VecDeque<Waiter>,
+}
+
+struct Waiter {
+    since: Instant,
+    wake: oneshot::Sender<()>,
+}
+
+/// A write's place in the service; its slot (if it got one) is passed on to
+/// the next waiter, and its count released, when dropped.
+pub struct WriteSlot<'a> {
+    gate: &'a WriteGate,
+    working: bool,
+}
+
+impl WriteGate {
+    pub fn new(slots: usize, cap: usize, max_delay: Duration) -> Self {
+        WriteGate {
+            slots: slots.min(cap).max(1),
+            cap,
+            max_delay,
+            queue: Mutex::new(Queue::default()),
+            in_flight: AtomicUsize::new(0),
+            waited: metrics::histogram!(crate::metrics::ADMISSION_WAIT_SECONDS),
+            refused_full: refused_counter("writes", "in_flight"),
+            refused_delay: refused_counter("writes", "queue_delay"),
+            full_body: render(&format!("too many writes in flight (limit {cap}); retry shortly")),
+            delay_body: render(&format!(
+                "the service is overloaded: writes wait longer than {max_delay:?} \
+                 (admission.max_write_delay); retry after Retry-After"
+            )),
+        }
+    }
+
+    /// Writes in the service now, waiting or worked on.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Writes waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding the lock cannot leave the queue inconsistent
+        // (each step is one push, pop or count change): carry on.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot to work on a write: at once, after waiting in the queue, or a 429.
+    pub async fn enter(&self) -> Result<WriteSlot<'_>, ApiError> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.cap {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.refused_full.increment(1);
+            return Err(too_many(&self.full_body));
+        }
+        // From here the count is released by the slot's drop, whatever happens.
+        let mut slot = WriteSlot { gate: self, working: false };
+        let arrived = Instant::now();
+        let wake = {
+            let mut q = self.lock();
+            if q.busy < self.slots && q.waiting.is_empty() {
+                q.busy += 1;
+                drop(q);
+                slot.working = true;
+                self.waited.record(0.0);
+                return Ok(slot);
+            }
+            let ahead = q.waiting.front().map_or(Duration::ZERO, |w| arrived.saturating_duration_since(w.since));
+            if ahead + worker_lag() > self.max_delay {
+                drop(q);
+                self.refused_delay.increment(1);
+                return Err(too_many(&self.delay_body));
+            }
+            let (tx, rx) = oneshot::channel();
+            q.waiting.push_back(Waiter { since: arrived, wake: tx });
+            rx
+        };
+        let mut wait = Wait { gate: self, rx: Some(wake) };
+        let limit = self.max_delay * WAIT_LIMIT_FACTOR;
+        let got = tokio::time::timeout(limit, wait.rx.as_mut().expect("set above")).await;
+        if matches!(got, Ok(Ok(()))) || wait.handed_over() {
+            wait.rx = None;
+            slot.working = true;
+            self.waited.record(arrived.elapsed().as_secs_f64());
+            return Ok(slot);
+        }
+        self.refused_delay.increment(1);
+        Err(too_many(&self.delay_body))
+    }
+
+    /// Passes a finished write's slot to the first waiter still waiting, or frees it.
+    fn release(&self) {
+        let mut q = self.lock();
+        while let Some(w) = q.waiting.pop_front() {
+            if w.wake.send(()).is_ok() {
+                return;
+            }
+        }
+        q.busy -= 1;
+    }
+}
+
+/// A write waiting in the queue. Dropped before it took its slot (the client
+/// went away, or it gave up) it takes back a slot handed to it meanwhile and
+/// passes it on.
+struct Wait<'a> {
+    gate: &'a WriteGate,
+    rx: Option<oneshot::Receiver<()>>,
+}
+
+impl Wait<'_> {
+    /// Closes the channel; whether a slot was handed over before it closed.
+    fn handed_over(&mut self) -> bool {
+        let Some(rx) = self.rx.as_mut() else { return false };
+        rx.close();
+        let got = rx.try_recv().is_ok();
+        self.rx = None;
+        got
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if self.handed_over() {
+            self.gate.release();
+        }
+    }
+}
+
+impl Drop for WriteSlot<'_> {
+    fn drop(&mut self) {
+        if self.working {
+            self.gate.release();
+        }
+        self.gate.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::StatusCode;
+    use futures_util::FutureExt;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    /// Polls once: still waiting?
+    fn pending<F: Future>(f: Pin<&mut F>) -> bool {
+        f.now_or_never().is_none()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
+    }
+
+    #[test]
+    fn writes_past_the_slots_wait_in_order_and_take_a_slot_as_one_is_freed() {
+        runtime().block_on(async {
+            let gate = WriteGate::new(1, 10, Duration::from_secs(10));
+            let first = gate.enter().await.unwrap();
+            let (mut a, mut b) = (Box::pin(gate.enter()), Box::pin(gate.enter()));
+            // Both wait: polled once, neither has a slot.
+            assert!(pending(a.as_mut()));
+            assert!(pending(b.as_mut()));
+            assert_eq!((gate.in_flight(), gate.queued()), (3, 2));
+            drop(first);
+            let a = a.await.unwrap();
+            assert!(pending(b.as_mut()), "the second waits for the first");
+            drop(a);
+            drop(b.await.unwrap());
+            assert_eq!((gate.in_flight(), gate.queued()), (0, 0));
+            assert!(gate.enter().await.is_ok(), "the slot is free again");
+        });
+    }
+
+    #[test]
+    fn a_write_is_refused_at_once_when_the_queue_holds_more_than_the_delay() {
+        runtime().block_on(async {
+            let gate = WriteGate::new(1, 10, Duration::from_millis(20));
+            let _held = gate.enter().await.unwrap();
+            let mut waiting = Box::pin(gate.enter());
+            assert!(pending(waiting.as_mut()));
+            // Once the first waiter has waited past the delay, a newcomer is refused without waiting.
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let started = Instant::now();
+            let refused = gate.enter().await.err().unwrap();
+            assert!(started.elapsed() < Duration::from_millis(10));
+            assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(refused.retry_after, Some(1));
+            let message = refused.body()["error"].as_str().unwrap().to_string();
+            assert!(message.contains("longer than 20ms"), "{message}");
+            // The waiter gives up after its limit, and holds nothing after.
+            assert!(waiting.await.is_err());
+            assert_eq!(gate.in_flight(), 1);
+        });
+    }
+
+    #[test]
+    fn a_waiter_that_goes_away_passes_on_a_slot_handed_to_it() {
+        runtime().block_on(async {
+            let gate = WriteGate::new(1, 10, Duration::from_secs(10));
+            let held = gate.enter().await.unwrap();
+            let mut gone = Box::pin(gate.enter());
+            let mut next = Box::pin(gate.enter());
+            assert!(pending(gone.as_mut()));
+            assert!(pending(next.as_mut()));
+            drop(held); // hands the slot to `gone`...
+            drop(gone); // ...which leaves before taking it
+            assert!(next.await.is_ok(), "the slot went on to the next waiter");
+        });
+    }
+
+    #[test]
+    fn the_cap_refuses_past_the_writes_in_the_service() {
+        runtime().block_on(async {
+            let gate = WriteGate::new(1, 1, Duration::from_secs(10));
+            let _held = gate.enter().await.unwrap();
+            let refused = gate.enter().await.err().unwrap();
+            assert!(refused.body()["error"].as_str().unwrap().contains("too many writes in flight (limit 1)"));
+            assert_eq!(gate.in_flight(), 1, "a refusal holds nothing");
+        });
+    }
+}
