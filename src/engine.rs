@@ -200,3 +200,19 @@ fn connect_tripwire(tripwire: &Addr<Tripwire>, shards: &[Option<Addr<ShardActor>
         tripwire.do_send(Connect { shards, conn: Some(conn) });
     });
 }
+
+/// Raises the soft limit on open files to the hard limit: each producer and
+/// client service holds a connection, and the common soft default (1,024)
+/// would refuse connections long before the service is busy.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the one struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open files limit");
+            }
+        }
+    }
+}

@@ -168,6 +168,7 @@ fn print_json(result: anyhow::Result<serde_json::Value>) -> ExitCode {
 
 fn serve(settings: Settings) -> ExitCode {
     telemetry::init(&settings.log);
+    restrictd::engine::raise_open_files_limit();
     let listener = match TcpListener::bind(&settings.http.addr) {
         Ok(l) => l,
         Err(e) => {

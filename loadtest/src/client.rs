@@ -19,6 +19,8 @@ pub struct Conn {
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `Retry-After`, seconds.
+    pub retry_after: Option<u64>,
 }
 
 impl Conn {
@@ -140,13 +142,14 @@ async fn read_reply(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Rep
     };
     let head = std::str::from_utf8(&buf[..header_end]).map_err(|_| invalid("non-UTF-8 headers"))?;
     let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| invalid("status line"))?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
+    let header = |name: &str| -> Option<u64> {
+        head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case(name).then(|| v.trim().parse().ok())?
         })
-        .unwrap_or(0);
+    };
+    let length = header("content-length").unwrap_or(0) as usize;
+    let retry_after = header("retry-after");
     while buf.len() < header_end + length {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -156,7 +159,7 @@ async fn read_reply(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Rep
     }
     let body = buf[header_end..header_end + length].to_vec();
     buf.clear();
-    Ok(Reply { status, body })
+    Ok(Reply { status, body, retry_after })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -98,3 +98,19 @@ mod tests {
         }
     }
 }
+
+/// Raises the soft limit on open files to the hard limit: a thousand
+/// producers are a thousand connections, past the common soft default.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the one struct we pass.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised {
+        eprintln!("cannot raise the open files limit: {}", io::Error::last_os_error());
+    }
+}

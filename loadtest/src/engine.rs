@@ -35,7 +35,7 @@ pub trait Generator: Send + 'static {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub addr: String,
     pub connections: usize,
@@ -43,6 +43,15 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub duration: Duration,
     pub label: String,
+    /// After a reply with `Retry-After`, the connection waits that long
+    /// before its next request, as a well-behaved producer does.
+    pub honour_retry_after: bool,
+    /// Open loop: a request falling due while its connection still waits for
+    /// the previous reply is not sent (counted in `unsent`), as a producer
+    /// with one request in flight drops or defers what it cannot send; the
+    /// next one counts from its send. Without it, latency counts from the due
+    /// time (no coordinated omission).
+    pub skip_when_busy: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +72,9 @@ pub struct Summary {
     /// Replies by status; "io" counts connection errors.
     pub statuses: BTreeMap<String, u64>,
     pub errors: u64,
+    /// Requests not sent because their connection was busy (`skip_when_busy`).
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 struct Tally {
@@ -73,6 +85,7 @@ struct Tally {
     failed: Option<Histogram<u64>>,
     statuses: BTreeMap<String, u64>,
     units: u64,
+    unsent: u64,
 }
 
 /// Runs the plan with one generator per connection. Every connection is
@@ -89,7 +102,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
         let mut generator = make(c);
         let (addr, done) = (plan.addr.clone(), Arc::clone(&done));
         let (connected, mut start_rx) = (connected_tx.clone(), start_rx.clone());
-        let duration = plan.duration;
+        let (duration, honour, skip) = (plan.duration, plan.honour_retry_after, plan.skip_when_busy);
         // Spread the connections' schedules over one interval.
         let offset = interval.map(|i| i.mul_f64(c as f64 / plan.connections as f64)).unwrap_or_default();
         tasks.push(tokio::spawn(async move {
@@ -98,8 +111,14 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
             let _ = connected.send(()).await;
             let start = start_rx.wait_for(Option::is_some).await.ok().and_then(|s| *s).expect("the clock started");
             let end = start + duration;
-            let mut tally =
-                Tally { hist: histogram(), refused: None, failed: None, statuses: BTreeMap::new(), units: 0 };
+            let mut tally = Tally {
+                hist: histogram(),
+                refused: None,
+                failed: None,
+                statuses: BTreeMap::new(),
+                units: 0,
+                unsent: 0,
+            };
             let mut due = start + offset;
             let mut last_reply_at = start;
             loop {
@@ -109,6 +128,12 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
                 }
                 let sent_at = match interval {
                     Some(i) => {
+                        if skip && due < now {
+                            // The requests that fell due while the connection was busy.
+                            let missed = ((now - due).as_secs_f64() / i.as_secs_f64()) as u32;
+                            tally.unsent += u64::from(missed);
+                            due += i * missed;
+                        }
                         if due >= end {
                             break;
                         }
@@ -117,7 +142,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
                         }
                         let sent = Instant::now();
                         // Held up by the previous reply: count from when it was due.
-                        let from = if last_reply_at > due { due } else { sent };
+                        let from = if last_reply_at > due && !skip { due } else { sent };
                         due += i;
                         from
                     }
@@ -149,6 +174,10 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
                 }
                 generator.done(reply.as_ref().ok());
                 done.fetch_add(1, Ordering::Relaxed);
+                if let (true, Ok(Some(wait))) = (honour, reply.as_ref().map(|r| r.retry_after)) {
+                    tokio::time::sleep(Duration::from_secs(wait).min(end.saturating_duration_since(Instant::now())))
+                        .await;
+                }
             }
             tally
         }));
@@ -163,7 +192,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
         tokio::spawn(progress(plan.label.clone(), start, plan.duration, Arc::clone(&done), Arc::clone(&stop)));
     let (mut hist, mut refused, mut failed) = (histogram(), histogram(), histogram());
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
-    let mut units = 0;
+    let (mut units, mut unsent) = (0, 0);
     for t in tasks {
         let tally = t.await.expect("connection task");
         hist.add(&tally.hist).expect("same bounds");
@@ -173,6 +202,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
             }
         }
         units += tally.units;
+        unsent += tally.unsent;
         for (k, v) in tally.statuses {
             *statuses.entry(k).or_default() += v;
         }
@@ -200,6 +230,7 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
         refused_latency_us: percentiles(&refused),
         statuses,
         errors,
+        unsent,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod client;
 pub mod cpus;
 pub mod engine;
 pub mod measure;
+pub mod overload;
 pub mod runaway;
 pub mod scenarios;
 pub mod spawn;
@@ -29,7 +30,14 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
 pub async fn smoke(addr: &str, rate: f64, duration: Duration) -> anyhow::Result<Summary> {
     let pop = Population::new(200, "smoke", false);
     let model = Model::new(3);
-    let plan = Plan { addr: addr.to_string(), connections: 4, rate: Some(rate), duration, label: "smoke".into() };
+    let plan = Plan {
+        addr: addr.to_string(),
+        connections: 4,
+        rate: Some(rate),
+        duration,
+        label: "smoke".into(),
+        ..Default::default()
+    };
     let summary = engine::run(&plan, |c| {
         Mixed::new(
             Events { pop: pop.clone(), rng: Rng::new(c as u64), model: Arc::clone(&model), last: Vec::new() },

@@ -81,10 +81,17 @@ enum Command {
     Mixed,
     /// Mixed load at 10, 100 and 1000 concurrent clients (closed loop), a third of the duration each.
     Ramp,
-    /// Single events at --rate (default 15000/s, sustainable here) and then at
-    /// twice that on the same service: what admission control does with the
-    /// excess. Fails if the service stops answering or loses an accepted event.
-    Overload,
+    /// The service's closed-loop capacity (single events, 100 producers), then
+    /// 1x, 2x and 4x that offered open-loop from --producers connections, with
+    /// checks at 1,000/s alongside and /ready watched. Fails if an accepted
+    /// event is lost.
+    Overload {
+        #[arg(long, default_value_t = 1000)]
+        producers: usize,
+    },
+    /// 10, 100 and 1,000 closed-loop producers that honour Retry-After, and
+    /// 1,000 that do not. Fails if an accepted event is lost.
+    Producers,
     /// Post-to-visible latency at a fixed event rate (default 10000/s).
     Lag,
     /// A trivial actix-web handler with restrictd's worker count, driven the same way.
@@ -187,6 +194,7 @@ fn target(c: &Common) -> anyhow::Result<Target> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    loadtest::cpus::raise_open_files_limit();
     if let Command::ServeCeiling { workers, listen } = &cli.command {
         let listener = std::net::TcpListener::bind(listen)?;
         println!("listening {}", listener.local_addr()?);
@@ -237,6 +245,18 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&r)?);
             ("apply".into(), r)
         }
+        Command::Overload { producers } => {
+            let t = target(&c)?;
+            let r = runtime.block_on(loadtest::overload::overload(&t.addr, c.users, c.duration, producers))?;
+            loadtest::overload::print(&r);
+            ("overload".into(), json!(r))
+        }
+        Command::Producers => {
+            let t = target(&c)?;
+            let r = runtime.block_on(loadtest::overload::producers(&t.addr, c.users, c.duration))?;
+            loadtest::overload::print(&r);
+            ("producers".into(), json!(r))
+        }
         Command::Suite => {
             let bin = c.spawn.clone().ok_or_else(|| anyhow::anyhow!("suite needs --spawn path/to/restrictd"))?;
             ("suite".into(), suite(&runtime, &bin, &c)?)
@@ -276,7 +296,14 @@ fn cpu_model() -> String {
 }
 
 fn plan(addr: &str, c: &Common, label: &str) -> Plan {
-    Plan { addr: addr.to_string(), connections: c.connections, rate: c.rate, duration: c.duration, label: label.into() }
+    Plan {
+        addr: addr.to_string(),
+        connections: c.connections,
+        rate: c.rate,
+        duration: c.duration,
+        label: label.into(),
+        ..Default::default()
+    }
 }
 
 fn events_gen(pop: &Population, model: &Arc<Model>, seed: u64) -> Events {
@@ -343,28 +370,6 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             }
             out
         }
-        Command::Overload => {
-            let rate = c.rate.unwrap_or(15_000.0);
-            let mut rows = Vec::new();
-            for r in [rate, 2.0 * rate] {
-                let p = Plan { rate: Some(r), ..plan(addr, c, &format!("events {:.1}k/s", r / 1000.0)) };
-                rows.push(engine::run(&p, |i| events_gen(&pop, &model, i as u64 + 1000 * (r as u64))).await);
-            }
-            let mut conn = loadtest::client::Conn::new(addr);
-            let ready = conn.get("/ready").await?;
-            anyhow::ensure!(ready.status == 200, "the service is not ready after the overload: {}", ready.status);
-            let metrics = String::from_utf8_lossy(&conn.get("/metrics").await?.body).into_owned();
-            let refused = |reason: &str| {
-                let series = format!("restrictd_admission_refused_total{{kind=\"writes\",reason=\"{reason}\"}}");
-                loadtest::metric_value(&metrics, &series).unwrap_or(0.0)
-            };
-            eprintln!(
-                "overload: writes the service refused since it started: {} past the in-flight bound, {} for its workers' lag",
-                refused("in_flight"),
-                refused("worker_lag")
-            );
-            rows
-        }
         Command::Lag => {
             let r = measure::lag(addr, c.rate.unwrap_or(10_000.0), c.connections, c.duration).await?;
             println!(
@@ -386,6 +391,8 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
             ]);
         }
         Command::Apply { .. }
+        | Command::Overload { .. }
+        | Command::Producers
         | Command::Runaway { .. }
         | Command::Recovery { .. }
         | Command::FollowerMemory { .. }
@@ -445,6 +452,7 @@ fn apply_rate(
         rate: None,
         duration: Duration::from_secs(3600),
         label: "backlog".into(),
+        ..Default::default()
     };
     let posted = runtime.block_on(async {
         let per_request = 1000u64;
@@ -518,8 +526,8 @@ fn apply_rate(
 }
 
 /// The overload scenario in a process of its own, with `--server-cpus
-/// server_cpu` (the generator's CPUs are the process's); its rows.
-fn overload_apart(bin: &std::path::Path, c: &Common, server_cpu: usize) -> anyhow::Result<Vec<Summary>> {
+/// server_cpu` (the generator's CPUs are the process's); its report.
+fn overload_apart(bin: &std::path::Path, c: &Common, server_cpu: usize) -> anyhow::Result<loadtest::overload::Report> {
     let out = std::env::temp_dir().join(format!("loadtest-overload-{}.json", std::process::id()));
     let status = std::process::Command::new(std::env::current_exe()?)
         .arg("--spawn")
@@ -530,10 +538,7 @@ fn overload_apart(bin: &std::path::Path, c: &Common, server_cpu: usize) -> anyho
         .arg(&out)
         .args(["--server-cpus", &server_cpu.to_string()])
         .args(["--duration", &humantime::format_duration(c.duration).to_string()])
-        .args(["--connections", &c.connections.to_string()])
-        .args(["--rate", &c.rate.unwrap_or(15_000.0).to_string()])
-        .args(["--users", &c.users.to_string(), "--threads", &c.threads.to_string()])
-        .args(c.no_verify.then_some("--no-verify"))
+        .args(["--users", &c.users.to_string(), "--threads", &c.threads.max(2).to_string()])
         .arg("overload")
         .status()?;
     anyhow::ensure!(status.success(), "the overload scenario failed ({status})");
@@ -581,16 +586,17 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &std::path::Path, c: &Common) -
     let mixed = Common { rate: Some(10_000.0), connections: 100, ..base.clone() };
     run("mixed 10k/s", mixed.clone(), Command::Mixed)?;
     run("ceiling 10k/s", mixed, ceiling_cmd())?;
-    // Twice a rate the service sustains, from 500 clients, with the servers on
-    // a core of their own and the generator on the others, as if the clients
-    // were elsewhere: on shared cores more load offered is CPU taken from the
-    // service, and on a fast day 2 x 15,000/s is within what it sustains.
-    let overload = Common { rate: Some(45_000.0), connections: 500, ..base.clone() };
-    match loadtest::cpus::allowed() {
-        _ if c.server_cpus.is_some() => drop(run("overload", overload, Command::Overload)?),
-        Ok(cpus) if cpus.len() >= 2 => rows.extend(overload_apart(bin, &overload, cpus[0])?),
-        _ => drop(run("overload", Common { rate: Some(15_000.0), ..overload }, Command::Overload)?),
-    }
+    // Overload with the servers on a core of their own and the generator on
+    // the others, as if the producers were elsewhere: on shared cores more
+    // load offered is CPU taken from the service.
+    let overload = match loadtest::cpus::allowed() {
+        Ok(cpus) if cpus.len() >= 2 && c.server_cpus.is_none() => overload_apart(bin, &base, cpus[0])?,
+        _ => {
+            let t = fresh(&base)?;
+            latency_runtime.block_on(loadtest::overload::overload(&t.addr, base.users, base.duration, 1000))?
+        }
+    };
+    rows.extend(overload.rows.iter().map(|r| Summary { label: format!("overload {}", r.label), ..r.events.clone() }));
     let t = fresh(&base)?;
     let lag = runtime.block_on(measure::lag(&t.addr, 10_000.0, 50, base.duration))?;
     drop(t);
@@ -607,5 +613,6 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &std::path::Path, c: &Common) -
         "checks_to_ceiling": checks.requests_per_second / ceiling.requests_per_second,
         "lag": lag,
         "apply": apply,
+        "overload": overload,
     }))
 }

@@ -28,7 +28,14 @@ pub struct LagSummary {
 pub async fn lag(addr: &str, rate: f64, connections: usize, duration: Duration) -> anyhow::Result<LagSummary> {
     let pop = Population::new(100_000, "lagfill", false);
     let model = Model::new(u64::MAX);
-    let plan = Plan { addr: addr.to_string(), connections, rate: Some(rate), duration, label: "lag filler".into() };
+    let plan = Plan {
+        addr: addr.to_string(),
+        connections,
+        rate: Some(rate),
+        duration,
+        label: "lag filler".into(),
+        ..Default::default()
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let probe = {
         let (addr, stop) = (addr.to_string(), Arc::clone(&stop));

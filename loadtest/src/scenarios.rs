@@ -375,7 +375,7 @@ pub async fn populate(addr: &str, pop: &Population, model: &Model, connections: 
     }
     for t in tasks {
         for (effects, status) in t.await?? {
-            model.record(&effects, Some(&Reply { status, body: Vec::new() }));
+            model.record(&effects, Some(&Reply { status, body: Vec::new(), retry_after: None }));
         }
     }
     Ok(())

@@ -71,6 +71,7 @@ pub fn switch(
             rate: Some(rate),
             duration,
             label: label.into(),
+            ..Default::default()
         };
         let checks = |i: usize| Checks { pop: pop.clone(), rng: Rng::new(i as u64) };
         let without = engine::run(&plan("checks, no publish"), checks).await;

@@ -224,7 +224,7 @@ impl Default for AdmissionSettings {
     fn default() -> Self {
         AdmissionSettings {
             max_inflight_writes: nonzero(4096),
-            concurrent_writes: nonzero(128),
+            concurrent_writes: nonzero(32),
             max_write_delay: Duration::from_millis(50),
             max_inflight_checks: nonzero(16384),
         }

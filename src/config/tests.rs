@@ -16,7 +16,7 @@ fn the_default_config_compiles_the_three_classic_rules() {
     assert_eq!(s.redis.key_prefix, "rd");
     assert_eq!(s.shards.nice, 5);
     assert_eq!(s.admission.max_write_delay, Duration::from_millis(50));
-    assert_eq!((s.admission.concurrent_writes.get(), s.admission.max_inflight_writes.get()), (128, 4096));
+    assert_eq!((s.admission.concurrent_writes.get(), s.admission.max_inflight_writes.get()), (32, 4096));
 }
 
 #[test]

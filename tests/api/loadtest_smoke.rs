@@ -32,3 +32,31 @@ fn a_runaway_rule_stays_inside_the_bound_on_one_and_three_instances() {
         assert!(r.restricted >= r.allowed_by_threshold, "it trips at the threshold, not before: {r:?}");
     }
 }
+
+/// Many producers, briefly: the `overload` scenario (capacity, then 1x, 2x,
+/// 4x offered from 300 connections, checks alongside) and the `producers`
+/// scenario (up to 1,000 connections, honouring Retry-After or not). Nothing
+/// acknowledged is lost (each scenario's correctness check), `/ready` stays
+/// 200, and every reply is an acceptance or a 429.
+#[test]
+fn overload_and_a_thousand_producers_lose_nothing_acknowledged() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(
+        &redis,
+        &[("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"), ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000")],
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let step = Duration::from_millis(700);
+    let overload = runtime.block_on(loadtest::overload::overload(&app.addr, 100_000, step, 300)).unwrap();
+    let producers = runtime.block_on(loadtest::overload::producers(&app.addr, 100_000, step)).unwrap();
+    assert!(overload.capacity > 0.0 && overload.unloaded_checks.is_some(), "{overload:?}");
+    assert_eq!((overload.rows.len(), producers.rows.len()), (3, 4));
+    for row in overload.rows.iter().chain(&producers.rows) {
+        assert_eq!(row.not_ready, 0, "{row:?}");
+        assert!(row.accepted_per_second > 0.0, "{row:?}");
+        let other: Vec<_> = row.events.statuses.keys().filter(|s| !["200", "429"].contains(&s.as_str())).collect();
+        assert!(other.is_empty(), "only acceptances and 429s: {row:?}");
+    }
+    assert!(overload.rows.iter().all(|r| r.checks.as_ref().is_some_and(|c| c.errors == 0)), "{overload:?}");
+    assert!(overload.verified_users > 0 && producers.verified_users > 0);
+}
