@@ -84,21 +84,6 @@ fn set_affinity(cpus: &[usize]) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_lists_parse_as_taskset_reads_them() {
-        assert_eq!(parse("0"), Ok(vec![0]));
-        assert_eq!(parse("0-2"), Ok(vec![0, 1, 2]));
-        assert_eq!(parse("3, 0-1,1"), Ok(vec![0, 1, 3]));
-        for bad in ["", "a", "2-1", "0-", "99999"] {
-            assert!(parse(bad).is_err(), "{bad:?} parsed");
-        }
-    }
-}
-
 /// Raises the soft limit on open files to the hard limit: a thousand
 /// producers are a thousand connections, past the common soft default.
 pub fn raise_open_files_limit() {
@@ -112,5 +97,20 @@ pub fn raise_open_files_limit() {
     };
     if !raised {
         eprintln!("cannot raise the open files limit: {}", io::Error::last_os_error());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_as_taskset_reads_them() {
+        assert_eq!(parse("0"), Ok(vec![0]));
+        assert_eq!(parse("0-2"), Ok(vec![0, 1, 2]));
+        assert_eq!(parse("3, 0-1,1"), Ok(vec![0, 1, 3]));
+        for bad in ["", "a", "2-1", "0-", "99999"] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
     }
 }

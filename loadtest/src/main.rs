@@ -92,6 +92,14 @@ enum Command {
     /// 10, 100 and 1,000 closed-loop producers that honour Retry-After, and
     /// 1,000 that do not. Fails if an accepted event is lost.
     Producers,
+    /// --duration at half capacity, mixed, the population growing to --users
+    /// (default 1,000,000) then steady, a graceful restart halfway; samples
+    /// into soak.csv and soak.png (needs --spawn). Fails on growth or drift.
+    Soak {
+        /// Where soak.csv and soak.png go.
+        #[arg(long, default_value = "loadtest-results")]
+        dir: PathBuf,
+    },
     /// Post-to-visible latency at a fixed event rate (default 10000/s).
     Lag,
     /// A trivial actix-web handler with restrictd's worker count, driven the same way.
@@ -251,6 +259,23 @@ fn main() -> anyhow::Result<()> {
             loadtest::overload::print(&r);
             ("overload".into(), json!(r))
         }
+        Command::Soak { dir } => {
+            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("soak needs --spawn path/to/restrictd"))?;
+            let users = if c.users == 100_000 { 1_000_000 } else { c.users };
+            let r = loadtest::soak::soak(bin, &c.config, users, c.duration, &dir)?;
+            for v in &r.verdicts {
+                println!(
+                    "{:<48} first {:>12.1}  last {:>12.1}  {}",
+                    v.what,
+                    v.first,
+                    v.last,
+                    if v.ok { "ok" } else { "FAILED" }
+                );
+            }
+            println!("samples: {} and {}", r.csv.display(), r.png.display());
+            anyhow::ensure!(r.passed, "the soak failed: {:?}", r.verdicts.iter().filter(|v| !v.ok).collect::<Vec<_>>());
+            ("soak".into(), json!(r))
+        }
         Command::Producers => {
             let t = target(&c)?;
             let r = runtime.block_on(loadtest::overload::producers(&t.addr, c.users, c.duration))?;
@@ -393,6 +418,7 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
         Command::Apply { .. }
         | Command::Overload { .. }
         | Command::Producers
+        | Command::Soak { .. }
         | Command::Runaway { .. }
         | Command::Recovery { .. }
         | Command::FollowerMemory { .. }

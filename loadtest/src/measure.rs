@@ -107,6 +107,11 @@ pub struct RecoveryReport {
     pub replayed_events: u64,
     pub ready_after_kill_9_with_replay_seconds: f64,
     pub peak_rss_replay_kib: u64,
+    /// Redis's `used_memory` empty and once the users are written behind
+    /// (snapshots, streams, changelogs), and the difference per user.
+    pub redis_used_memory_before: u64,
+    pub redis_used_memory_settled: u64,
+    pub redis_bytes_per_user: f64,
 }
 
 /// Loads `users` users through the service, restarts it, and measures.
@@ -118,6 +123,7 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
     let mut svc = Service::launch(bin, config, &redis.url(), &quiet);
     svc.wait_ready(Duration::from_secs(60));
     let (rss_before, _) = svc.memory_kib();
+    let redis_before = redis.used_memory();
     let pop = Population::new(users, "rec", false);
     let started = Instant::now();
     eprintln!("recovery: loading {users} users through {}", svc.addr);
@@ -138,6 +144,7 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
             break;
         }
     }
+    let redis_settled = redis.used_memory();
     let stopping = Instant::now();
     anyhow::ensure!(svc.terminate() == Some(0), "graceful stop failed:\n{}", svc.log());
     let graceful_stop_seconds = stopping.elapsed().as_secs_f64();
@@ -181,6 +188,9 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
         replayed_events: replayed,
         ready_after_kill_9_with_replay_seconds: ready_replay,
         peak_rss_replay_kib: peak_replay,
+        redis_used_memory_before: redis_before,
+        redis_used_memory_settled: redis_settled,
+        redis_bytes_per_user: redis_settled.saturating_sub(redis_before) as f64 / users as f64,
     })
 }
 

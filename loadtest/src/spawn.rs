@@ -109,6 +109,12 @@ impl Redis {
     }
 
     /// Runs redis-cli against this server; its stdout, trimmed.
+    /// Redis's `used_memory` (INFO memory), bytes.
+    pub fn used_memory(&self) -> u64 {
+        let info = self.cli(&["INFO", "memory"]);
+        info.lines().find_map(|l| l.strip_prefix("used_memory:")?.trim().parse().ok()).unwrap_or(0)
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         let out =
             Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli runs");

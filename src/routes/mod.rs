@@ -56,7 +56,7 @@ pub fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<std::borrow::
 /// The first value of `name` in a query string, as `form_urlencoded` reads it.
 /// A query without `%` or `+` decodes to itself: it is split in place (the
 /// check path's case) instead of decoding every pair.
-fn query_value<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+pub fn query_value<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
     if query.bytes().any(|b| b == b'%' || b == b'+') {
         return form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v);
     }

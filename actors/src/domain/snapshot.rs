@@ -118,13 +118,27 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
     out
 }
 
+/// Bytes a decoded user may claim. A length read from a corrupt snapshot
+/// would otherwise be allocated as it stands (a terabyte aborts the process);
+/// past this it is refused as corrupt. A real user is a few kilobytes, at
+/// most a few megabytes with full windows.
+const DECODE_LIMIT: usize = 256 * 1024 * 1024;
+
+fn limited() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
+    standard().with_limit::<DECODE_LIMIT>()
+}
+
 /// Decodes a user written by this or any earlier version.
 pub fn decode_user(model: &Model, bytes: &[u8]) -> Result<UserState, SnapshotError> {
     let (&version, body) = bytes.split_first().ok_or(SnapshotError::Empty)?;
     let corrupt = |e: bincode::error::DecodeError| SnapshotError::Corrupt(e.to_string());
     let v3 = match version {
         1 => {
-            let (v1, _): (UserV1, usize) = bincode::decode_from_slice(body, standard()).map_err(corrupt)?;
+            let (v1, _): (UserV1, usize) = bincode::decode_from_slice(body, limited()).map_err(corrupt)?;
             let v2 = UserV2 {
                 scalars: v1.scalars,
                 sets: v1.sets,
@@ -134,10 +148,10 @@ pub fn decode_user(model: &Model, bytes: &[u8]) -> Result<UserState, SnapshotErr
             UserV3 { v2, windows: Vec::new(), suppressed: Vec::new() }
         }
         2 => {
-            let v2 = bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0;
+            let v2 = bincode::decode_from_slice(body, limited()).map_err(corrupt)?.0;
             UserV3 { v2, windows: Vec::new(), suppressed: Vec::new() }
         }
-        3 => bincode::decode_from_slice(body, standard()).map_err(corrupt)?.0,
+        3 => bincode::decode_from_slice(body, limited()).map_err(corrupt)?.0,
         other => return Err(SnapshotError::UnknownVersion(other)),
     };
     Ok(from_v3(model, v3))
@@ -257,6 +271,14 @@ mod tests {
             expires_at_ms: Some(1_700_604_900_000),
         });
         u
+    }
+
+    #[test]
+    fn a_corrupt_length_is_refused_without_allocating_it() {
+        // Version 3, then a scalar list claiming 2^40 entries.
+        let mut bytes = vec![3u8, 253];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(decode_user(&model(), &bytes), Err(SnapshotError::Corrupt(_))));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod ratio;
 use super::AggregateValues;
 use crate::domain::schema::{Event, EventKind, PropValue};
 
+pub use cel::Names;
 pub use ratio::Ratio;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
