@@ -99,88 +99,13 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
     let interval = plan.rate.map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
     let mut tasks = Vec::with_capacity(plan.connections);
     for c in 0..plan.connections {
-        let mut generator = make(c);
-        let (addr, done) = (plan.addr.clone(), Arc::clone(&done));
-        let (connected, mut start_rx) = (connected_tx.clone(), start_rx.clone());
-        let (duration, honour, skip) = (plan.duration, plan.honour_retry_after, plan.skip_when_busy);
+        let generator = make(c);
+        let (connected, start_rx) = (connected_tx.clone(), start_rx.clone());
         // Spread the connections' schedules over one interval.
         let offset = interval.map(|i| i.mul_f64(c as f64 / plan.connections as f64)).unwrap_or_default();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::new(&addr);
-            conn.connect().await;
-            let _ = connected.send(()).await;
-            let start = start_rx.wait_for(Option::is_some).await.ok().and_then(|s| *s).expect("the clock started");
-            let end = start + duration;
-            let mut tally = Tally {
-                hist: histogram(),
-                refused: None,
-                failed: None,
-                statuses: BTreeMap::new(),
-                units: 0,
-                unsent: 0,
-            };
-            let mut due = start + offset;
-            let mut last_reply_at = start;
-            loop {
-                let now = Instant::now();
-                if now >= end {
-                    break;
-                }
-                let sent_at = match interval {
-                    Some(i) => {
-                        if skip && due < now {
-                            // The requests that fell due while the connection was busy.
-                            let missed = ((now - due).as_secs_f64() / i.as_secs_f64()) as u32;
-                            tally.unsent += u64::from(missed);
-                            due += i * missed;
-                        }
-                        if due >= end {
-                            break;
-                        }
-                        if due > now {
-                            tokio::time::sleep_until(due.into()).await;
-                        }
-                        let sent = Instant::now();
-                        // Held up by the previous reply: count from when it was due.
-                        let from = if last_reply_at > due && !skip { due } else { sent };
-                        due += i;
-                        from
-                    }
-                    None => now,
-                };
-                let op = generator.next();
-                let reply = match &op {
-                    Op::Get(path) => conn.get(path).await,
-                    Op::Post(path, body) => conn.post(path, body).await,
-                };
-                last_reply_at = Instant::now();
-                let latency = (last_reply_at - sent_at).as_nanos().max(1_000) as u64;
-                let _ = tally.hist.record(latency);
-                let class = match reply.as_ref().map(|r| r.status) {
-                    Ok(s) if s < 300 => None,
-                    Ok(429 | 503) => Some(&mut tally.refused),
-                    _ => Some(&mut tally.failed),
-                };
-                if let Some(h) = class {
-                    let _ = h.get_or_insert_with(histogram).record(latency);
-                }
-                let key = match &reply {
-                    Ok(r) => r.status.to_string(),
-                    Err(_) => "io".to_string(),
-                };
-                *tally.statuses.entry(key).or_default() += 1;
-                if matches!(&reply, Ok(r) if r.status < 300) {
-                    tally.units += generator.weight();
-                }
-                generator.done(reply.as_ref().ok());
-                done.fetch_add(1, Ordering::Relaxed);
-                if let (true, Ok(Some(wait))) = (honour, reply.as_ref().map(|r| r.retry_after)) {
-                    tokio::time::sleep(Duration::from_secs(wait).min(end.saturating_duration_since(Instant::now())))
-                        .await;
-                }
-            }
-            tally
-        }));
+        let pacing = Pacing { interval, offset, skip: plan.skip_when_busy, honour: plan.honour_retry_after };
+        let (plan, done) = (plan.clone(), Arc::clone(&done));
+        tasks.push(tokio::spawn(connection(plan, generator, pacing, connected, start_rx, done)));
     }
     drop(connected_tx);
     for _ in 0..plan.connections {
@@ -231,6 +156,99 @@ pub async fn run<G: Generator>(plan: &Plan, mut make: impl FnMut(usize) -> G) ->
         statuses,
         errors,
         unsent,
+    }
+}
+
+/// How one connection paces its requests.
+struct Pacing {
+    /// Open loop: the time between its requests.
+    interval: Option<Duration>,
+    /// Its first request's delay after the start.
+    offset: Duration,
+    skip: bool,
+    honour: bool,
+}
+
+/// One connection of a run: connects, waits for the clock, sends until the end.
+async fn connection<G: Generator>(
+    plan: Plan,
+    mut generator: G,
+    pacing: Pacing,
+    connected: tokio::sync::mpsc::Sender<()>,
+    mut start_rx: tokio::sync::watch::Receiver<Option<Instant>>,
+    done: Arc<AtomicU64>,
+) -> Tally {
+    let mut conn = Conn::new(&plan.addr);
+    conn.connect().await;
+    let _ = connected.send(()).await;
+    let start = start_rx.wait_for(Option::is_some).await.ok().and_then(|s| *s).expect("the clock started");
+    let end = start + plan.duration;
+    let mut tally =
+        Tally { hist: histogram(), refused: None, failed: None, statuses: BTreeMap::new(), units: 0, unsent: 0 };
+    let mut due = start + pacing.offset;
+    let mut last_reply_at = start;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let sent_at = match pacing.interval {
+            Some(i) => {
+                if pacing.skip && due < now {
+                    // The requests that fell due while the connection was busy.
+                    let missed = ((now - due).as_secs_f64() / i.as_secs_f64()) as u32;
+                    tally.unsent += u64::from(missed);
+                    due += i * missed;
+                }
+                if due >= end {
+                    break;
+                }
+                if due > now {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let sent = Instant::now();
+                // Held up by the previous reply: count from when it was due.
+                let from = if last_reply_at > due && !pacing.skip { due } else { sent };
+                due += i;
+                from
+            }
+            None => now,
+        };
+        let reply = match &generator.next() {
+            Op::Get(path) => conn.get(path).await,
+            Op::Post(path, body) => conn.post(path, body).await,
+        };
+        last_reply_at = Instant::now();
+        tally.record((last_reply_at - sent_at).as_nanos().max(1_000) as u64, &reply, generator.weight());
+        generator.done(reply.as_ref().ok());
+        done.fetch_add(1, Ordering::Relaxed);
+        if let (true, Ok(Some(wait))) = (pacing.honour, reply.as_ref().map(|r| r.retry_after)) {
+            tokio::time::sleep(Duration::from_secs(wait).min(end.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+    tally
+}
+
+impl Tally {
+    /// One reply (or I/O error) and its latency, ns.
+    fn record(&mut self, latency: u64, reply: &std::io::Result<crate::client::Reply>, weight: u64) {
+        let _ = self.hist.record(latency);
+        let class = match reply.as_ref().map(|r| r.status) {
+            Ok(s) if s < 300 => None,
+            Ok(429 | 503) => Some(&mut self.refused),
+            _ => Some(&mut self.failed),
+        };
+        if let Some(h) = class {
+            let _ = h.get_or_insert_with(histogram).record(latency);
+        }
+        let key = match reply {
+            Ok(r) => r.status.to_string(),
+            Err(_) => "io".to_string(),
+        };
+        *self.statuses.entry(key).or_default() += 1;
+        if matches!(reply, Ok(r) if r.status < 300) {
+            self.units += weight;
+        }
     }
 }
 

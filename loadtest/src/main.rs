@@ -212,9 +212,7 @@ fn main() -> anyhow::Result<()> {
     }
     let c = cli.common.clone();
     if let Some(list) = &c.server_cpus {
-        let servers = loadtest::cpus::parse(list).map_err(anyhow::Error::msg)?;
-        let generator = loadtest::cpus::split(servers.clone()).map_err(anyhow::Error::msg)?;
-        eprintln!("servers on CPUs {servers:?}, the generator on {generator:?}");
+        split_cpus(list)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(c.threads.max(1)).enable_all().build()?;
     let started = Instant::now();
@@ -253,34 +251,8 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&r)?);
             ("apply".into(), r)
         }
-        Command::Overload { producers } => {
-            let t = target(&c)?;
-            let r = runtime.block_on(loadtest::overload::overload(&t.addr, c.users, c.duration, producers))?;
-            loadtest::overload::print(&r);
-            ("overload".into(), json!(r))
-        }
-        Command::Soak { dir } => {
-            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("soak needs --spawn path/to/restrictd"))?;
-            let users = if c.users == 100_000 { 1_000_000 } else { c.users };
-            let r = loadtest::soak::soak(bin, &c.config, users, c.duration, &dir)?;
-            for v in &r.verdicts {
-                println!(
-                    "{:<48} first {:>12.1}  last {:>12.1}  {}",
-                    v.what,
-                    v.first,
-                    v.last,
-                    if v.ok { "ok" } else { "FAILED" }
-                );
-            }
-            println!("samples: {} and {}", r.csv.display(), r.png.display());
-            anyhow::ensure!(r.passed, "the soak failed: {:?}", r.verdicts.iter().filter(|v| !v.ok).collect::<Vec<_>>());
-            ("soak".into(), json!(r))
-        }
-        Command::Producers => {
-            let t = target(&c)?;
-            let r = runtime.block_on(loadtest::overload::producers(&t.addr, c.users, c.duration))?;
-            loadtest::overload::print(&r);
-            ("producers".into(), json!(r))
+        command @ (Command::Overload { .. } | Command::Producers | Command::Soak { .. }) => {
+            many_producers(command, &c, &runtime)?
         }
         Command::Suite => {
             let bin = c.spawn.clone().ok_or_else(|| anyhow::anyhow!("suite needs --spawn path/to/restrictd"))?;
@@ -307,6 +279,54 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&json!({"machine": machine, "results": results}))?)?;
     eprintln!("results written to {} ({:.0} s)", out.display(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// `--server-cpus`: the servers on `list`, this process on the others.
+fn split_cpus(list: &str) -> anyhow::Result<()> {
+    let servers = loadtest::cpus::parse(list).map_err(anyhow::Error::msg)?;
+    let generator = loadtest::cpus::split(servers.clone()).map_err(anyhow::Error::msg)?;
+    eprintln!("servers on CPUs {servers:?}, the generator on {generator:?}");
+    Ok(())
+}
+
+/// The scenarios of many producers (`overload`, `producers`) and the soak.
+fn many_producers(
+    command: Command,
+    c: &Common,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    Ok(match command {
+        Command::Overload { producers } => {
+            let t = target(c)?;
+            let r = runtime.block_on(loadtest::overload::overload(&t.addr, c.users, c.duration, producers))?;
+            loadtest::overload::print(&r);
+            ("overload".into(), json!(r))
+        }
+        Command::Soak { dir } => {
+            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("soak needs --spawn path/to/restrictd"))?;
+            let users = if c.users == 100_000 { 1_000_000 } else { c.users };
+            let r = loadtest::soak::soak(bin, &c.config, users, c.duration, &dir)?;
+            for v in &r.verdicts {
+                println!(
+                    "{:<48} first {:>12.1}  last {:>12.1}  {}",
+                    v.what,
+                    v.first,
+                    v.last,
+                    if v.ok { "ok" } else { "FAILED" }
+                );
+            }
+            println!("samples: {} and {}", r.csv.display(), r.png.display());
+            anyhow::ensure!(r.passed, "the soak failed: {:?}", r.verdicts.iter().filter(|v| !v.ok).collect::<Vec<_>>());
+            ("soak".into(), json!(r))
+        }
+        Command::Producers => {
+            let t = target(c)?;
+            let r = runtime.block_on(loadtest::overload::producers(&t.addr, c.users, c.duration))?;
+            loadtest::overload::print(&r);
+            ("producers".into(), json!(r))
+        }
+        _ => unreachable!("not a scenario of many producers"),
+    })
 }
 
 fn cpu_model() -> String {

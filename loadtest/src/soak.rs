@@ -1,6 +1,6 @@
 //! `soak`: days of running, compressed. A spawned service is loaded at half
 //! its capacity (measured first, in the same run) with the mixed workload
-//! (one event to two checks) while its population grows to `users` over the
+//! (one event to two checks; see [`request`]) while its population grows to `users` over the
 //! first third of the run and then stays; halfway it is stopped gracefully
 //! and started again. Every interval it samples RSS, Redis's `used_memory`,
 //! the streams' lengths, check p99 and post-to-visible p99 into a CSV and a
@@ -195,15 +195,24 @@ fn spawn_load(
     tasks
 }
 
-/// One request of the mix: an event (to a new user while the population is
-/// behind `due`, else to one it has) or a check.
+/// One request of the mix: an event or a check. While the population is
+/// behind `due` an event goes to a new user and is any of the mix (flags,
+/// purchases, chargebacks, cards); once a user exists it gets purchases,
+/// which add to a sum and change no restriction and no set. State per user is
+/// then constant once the population is, so RSS per user that still grows is
+/// the process's own (a leak, fragmentation), not more data. (With every kind
+/// of event for every user, restrictions accumulate at a steady population and
+/// memory grows with them, as it should.)
 async fn request(conn: &mut Conn, rng: &mut Rng, shared: &Shared, due: u64, event: bool) {
     let created = shared.created.load(Ordering::Relaxed);
     let started = Instant::now();
     let ok = if event {
-        let user =
-            if created < due { shared.created.fetch_add(1, Ordering::Relaxed) } else { rng.below(created.max(1)) };
-        let body = Effect::random(rng).json(&format!("soak-{user}"));
+        let (user, effect) = if created < due {
+            (shared.created.fetch_add(1, Ordering::Relaxed), Effect::random(rng))
+        } else {
+            (rng.below(created.max(1)), Effect::Purchase(100 + rng.below(9_900)))
+        };
+        let body = effect.json(&format!("soak-{user}"));
         let ok = matches!(conn.post("/event", body.as_bytes()).await, Ok(r) if r.status == 200);
         shared.events.fetch_add(u64::from(ok), Ordering::Relaxed);
         ok
