@@ -95,7 +95,7 @@ impl Engine {
         let flushes = futures_util::future::join_all(self.shards.iter().flatten().map(|s| s.send(FlushNow)));
         match tokio::time::timeout(settings.persistence.shutdown_timeout, flushes).await {
             Ok(results) if results.iter().all(|r| matches!(r, Ok(true))) => {
-                ownership::release(&settings.instance, &settings.redis.target, &self.shared, &self.held).await;
+                ownership::release(&settings.redis.target, &self.shared, &self.held).await;
                 tracing::info!(shards = settings.instance.shards.len(), "every owned shard flushed; leases released; bye")
             }
             _ => tracing::warn!(

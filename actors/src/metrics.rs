@@ -64,6 +64,10 @@ crate::declare_metrics! {
     Counter DEAD_LETTERS_TOTAL = "restrictd_dead_letters_total";
     /// Counter, label `operation`: Redis commands that failed.
     Counter REDIS_ERRORS_TOTAL = "restrictd_redis_errors_total";
+    /// Counter, label `shard`: writes for a shard (snapshot, changelog, lease
+    /// renewal, tripwire) that Redis refused because the shard's lease no
+    /// longer names this instance and epoch; the instance then stops.
+    Counter FENCED_WRITES_TOTAL = "restrictd_fenced_writes_total";
     /// Gauge, label `shard`: users changed since the last snapshot write.
     Gauge WRITEBEHIND_PENDING_USERS = "restrictd_writebehind_pending_users";
     /// Histogram: one snapshot write (MULTI/EXEC), seconds.

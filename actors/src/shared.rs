@@ -11,7 +11,7 @@ use ahash::AHashMap;
 use tokio::sync::{broadcast, watch};
 
 use crate::domain::{shard_of, EntryId, Model};
-use crate::store::Keys;
+use crate::store::{Fence, Keys};
 pub use crate::tripwire::budget::RuleBudget;
 
 /// Restricted features per user (only users with a restriction), by shard.
@@ -175,6 +175,14 @@ pub struct Shared {
     standby: bool,
     /// The leases of every owned shard are taken (a standby: not yet).
     pub leased: AtomicBool,
+    /// Per shard: the fencing token this process took its lease with.
+    fences: Box<[std::sync::OnceLock<Fence>]>,
+    /// Called once a write for a shard was fenced off (`lease::fenced_off`),
+    /// after the leases were marked invalid: exits the process (code 3);
+    /// in-process tests record it instead.
+    pub on_fenced: Box<dyn Fn(u32) + Send + Sync>,
+    /// A write was fenced off: the leases are lost for good.
+    fenced_off: AtomicBool,
     /// The rules tripped: they restrict nobody new.
     pub tripped: TrippedRules,
     /// Per rule: restrictions this instance may make before the next sync.
@@ -235,6 +243,9 @@ impl Shared {
             followed: AtomicBool::new(owned.len() == n),
             standby: false,
             leased: AtomicBool::new(false),
+            fences: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
+            on_fenced: Box::new(|_| std::process::exit(3)),
+            fenced_off: AtomicBool::new(false),
             owned,
             owned_mask,
             lease_until_ms: AtomicU64::new(0),
@@ -327,9 +338,36 @@ impl Shared {
         self.lease_until_ms.fetch_max(until, Ordering::AcqRel);
     }
 
+    /// The lease of shard `s` was taken with `fence` (once per process: a
+    /// lease lost is never taken again by the same process).
+    pub fn set_fence(&self, fence: Fence) {
+        let _ = self.fences[fence.shard as usize].set(fence);
+    }
+
+    /// The fencing token of shard `s`, once its lease is held.
+    pub fn fence(&self, s: u32) -> Option<&Fence> {
+        self.fences.get(s as usize).and_then(|f| f.get())
+    }
+
+    /// The tokens of every shard whose lease this process took.
+    pub fn fences(&self) -> impl Iterator<Item = &Fence> {
+        self.fences.iter().filter_map(|f| f.get())
+    }
+
+    /// A write was fenced off: every lease counts as lost from now on, so
+    /// nothing more is read, applied or written for any owned shard.
+    pub fn leases_lost(&self) {
+        self.fenced_off.store(true, Ordering::Release);
+    }
+
+    /// A write was fenced off: this process owns no shard any more.
+    pub fn fenced(&self) -> bool {
+        self.fenced_off.load(Ordering::Acquire)
+    }
+
     /// Whether this instance may apply and persist its shards now.
     pub fn lease_valid(&self) -> bool {
-        self.elapsed_ms() < self.lease_until_ms.load(Ordering::Acquire)
+        !self.fenced_off.load(Ordering::Acquire) && self.elapsed_ms() < self.lease_until_ms.load(Ordering::Acquire)
     }
 
     /// The restricted-features mask of any user.

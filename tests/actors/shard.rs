@@ -1,15 +1,19 @@
-//! The shard actor: a batch applied, a flush that fails and is retried.
+//! The shard actor: a batch applied, a flush that fails and is retried, a
+//! flush fenced off by Redis after another owner took the shard.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use loadtest::spawn::Redis;
 use restrictd_actors::domain::{EntryId, ShardState};
+use restrictd_actors::lease;
 use restrictd_actors::messages::{ApplyEntries, CatchUpTo, FlushNow, Restore, UseConnection};
 use restrictd_actors::shard::{PersistSettings, ShardActor};
+use restrictd_actors::shared::Shared;
 use restrictd_actors::wire::{Entry, Payload};
 
-use crate::support::{connect, eventually, shared, Reports};
+use crate::support::{connect, eventually, shared, shared_recording_fences, take_leases, Reports};
 
 fn flag(user: &str, ms: u64) -> Entry<Payload> {
     let json = format!(r#"{{"name": "scam_message_flagged", "event_properties": {{"user_id": "{user}"}}}}"#);
@@ -26,15 +30,17 @@ fn persist() -> PersistSettings {
     }
 }
 
-/// A shard 0 actor restored empty on `redis`, reporting to `reports`.
-async fn start(
-    redis: &Redis,
-    reports: &Reports,
-) -> (Addr<ShardActor>, std::sync::Arc<restrictd_actors::shared::Shared>) {
-    let shared = shared();
+/// A shard 0 actor restored empty on `redis` with its lease taken,
+/// reporting to `reports`.
+async fn start(redis: &Redis, reports: &Reports) -> (Addr<ShardActor>, Arc<Shared>) {
+    start_with(redis, reports, shared()).await
+}
+
+async fn start_with(redis: &Redis, reports: &Reports, shared: Arc<Shared>) -> (Addr<ShardActor>, Arc<Shared>) {
     let report = reports.clone().start().recipient();
     let shard = ShardActor::new(0, ShardState::new(60_000), shared.clone(), report, persist()).start();
-    let (conn, model) = (connect(&redis.url()).await, shared.model());
+    let (mut conn, model) = (connect(&redis.url()).await, shared.model());
+    take_leases(&shared, &mut conn, "owner").await;
     shard.send(Restore { state: ShardState::new(60_000), conn, version: 0, model }).await.unwrap();
     shard.send(CatchUpTo(None)).await.unwrap();
     (shard, shared)
@@ -72,15 +78,18 @@ async fn a_batch_is_applied_published_reported_and_persisted() {
 async fn a_failed_flush_gives_everything_back_and_the_retry_writes_it() {
     let mut redis = Redis::start();
     let reports = Reports::default();
-    let (shard, _shared) = start(&redis, &reports).await;
+    let (shard, shared) = start(&redis, &reports).await;
     shard.send(ApplyEntries(vec![flag("v", 5), flag("v", 6)])).await.unwrap();
 
     redis.kill();
     let flushed = tokio::time::timeout(Duration::from_millis(500), shard.send(FlushNow)).await;
     assert!(flushed.is_err(), "nothing is persisted while Redis is away");
 
-    // A new, empty Redis: whatever it holds after the retry was given back by the failed flush.
+    // A new, empty Redis (where the lease is still ours): whatever it holds
+    // after the retry was given back by the failed flush.
     redis.launch();
+    let token = shared.fence(0).unwrap().token.to_string();
+    redis.cli(&["SET", "rd:{0}:lease", &token]);
     shard.send(UseConnection(connect(&redis.url()).await)).await.unwrap();
     assert!(shard.send(FlushNow).await.unwrap());
     assert_eq!(redis.cli(&["HEXISTS", "rd:{0}:users", "v"]), "1");
@@ -89,4 +98,48 @@ async fn a_failed_flush_gives_everything_back_and_the_retry_writes_it() {
     assert_eq!(redis.cli(&["LLEN", "rd:{0}:history:v"]), "1");
     assert_eq!(redis.cli(&["HGET", "rd:{0}:stats", "count:scam_message_flagged"]), "2");
     assert_eq!(redis.cli(&["HGET", "rd:{0}:restricted", "v"]), "can_message");
+}
+
+/// `EVAL` calls Redis has served (every fenced write is one).
+fn evals(redis: &Redis) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let line = stats.lines().find(|l| l.starts_with("cmdstat_eval:")).unwrap_or("cmdstat_eval:calls=0,");
+    line["cmdstat_eval:calls=".len()..].split(',').next().unwrap().parse().unwrap()
+}
+
+#[actix_rt::test]
+async fn a_flush_composed_before_another_owner_took_the_shard_is_refused_by_redis_and_never_retried() {
+    let redis = Redis::start();
+    let reports = Reports::default();
+    let (shared, fenced) = shared_recording_fences();
+    let (shard, shared) = start_with(&redis, &reports, shared).await;
+    shard.send(ApplyEntries(vec![flag("u", 1), flag("u", 2)])).await.unwrap();
+    assert!(shard.send(FlushNow).await.unwrap());
+    assert_eq!(redis.cli(&["GET", "rd:{0}:offset"]), "2-0");
+
+    // The lease lapses (the owner was paused) and a successor takes it at a
+    // new epoch; by the owner's own clock its lease is still valid.
+    redis.cli(&["DEL", "rd:{0}:lease"]);
+    let mut conn = connect(&redis.url()).await;
+    let mut successor = Vec::new();
+    lease::acquire(&mut conn, &shared.keys, &[0], &mut successor, "successor", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(successor[0].epoch, shared.fence(0).unwrap().epoch + 1);
+    assert_eq!(redis.cli(&["GET", "rd:{0}:lease"]), format!("{} successor", successor[0].epoch));
+
+    shard.send(ApplyEntries(vec![flag("w", 3)])).await.unwrap();
+    let flushed = tokio::time::timeout(Duration::from_millis(300), shard.send(FlushNow)).await;
+    assert!(flushed.is_err(), "a fenced flush is never reported persisted");
+    eventually("the owner learns it was fenced off", || *fenced.lock().unwrap() == [0]).await;
+    assert_eq!(redis.cli(&["GET", "rd:{0}:offset"]), "2-0", "the stale owner's offset is not written");
+    assert_eq!(redis.cli(&["HEXISTS", "rd:{0}:users", "w"]), "0", "nor its users");
+    assert_eq!(redis.cli(&["HGET", "rd:{0}:stats", "count:scam_message_flagged"]), "2", "nor its stats");
+    assert!(!shared.lease_valid(), "the instance stops applying and persisting");
+
+    // Asked again, it writes nothing: not the same batch, not a new one.
+    let before = evals(&redis);
+    shard.send(ApplyEntries(vec![flag("x", 4)])).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(300), shard.send(FlushNow)).await;
+    assert_eq!(evals(&redis), before, "no write was sent after the refusal");
+    assert_eq!(*fenced.lock().unwrap(), [0], "refused once, never retried");
+    assert_eq!(redis.cli(&["GET", "rd:{0}:lease"]), format!("{} successor", successor[0].epoch));
 }

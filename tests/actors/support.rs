@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use restrictd::config::Settings;
 use restrictd_actors::domain::Model;
+use restrictd_actors::lease;
 use restrictd_actors::link::{Conn, Target};
 use restrictd_actors::messages::{Fired, RulesFired};
 use restrictd_actors::shared::Shared;
@@ -17,11 +18,35 @@ pub fn model() -> Arc<Model> {
     Settings::from_toml(text, "config.toml", Vec::new()).expect("the default config is valid").model
 }
 
-/// Four shards, all owned here, leases valid for an hour.
+/// Four shards, all owned here, leases valid for an hour by the process's
+/// clock (take them in Redis with `take_leases`).
 pub fn shared() -> Arc<Shared> {
-    let shared = Arc::new(Shared::new(model(), 4, "rd", 64, vec![0, 1, 2, 3]));
+    shared_recording_fences().0
+}
+
+/// Like `shared`; a write fenced off is recorded (its shard) instead of
+/// ending the process.
+pub fn shared_recording_fences() -> (Arc<Shared>, Arc<Mutex<Vec<u32>>>) {
+    let fenced: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let mut shared = Shared::new(model(), 4, "rd", 64, vec![0, 1, 2, 3]);
+    let record = Arc::clone(&fenced);
+    shared.on_fenced = Box::new(move |s| record.lock().unwrap().push(s));
     shared.leases_renewed(Instant::now(), Duration::from_secs(3600));
-    shared
+    (Arc::new(shared), fenced)
+}
+
+/// Takes the leases of `shared`'s shards in Redis as `owner`, as an
+/// instance does at start-up; the tokens go to `shared`.
+pub async fn take_leases(shared: &Shared, conn: &mut Conn, owner: &str) {
+    let mut held = Vec::new();
+    let others = lease::acquire(conn, &shared.keys, &shared.owned, &mut held, owner, Duration::from_secs(3600))
+        .await
+        .expect("redis");
+    assert!(others.is_empty(), "the leases are free: {others:?}");
+    lease::announce(conn, &shared.keys, &held).await.expect("redis");
+    for fence in held {
+        shared.set_fence(fence);
+    }
 }
 
 pub async fn connect(url: &str) -> Conn {

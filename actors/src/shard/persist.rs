@@ -8,26 +8,36 @@ use actix::prelude::*;
 
 use super::write_behind::Flushed;
 use super::ShardActor;
+use crate::lease;
 use crate::metrics::REDIS_ERRORS_TOTAL;
-use crate::store::snapshot;
+use crate::store::{snapshot, Fence, WriteError};
 
 impl ShardActor {
+    /// This shard's fencing token while its lease is valid by this process's
+    /// clock; `None`: write nothing now.
+    fn writable(&self) -> Option<Fence> {
+        self.shared.lease_valid().then(|| self.shared.fence(self.id).cloned()).flatten()
+    }
+
     /// Writes the users changed since the last flush and the offset, unless a
     /// write is in flight (then it runs again when that one ends).
     pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
         let Some(mut conn) = self.conn.clone() else { return };
-        if !self.shared.lease_valid() {
-            // Another instance may own the shard by now: write nothing.
-            return;
-        }
+        // Another instance may own the shard by now: write nothing. (Redis
+        // checks again: a write that arrives late is fenced off there.)
+        let Some(fence) = self.writable() else { return };
         let Some(batch) = self.write.begin_flush(&mut self.state, &self.model) else { return };
-        let (shared, shard, started) = (Arc::clone(&self.shared), self.id, Instant::now());
-        let model = Arc::clone(&self.model);
+        let (shared, started) = (Arc::clone(&self.shared), Instant::now());
         let write = async move {
-            let result = snapshot::write(&mut conn, &shared.keys, &model, shard, &batch).await;
-            (batch, result)
+            let result = snapshot::write(&mut conn, &shared.keys, &fence, &batch).await;
+            (batch, fence, result)
         };
-        ctx.spawn(write.into_actor(self).map(move |(batch, result), act, ctx| {
+        ctx.spawn(write.into_actor(self).map(move |(batch, fence, result), act, ctx| {
+            if let Err(WriteError::Fenced { now, .. }) = &result {
+                // Never retried: the shard is someone else's now.
+                lease::fenced_off(&act.shared, &fence, "snapshot", now);
+                return;
+            }
             let model = Arc::clone(&act.model);
             match act.write.end_flush(batch, result.is_ok(), &mut act.state, &model) {
                 Flushed::Written { again } => {
@@ -67,18 +77,26 @@ impl ShardActor {
     /// Writes the pending changelog ahead of the snapshot (a write in flight
     /// or a failed write leaves them to the next one).
     fn write_changelog(&mut self, ctx: &mut Context<Self>) {
+        if self.shared.fenced() {
+            return;
+        }
         if !self.write.idle() || !self.shared.lease_valid() {
             self.schedule_changelog(ctx);
             return;
         }
         let Some(mut conn) = self.conn.clone() else { return };
+        let Some(fence) = self.writable() else { return };
         let Some(batch) = self.write.begin_changelog(&self.model) else { return };
-        let (shared, shard) = (Arc::clone(&self.shared), self.id);
+        let shared = Arc::clone(&self.shared);
         let write = async move {
-            let result = snapshot::write_changes(&mut conn, &shared.keys, shard, &batch).await;
-            (batch, result)
+            let result = snapshot::write_changes(&mut conn, &shared.keys, &fence, &batch).await;
+            (batch, fence, result)
         };
-        ctx.spawn(write.into_actor(self).map(|(batch, result), act, ctx| {
+        ctx.spawn(write.into_actor(self).map(|(batch, fence, result), act, ctx| {
+            if let Err(WriteError::Fenced { now, .. }) = &result {
+                lease::fenced_off(&act.shared, &fence, "changelog", now);
+                return;
+            }
             if result.is_err() {
                 metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
             }

@@ -23,8 +23,10 @@ pub struct ShardKeys {
     pub stats: String,
     /// Hash: user → restricted feature names (comma-joined), for instances that do not own the shard.
     pub restricted: String,
-    /// String (expires): the id of the instance that owns the shard.
+    /// String (expires): the owner's fencing token, `"<epoch> <owner id>"` (`store::fence`).
     pub lease: String,
+    /// String (integer): the last epoch handed out; every lease acquisition increments it.
+    pub epoch: String,
     /// Stream: restriction changes, each with the user's whole restricted set, that other instances follow.
     pub changes: String,
 }
@@ -51,6 +53,7 @@ impl Keys {
                     stats: key(s, "stats"),
                     restricted: key(s, "restricted"),
                     lease: key(s, "lease"),
+                    epoch: key(s, "epoch"),
                     changes: key(s, "changes"),
                 })
                 .collect(),
@@ -94,6 +97,9 @@ impl Keys {
     pub fn lease(&self, s: u32) -> &str {
         &self.shard(s).lease
     }
+    pub fn epoch(&self, s: u32) -> &str {
+        &self.shard(s).epoch
+    }
     /// List: a user's changes as JSON, newest first: `<prefix>:{S}:history:<user>`.
     pub fn history(&self, s: u32, user_id: &str) -> String {
         format!("{}:{{{s}}}:history:{user_id}", self.prefix)
@@ -114,6 +120,12 @@ impl Keys {
     /// `<rule>:overlap` → of those, users an enforced rule had restricted already.
     pub fn tripwire_totals(&self) -> String {
         format!("{}:{{tripwire}}:totals", self.prefix)
+    }
+    /// Hash: shard → the fencing token of its newest owner (`"<epoch> <owner>"`),
+    /// written by each owner when it takes the lease; the tripwire's writes on
+    /// a shard's behalf are fenced against it.
+    pub fn tripwire_owners(&self) -> String {
+        format!("{}:{{tripwire}}:owners", self.prefix)
     }
     /// Hash: "<rule>\n<instance>" → "<grant> <ms>", each instance's restriction budget.
     pub fn tripwire_reserved(&self) -> String {
@@ -157,8 +169,18 @@ mod tests {
     fn every_shard_key_carries_the_shard_hash_tag() {
         let keys = Keys::new("rd", 4);
         let k = keys.shard(3);
-        for name in [&k.events, &k.users, &k.offset, &k.dedup, &k.audit, &k.stats, &k.restricted, &k.lease, &k.changes]
-        {
+        for name in [
+            &k.events,
+            &k.users,
+            &k.offset,
+            &k.dedup,
+            &k.audit,
+            &k.stats,
+            &k.restricted,
+            &k.lease,
+            &k.epoch,
+            &k.changes,
+        ] {
             assert!(name.starts_with("rd:{3}:"), "{name}");
         }
         assert_eq!(keys.events(3), "rd:{3}:events");

@@ -5,6 +5,7 @@
 //! pipeline. Shard leases are in `crate::lease`, with their renewal loop.
 
 pub mod codec;
+pub mod fence;
 pub mod keys;
 pub mod reads;
 pub mod rules;
@@ -12,6 +13,7 @@ pub mod snapshot;
 pub mod tripwire;
 
 pub use codec::{EventStat, EventStats};
+pub use fence::{Fence, WriteError};
 pub use keys::{Keys, DEFAULT_PREFIX};
 pub use reads::DeadLetter;
 pub use snapshot::{ChangeBatch, FlushBatch, LoadError};

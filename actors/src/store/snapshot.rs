@@ -8,8 +8,10 @@
 //! * `<prefix>:{S}:offset` string: id of the last entry reflected in the above
 //!
 //! A flush writes the users changed since the last one, the dedup changes and
-//! the offset in one transaction, and trims the stream up to the offset minus
-//! the safety margin in the same transaction. Recovery loads the hashes in
+//! the offset in one atomic unit, and trims the stream up to the offset minus
+//! the safety margin in the same unit. Every write here is fenced
+//! (`store::fence`): Redis applies it only while the shard's lease holds the
+//! writer's token. Recovery loads the hashes in
 //! chunks (HSCAN) and the reader replays the stream after the offset, so every
 //! event is reflected exactly once.
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use redis::Value;
 
 use super::codec::EventStats;
+use super::fence::{self, Check, Fence, WriteError};
 use super::keys::Keys;
 use crate::domain::shard_state::DedupChanges;
 use crate::domain::snapshot::decode_user;
@@ -103,27 +106,20 @@ fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &Chan
 /// other instances see them within `changelog_delay`. Entries carry whole
 /// sets, so if the owner dies before its snapshot and the replay writes them
 /// again, followers end in the same state.
-pub async fn write_changes(conn: &mut Conn, keys: &Keys, shard: u32, batch: &ChangeBatch) -> redis::RedisResult<()> {
+pub async fn write_changes(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &ChangeBatch) -> Result<(), WriteError> {
     let mut pipe = redis::pipe();
-    pipe.atomic();
-    add_changes(&mut pipe, keys, shard, batch);
-    pipe.query_async::<()>(conn).await
+    add_changes(&mut pipe, keys, fence.shard, batch);
+    fence::exec(conn, &[Check::lease(keys.lease(fence.shard), fence)], &pipe).await
 }
 
 /// Entries kept in a shard's audit stream, and changes kept per user history.
 pub const AUDIT_MAXLEN: u64 = 100_000;
 pub const HISTORY_MAXLEN: i64 = 1_000;
 
-/// Writes a flush in one MULTI/EXEC.
-pub async fn write(
-    conn: &mut Conn,
-    keys: &Keys,
-    model: &Model,
-    shard: u32,
-    batch: &FlushBatch,
-) -> redis::RedisResult<()> {
+/// Writes a flush in one atomic unit, fenced by the shard's lease.
+pub async fn write(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &FlushBatch) -> Result<(), WriteError> {
+    let shard = fence.shard;
     let mut pipe = redis::pipe();
-    pipe.atomic();
     if !batch.users.is_empty() {
         let cmd = pipe.cmd("HSET").arg(keys.users(shard));
         for (user, blob) in &batch.users {
@@ -152,7 +148,6 @@ pub async fn write(
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
     }
     add_changes(&mut pipe, keys, shard, &batch.changes);
-    let _ = model;
     for (field, delta) in batch.stats.fields() {
         pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(delta).ignore();
     }
@@ -163,7 +158,7 @@ pub async fn write(
     if let Some(min) = batch.trim_below {
         pipe.cmd("XTRIM").arg(keys.events(shard)).arg("MINID").arg(min.to_string()).ignore();
     }
-    pipe.query_async::<()>(conn).await
+    fence::exec(conn, &[Check::lease(keys.lease(shard), fence)], &pipe).await
 }
 
 #[derive(Debug, thiserror::Error)]

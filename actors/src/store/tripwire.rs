@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use redis::Value;
 
+use super::fence::{self, Check, Fence, WriteError};
 use super::keys::Keys;
 use crate::domain::{Model, SharedRule, TripwireSettings};
 use crate::link::Conn;
@@ -45,13 +46,20 @@ pub async fn compare_and_set(
 }
 
 /// Reserves each rule's restriction budget for one instance, atomically
-/// against every other instance's: KEYS[1] the reservations hash; ARGV
-/// instance, now (ms), stale (ms), then per rule its key, what is left of its
-/// cap and what this instance needs. An instance gets what it needs of what
+/// against every other instance's: KEYS[1] the reservations hash, KEYS[2] the
+/// owners hash; ARGV instance, now (ms), stale (ms), the number of fences and
+/// per fence a shard and the token its owner must hold there (else `FENCED`,
+/// as `store::fence`), then per rule its key, what is left of its cap and
+/// what this instance needs. An instance gets what it needs of what
 /// is left once the others' reservations (younger than `stale`) are taken
 /// off; older ones are dropped (an instance that stopped).
 const RESERVE: &str = r"
 local id, now, stale = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local fences = tonumber(ARGV[4])
+for i = 1, fences do
+  local cur = redis.call('HGET', KEYS[2], ARGV[3 + 2 * i])
+  if cur ~= ARGV[4 + 2 * i] then return redis.error_reply('FENCED ' .. i .. ' ' .. (cur or 'none')) end
+end
 local others = {}
 local flat = redis.call('HGETALL', KEYS[1])
 for i = 1, #flat, 2 do
@@ -66,7 +74,7 @@ for i = 1, #flat, 2 do
   end
 end
 local out = {}
-for k = 4, #ARGV, 3 do
+for k = 5 + 2 * fences, #ARGV, 3 do
   local rule, left, need = ARGV[k], tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])
   local grant = math.max(0, math.min(left - (others[rule] or 0), need))
   redis.call('HSET', KEYS[1], rule .. '\n' .. id, grant .. ' ' .. now)
@@ -89,15 +97,19 @@ pub async fn reserve(
     conn: &mut Conn,
     keys: &Keys,
     (instance, now_ms, stale_ms): (&str, u64, u64),
+    fences: &[Fence],
     rules: &[Need],
-) -> redis::RedisResult<Vec<u64>> {
+) -> Result<Vec<u64>, WriteError> {
     let mut cmd = redis::cmd("EVAL");
-    cmd.arg(RESERVE).arg(1).arg(keys.tripwire_reserved());
-    cmd.arg(instance).arg(now_ms).arg(stale_ms);
+    cmd.arg(RESERVE).arg(2).arg(keys.tripwire_reserved()).arg(keys.tripwire_owners());
+    cmd.arg(instance).arg(now_ms).arg(stale_ms).arg(fences.len());
+    for f in fences {
+        cmd.arg(f.shard).arg(&*f.token);
+    }
     for n in rules {
         cmd.arg(&n.rule).arg(n.left).arg(n.need);
     }
-    cmd.query_async(conn).await
+    cmd.query_async(conn).await.map_err(WriteError::from_redis)
 }
 
 /// Rule `rule`'s stored state as JSON ("" when absent).
@@ -134,6 +146,9 @@ pub struct Sync<'a> {
     /// (shard, users) of the shards this instance has recovered, when it is
     /// time to write them.
     pub population: Vec<(u32, u64)>,
+    /// The tokens of the shards this instance holds: its writes are applied
+    /// only while each is still its shard's newest owner.
+    pub fences: &'a [Fence],
 }
 
 /// A rule's counts over all time, shared by every instance.
@@ -196,17 +211,17 @@ fn first_second(state: &SharedRule, now_ms: u64, settings: &TripwireSettings) ->
 /// rule's seconds, the population and the states. One transaction. Each
 /// window is counted from the state read in the same transaction (a reset
 /// made elsewhere, or before a restart, starts it), never from a state this
-/// instance held before.
+/// instance held before. The writes are fenced (`store::fence`): refused
+/// whole, with `FENCED`, once another instance took one of this one's shards.
 pub async fn sync(
     conn: &mut Conn,
     keys: &Keys,
     model: &Model,
     settings: &TripwireSettings,
     sync: Sync<'_>,
-) -> redis::RedisResult<Counts> {
+) -> Result<Counts, WriteError> {
     let (per_second, totals) = tallies(sync.pending);
     let mut pipe = redis::pipe();
-    pipe.atomic();
     for ((r, suffix), n) in totals {
         let Some(rule) = model.rules.get(usize::from(r)) else { continue };
         let field = format!("{}{suffix}", rule.tripwire_key());
@@ -229,13 +244,20 @@ pub async fn sync(
         }
         cmd.ignore();
     }
+    let owners = keys.tripwire_owners();
+    let mut reads = redis::pipe();
+    reads.atomic();
+    if pipe.cmd_iter().next().is_some() {
+        reads.add_command(fence::script(&Check::owners(&owners, sync.fences), &pipe)).ignore();
+    }
+    let mut pipe = reads;
     for rule in &model.rules {
         pipe.cmd("HGETALL").arg(keys.tripwire_hits(&rule.tripwire_key()));
     }
     pipe.cmd("HGETALL").arg(&population);
     pipe.cmd("HGETALL").arg(keys.tripwire_state());
     pipe.cmd("HGETALL").arg(keys.tripwire_totals());
-    let mut replies: Vec<Value> = pipe.query_async(conn).await?;
+    let mut replies: Vec<Value> = pipe.query_async(conn).await.map_err(WriteError::from_redis)?;
     let totals: HashMap<String, u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let states: HashMap<String, String> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
     let per_shard: HashMap<u32, u64> = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;

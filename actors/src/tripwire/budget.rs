@@ -23,6 +23,7 @@ use crate::domain::{TripState, TripwireSettings};
 use crate::link::Conn;
 use crate::metrics::REDIS_ERRORS_TOTAL;
 use crate::store::tripwire as store;
+use crate::store::{Fence, WriteError};
 
 /// The most users a rule may restrict in its window at this population.
 pub fn cap(s: &TripwireSettings, population: u64) -> u64 {
@@ -217,10 +218,16 @@ impl super::Tripwire {
         let (shared, instance) = (Arc::clone(&self.shared), self.instance.clone());
         let work = async move {
             let needs: Vec<store::Need> = rules.iter().map(|(_, n)| n.clone()).collect();
-            match store::reserve(&mut conn, &shared.keys, (&instance, now, stale_ms), &needs).await {
+            let fences: Vec<Fence> = shared.fences().cloned().collect();
+            match store::reserve(&mut conn, &shared.keys, (&instance, now, stale_ms), &fences, &needs).await {
                 Ok(grants) => {
                     for ((rule, _), grant) in rules.iter().zip(grants) {
                         shared.budget.granted(*rule, grant);
+                    }
+                }
+                Err(WriteError::Fenced { check, now }) => {
+                    if let Some(fence) = fences.get(check) {
+                        crate::lease::fenced_off(&shared, fence, "tripwire reservation", &now);
                     }
                 }
                 Err(e) => {

@@ -33,12 +33,14 @@ use crate::clock::now_ms;
 use crate::domain::rules::OnTrip;
 use crate::domain::time::rfc3339_ms;
 use crate::domain::{SharedRule, Transition, TripState, TripwireSettings};
+use crate::lease;
 use crate::link::Conn;
 use crate::messages::*;
 use crate::metrics::*;
 use crate::retry::LogOnce;
 use crate::shared::{FeedItem, FeedKind, Shared};
 use crate::store::tripwire::{self as store, Counts, Sync, Totals};
+use crate::store::{Fence, WriteError};
 
 pub(crate) mod budget;
 mod control;
@@ -203,13 +205,21 @@ impl Tripwire {
         let (shared, settings) = (Arc::clone(&self.shared), self.settings);
         let now = now_ms();
         let population = self.population_to_write();
+        let fences: Vec<Fence> = shared.fences().cloned().collect();
         let work = async move {
-            let sync = Sync { pending: &pending, stale: &stale, now_ms: now, population };
+            let sync = Sync { pending: &pending, stale: &stale, now_ms: now, population, fences: &fences };
             let counts = store::sync(&mut conn, &shared.keys, &model, &settings, sync).await;
-            (counts, pending, conn)
+            (counts, pending, conn, fences)
         };
-        ctx.spawn(work.into_actor(self).map(move |(counts, pending, conn), act, ctx| {
+        ctx.spawn(work.into_actor(self).map(move |(counts, pending, conn, fences), act, ctx| {
             act.syncing = false;
+            if let Err(WriteError::Fenced { check, now }) = &counts {
+                // Never retried: the instance stops (its reports are dropped).
+                if let Some(fence) = fences.get(*check) {
+                    lease::fenced_off(&act.shared, fence, "tripwire sync", now);
+                }
+                return;
+            }
             act.synced(counts, pending, now, conn, ctx);
             if act.again {
                 act.sync(ctx);
@@ -240,7 +250,7 @@ impl Tripwire {
     /// A sync ended: evaluate what it read, or hold its reports for the next.
     fn synced(
         &mut self,
-        counts: redis::RedisResult<Counts>,
+        counts: Result<Counts, WriteError>,
         pending: Vec<Fired>,
         now: u64,
         conn: Conn,
