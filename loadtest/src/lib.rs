@@ -26,6 +26,25 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
     exposition.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Quantile `q` of histogram `name` in a Prometheus exposition, as the
+/// upper bound of the first bucket that holds it (`None`: no observation).
+pub fn histogram_quantile(exposition: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = exposition
+        .lines()
+        .filter_map(|l| {
+            let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    buckets.iter().find(|(_, n)| *n >= q * total).map(|(le, _)| *le)
+}
+
 /// A short mixed run (about `rate` requests per second for `duration`) with
 /// the correctness check on: fails when any sampled user's features differ
 /// from the reference model of the events that were acknowledged.

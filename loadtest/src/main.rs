@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use loadtest::engine::{self, Plan, Summary};
 use loadtest::measure;
 use loadtest::scenarios::{populate, settle, Batches, Checks, Events, Mixed, Model, Population, Rng};
-use loadtest::spawn::{Redis, RedisCluster, Service};
+use loadtest::spawn::{get_body, Redis, RedisCluster, Service};
 use restrictd_actors::store::{Keys, DEFAULT_PREFIX};
 use serde_json::json;
 
@@ -561,8 +561,13 @@ fn apply_rate(
         s.wait_ready(Duration::from_secs(600));
     }
     let seconds = launched.elapsed().as_secs_f64();
+    // The first instance's snapshot writes while replaying (each fenced by its lease).
+    let exposition = services.first().and_then(|s| get_body(&s.addr, "/metrics")).unwrap_or_default();
+    let flush = |q| loadtest::histogram_quantile(&exposition, "restrictd_flush_seconds", q).map(|s| s * 1000.0);
     Ok(json!({
         "instances": services.len(),
+        "flush_ms_p50_bucket": flush(0.5),
+        "flush_ms_p99_bucket": flush(0.99),
         "redis": if cluster { "cluster of 3 masters" } else { "one redis-server" },
         "events_replayed": posted,
         "seconds_to_ready": seconds,

@@ -256,6 +256,18 @@ fn listening_addr(line: &str) -> Option<String> {
     None
 }
 
+/// The body of a GET (HTTP/1.1, `Connection: close`), or `None` when the
+/// server does not answer 200.
+pub fn get_body(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
 /// The status of a GET, or `None` when the server does not answer.
 fn get_status(addr: &str, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(addr).ok()?;
