@@ -100,11 +100,18 @@ async fn a_failed_flush_gives_everything_back_and_the_retry_writes_it() {
     assert_eq!(redis.cli(&["HGET", "rd:{0}:restricted", "v"]), "can_message");
 }
 
-/// `EVAL` calls Redis has served (every fenced write is one).
-fn evals(redis: &Redis) -> u64 {
+/// Write attempts Redis has seen: every fenced write starts with a `WATCH`
+/// and ends with an `EXEC` (or an `UNWATCH` when refused).
+fn write_attempts(redis: &Redis) -> u64 {
     let stats = redis.cli(&["INFO", "commandstats"]);
-    let line = stats.lines().find(|l| l.starts_with("cmdstat_eval:")).unwrap_or("cmdstat_eval:calls=0,");
-    line["cmdstat_eval:calls=".len()..].split(',').next().unwrap().parse().unwrap()
+    ["watch", "exec", "unwatch", "multi"]
+        .iter()
+        .filter_map(|c| {
+            let prefix = format!("cmdstat_{c}:calls=");
+            let line = stats.lines().find(|l| l.starts_with(&prefix))?;
+            line[prefix.len()..].split(',').next()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 #[actix_rt::test]
@@ -136,10 +143,10 @@ async fn a_flush_composed_before_another_owner_took_the_shard_is_refused_by_redi
     assert!(!shared.lease_valid(), "the instance stops applying and persisting");
 
     // Asked again, it writes nothing: not the same batch, not a new one.
-    let before = evals(&redis);
+    let before = write_attempts(&redis);
     shard.send(ApplyEntries(vec![flag("x", 4)])).await.unwrap();
     let _ = tokio::time::timeout(Duration::from_millis(300), shard.send(FlushNow)).await;
-    assert_eq!(evals(&redis), before, "no write was sent after the refusal");
+    assert_eq!(write_attempts(&redis), before, "no write was sent after the refusal");
     assert_eq!(*fenced.lock().unwrap(), [0], "refused once, never retried");
     assert_eq!(redis.cli(&["GET", "rd:{0}:lease"]), format!("{} successor", successor[0].epoch));
 }

@@ -7,10 +7,20 @@
 //! or a restart of the same instance). A write composed while the lease was
 //! valid can reach Redis long after (a paused process, a partition that holds
 //! packets): the check in the process (`Shared::lease_valid`) cannot see that,
-//! the check here can. The writes are sent as a pipeline of commands carried
-//! into one Lua script that first compares the token(s), then runs them; a
-//! mismatch fails with `FENCED` and writes nothing. Keys the commands name
-//! share the checked key's hash tag, so this holds on Redis Cluster.
+//! the check here can. Two forms, one meaning:
+//! * `exec_watched`, for a shard's own writes (snapshots, changelog): `WATCH`
+//!   the epoch and read the lease, then `MULTI`/`EXEC`. The lease must hold
+//!   the token when read, and `EXEC` runs only if no acquisition (which
+//!   increments the epoch) came in between. Needs a connection of the
+//!   shard's own (`WATCH` is per connection) with one write at a time, which
+//!   the write-behind guarantees. Costs one round trip, not a copy of the
+//!   payload through a script.
+//! * `exec`, for writes made on many shards' behalf (the tripwire's): the
+//!   commands carried into one Lua script that first compares each token.
+//!
+//! A refusal writes nothing and reads as `WriteError::Fenced`. Keys the
+//! commands name share the checked key's hash tag, so this holds on Redis
+//! Cluster.
 
 use std::sync::Arc;
 
@@ -81,11 +91,6 @@ pub struct Check<'a> {
 }
 
 impl<'a> Check<'a> {
-    /// The shard's lease names this owner and epoch.
-    pub fn lease(key: &'a str, fence: &'a Fence) -> Self {
-        Check { key, field: None, want: &fence.token }
-    }
-
     /// Each shard's newest owner, as recorded in hash `owners` when it took
     /// the lease (`lease::announce`), is still the one of `fences`: for
     /// writes on the shards' behalf outside their hash tag (the tripwire's).
@@ -176,6 +181,30 @@ fn push_split(cmd: &mut redis::Cmd, args: &[&[u8]]) {
         for a in piece {
             cmd.arg(*a);
         }
+    }
+}
+
+/// Runs `writes` in one `MULTI`/`EXEC` if the shard's lease holds `fence`'s
+/// token and no other acquisition comes before the `EXEC` (module doc).
+/// `conn` carries nothing else meanwhile.
+pub async fn exec_watched(
+    conn: &mut impl ConnectionLike,
+    (lease, epoch): (&str, &str),
+    fence: &Fence,
+    writes: &mut redis::Pipeline,
+) -> Result<(), WriteError> {
+    let ((), holder): ((), Option<String>) =
+        redis::pipe().cmd("WATCH").arg(epoch).cmd("GET").arg(lease).query_async(conn).await?;
+    if holder.as_deref() != Some(&*fence.token) {
+        redis::cmd("UNWATCH").query_async::<()>(conn).await?;
+        return Err(WriteError::Fenced { check: 0, now: holder.unwrap_or_else(|| "none".into()) });
+    }
+    match writes.atomic().query_async::<redis::Value>(conn).await? {
+        redis::Value::Nil => {
+            let now: Option<String> = redis::cmd("GET").arg(lease).query_async(conn).await?;
+            Err(WriteError::Fenced { check: 0, now: now.unwrap_or_else(|| "none".into()) })
+        }
+        _ => Ok(()),
     }
 }
 
