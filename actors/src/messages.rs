@@ -24,7 +24,7 @@ pub struct ApplyEntries(pub Vec<Entry<Payload>>);
 pub struct CatchUpTo(pub Option<EntryId>);
 
 /// Start from this recovered state, under rule-set `version` (`model`);
-/// persist through `conn`, a connection of the shard's own.
+/// persist through `conn`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Restore {
@@ -34,7 +34,7 @@ pub struct Restore {
     pub model: std::sync::Arc<crate::domain::Model>,
 }
 
-/// Persist through this connection (the shard's own) from now on (after a reconnect).
+/// Persist through this connection from now on (after a reconnect).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UseConnection(pub Conn);

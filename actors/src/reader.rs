@@ -117,23 +117,17 @@ impl ReadLoop {
             let result = async {
                 let mut read_conn = self.connect(self.settings.block + Duration::from_secs(5)).await?;
                 let mut write_conn = self.connect(Duration::from_secs(10)).await?;
-                // Each shard writes on a connection of its own: its fenced
-                // writes WATCH the shard's epoch (`store::fence`).
-                let mut shard_conns = Vec::with_capacity(self.shards.len());
-                for _ in &self.shards {
-                    shard_conns.push(self.connect(Duration::from_secs(10)).await?);
-                }
                 if down.end() {
                     tracing::info!(redis = %self.settings.redis.describe(), "stream reader reconnected to redis");
                 }
                 backoff.reset();
                 connected_once = true;
                 if recovered {
-                    for ((_, addr), conn) in self.shards.iter().zip(shard_conns) {
-                        addr.send(UseConnection(conn)).await.map_err(|_| ReadError::Stopped)?;
+                    for (_, addr) in &self.shards {
+                        addr.send(UseConnection(write_conn.clone())).await.map_err(|_| ReadError::Stopped)?;
                     }
                 } else {
-                    self.recover(&mut write_conn, shard_conns, &mut cursors).await?;
+                    self.recover(&mut write_conn, &mut cursors).await?;
                     recovered = true;
                 }
                 self.read_until_error(&mut read_conn, &mut write_conn, &mut cursors).await
@@ -192,15 +186,15 @@ impl ReadLoop {
 
     /// Loads each shard's snapshot, hands it to the shard, and tells it where
     /// its stream ended, so it knows when it has caught up.
-    async fn recover(&self, conn: &mut Conn, shard_conns: Vec<Conn>, cursors: &mut [EntryId]) -> Result<(), ReadError> {
+    async fn recover(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), ReadError> {
         let started = Instant::now();
         let mut users = 0;
-        for ((i, (s, addr)), own) in self.shards.iter().enumerate().zip(shard_conns) {
+        for (i, (s, addr)) in self.shards.iter().enumerate() {
             let (version, model) = self.rules_of(conn, *s).await?;
             let state = snapshot::load(conn, &self.shared.keys, *s, &model, self.settings.dedup_window_ms).await?;
             users += state.users.len();
             cursors[i] = state.applied;
-            addr.send(Restore { state, conn: own, version, model }).await.map_err(|_| ReadError::Stopped)?;
+            addr.send(Restore { state, conn: conn.clone(), version, model }).await.map_err(|_| ReadError::Stopped)?;
         }
         counter!(RECOVERY_USERS_LOADED_TOTAL).increment(users as u64);
         tracing::info!(

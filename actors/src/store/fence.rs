@@ -8,15 +8,18 @@
 //! valid can reach Redis long after (a paused process, a partition that holds
 //! packets): the check in the process (`Shared::lease_valid`) cannot see that,
 //! the check here can. Two forms, one meaning:
-//! * `exec_watched`, for a shard's own writes (snapshots, changelog): `WATCH`
-//!   the epoch and read the lease, then `MULTI`/`EXEC`. The lease must hold
-//!   the token when read, and `EXEC` runs only if no acquisition (which
-//!   increments the epoch) came in between. Needs a connection of the
-//!   shard's own (`WATCH` is per connection) with one write at a time, which
-//!   the write-behind guarantees. Costs one round trip, not a copy of the
-//!   payload through a script.
-//! * `exec`, for writes made on many shards' behalf (the tripwire's): the
-//!   commands carried into one Lua script that first compares each token.
+//! * `exec_watched`, for a shard's own writes (snapshots, changelog) on a
+//!   single Redis: `WATCH` the epoch, a small script that spoils the watch
+//!   unless the lease holds the token, then `MULTI`/`EXEC`, in one pipeline.
+//!   `EXEC` runs only if the lease held the token and no acquisition (which
+//!   increments the epoch) came in between. The payload is not copied
+//!   through a script, which keeps the fence's cost within noise.
+//! * `exec`: the commands carried into one Lua script that first compares
+//!   each token. For writes made on many shards' behalf (the tripwire's),
+//!   and for a shard's own writes on a Redis Cluster, whose client splits a
+//!   pipeline by slot and cannot carry `WATCH`, `MULTI` and `EXEC` in one.
+//!
+//! `exec_shard` picks between the two for a shard's own writes.
 //!
 //! A refusal writes nothing and reads as `WriteError::Fenced`. Keys the
 //! commands name share the checked key's hash tag, so this holds on Redis
@@ -26,6 +29,9 @@ use std::sync::Arc;
 
 use redis::aio::ConnectionLike;
 use redis::Arg;
+
+use super::keys::Keys;
+use crate::link::Conn;
 
 /// An owner's fencing token for one shard: the lease's value as it took it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,27 +190,61 @@ fn push_split(cmd: &mut redis::Cmd, args: &[&[u8]]) {
     }
 }
 
+/// Makes the `EXEC` that follows abort unless the lease holds the token
+/// (KEYS[1] lease, KEYS[2] epoch, ARGV[1] token): on a mismatch it writes
+/// the epoch back unchanged, which fails the caller's `WATCH`. Returns 1, or
+/// what the lease holds.
+const GUARD: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then return 1 end
+redis.call('SET', KEYS[2], redis.call('GET', KEYS[2]) or '0')
+return cur or 'none'";
+
 /// Runs `writes` in one `MULTI`/`EXEC` if the shard's lease holds `fence`'s
-/// token and no other acquisition comes before the `EXEC` (module doc).
-/// `conn` carries nothing else meanwhile.
+/// token and no other acquisition comes before the `EXEC`, in one round
+/// trip: `WATCH` the epoch, a guard that spoils the watch when the lease is
+/// not ours, then the transaction. The pipeline goes out as one piece, so on
+/// a multiplexed connection nothing comes between the `WATCH` and its `EXEC`.
 pub async fn exec_watched(
     conn: &mut impl ConnectionLike,
     (lease, epoch): (&str, &str),
     fence: &Fence,
-    writes: &mut redis::Pipeline,
+    writes: &redis::Pipeline,
 ) -> Result<(), WriteError> {
-    let ((), holder): ((), Option<String>) =
-        redis::pipe().cmd("WATCH").arg(epoch).cmd("GET").arg(lease).query_async(conn).await?;
-    if holder.as_deref() != Some(&*fence.token) {
-        redis::cmd("UNWATCH").query_async::<()>(conn).await?;
-        return Err(WriteError::Fenced { check: 0, now: holder.unwrap_or_else(|| "none".into()) });
+    let mut pipe = redis::pipe();
+    pipe.cmd("WATCH").arg(epoch).ignore();
+    pipe.cmd("EVAL").arg(GUARD).arg(2).arg(lease).arg(epoch).arg(&*fence.token);
+    pipe.cmd("MULTI").ignore();
+    for write in writes.cmd_iter() {
+        pipe.add_command(write.clone()).ignore();
     }
-    match writes.atomic().query_async::<redis::Value>(conn).await? {
-        redis::Value::Nil => {
+    pipe.cmd("EXEC");
+    let (guard, exec): (redis::Value, redis::Value) = pipe.query_async(conn).await?;
+    match (guard, exec) {
+        (_, redis::Value::Array(_)) => Ok(()),
+        (redis::Value::BulkString(now), _) => {
+            Err(WriteError::Fenced { check: 0, now: String::from_utf8_lossy(&now).into_owned() })
+        }
+        // The epoch moved between the guard and the EXEC: someone took the lease.
+        _ => {
             let now: Option<String> = redis::cmd("GET").arg(lease).query_async(conn).await?;
             Err(WriteError::Fenced { check: 0, now: now.unwrap_or_else(|| "none".into()) })
         }
-        _ => Ok(()),
+    }
+}
+
+/// Runs a shard's own `writes` if its lease still holds `fence`'s token,
+/// atomically (module doc).
+pub async fn exec_shard(
+    conn: &mut Conn,
+    keys: &Keys,
+    fence: &Fence,
+    writes: &redis::Pipeline,
+) -> Result<(), WriteError> {
+    let (lease, epoch) = (keys.lease(fence.shard), keys.epoch(fence.shard));
+    match conn {
+        Conn::Cluster(_) => exec(conn, &[Check { key: lease, field: None, want: &fence.token }], writes).await,
+        Conn::Single(_) | Conn::Managed(_) => exec_watched(conn, (lease, epoch), fence, writes).await,
     }
 }
 

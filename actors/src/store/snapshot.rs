@@ -105,19 +105,19 @@ fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &Chan
 /// Writes changelog entries and restricted sets ahead of the snapshot, so
 /// other instances see them within `changelog_delay`. Entries carry whole
 /// sets, so if the owner dies before its snapshot and the replay writes them
-/// again, followers end in the same state. `conn` is the shard's own.
+/// again, followers end in the same state.
 pub async fn write_changes(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &ChangeBatch) -> Result<(), WriteError> {
     let mut pipe = redis::pipe();
     add_changes(&mut pipe, keys, fence.shard, batch);
-    fence::exec_watched(conn, (keys.lease(fence.shard), keys.epoch(fence.shard)), fence, &mut pipe).await
+    fence::exec_shard(conn, keys, fence, &pipe).await
 }
 
 /// Entries kept in a shard's audit stream, and changes kept per user history.
 pub const AUDIT_MAXLEN: u64 = 100_000;
 pub const HISTORY_MAXLEN: i64 = 1_000;
 
-/// Writes a flush in one transaction, fenced by the shard's lease; `conn` is
-/// the shard's own (`fence::exec_watched`).
+/// Writes a flush in one atomic unit, fenced by the shard's lease
+/// (`fence::exec_shard`).
 pub async fn write(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &FlushBatch) -> Result<(), WriteError> {
     let shard = fence.shard;
     let mut pipe = redis::pipe();
@@ -159,7 +159,7 @@ pub async fn write(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &FlushBat
     if let Some(min) = batch.trim_below {
         pipe.cmd("XTRIM").arg(keys.events(shard)).arg("MINID").arg(min.to_string()).ignore();
     }
-    fence::exec_watched(conn, (keys.lease(shard), keys.epoch(shard)), fence, &mut pipe).await
+    fence::exec_shard(conn, keys, fence, &pipe).await
 }
 
 #[derive(Debug, thiserror::Error)]
