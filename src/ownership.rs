@@ -77,9 +77,6 @@ pub fn claim(instance: InstanceSettings, redis: Target, shared: Arc<Shared>, sta
                 }
             }
         }
-        for fence in &got {
-            shared.set_fence(fence.clone());
-        }
         let epochs = got.iter().map(|f| f.epoch).collect::<Vec<_>>();
         actix_rt::spawn(lease::keep(conn.clone(), Arc::clone(&shared), got.clone(), ttl));
         let announce = || {
@@ -92,6 +89,11 @@ pub fn claim(instance: InstanceSettings, redis: Target, shared: Arc<Shared>, sta
             |e| tracing::warn!(error = %e, "cannot record the shard owners for the tripwire yet; retrying"),
         )
         .await;
+        // Only now: the tripwire fences its writes with these tokens, which
+        // must be recorded first (else its own sync would be refused).
+        for fence in &got {
+            shared.set_fence(fence.clone());
+        }
         tracing::info!(
             instance = %me,
             shards = got.len(),

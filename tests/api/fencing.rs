@@ -66,7 +66,7 @@ fn cycle(redis: &TestRedis, nemesis: Nemesis) {
     let mut successor = standby(redis);
     // 300 users: 4 producers of 75, posting through the standby.
     let producers = Producers::start(&successor, 4, 75);
-    producers.wait_acked(300);
+    acked(&producers, 300, &successor);
 
     // Cut the owner off for three lease TTLs: the standby takes over within
     // one and applies load for the other two while the owner's traffic waits.
@@ -77,7 +77,7 @@ fn cycle(redis: &TestRedis, nemesis: Nemesis) {
     wait_for("the standby to take the shards over", Duration::from_secs(30), || {
         successor.log().contains("shard leases taken").then_some(())
     });
-    producers.wait_acked(600);
+    acked(&producers, 600, &successor);
     successor.post_applied(&crate::helpers::event("purchase_made", "fence-probe", serde_json::json!({"amount": 1})));
     nemesis.end(&owner);
 
@@ -92,7 +92,7 @@ fn cycle(redis: &TestRedis, nemesis: Nemesis) {
         "one line names the shard, the epoch and the new owner: {line}"
     );
 
-    producers.wait_acked(100);
+    acked(&producers, 100, &successor);
     let mut expected = producers.finish();
     expected.insert("fence-probe".into(), Expected { flags: 0, spend_cents: 100, ambiguous: None });
     successor.kill();
@@ -104,6 +104,16 @@ fn cycle(redis: &TestRedis, nemesis: Nemesis) {
     recovered.wait_ready();
     assert_state_matches(&recovered, &expected);
     assert_stats_within(&recovered, &expected);
+}
+
+/// Waits for `n` more acknowledged events; on a time-out, says why with the
+/// log of the instance they were posted to.
+fn acked(producers: &Producers, n: u64, to: &TestApp) {
+    let goal = producers.acked.load(std::sync::atomic::Ordering::Acquire) + n;
+    let done = crate::helpers::wait_for_or(Duration::from_secs(60), || {
+        (producers.acked.load(std::sync::atomic::Ordering::Acquire) >= goal).then_some(())
+    });
+    assert!(done.is_some(), "{goal} acknowledged events not reached; log of the instance posted to:\n{}", to.log());
 }
 
 /// Per-event stats count every acknowledged event once, and nothing beyond

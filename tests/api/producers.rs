@@ -120,8 +120,9 @@ fn produce(t: usize, users: usize, target: &Target, stop: &AtomicBool, acked: &A
             Ok(r) if r.status / 100 == 4 => {
                 panic!("producer sent a bad event: {} {}", r.status, r.body)
             }
-            _ => {
+            other => {
                 // Sent, outcome unknown (killed mid-request, or Redis failed after the append).
+                eprintln!("producer {t}: outcome unknown for {user}: {:?}", other.map(|r| (r.status, r.body)));
                 expected.entry(user.clone()).or_default().ambiguous = Some((flags, cents));
                 live.retain(|u| *u != user);
                 target.wait_change(gen, stop);

@@ -191,29 +191,30 @@ fn push_split(cmd: &mut redis::Cmd, args: &[&[u8]]) {
 }
 
 /// Makes the `EXEC` that follows abort unless the lease holds the token
-/// (KEYS[1] lease, KEYS[2] epoch, ARGV[1] token): on a mismatch it writes
-/// the epoch back unchanged, which fails the caller's `WATCH`. Returns 1, or
-/// what the lease holds.
+/// (KEYS[1] lease, KEYS[2] this writer's spoil key, ARGV[1] token): on a
+/// mismatch it writes the spoil key, which only this writer watches, so its
+/// `WATCH` fails and no one else's does. Returns 1, or what the lease holds.
 const GUARD: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then return 1 end
-redis.call('SET', KEYS[2], redis.call('GET', KEYS[2]) or '0')
+redis.call('SET', KEYS[2], '1', 'PX', 60000)
 return cur or 'none'";
 
 /// Runs `writes` in one `MULTI`/`EXEC` if the shard's lease holds `fence`'s
 /// token and no other acquisition comes before the `EXEC`, in one round
-/// trip: `WATCH` the epoch, a guard that spoils the watch when the lease is
-/// not ours, then the transaction. The pipeline goes out as one piece, so on
-/// a multiplexed connection nothing comes between the `WATCH` and its `EXEC`.
+/// trip: `WATCH` the epoch and this writer's spoil key, a guard that spoils
+/// the watch when the lease is not ours, then the transaction. The pipeline
+/// goes out as one piece, so on a multiplexed connection nothing of this
+/// connection comes between the `WATCH` and its `EXEC`.
 pub async fn exec_watched(
     conn: &mut impl ConnectionLike,
-    (lease, epoch): (&str, &str),
+    (lease, epoch, spoil): (&str, &str, &str),
     fence: &Fence,
     writes: &redis::Pipeline,
 ) -> Result<(), WriteError> {
     let mut pipe = redis::pipe();
-    pipe.cmd("WATCH").arg(epoch).ignore();
-    pipe.cmd("EVAL").arg(GUARD).arg(2).arg(lease).arg(epoch).arg(&*fence.token);
+    pipe.cmd("WATCH").arg(epoch).arg(spoil).ignore();
+    pipe.cmd("EVAL").arg(GUARD).arg(2).arg(lease).arg(spoil).arg(&*fence.token);
     pipe.cmd("MULTI").ignore();
     for write in writes.cmd_iter() {
         pipe.add_command(write.clone()).ignore();
@@ -225,10 +226,17 @@ pub async fn exec_watched(
         (redis::Value::BulkString(now), _) => {
             Err(WriteError::Fenced { check: 0, now: String::from_utf8_lossy(&now).into_owned() })
         }
-        // The epoch moved between the guard and the EXEC: someone took the lease.
         _ => {
+            // The epoch moved between the guard and the EXEC: someone took
+            // the lease. Were it still ours, nothing was written and the
+            // write may be made again.
             let now: Option<String> = redis::cmd("GET").arg(lease).query_async(conn).await?;
-            Err(WriteError::Fenced { check: 0, now: now.unwrap_or_else(|| "none".into()) })
+            match now {
+                Some(now) if now == *fence.token => {
+                    Err(WriteError::Redis(redis::RedisError::from((redis::ErrorKind::Client, "transaction aborted"))))
+                }
+                now => Err(WriteError::Fenced { check: 0, now: now.unwrap_or_else(|| "none".into()) }),
+            }
         }
     }
 }
@@ -244,7 +252,10 @@ pub async fn exec_shard(
     let (lease, epoch) = (keys.lease(fence.shard), keys.epoch(fence.shard));
     match conn {
         Conn::Cluster(_) => exec(conn, &[Check { key: lease, field: None, want: &fence.token }], writes).await,
-        Conn::Single(_) | Conn::Managed(_) => exec_watched(conn, (lease, epoch), fence, writes).await,
+        Conn::Single(_) | Conn::Managed(_) => {
+            let spoil = keys.spoil(fence.shard, fence.epoch);
+            exec_watched(conn, (lease, epoch, &spoil), fence, writes).await
+        }
     }
 }
 

@@ -100,6 +100,12 @@ impl Keys {
     pub fn epoch(&self, s: u32) -> &str {
         &self.shard(s).epoch
     }
+    /// String (expires within a minute): written when a fenced write of the
+    /// owner at `epoch` is refused, to fail that write's own `WATCH` only
+    /// (`store::fence`).
+    pub fn spoil(&self, s: u32, epoch: u64) -> String {
+        format!("{}:spoil:{epoch}", self.shard(s).lease)
+    }
     /// List: a user's changes as JSON, newest first: `<prefix>:{S}:history:<user>`.
     pub fn history(&self, s: u32, user_id: &str) -> String {
         format!("{}:{{{s}}}:history:{user_id}", self.prefix)
