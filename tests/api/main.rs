@@ -10,6 +10,7 @@ mod durability;
 mod edges;
 mod fencing;
 mod loadtest_smoke;
+mod money;
 mod observability;
 mod openapi;
 mod operators;

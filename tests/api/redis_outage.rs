@@ -39,7 +39,9 @@ fn started_without_redis_it_is_alive_not_ready_and_says_so_then_recovers() {
 
 #[test]
 fn when_redis_goes_away_writes_get_503_and_checks_keep_answering() {
-    let mut redis = TestRedis::start();
+    // With its data kept (AOF), as deployed: a Redis that came back empty
+    // would hold no lease, and the owner's fenced writes would stop it.
+    let mut redis = TestRedis::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let app = TestApp::spawn(&redis);
     app.post_applied(&event("scam_message_flagged", "kept", json!({})));
     app.post_applied(&event("scam_message_flagged", "kept", json!({})));

@@ -1,8 +1,10 @@
 //! Exact amounts of money, in millionths of a unit.
 //!
-//! JSON carries amounts as numbers. An amount is read from the shortest decimal
-//! text that round-trips the number (what the producer wrote, up to 15
-//! significant digits), never summed as `f64`. Sums are integers of micro-units.
+//! An amount is read from its JSON text (`parse_decimal`; the event readers
+//! hand it the property's raw text), exact over the whole range, the maximum
+//! enforced to the last digit, never summed as `f64`. Sums are integers of
+//! micro-units. `Money::from_json` reads a `serde_json::Value`, exact up to
+//! 15 significant digits: for values built in code, not for outside input.
 
 use std::fmt;
 

@@ -114,8 +114,8 @@ pub fn add_stats_fields(fields: BTreeMap<String, u64>, totals: &mut BTreeMap<Str
         let Some((kind, name)) = field.split_once(':') else { continue };
         let stat = totals.entry(name.to_string()).or_default();
         match kind {
-            "count" => stat.count += n,
-            "amount" => stat.amount += n,
+            "count" => stat.count = stat.count.saturating_add(n),
+            "amount" => stat.amount = stat.amount.saturating_add(n),
             _ => {}
         }
     }

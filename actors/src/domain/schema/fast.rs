@@ -67,7 +67,7 @@ fn plain_string(raw: &str) -> Option<&str> {
 impl Schema {
     /// The common case of [`Schema::validate`] straight from the event's bytes,
     /// without building a `serde_json::Value`: a valid event whose strings
-    /// have no escapes and whose amounts have at most 15 significant digits.
+    /// have no escapes.
     /// `None` for anything else; the caller then parses the event into a
     /// `Value` and calls `validate`, which gives the same result for what this
     /// accepts and the precise error for what it does not.
@@ -111,15 +111,8 @@ impl Schema {
                     _ => return None,
                 }),
                 PropType::Integer => PropValue::Integer(text.parse::<i64>().ok()?),
-                PropType::Money => {
-                    // Up to 15 significant digits a double holds exactly, so
-                    // the text and `Money::from_json` agree.
-                    let digits = text.split(['e', 'E']).next()?.bytes().filter(u8::is_ascii_digit);
-                    if digits.skip_while(|d| *d == b'0').count() > 15 {
-                        return None;
-                    }
-                    PropValue::Money(crate::domain::money::parse_decimal(text).ok()?)
-                }
+                // Exact from the text, as `validate_bytes` reads it too.
+                PropType::Money => PropValue::Money(crate::domain::money::parse_decimal(text).ok()?),
             };
         }
         Some(event)

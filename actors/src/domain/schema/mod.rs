@@ -3,11 +3,15 @@
 //! without copying its strings; it is used both at the HTTP edge and again by
 //! the shard before applying (entries may come from other producers).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use ahash::AHashMap;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::money::{Money, MoneyError};
+use super::money::{parse_decimal, Money, MoneyError};
 
 mod fast;
 
@@ -204,6 +208,12 @@ impl Schema {
         if let Some(event) = self.validate_fast(bytes) {
             return Ok(event);
         }
+        self.validate_full(bytes, scratch)
+    }
+
+    /// `validate_bytes` without the fast path: the precise error, or the
+    /// same event the fast path would give.
+    fn validate_full<'a>(&self, bytes: &'a [u8], scratch: &'a mut Option<Value>) -> Result<Event<'a>, ValidationError> {
         let value = serde_json::from_slice(bytes).map_err(|e| {
             let message = if bytes.iter().all(u8::is_ascii_whitespace) {
                 "request body is empty; send a JSON event".to_string()
@@ -212,11 +222,23 @@ impl Schema {
             };
             ValidationError::malformed(MALFORMED_JSON, message)
         })?;
-        self.validate(scratch.insert(value))
+        // Amounts are read from their text, exactly: a `Value` holds them as `f64`.
+        let texts: Option<RawProperties<'_>> = serde_json::from_slice(bytes).ok();
+        self.validate_with(scratch.insert(value), texts.as_ref().and_then(|t| t.event_properties.as_ref()))
     }
 
-    /// Validates an event already parsed into a `Value` (see `validate_bytes`).
+    /// Validates an event already parsed into a `Value` (see `validate_bytes`);
+    /// an amount with more than 15 significant digits is read through `f64`.
     pub fn validate<'a>(&self, value: &'a Value) -> Result<Event<'a>, ValidationError> {
+        self.validate_with(value, None)
+    }
+
+    /// `validate`, reading amounts from `texts` (each property's JSON text) when given.
+    fn validate_with<'a>(
+        &self,
+        value: &'a Value,
+        texts: Option<&HashMap<Cow<'_, str>, &RawValue>>,
+    ) -> Result<Event<'a>, ValidationError> {
         let Value::Object(obj) = value else {
             return Err(ValidationError::malformed(
                 "not_an_object",
@@ -283,7 +305,8 @@ impl Schema {
                     format!("event {name:?} requires property {prop:?} ({})", type_name(*ty)),
                 ));
             };
-            event.values[slot] = typed(raw, *ty).map_err(|why| {
+            let text = texts.and_then(|t| t.get(&**prop)).map(|t| t.get());
+            event.values[slot] = typed(raw, *ty, text).map_err(|why| {
                 ValidationError::unprocessable("bad_property", format!("property {prop:?} of event {name:?} {why}"))
             })?;
         }
@@ -387,14 +410,29 @@ pub fn check_user_id(id: &str) -> Result<&str, &'static str> {
     }
 }
 
-fn typed(raw: &Value, ty: PropType) -> Result<PropValue<'_>, String> {
+/// The JSON text of each property of an event, for reading amounts exactly.
+#[derive(serde::Deserialize)]
+struct RawProperties<'a> {
+    #[serde(borrow, default)]
+    event_properties: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
+}
+
+/// A property as its declared type; an amount from its JSON `text` when
+/// known (exact), else from the `Value`.
+fn typed<'a>(raw: &'a Value, ty: PropType, text: Option<&str>) -> Result<PropValue<'a>, String> {
     match (ty, raw) {
         (PropType::String, Value::String(s)) if !s.is_empty() => Ok(PropValue::Str(s)),
         (PropType::String, Value::String(_)) => Err("must not be empty".into()),
-        (PropType::Money, v) => Money::from_json(v).map(PropValue::Money).map_err(|e| match e {
-            MoneyError::NotANumber => "must be a number".to_string(),
-            other => other.to_string(),
-        }),
+        (PropType::Money, v) => {
+            let money = match (v, text) {
+                (Value::Number(_), Some(text)) => parse_decimal(text),
+                _ => Money::from_json(v),
+            };
+            money.map(PropValue::Money).map_err(|e| match e {
+                MoneyError::NotANumber => "must be a number".to_string(),
+                other => other.to_string(),
+            })
+        }
         (PropType::Integer, Value::Number(n)) => {
             n.as_i64().map(PropValue::Integer).ok_or_else(|| "must be a whole number".into())
         }
