@@ -1,13 +1,17 @@
 //! Registers the route table (`api.rs`) with actix-web: a resource per path,
 //! a route per method, a 405 naming the methods a path takes.
 
+use actix_web::body::BoxBody;
+use actix_web::dev::ServiceRequest;
 use actix_web::guard::{Guard, GuardContext};
 use actix_web::http::Method;
-use actix_web::web;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpRequest};
 use restrictd_actors::domain::Model;
 
 use super::api::{endpoints, Endpoint, Handler};
-use super::{check, docs, events, feed, health, history, overrides, rules, rulesets, stats, tripwire, users};
+use super::{body, check, docs, events, feed, health, history, overrides, rules, rulesets, stats, tripwire, users};
+use crate::error::ApiError;
 
 /// Registers every endpoint; several methods on one path share a resource.
 pub fn configure(cfg: &mut web::ServiceConfig, model: &Model) {
@@ -28,7 +32,29 @@ pub fn configure(cfg: &mut web::ServiceConfig, model: &Model) {
         for e in list.iter().filter(|e| e.path == path) {
             resource = resource.route(route(e));
         }
-        cfg.service(resource);
+        // A request that changes state is refused whole (4xx, nothing done)
+        // when a query parameter is unknown or unreadable, before its handler runs.
+        let writes: Vec<(Method, Vec<&'static str>)> = list
+            .iter()
+            .filter(|e| e.path == path && e.method != "get")
+            .map(|e| (method(e.method), e.query.iter().map(|q| q.0).collect()))
+            .collect();
+        if writes.is_empty() {
+            cfg.service(resource);
+        } else {
+            let writes = std::rc::Rc::new(writes);
+            cfg.service(resource.wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
+                let writes = std::rc::Rc::clone(&writes);
+                async move {
+                    if let Some((_, allowed)) = writes.iter().find(|(m, _)| m == req.method()) {
+                        if let Err(e) = query_is_valid(req.request(), allowed) {
+                            return Ok(req.error_response(e).map_into_boxed_body());
+                        }
+                    }
+                    next.call(req).await
+                }
+            })));
+        }
     }
     // The features a published rule set added: matched after the file's own.
     let published = web::resource("/can{feature}").name("/can{feature}").default_service(web::to(super::not_found));
@@ -46,15 +72,33 @@ impl Guard for MethodIs {
     }
 }
 
-fn route(e: &Endpoint) -> actix_web::Route {
-    let method = match e.method {
+/// Every query parameter of a state-changing request is one its row
+/// declares, and those with a fixed set of values hold one of them.
+fn query_is_valid(req: &HttpRequest, allowed: &[&str]) -> Result<(), ApiError> {
+    super::only_params(req, allowed)?;
+    let names: Vec<_> = form_urlencoded::parse(req.query_string().as_bytes()).map(|(name, _)| name).collect();
+    if let Some(twice) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
+        return Err(ApiError::bad_request(format!("query parameter {twice:?} is given more than once")));
+    }
+    body::wait_applied(req)?;
+    match super::query_param(req, "lift_removed").as_deref() {
+        None | Some("true" | "false") => Ok(()),
+        Some(other) => Err(ApiError::bad_request(format!("lift_removed must be true or false, not {other:?}"))),
+    }
+}
+
+fn method(name: &str) -> Method {
+    match name {
         "get" => Method::GET,
         "post" => Method::POST,
         "put" => Method::PUT,
         "delete" => Method::DELETE,
         other => unreachable!("method {other} in the route table"),
-    };
-    let r = web::route().guard(MethodIs(method));
+    }
+}
+
+fn route(e: &Endpoint) -> actix_web::Route {
+    let r = web::route().guard(MethodIs(method(e.method)));
     match e.handler {
         Handler::PostEvent => r.to(events::post_event),
         Handler::PostEvents => r.to(events::post_events),

@@ -146,7 +146,11 @@ pub async fn put_rules(
 ) -> Result<HttpResponse, ApiError> {
     let by = state.settings.auth.admin(&req)?;
     super::only_params(&req, &["wait", "message", "lift_removed"])?;
-    let bytes = body::read(&req, payload, state.settings.ingest.body_limit_bytes).await?;
+    let bytes = if is_toml(&req) {
+        body::read(&req, payload, state.settings.ingest.body_limit_bytes).await?
+    } else {
+        body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?
+    };
     let (content, lift_removed) = parse_rule_set(&req, &bytes)?;
     let mut p = publisher(&req, &state, &by, "publish")?;
     p.lift_removed |= lift_removed;

@@ -18,6 +18,7 @@ mod producers;
 mod proxy;
 mod readme;
 mod redis_outage;
+mod refusals;
 mod rules_scale;
 mod rulesets;
 mod scaleout;

@@ -26,7 +26,7 @@ fn validate(doc: &str) {
 }
 
 /// The example request of an operation: path, query and body from its examples.
-fn example_request(path: &str, op: &Value) -> (String, Option<String>) {
+pub(crate) fn example_request(path: &str, op: &Value) -> (String, Option<String>) {
     let mut concrete = path.to_string();
     let mut query = Vec::new();
     for p in op["parameters"].as_array().into_iter().flatten() {
