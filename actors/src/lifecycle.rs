@@ -13,7 +13,7 @@ use crate::store::{rules, Keys};
 /// Why a publish did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("the current version is {current:?}, not the {expected} this publish was based on (If-Match)")]
+    #[error("{}", conflict(*expected, *current))]
     Conflict { expected: u64, current: Option<u64> },
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
@@ -22,6 +22,18 @@ pub enum PublishError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }
+
+/// A compare-and-set that found another version, as a sentence.
+fn conflict(expected: u64, current: Option<u64>) -> String {
+    match current {
+        Some(v) => format!("the current version is {v}, not {expected} as If-Match says; nothing changed"),
+        None => format!("no version is published yet, not {expected} as If-Match says; nothing changed"),
+    }
+}
+
+/// Publishes without `If-Match` that meet another publish are laid out again
+/// on top of it, at most this many times.
+const PUBLISH_ATTEMPTS: usize = 32;
 
 /// What a publish did.
 #[derive(Debug)]
@@ -51,35 +63,44 @@ pub async fn publish(
     content: ModelDef,
     p: Publish<'_>,
 ) -> Result<Published, PublishError> {
-    let current = rules::current(conn, keys).await?;
-    let current_version = current.as_ref().map(|c| c.version);
-    if let Some(expected) = p.expected {
-        if current_version != Some(expected) {
-            return Err(PublishError::Conflict { expected, current: current_version });
+    let mut attempt = 0;
+    let (record, diff) = loop {
+        attempt += 1;
+        let current = rules::current(conn, keys).await?;
+        let current_version = current.as_ref().map(|c| c.version);
+        if let Some(expected) = p.expected {
+            if current_version != Some(expected) {
+                return Err(PublishError::Conflict { expected, current: current_version });
+            }
         }
-    }
-    let version = current_version.unwrap_or(0) + 1;
-    let record = VersionRecord {
-        version,
-        by: p.by.to_string(),
-        at_ms: now_ms(),
-        message: p.message,
-        source: p.source,
-        content,
-        layout: Default::default(),
-        retired: Default::default(),
-        lift_removed: p.lift_removed,
+        let record = VersionRecord {
+            version: current_version.unwrap_or(0) + 1,
+            by: p.by.to_string(),
+            at_ms: now_ms(),
+            message: p.message.clone(),
+            source: p.source.clone(),
+            content: content.clone(),
+            layout: Default::default(),
+            retired: Default::default(),
+            lift_removed: p.lift_removed,
+        };
+        // Laying out and compiling a large rule set takes milliseconds: off the
+        // caller's thread (an HTTP worker answering checks).
+        let accept_unknown = p.accept_unknown_events;
+        let (record, diff) = tokio::task::spawn_blocking(move || prepare(current, record, accept_unknown))
+            .await
+            .map_err(|e| PublishError::Invalid(vec![format!("the rule set could not be checked: {e}")]))??;
+        if rules::publish(conn, keys, &record, current_version).await? {
+            break (record, diff);
+        }
+        // Another publish came first. With If-Match that is a conflict; without,
+        // this one becomes the version after it.
+        if p.expected.is_some() || attempt >= PUBLISH_ATTEMPTS {
+            let now = rules::current_version(conn, keys).await?;
+            return Err(PublishError::Conflict { expected: current_version.unwrap_or(0), current: now });
+        }
     };
-    // Laying out and compiling a large rule set takes milliseconds: off the
-    // caller's thread (an HTTP worker answering checks).
-    let accept_unknown = p.accept_unknown_events;
-    let (record, diff) = tokio::task::spawn_blocking(move || prepare(current, record, accept_unknown))
-        .await
-        .map_err(|e| PublishError::Invalid(vec![format!("the rule set could not be checked: {e}")]))??;
-    if !rules::publish(conn, keys, &record, current_version).await? {
-        let now = rules::current_version(conn, keys).await?;
-        return Err(PublishError::Conflict { expected: current_version.unwrap_or(0), current: now });
-    }
+    let version = record.version;
     // Version 1 is what every shard already applies (the file it started
     // with, see `reader::rules_of`): only later versions switch shards.
     let switches = if version > 1 { rules::append_switch(conn, keys, &record).await? } else { Vec::new() };

@@ -39,7 +39,7 @@ impl Rng {
 /// "0.123" → 123000 micro-units.
 fn micros_of(text: &str) -> Option<u128> {
     let frac = text.strip_prefix("0.")?;
-    Some(format!("{frac:0<6}").parse().ok()?)
+    format!("{frac:0<6}").parse().ok()
 }
 
 /// Micro-units as the service prints a sum: no trailing zeros, no point for whole units.

@@ -73,6 +73,8 @@ fn a_published_version_judges_the_events_after_its_switch_and_a_rollback_restore
     // A publish based on an older version conflicts; an invalid one changes nothing.
     let stale = admin(&app, "PUT", "/v1/rules", "application/json", v2.to_string().as_bytes(), &[("If-Match", "1")]);
     assert_eq!(stale.status, 412, "{}", stale.body);
+    assert!(stale.json()["error"].as_str().unwrap().starts_with("the current version is 2, not 1"), "{}", stale.body);
+    assert!(!stale.body.contains("Some("), "a sentence, not Rust's Debug: {}", stale.body);
     let mut bad = rules_with("scam_flag >= 1");
     bad["aggregates"]["spend"]["property"] = json!("price");
     let r = admin(&app, "PUT", "/v1/rules", "application/json", bad.to_string().as_bytes(), &[]);
@@ -449,4 +451,31 @@ fn a_removed_rule_keeps_its_restrictions_unless_the_publish_lifts_them() {
         (h["changes"][0]["change"] == "rule_removed").then_some(h)
     });
     assert_eq!(history["changes"][0]["rule"], "scam_message_rule@4");
+}
+
+#[test]
+fn concurrent_publishes_without_if_match_each_become_a_version() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN]);
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let app = &app;
+                scope.spawn(move || {
+                    let body = rules_with(&format!("scam_flags >= {}", i + 2)).to_string();
+                    admin(app, "PUT", "/v1/rules?message=concurrent", "application/json", body.as_bytes(), &[])
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut versions: Vec<u64> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json()["version"].as_u64().unwrap()
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=9).collect::<Vec<u64>>(), "eight publishes, eight versions after the seeded one");
 }
