@@ -19,6 +19,8 @@ pub enum PublishError {
     Invalid(Vec<String>),
     #[error("no version {0} was published")]
     Unknown(u64),
+    #[error("version {0} is the current version already; nothing to roll back, nothing changed")]
+    Current(u64),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }
@@ -144,6 +146,9 @@ fn prepare(
 /// Publishes a copy of version `to` as the next version.
 pub async fn rollback(conn: &mut Conn, keys: &Keys, to: u64, p: Publish<'_>) -> Result<Published, PublishError> {
     let old = rules::version(conn, keys, to).await?.ok_or(PublishError::Unknown(to))?;
+    if rules::current_version(conn, keys).await? == Some(to) {
+        return Err(PublishError::Current(to));
+    }
     publish(conn, keys, old.content, Publish { source: format!("rollback to {to}"), ..p }).await
 }
 

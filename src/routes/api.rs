@@ -350,6 +350,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (401, "no admin token"),
                 (403, "wrong token"),
                 (404, "no such version"),
+                (409, "the version is the current one already"),
                 (412, "If-Match names a version that is not the current one"),
             ],
             ..e("post", "/v1/rules/rollback", "rules", "Roll back: publish a copy of an earlier version", Handler::Rollback)

@@ -30,6 +30,7 @@ impl From<PublishError> for ApiError {
             ))
             .with("errors", json!(errors)),
             PublishError::Unknown(_) => ApiError::not_found(e.to_string()),
+            PublishError::Current(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             PublishError::Redis(e) => ApiError::redis_unavailable(e),
         }
     }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admission;
+mod answers;
 mod batch;
 mod cli;
 mod deadletter;

@@ -79,6 +79,15 @@ fn the_api_document_is_valid_openapi_and_every_example_works_against_the_binary(
     let rank = |m: &str| ["post", "get", "put", "delete"].iter().position(|x| *x == m).unwrap();
     ops.sort_by_key(|(m, p, _)| (rank(m), p.starts_with("/v1/rules"), p.to_string()));
     let auth = format!("Bearer {TOKEN}");
+    // A second version, so that the rollback's example (to version 1) has something to undo.
+    let v2 = crate::rulesets::rules_with("scam_flags >= 2").to_string();
+    let r = app.request(
+        "PUT",
+        "/v1/rules",
+        &[("Content-Type", "application/json"), ("Authorization", &auth)],
+        v2.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     for (method, path, op) in ops {
         let description = op["description"].as_str().unwrap_or("");
         assert!(description.contains("curl"), "{method} {path}: no example command");

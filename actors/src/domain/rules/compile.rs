@@ -214,6 +214,14 @@ fn compile_rules(
             continue;
         }
         let r = def.rules.get(name).ok_or_else(|| format!("{key}: in the layout but not in the rule set"))?;
+        if name.is_empty()
+            || name.len() > 128
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            return Err(format!(
+                "{key}: a rule name is 1 to 128 letters, digits, _, - or . (it is part of URLs and metric labels)"
+            ));
+        }
         if r.on.is_empty() {
             return Err(format!("{key}.on: name at least one event"));
         }
@@ -242,6 +250,9 @@ fn compile_rules(
                     .map_err(|e| format!("{key}.restrict_for: {d:?} is not a duration like \"30d\" ({e})"))
             })
             .transpose()?;
+        if restrict_for_ms.is_some_and(|ms| ms < 1000) {
+            return Err(format!("{key}.restrict_for: must be at least 1s (leave it out to restrict until lifted)"));
+        }
         rules.push(Rule {
             name: name.as_str().into(),
             def: r.clone(),

@@ -331,15 +331,18 @@ fn occurred_at_field(value: Option<&Value>) -> Result<Option<u64>, ValidationErr
 pub(crate) fn occurred_at(v: &Value) -> Option<u64> {
     match v {
         Value::String(s) => rfc3339_ms(s),
-        Value::Number(n) => n.as_u64(),
+        // Before 1970: read as the epoch itself, which the age limit refuses
+        // as too old (a readable time, not an unreadable one).
+        Value::Number(n) => n.as_u64().or_else(|| n.as_i64().map(|_| 0)),
         _ => None,
     }
 }
 
-/// An RFC 3339 time (any offset) as ms since the epoch; none before 1970.
+/// An RFC 3339 time (any offset) as ms since the epoch; a time before 1970
+/// as 0 (too old for any event, see `occurred_at`).
 pub(crate) fn rfc3339_ms(s: &str) -> Option<u64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+    Some(u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
 }
 
 /// The limits on an event's time against the clock at the edge.

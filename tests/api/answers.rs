@@ -1,0 +1,54 @@
+//! Answers that must be true and refusals that must be clear: rule names
+//! and durations checked at publish, a rollback that would change nothing,
+//! event times before 1970.
+
+use serde_json::json;
+
+use crate::helpers::{event, TestApp, TestRedis};
+use crate::rulesets::{admin, rules_with, ADMIN};
+
+#[test]
+fn a_rule_name_outside_the_url_alphabet_and_a_zero_restrict_for_are_refused_with_their_key() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN]);
+    let mut named = rules_with("scam_flags >= 2");
+    let rule = named["rules"]["scam_message_rule"].clone();
+    named["rules"]["bad name!"] = rule.clone();
+    let r = admin(&app, "PUT", "/v1/rules", "application/json", named.to_string().as_bytes(), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("rules.bad name!") && r.body.contains("letters, digits"), "{}", r.body);
+
+    let mut zero = rules_with("scam_flags >= 2");
+    zero["rules"]["scam_message_rule"]["restrict_for"] = json!("0s");
+    let r = admin(&app, "PUT", "/v1/rules", "application/json", zero.to_string().as_bytes(), &[]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("rules.scam_message_rule.restrict_for"), "{}", r.body);
+    assert_eq!(app.get("/v1/rules").json()["version"], json!(1), "nothing was published");
+}
+
+#[test]
+fn a_rollback_to_the_current_version_is_refused_and_publishes_nothing() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN]);
+    let two = rules_with("scam_flags >= 3").to_string();
+    assert_eq!(admin(&app, "PUT", "/v1/rules", "application/json", two.as_bytes(), &[]).status, 200);
+    let r = admin(&app, "POST", "/v1/rules/rollback", "application/json", br#"{"to": 2}"#, &[]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("current version already"), "{}", r.body);
+    assert_eq!(redis.cli(&["HLEN", "rd:{rules}:versions"]), "2");
+    let r = admin(&app, "POST", "/v1/rules/rollback", "application/json", br#"{"to": 1}"#, &[]);
+    assert_eq!(r.status, 200, "an earlier version still rolls back: {}", r.body);
+}
+
+#[test]
+fn an_event_time_before_1970_is_too_old_not_unreadable() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    for at in [json!("1969-12-31T23:59:59Z"), json!(-5)] {
+        let mut e = event("scam_message_flagged", "old", json!({}));
+        e["occurred_at"] = at.clone();
+        let r = app.post("/event", &e);
+        assert_eq!(r.status, 422, "{at}: {}", r.body);
+        assert_eq!(r.json()["reason"], json!("event_too_old"), "{at}: {}", r.body);
+    }
+}
