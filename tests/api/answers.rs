@@ -52,3 +52,21 @@ fn an_event_time_before_1970_is_too_old_not_unreadable() {
         assert_eq!(r.json()["reason"], json!("event_too_old"), "{at}: {}", r.body);
     }
 }
+
+#[test]
+fn requests_that_cannot_be_parsed_get_400_and_write_no_log_line() {
+    use std::io::{Read, Write};
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(&app.addr).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    }
+    // One more request that is logged normally, so the log is known to be flushed up to here.
+    assert_eq!(app.get("/health").status, 200);
+    let log = app.log();
+    assert!(!log.contains("ERROR"), "a client's bad bytes fill no log:\n{log}");
+}
