@@ -104,7 +104,7 @@ async fn simulate(
             None => (*settings.model).clone(),
         };
         let state = snapshot::load(conn, keys, s, &model, 0).await?;
-        total.add(simulate(&state, &model, &candidate, 10), 10);
+        total.add(simulate(&state, &model, &candidate, 10, restrictd_actors::clock::now_ms()), 10);
     }
     let mut reply = rulesets::simulation_json(&total, &settings.tripwire.domain());
     reply["against_version"] = json!(current.map(|c| c.version));

@@ -85,5 +85,5 @@ pub(crate) async fn user_report(state: &AppState, user: &str) -> Result<Option<(
             format!("the stored state of user {user:?} cannot be read: {e}"),
         )
     })?;
-    Ok(Some((user_state.report(model, shard), "redis")))
+    Ok(Some((user_state.report_at(model, shard, restrictd_actors::clock::now_ms()), "redis")))
 }

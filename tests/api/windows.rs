@@ -125,18 +125,19 @@ restrict = ["can_message"]
 fn flags_inside_a_window_of_seconds_restrict_and_flags_spread_wider_do_not() {
     let redis = TestRedis::start();
     let app = TestApp::spawn_with(&redis, &[ADMIN]);
-    // A window of 30 s, and events 10 s apart ending just now: the windows
-    // are still there (not yet swept) when the test reads them.
+    // A window of 30 s; `tight`'s events 10 s apart ending 5 s ago, so they
+    // are all inside the window (read as of now) when the test reads them.
     publish(&app, &seconds_rules("30s", "flags >= 3 || zips >= 3", ""));
     let t0 = now_ms() - 42_000;
+    let t1 = now_ms() - 25_000;
     let flag = |u: &str, t| at("scam_message_flagged", u, json!({}), t);
     let zip = |u: &str, z: &str, t| at("credit_card_added", u, json!({"card_id": "c", "zip_code": z}), t);
     post_all(
         &app,
         &[
-            flag("tight", t0),
-            flag("tight", t0 + 10000),
-            flag("tight", t0 + 20000),
+            flag("tight", t1),
+            flag("tight", t1 + 10000),
+            flag("tight", t1 + 20000),
             flag("spread", t0),
             flag("spread", t0 + 20000),
             flag("spread", t0 + 40000),
@@ -254,4 +255,31 @@ fn windowed_state_after_kill_9_and_replay_matches_a_reference_model() {
         let report = app.get(&format!("/v1/users/{user}")).json();
         assert_eq!(report["aggregates"]["flags"], json!(expected), "{user}: {report}");
     }
+}
+
+#[test]
+fn a_quiet_users_windows_are_read_as_of_now_by_the_explanation_and_the_simulation() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN]);
+    // No clearing rule: nothing queues this user for the sweep, yet its
+    // flags leave the 60 s window about two seconds after they are posted.
+    let rules = seconds_rules("60s", "flags >= 5", "");
+    publish(&app, &rules);
+    let t = now_ms() - 58_000;
+    post_all(
+        &app,
+        &[at("scam_message_flagged", "quiet", json!({}), t), at("scam_message_flagged", "quiet", json!({}), t)],
+    );
+    assert_eq!(app.get("/v1/users/quiet").json()["aggregates"]["flags"], 2, "both inside the window at first");
+    let report = wait_for("the flags to age out of the explanation", Duration::from_secs(10), || {
+        let r = app.get("/v1/users/quiet").json();
+        (r["aggregates"]["flags"] == 0).then_some(r)
+    });
+    assert!(report["windows"]["flags"]["next_aging_at_ms"].is_null(), "nothing left to age: {report}");
+    // The same rule set with a threshold of two, simulated now, restricts nobody.
+    let candidate = seconds_rules("60s", "flags >= 2", "");
+    let sim = admin(&app, "POST", "/v1/rules/simulate", "application/toml", candidate.as_bytes(), &[]);
+    assert_eq!(sim.status, 200, "{}", sim.body);
+    let burst = sim.json()["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "burst").cloned().unwrap();
+    assert_eq!(burst["would_restrict"], 0, "aged to the present before judging: {burst}");
 }

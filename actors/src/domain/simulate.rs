@@ -54,7 +54,9 @@ impl Simulation {
 
 /// Evaluates `candidate`'s active rules against every user of `state` (who
 /// lives under `current`), keeping at most `sample` user ids per rule.
-pub fn simulate(state: &ShardState, current: &Model, candidate: &Model, sample: usize) -> Simulation {
+/// Windowed aggregates are aged to `now_ms` first (a quiet user's events
+/// that left their window count for nothing).
+pub fn simulate(state: &ShardState, current: &Model, candidate: &Model, sample: usize, now_ms: u64) -> Simulation {
     let carried = carried_slots(current, candidate);
     let carried_aggregates: Vec<u16> = candidate
         .aggregates
@@ -91,7 +93,8 @@ pub fn simulate(state: &ShardState, current: &Model, candidate: &Model, sample: 
         if today != 0 && by_kept == 0 && user.overrides.is_empty() {
             sim.released_if_lifted += 1;
         }
-        let migrated = migrate(user, &carried, candidate);
+        let mut migrated = migrate(user, &carried, candidate);
+        migrated.advance_windows(candidate, now_ms);
         for (s, &r) in sim.rules.iter_mut().zip(&active) {
             let rule = &candidate.rules[r];
             if s.needs_shadow_mode || !rule.holds(&Values { user: &migrated, model: candidate }, None) {

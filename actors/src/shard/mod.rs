@@ -187,7 +187,8 @@ impl Handler<GetUser> for ShardActor {
     type Result = MessageResult<GetUser>;
 
     fn handle(&mut self, msg: GetUser, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.state.users.get(msg.0.as_str()).map(|u| u.report(&self.model, self.id)))
+        let now = crate::clock::now_ms();
+        MessageResult(self.state.users.get(msg.0.as_str()).map(|u| u.report_at(&self.model, self.id, now)))
     }
 }
 
@@ -247,7 +248,8 @@ impl Handler<Simulate> for ShardActor {
     type Result = MessageResult<Simulate>;
 
     fn handle(&mut self, msg: Simulate, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(crate::domain::simulate::simulate(&self.state, &self.model, &msg.candidate, msg.sample))
+        let now = crate::clock::now_ms();
+        MessageResult(crate::domain::simulate::simulate(&self.state, &self.model, &msg.candidate, msg.sample, now))
     }
 }
 

@@ -59,6 +59,18 @@ pub struct RestrictionReport {
 
 impl UserState {
     /// The report of this user of shard `shard`.
+    /// The report as of `now_ms`: windowed aggregates aged to the present
+    /// (on a copy; the shard's sweep frees the memory), so an explanation
+    /// never shows events that left their window while the user was quiet.
+    pub fn report_at(&self, model: &Model, shard: u32, now_ms: u64) -> UserReport {
+        if self.windows.is_empty() {
+            return self.report(model, shard);
+        }
+        let mut aged = self.clone();
+        aged.advance_windows(model, now_ms);
+        aged.report(model, shard)
+    }
+
     pub fn report(&self, model: &Model, shard: u32) -> UserReport {
         let aggregates = model
             .aggregates
