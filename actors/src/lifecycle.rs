@@ -145,9 +145,15 @@ fn prepare(
 
 /// Publishes a copy of version `to` as the next version.
 pub async fn rollback(conn: &mut Conn, keys: &Keys, to: u64, p: Publish<'_>) -> Result<Published, PublishError> {
-    let old = rules::version(conn, keys, to).await?.ok_or(PublishError::Unknown(to))?;
-    if rules::current_version(conn, keys).await? == Some(to) {
+    let mut old = rules::version(conn, keys, to).await?.ok_or(PublishError::Unknown(to))?;
+    let current = rules::current(conn, keys).await?;
+    if current.as_ref().map(|c| c.version) == Some(to) {
         return Err(PublishError::Current(to));
+    }
+    // A feature added since stays defined (clients check it by name), with
+    // no rule of the earlier version restricting it.
+    for (name, feature) in current.map(|c| c.content.features).unwrap_or_default() {
+        old.content.features.entry(name).or_insert(feature);
     }
     publish(conn, keys, old.content, Publish { source: format!("rollback to {to}"), ..p }).await
 }

@@ -70,3 +70,39 @@ fn requests_that_cannot_be_parsed_get_400_and_write_no_log_line() {
     let log = app.log();
     assert!(!log.contains("ERROR"), "a client's bad bytes fill no log:\n{log}");
 }
+
+#[test]
+fn a_rollback_past_a_feature_keeps_it_and_re_added_rules_take_no_new_place() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[ADMIN]);
+    let publish = |body: &serde_json::Value| {
+        let r = admin(&app, "PUT", "/v1/rules?wait=applied", "application/json", body.to_string().as_bytes(), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    // Version 2 adds a feature and a rule restricting it; version 3 removes
+    // scam_message_rule, version 4 adds it back as it was.
+    let mut two = rules_with("scam_flags >= 2");
+    two["features"]["can_comment"] = json!({"description": "comment"});
+    let mut comment_rule = two["rules"]["scam_message_rule"].clone();
+    comment_rule["restrict"] = json!(["can_comment"]);
+    two["rules"]["comment_rule"] = comment_rule;
+    publish(&two);
+    let mut three = two.clone();
+    three["rules"].as_object_mut().unwrap().remove("scam_message_rule");
+    publish(&three);
+    publish(&two);
+    let layout = |v: u32| -> usize {
+        let record: serde_json::Value =
+            serde_json::from_str(&redis.cli(&["HGET", "rd:{rules}:versions", &v.to_string()])).unwrap();
+        record["layout"]["rules"].as_array().unwrap().len()
+    };
+    assert_eq!(layout(4), layout(2), "the re-added rule is back in its place");
+
+    let r = admin(&app, "POST", "/v1/rules/rollback?wait=applied", "application/json", br#"{"to": 1}"#, &[]);
+    assert_eq!(r.status, 200, "a rollback to before can_comment existed: {}", r.body);
+    let five = app.get("/v1/rules/versions/5").json();
+    assert!(five["content"]["features"]["can_comment"].is_object(), "the feature stays defined: {five}");
+    assert!(five["content"]["rules"]["comment_rule"].is_null(), "the rule of version 2 is gone: {five}");
+    assert!(app.can("comment", "anyone"), "with no rule restricting it");
+    assert_eq!(layout(5), layout(2), "the rollback takes no new place either");
+}

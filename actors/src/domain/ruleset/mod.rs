@@ -133,9 +133,23 @@ pub fn next_layout(
             retired.insert(retired_as, old);
         }
     }
-    for name in content.rules.keys() {
-        if !layout.rules.contains(name) {
-            layout.rules.push(name.clone());
+    for (name, rule) in &content.rules {
+        if layout.rules.contains(name) {
+            continue;
+        }
+        // A rule back with the features and mode it had when it retired takes
+        // its place again (its restrictions mean what they meant): removing and
+        // re-adding a rule, or a rollback, takes no new place.
+        let revived = layout.rules.iter().position(|slot| {
+            slot.split_once('@').is_some_and(|(base, _)| base == name)
+                && retired.get(slot).is_some_and(|old| old.restrict == rule.restrict && old.mode == rule.mode)
+        });
+        match revived {
+            Some(i) => {
+                retired.remove(&layout.rules[i]);
+                layout.rules[i] = name.clone();
+            }
+            None => layout.rules.push(name.clone()),
         }
     }
     if layout.features.len() > MAX_FEATURES {

@@ -88,3 +88,27 @@ fn a_switch_rewrites_users_only_when_their_stored_form_changes() {
     assert!(matches!(slot("scam_flags"), crate::domain::rules::Slot::Scalar(s) if user.scalars[usize::from(s)] == 1));
     assert!(matches!(slot("purchases"), crate::domain::rules::Slot::Scalar(s) if user.scalars[usize::from(s)] == 0));
 }
+
+#[test]
+fn a_rule_removed_and_added_again_or_promoted_back_and_forth_takes_its_old_place() {
+    let v1 = VersionRecord::seed(def(), 1).unwrap();
+    let mut without = def();
+    let scam = without.rules.remove("scam_message_rule").unwrap();
+    let (layout, retired) = next_layout(Some(&v1), &without, 2).unwrap();
+    let v2 = VersionRecord { layout, retired, content: without, ..v1.clone() };
+    let (layout, retired) = next_layout(Some(&v2), &def(), 3).unwrap();
+    assert_eq!(layout.rules, v1.layout.rules, "back in its place, no new one");
+    assert!(retired.is_empty(), "{retired:?}");
+
+    // Shadow, enforce, shadow, enforce: two places in all.
+    let mut prev = v1;
+    for (i, mode) in ["shadow", "enforce", "shadow", "enforce"].iter().enumerate() {
+        let mut content = def();
+        let mut rule = scam.clone();
+        rule.mode = serde_json::from_value(serde_json::json!(mode)).unwrap();
+        content.rules.insert("scam_message_rule".into(), rule);
+        let (layout, retired) = next_layout(Some(&prev), &content, 2 + i as u64).unwrap();
+        prev = VersionRecord { layout, retired, content, version: 2 + i as u64, ..prev };
+    }
+    assert_eq!(prev.layout.rules.len(), 4, "{:?}", prev.layout.rules);
+}
