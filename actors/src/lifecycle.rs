@@ -5,7 +5,7 @@
 //! the tripwire (`on_trip = "rollback"`).
 
 use crate::clock::now_ms;
-use crate::domain::ruleset::{diff, next_layout, Diff, VersionRecord};
+use crate::domain::ruleset::{diff, next_layout, Diff, Revert, VersionRecord};
 use crate::domain::{EntryId, ModelDef};
 use crate::link::Conn;
 use crate::store::{rules, Keys};
@@ -65,6 +65,17 @@ pub async fn publish(
     content: ModelDef,
     p: Publish<'_>,
 ) -> Result<Published, PublishError> {
+    publish_reverting(conn, keys, content, p, None).await
+}
+
+/// `publish`, with a rule's restrictions to lift where each shard switches.
+async fn publish_reverting(
+    conn: &mut Conn,
+    keys: &Keys,
+    content: ModelDef,
+    p: Publish<'_>,
+    revert: Option<Revert>,
+) -> Result<Published, PublishError> {
     let mut attempt = 0;
     let (record, diff) = loop {
         attempt += 1;
@@ -85,6 +96,7 @@ pub async fn publish(
             layout: Default::default(),
             retired: Default::default(),
             lift_removed: p.lift_removed,
+            revert: revert.clone(),
         };
         // Laying out and compiling a large rule set takes milliseconds: off the
         // caller's thread (an HTTP worker answering checks).
@@ -205,11 +217,13 @@ pub fn candidate(
 /// Rolls rule `rule` back to its definition before the version that
 /// introduced or last changed it (removes it if that version introduced it),
 /// when that version is at most `within_ms` old. `None`: nothing to roll back.
+/// Every shard lifts the restrictions `rule` made since `since_ms` where it
+/// switches to the new version (`VersionRecord::revert`).
 pub async fn rollback_rule(
     conn: &mut Conn,
     keys: &Keys,
     rule: &str,
-    within_ms: u64,
+    (within_ms, since_ms): (u64, u64),
     accept_unknown_events: bool,
 ) -> Result<Option<Published>, PublishError> {
     let Some(current) = rules::current(conn, keys).await? else { return Ok(None) };
@@ -245,5 +259,6 @@ pub async fn rollback_rule(
         accept_unknown_events,
         lift_removed: false,
     };
-    publish(conn, keys, content, p).await.map(Some)
+    let revert = Revert { rule: rule.to_string(), since_ms };
+    publish_reverting(conn, keys, content, p, Some(revert)).await.map(Some)
 }

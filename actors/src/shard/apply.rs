@@ -201,6 +201,24 @@ impl ShardActor {
                 self.publish(change);
             }
         }
+        // An automatic rollback: what the tripped rule restricted in its
+        // window goes, including what it decided after the trip's own revert
+        // (the rule was re-armed before this shard reached this switch).
+        if let Some(revert) = &record.revert {
+            let model = Arc::clone(&self.model);
+            if let Some(r) = model.rule_index(&revert.rule) {
+                let r = r as u16;
+                for change in self.state.revert(&model, r, revert.since_ms, id.ms) {
+                    self.publish(change);
+                }
+                // Decisions held for budget were the rolled-back definition's.
+                let before = self.held.len();
+                self.held.retain(|h| h.rule != r);
+                for _ in self.held.len()..before {
+                    self.shared.budget.wait(r, false);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -17,10 +17,12 @@ impl Tripwire {
     pub(super) fn roll_back(&mut self, r: usize, ctx: &mut Context<Self>) {
         let Some(mut conn) = self.conn.clone() else { return };
         let (shared, within) = (Arc::clone(&self.shared), self.rollback_within.as_millis() as u64);
+        // The window the trip counted, as the revert at the trip lifts it.
+        let since = self.rules[r].since_ms.saturating_sub(self.settings.window_ms);
         let work = async move {
             let model = shared.model();
             let (name, accept) = (model.rules[r].name.to_string(), model.schema.accepts_unknown());
-            let result = crate::lifecycle::rollback_rule(&mut conn, &shared.keys, &name, within, accept).await;
+            let result = crate::lifecycle::rollback_rule(&mut conn, &shared.keys, &name, (within, since), accept).await;
             (name, result, conn)
         };
         ctx.spawn(work.into_actor(self).map(move |(name, result, conn), act, ctx| match result {

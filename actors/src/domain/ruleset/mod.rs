@@ -45,6 +45,18 @@ pub struct VersionRecord {
     /// (recorded in each user's history as `rule_removed`).
     #[serde(default)]
     pub lift_removed: bool,
+    /// An automatic rollback of a rule that tripped: each shard lifts the
+    /// restrictions that rule made since `since_ms` where it switches to this
+    /// version, so those decided while the rollback was on its way go too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<Revert>,
+}
+
+/// A rule's restrictions to lift at a switch (`VersionRecord::revert`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revert {
+    pub rule: String,
+    pub since_ms: u64,
 }
 
 impl VersionRecord {
@@ -191,6 +203,7 @@ impl VersionRecord {
             layout,
             retired,
             lift_removed: false,
+            revert: None,
         })
     }
 
