@@ -210,15 +210,15 @@ pub async fn exec_watched(
     conn: &mut impl ConnectionLike,
     (lease, epoch, spoil): (&str, &str, &str),
     fence: &Fence,
-    writes: &redis::Pipeline,
+    writes: impl FnOnce(&mut redis::Pipeline),
 ) -> Result<(), WriteError> {
     let mut pipe = redis::pipe();
     pipe.cmd("WATCH").arg(epoch).arg(spoil).ignore();
     pipe.cmd("EVAL").arg(GUARD).arg(2).arg(lease).arg(spoil).arg(&*fence.token);
     pipe.cmd("MULTI").ignore();
-    for write in writes.cmd_iter() {
-        pipe.add_command(write.clone()).ignore();
-    }
+    // Written in place (each command `ignore`d by the caller): the payload is
+    // never copied.
+    writes(&mut pipe);
     pipe.cmd("EXEC");
     let (guard, exec): (redis::Value, redis::Value) = pipe.query_async(conn).await?;
     match (guard, exec) {
@@ -241,17 +241,21 @@ pub async fn exec_watched(
     }
 }
 
-/// Runs a shard's own `writes` if its lease still holds `fence`'s token,
-/// atomically (module doc).
+/// Runs a shard's own writes (added by `writes`, each `ignore`d) if its
+/// lease still holds `fence`'s token, atomically (module doc).
 pub async fn exec_shard(
     conn: &mut Conn,
     keys: &Keys,
     fence: &Fence,
-    writes: &redis::Pipeline,
+    writes: impl FnOnce(&mut redis::Pipeline),
 ) -> Result<(), WriteError> {
     let (lease, epoch) = (keys.lease(fence.shard), keys.epoch(fence.shard));
     match conn {
-        Conn::Cluster(_) => exec(conn, &[Check { key: lease, field: None, want: &fence.token }], writes).await,
+        Conn::Cluster(_) => {
+            let mut pipe = redis::pipe();
+            writes(&mut pipe);
+            exec(conn, &[Check { key: lease, field: None, want: &fence.token }], &pipe).await
+        }
         Conn::Single(_) | Conn::Managed(_) => {
             let spoil = keys.spoil(fence.shard, fence.epoch);
             exec_watched(conn, (lease, epoch, &spoil), fence, writes).await

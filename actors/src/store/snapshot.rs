@@ -107,9 +107,7 @@ fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &Chan
 /// sets, so if the owner dies before its snapshot and the replay writes them
 /// again, followers end in the same state.
 pub async fn write_changes(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &ChangeBatch) -> Result<(), WriteError> {
-    let mut pipe = redis::pipe();
-    add_changes(&mut pipe, keys, fence.shard, batch);
-    fence::exec_shard(conn, keys, fence, &pipe).await
+    fence::exec_shard(conn, keys, fence, |pipe| add_changes(pipe, keys, fence.shard, batch)).await
 }
 
 /// Entries kept in a shard's audit stream, and changes kept per user history.
@@ -119,8 +117,11 @@ pub const HISTORY_MAXLEN: i64 = 1_000;
 /// Writes a flush in one atomic unit, fenced by the shard's lease
 /// (`fence::exec_shard`).
 pub async fn write(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &FlushBatch) -> Result<(), WriteError> {
-    let shard = fence.shard;
-    let mut pipe = redis::pipe();
+    fence::exec_shard(conn, keys, fence, |pipe| add_flush(pipe, keys, fence.shard, batch)).await
+}
+
+/// A flush's commands, each `ignore`d.
+fn add_flush(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &FlushBatch) {
     if !batch.users.is_empty() {
         let cmd = pipe.cmd("HSET").arg(keys.users(shard));
         for (user, blob) in &batch.users {
@@ -143,12 +144,12 @@ pub async fn write(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &FlushBat
         cmd.ignore();
     }
     for (user, json) in &batch.audit {
-        add_change(&mut pipe, keys.audit(shard), AUDIT_MAXLEN, json);
+        add_change(pipe, keys.audit(shard), AUDIT_MAXLEN, json);
         let history = keys.history(shard, user);
         pipe.cmd("LPUSH").arg(&history).arg(&**json).ignore();
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
     }
-    add_changes(&mut pipe, keys, shard, &batch.changes);
+    add_changes(pipe, keys, shard, &batch.changes);
     for (field, delta) in batch.stats.fields() {
         pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(delta).ignore();
     }
@@ -159,7 +160,6 @@ pub async fn write(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &FlushBat
     if let Some(min) = batch.trim_below {
         pipe.cmd("XTRIM").arg(keys.events(shard)).arg("MINID").arg(min.to_string()).ignore();
     }
-    fence::exec_shard(conn, keys, fence, &pipe).await
 }
 
 #[derive(Debug, thiserror::Error)]
