@@ -29,7 +29,8 @@ pub fn openapi(model: &Model) -> Value {
                 needs the ingest or an admin token when `auth.ingest_token` is set. Examples name the admin \
                 token `$ADMIN_TOKEN`.",
         },
-        "servers": [{"url": format!("http://{BASE}")}],
+        // Relative: the address this document was fetched from.
+        "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -45,7 +46,13 @@ fn operation(e: &Endpoint, schemas: &Value) -> Value {
         .query
         .iter()
         .map(|(name, required, d)| {
-            let mut p = json!({"name": name, "in": "query", "required": required, "description": d, "schema": {"type": "string"}});
+            // The parameters read as a fixed set of values say so.
+            let schema = match *name {
+                "wait" => json!({"type": "string", "enum": ["applied"]}),
+                "lift_removed" => json!({"type": "string", "enum": ["true", "false"]}),
+                _ => json!({"type": "string"}),
+            };
+            let mut p = json!({"name": name, "in": "query", "required": required, "description": d, "schema": schema});
             if let Some(v) = example(name) {
                 p["example"] = json!(v);
             }

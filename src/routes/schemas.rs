@@ -28,6 +28,15 @@ fn object(properties: Value) -> Value {
     json!({"type": "object", "required": required, "properties": properties})
 }
 
+/// `schema` with `optional` taken out of its required properties (present
+/// only when they hold something: a user's windows).
+fn without_required(optional: &[&str], mut schema: Value) -> Value {
+    if let Some(required) = schema["required"].as_array_mut() {
+        required.retain(|r| !optional.iter().any(|o| r == o));
+    }
+    schema
+}
+
 fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -207,7 +216,7 @@ fn replies() -> Value {
         })),
         "Check": {"type": "object", "additionalProperties": {"type": "boolean"}, "minProperties": 1, "description": "{\"can_<feature>\": allowed}"},
         "UserFeatures": object(json!({"user_id": string(), "features": reference("Features")})),
-        "User": object(json!({
+        "User": without_required(&["windows"], object(json!({
             "user_id": string(), "shard": integer(), "features": reference("Features"),
             "source": {"type": "string", "enum": ["memory", "redis"]},
             "aggregates": {"type": "object", "description": "name → count, or exact decimal string for sums"},
@@ -215,7 +224,7 @@ fn replies() -> Value {
             "would_restrict": {"type": "array", "items": reference("Restriction"), "description": "what shadow rules would have restricted"},
             "windows": {"type": "object", "description": "windowed aggregates: window, entries held, merged beyond max_events, next_aging_at_ms"},
             "overrides": {"type": "array", "items": reference("OverrideState")},
-        })),
+        }))),
         "Rules": object(json!({"rules": {"type": "array", "items": object(json!({
             "name": string(), "description": nullable(string()), "on": strings(), "when": string(),
             "restrict": strings(), "tripwire": reference("Tripwire"),

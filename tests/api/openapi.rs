@@ -68,6 +68,12 @@ fn the_api_document_is_valid_openapi_and_every_example_works_against_the_binary(
     validate(&text);
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(doc["servers"], serde_json::json!([{"url": "/"}]), "the address it was fetched from");
+    let user = &doc["components"]["schemas"]["User"];
+    assert!(!user["required"].as_array().unwrap().contains(&serde_json::json!("windows")), "absent without windows");
+    let wait =
+        doc["paths"]["/event"]["post"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "wait").cloned();
+    assert_eq!(wait.unwrap()["schema"]["enum"], serde_json::json!(["applied"]));
     let mut ops: Vec<(&str, &str, &Value)> = Vec::new();
     for (path, methods) in doc["paths"].as_object().unwrap() {
         for (method, op) in methods.as_object().unwrap() {
