@@ -46,23 +46,17 @@ fn operation(e: &Endpoint, schemas: &Value) -> Value {
         .query
         .iter()
         .map(|(name, required, d)| {
-            // The parameters read as a fixed set of values say so.
-            let schema = match *name {
-                "wait" => json!({"type": "string", "enum": ["applied"]}),
-                "lift_removed" => json!({"type": "string", "enum": ["true", "false"]}),
-                _ => json!({"type": "string"}),
-            };
-            let mut p = json!({"name": name, "in": "query", "required": required, "description": d, "schema": schema});
+            let mut p = json!({"name": name, "in": "query", "required": required, "description": d, "schema": param_schema(name)});
             if let Some(v) = example(name) {
-                p["example"] = json!(v);
+                p["example"] = typed_example(name, v);
             }
             p
         })
         .collect();
     for name in path_params(&e.path) {
-        let mut p = json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
+        let mut p = json!({"name": name, "in": "path", "required": true, "schema": param_schema(name)});
         if let Some(v) = example(name) {
-            p["example"] = json!(v);
+            p["example"] = typed_example(name, v);
         }
         params.push(p);
     }
@@ -143,6 +137,26 @@ fn curl(e: &Endpoint, schemas: &Value) -> String {
         cmd.push_str(&format!(" -H 'Content-Type: application/json' -d '{}'", schemas[schema]["example"]));
     }
     cmd
+}
+
+/// A parameter's schema as the service reads it: whole numbers, and the
+/// parameters that take a fixed set of values.
+fn param_schema(name: &str) -> Value {
+    match name {
+        "wait" => json!({"type": "string", "enum": ["applied"]}),
+        "lift_removed" => json!({"type": "string", "enum": ["true", "false"]}),
+        "limit" | "offset" => json!({"type": "integer", "minimum": 0}),
+        "version" => json!({"type": "integer", "minimum": 1}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// An example value in its parameter's type.
+fn typed_example(name: &str, v: &str) -> Value {
+    match (param_schema(name)["type"].as_str(), v.parse::<u64>()) {
+        (Some("integer"), Ok(n)) => json!(n),
+        _ => json!(v),
+    }
 }
 
 fn path_params(path: &str) -> impl Iterator<Item = &str> {

@@ -30,7 +30,8 @@ pub(crate) fn example_request(path: &str, op: &Value) -> (String, Option<String>
     let mut concrete = path.to_string();
     let mut query = Vec::new();
     for p in op["parameters"].as_array().into_iter().flatten() {
-        let (name, value) = (p["name"].as_str().unwrap(), p["example"].as_str());
+        let example = p["example"].as_u64().map(|n| n.to_string());
+        let (name, value) = (p["name"].as_str().unwrap(), p["example"].as_str().or(example.as_deref()));
         match (p["in"].as_str(), value) {
             (Some("path"), Some(v)) => concrete = concrete.replace(&format!("{{{name}}}"), v),
             (Some("path"), None) => panic!("{path}: path parameter {name} has no example"),
