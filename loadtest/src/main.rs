@@ -99,6 +99,9 @@ enum Command {
         /// Where soak.csv and soak.png go.
         #[arg(long, default_value = "loadtest-results")]
         dir: PathBuf,
+        /// A p99 may differ between the first and last stretch by this factor.
+        #[arg(long, default_value_t = 2.0)]
+        max_drift: f64,
     },
     /// Post-to-visible latency at a fixed event rate (default 10000/s).
     Lag,
@@ -302,10 +305,10 @@ fn many_producers(
             loadtest::overload::print(&r);
             ("overload".into(), json!(r))
         }
-        Command::Soak { dir } => {
+        Command::Soak { dir, max_drift } => {
             let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("soak needs --spawn path/to/restrictd"))?;
             let users = if c.users == 100_000 { 1_000_000 } else { c.users };
-            let r = loadtest::soak::soak(bin, &c.config, users, c.duration, &dir)?;
+            let r = loadtest::soak::soak(bin, &c.config, users, (c.duration, max_drift), &dir)?;
             for v in &r.verdicts {
                 println!(
                     "{:<48} first {:>12.1}  last {:>12.1}  {}",

@@ -77,7 +77,9 @@ fn hist() -> Histogram<u64> {
 }
 
 /// Runs the soak; `out` is the directory for `soak.csv` and `soak.png`.
-pub fn soak(bin: &Path, config: &Path, users: u64, duration: Duration, out: &Path) -> anyhow::Result<SoakReport> {
+/// `limits`: how long, and by what factor a p99 may drift.
+pub fn soak(bin: &Path, config: &Path, users: u64, limits: (Duration, f64), out: &Path) -> anyhow::Result<SoakReport> {
+    let (duration, max_drift) = limits;
     let redis = Redis::start();
     let addr = format!("127.0.0.1:{}", free_port());
     // Streams are trimmed to the snapshots less this margin (60 s by
@@ -130,7 +132,7 @@ pub fn soak(bin: &Path, config: &Path, users: u64, duration: Duration, out: &Pat
         }
     });
     let restart_at = duration.as_secs_f64() / 2.0;
-    let verdicts = judge(&samples, grow.as_secs_f64(), restart_at, duration.as_secs_f64());
+    let verdicts = judge(&samples, (grow.as_secs_f64(), restart_at, duration.as_secs_f64()), max_drift);
     std::fs::create_dir_all(out)?;
     let (csv, png) = (out.join("soak.csv"), out.join("soak.png"));
     write_csv(&csv, &samples)?;
@@ -302,14 +304,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// the run, leaving out the tenth after the restart), RSS per user and the
 /// streams' length in the last quarter of that stretch against its first
 /// quarter (at most 1.2x); each p99 over the last sixth of the run (at most
-/// 5 minutes) against the first sixth's (within 2x either way).
-fn judge(samples: &[Sample], grow: f64, restart: f64, total: f64) -> Vec<Verdict> {
+/// 5 minutes) against the first sixth's (within `max_drift`, 2 by default,
+/// either way). `times`: when growth ends, the restart, the run's length (s).
+fn judge(samples: &[Sample], times: (f64, f64, f64), max_drift: f64) -> Vec<Verdict> {
+    let (grow, restart, total) = times;
     let settle = total / 10.0;
     let steady: Vec<&Sample> =
         samples.iter().filter(|s| s.t_s >= grow + settle && !(restart..restart + settle).contains(&s.t_s)).collect();
     let q = (steady.len() / 4).max(1);
     let mut verdicts = Vec::new();
-    let mut compare = |what: &str, first: Vec<f64>, last: Vec<f64>, ok: fn(f64, f64) -> bool| {
+    let mut compare = |what: &str, first: Vec<f64>, last: Vec<f64>, ok: &dyn Fn(f64, f64) -> bool| {
         let (first, last) = (median(first), median(last));
         verdicts.push(Verdict { what: what.into(), first, last, ok: ok(first, last) });
     };
@@ -318,19 +322,19 @@ fn judge(samples: &[Sample], grow: f64, restart: f64, total: f64) -> Vec<Verdict
         (steady.iter().take(q).map(|s| f(s)).collect(), steady.iter().rev().take(q).map(|s| f(s)).collect())
     };
     let (a, b) = quarter(|s| s.rss_per_user);
-    compare("RSS per user, steady population", a, b, grows);
+    compare("RSS per user, steady population", a, b, &grows);
     let (a, b) = quarter(|s| s.stream_entries as f64);
-    compare("shard stream entries, steady population", a, b, grows);
+    compare("shard stream entries, steady population", a, b, &grows);
     let stretch = (total / 6.0).min(300.0);
     let ends = |f: fn(&Sample) -> f64| {
         let pick = |keep: &dyn Fn(f64) -> bool| samples.iter().filter(|s| keep(s.t_s) && f(s) > 0.0).map(f).collect();
         (pick(&|t| t <= stretch), pick(&|t| t > total - stretch))
     };
-    let drift = |first: f64, last: f64| last <= first * 2.0 && first <= last * 2.0;
+    let drift = |first: f64, last: f64| last <= first * max_drift && first <= last * max_drift;
     let (a, b) = ends(|s| s.check_p99_us);
-    compare("check p99, first and last stretch", a, b, drift);
+    compare("check p99, first and last stretch", a, b, &drift);
     let (a, b) = ends(|s| s.visible_p99_us);
-    compare("post-to-visible p99, first and last stretch", a, b, drift);
+    compare("post-to-visible p99, first and last stretch", a, b, &drift);
     verdicts
 }
 
