@@ -291,7 +291,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 ("users", false, "only changes of these users"),
             ],
             responses: &[
-                (200, "text/event-stream: subscribed, change, tripwire, event, disconnect"),
+                (200, "text/event-stream: subscribed, change, tripwire, rules, event, disconnect"),
                 (400, "unknown filter value"),
             ],
             reply: Reply::Media("text/event-stream"),

@@ -33,12 +33,21 @@ struct Filter {
 impl Filter {
     fn parse(req: &HttpRequest, state: &AppState) -> Result<Filter, ApiError> {
         let model = &state.shared.model();
-        let list = |name: &str| -> Option<Vec<String>> {
-            query_param(req, name).map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
-        };
         super::only_params(req, &["events", "rules", "features", "users"])?;
+        // A comma-separated list of at least one name; an empty one is refused
+        // (a filter that can match nothing is a mistake).
+        let list = |name: &str| -> Result<Option<Vec<String>>, ApiError> {
+            let Some(v) = query_param(req, name) else { return Ok(None) };
+            let items: Vec<String> = v.split(',').map(str::to_string).collect();
+            if items.iter().any(String::is_empty) {
+                return Err(ApiError::bad_request(format!(
+                    "{name} is a comma-separated list of names, none of them empty"
+                )));
+            }
+            Ok(Some(items))
+        };
         let mut f = Filter::default();
-        if let Some(events) = list("events") {
+        if let Some(events) = list("events")? {
             f.events = Some(if events.iter().any(|e| e == "all") {
                 None
             } else {
@@ -55,7 +64,7 @@ impl Filter {
                 )
             });
         }
-        if let Some(rules) = list("rules") {
+        if let Some(rules) = list("rules")? {
             f.rules = Some(
                 rules
                     .iter()
@@ -68,7 +77,7 @@ impl Filter {
                     .collect::<Result<_, _>>()?,
             );
         }
-        if let Some(features) = list("features") {
+        if let Some(features) = list("features")? {
             let mut mask = 0;
             for name in features {
                 let i = model
@@ -78,7 +87,12 @@ impl Filter {
             }
             f.features = Some(mask);
         }
-        f.users = list("users");
+        if let Some(users) = list("users")? {
+            for user in &users {
+                restrictd_actors::domain::schema::check_user_id(user).map_err(ApiError::bad_request)?;
+            }
+            f.users = Some(users);
+        }
         Ok(f)
     }
 

@@ -28,7 +28,7 @@ pub async fn get_history(
         return Err(ApiError::not_found(format!("user {user:?} has never been seen (every feature is allowed)")));
     }
     let changes: Vec<Value> = items.iter().filter_map(|j| serde_json::from_str(j).ok()).collect();
-    let next = (changes.len() == limit).then_some(offset + limit);
+    let next = offset.checked_add(limit).filter(|_| changes.len() == limit);
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user,
         "offset": offset,

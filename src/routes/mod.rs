@@ -96,12 +96,25 @@ pub(crate) fn only_params(req: &HttpRequest, allowed: &[&str]) -> Result<(), Api
     Ok(())
 }
 
-/// A whole-number query parameter, `default` when absent; 400 when not a number.
+/// A whole-number query parameter, `default` when absent; 400 when not a
+/// number. A number too large for the machine reads as the largest (a limit
+/// is capped anyway, an offset that far gives an empty page).
 pub(crate) fn number_param(req: &HttpRequest, name: &str, default: usize) -> Result<usize, ApiError> {
     match query_param(req, name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number, not {v:?}"))),
+        Some(v) => whole_number(&v)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .ok_or_else(|| ApiError::bad_request(format!("{name} must be a whole number, not {v:?}"))),
     }
+}
+
+/// Decimal digits as a number, saturating at `u64::MAX`; `None` for anything
+/// else (a sign, a fraction, nothing).
+pub(crate) fn whole_number(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse().unwrap_or(u64::MAX))
 }
 
 /// 405, with the methods the path takes in `Allow`.

@@ -11,12 +11,13 @@ use super::schemas::schemas;
 /// Where the examples send their requests.
 const BASE: &str = "localhost:8080";
 
-/// The OpenAPI 3 document of this configuration.
-pub fn openapi(model: &Model) -> Value {
+/// The OpenAPI 3 document of this configuration (`batch_limit`: the most
+/// events a batch may hold).
+pub fn openapi(model: &Model, batch_limit: usize) -> Value {
     let mut paths = Map::new();
-    let schemas = schemas(model);
+    let schemas = schemas(model, batch_limit);
     for e in endpoints(model) {
-        paths.entry(e.path.clone()).or_insert_with(|| json!({}))[e.method] = operation(&e, &schemas);
+        paths.entry(e.path.clone()).or_insert_with(|| json!({}))[e.method] = operation(&e, &schemas, model);
     }
     json!({
         "openapi": "3.0.3",
@@ -40,28 +41,50 @@ pub fn openapi(model: &Model) -> Value {
 }
 
 /// One endpoint's operation object.
-fn operation(e: &Endpoint, schemas: &Value) -> Value {
+fn operation(e: &Endpoint, schemas: &Value, model: &Model) -> Value {
     let example = |name: &str| e.example.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     let mut params: Vec<Value> = e
         .query
         .iter()
         .map(|(name, required, d)| {
-            let mut p = json!({"name": name, "in": "query", "required": required, "description": d, "schema": param_schema(name)});
+            let schema = param_schema(name, model);
+            let mut p = json!({"name": name, "in": "query", "required": required, "description": d, "schema": schema});
+            if p["schema"]["type"] == "array" {
+                // A comma-separated list: `?events=a,b`.
+                p["style"] = json!("form");
+                p["explode"] = json!(false);
+            }
             if let Some(v) = example(name) {
-                p["example"] = typed_example(name, v);
+                p["example"] = typed_example(name, v, model);
             }
             p
         })
         .collect();
     for name in path_params(&e.path) {
-        let mut p = json!({"name": name, "in": "path", "required": true, "schema": param_schema(name)});
+        let mut p = json!({"name": name, "in": "path", "required": true, "schema": param_schema(name, model)});
         if let Some(v) = example(name) {
-            p["example"] = typed_example(name, v);
+            p["example"] = typed_example(name, v, model);
         }
         params.push(p);
     }
-    let responses: Map<String, Value> =
+    let mut responses: Map<String, Value> =
         e.responses.iter().map(|(status, d)| (status.to_string(), response(e, *status, d))).collect();
+    // What every operation answers to input it cannot take, listed once here.
+    let mut refusal = |status: u16, description: &str| {
+        responses.entry(status.to_string()).or_insert_with(|| response(e, status, description));
+    };
+    if !params.is_empty() {
+        refusal(400, "a parameter it cannot read: malformed, or (on a change) unknown or repeated");
+    }
+    if e.body.is_some() {
+        refusal(400, "not JSON");
+        refusal(415, "not application/json");
+        refusal(422, "a body it cannot take, with what is wrong");
+    }
+    if e.access == Access::Admin {
+        refusal(401, "no admin token");
+        refusal(403, "not an admin token");
+    }
     let mut op = json!({
         "summary": e.summary,
         "description": format!("{}\n\n```sh\n{}\n```", access_note(e.access), curl(e, schemas)),
@@ -91,6 +114,16 @@ fn response(e: &Endpoint, status: u16, description: &str) -> Value {
     }
     let mut schema = match e.reply {
         Reply::Json(name) => json!({"$ref": format!("#/components/schemas/{name}")}),
+        // Each event of the stream (OpenAPI 3.0 describes one event with `schema`).
+        Reply::Media("text/event-stream") => json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["subscribed", "change", "tripwire", "rules", "event", "disconnect"]},
+                "data": {"type": "string", "description": "the item as JSON"},
+                "id": {"type": "string"},
+            },
+        }),
         Reply::Media(_) => json!({"type": "string"}),
     };
     // A batch applied before the reply (wait=applied) says so, with the users' features.
@@ -139,22 +172,33 @@ fn curl(e: &Endpoint, schemas: &Value) -> String {
     cmd
 }
 
-/// A parameter's schema as the service reads it: whole numbers, and the
-/// parameters that take a fixed set of values.
-fn param_schema(name: &str) -> Value {
+/// A parameter's schema as the service reads it: whole numbers, the
+/// parameters that take a fixed set of values, and the feed's filters (lists
+/// of the names this configuration knows; a later rule set may add or remove
+/// some, and the service refuses names it does not know with 400).
+fn param_schema(name: &str, model: &Model) -> Value {
+    let names = |names: Vec<&str>| json!({"type": "array", "minItems": 1, "items": {"type": "string", "enum": names}});
     match name {
+        "events" => names(model.schema.events.iter().map(|e| &**e).chain(["all"]).collect()),
+        "rules" => names(model.rules.iter().map(|r| &*r.name).collect()),
+        "features" => names(model.features.iter().map(|f| &**f).collect()),
+        "users" => json!({"type": "array", "minItems": 1, "items": super::schemas::user_id()}),
         "wait" => json!({"type": "string", "enum": ["applied"]}),
         "lift_removed" => json!({"type": "string", "enum": ["true", "false"]}),
         "limit" | "offset" => json!({"type": "integer", "minimum": 0}),
         "version" => json!({"type": "integer", "minimum": 1}),
+        "user_id" => super::schemas::user_id(),
+        "name" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "description": "a rule's name"}),
+        "feature" => json!({"type": "string", "pattern": "^can_", "description": "a feature's name"}),
         _ => json!({"type": "string"}),
     }
 }
 
 /// An example value in its parameter's type.
-fn typed_example(name: &str, v: &str) -> Value {
-    match (param_schema(name)["type"].as_str(), v.parse::<u64>()) {
+fn typed_example(name: &str, v: &str, model: &Model) -> Value {
+    match (param_schema(name, model)["type"].as_str(), v.parse::<u64>()) {
         (Some("integer"), Ok(n)) => json!(n),
+        (Some("array"), _) => json!(v.split(',').collect::<Vec<_>>()),
         _ => json!(v),
     }
 }

@@ -82,16 +82,13 @@ pub async fn put_override(
     let expires_at_ms = match b.expires_in.as_deref() {
         None => None,
         Some(d) => {
-            let d = humantime::parse_duration(d).map_err(|e| {
-                ApiError::unprocessable(format!("expires_in {d:?} is not a duration like \"7d\" ({e})"))
+            let ms = expires_in_ms(d).ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "expires_in {d:?} is not a whole number above zero and a unit (ms, s, m, h, d or w), like \"7d\"; \
+                     leave it out for an override that lasts until removed"
+                ))
             })?;
-            if d.is_zero() {
-                return Err(ApiError::unprocessable(
-                    "expires_in must be above zero (leave it out for an override that lasts until removed)",
-                ));
-            }
-            let now = restrictd_actors::clock::now_ms();
-            Some(now.saturating_add(d.as_millis() as u64))
+            Some(restrictd_actors::clock::now_ms().saturating_add(ms))
         }
     };
     let command = AdminCommand::SetOverride {
@@ -103,6 +100,26 @@ pub async fn put_override(
         expires_at_ms,
     };
     submit(&state, &command).await
+}
+
+/// `expires_in` in ms: exactly what `schemas::EXPIRES_IN_PATTERN` admits
+/// (1 to 9 digits without a leading zero, then ms, s, m, h, d or w).
+fn expires_in_ms(text: &str) -> Option<u64> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    if !(1..=9).contains(&digits) || number.starts_with('0') {
+        return None;
+    }
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        _ => return None,
+    };
+    number.parse::<u64>().ok().map(|n| n * unit_ms)
 }
 
 /// `DELETE /v1/users/{user_id}/features/{feature}`: the rules decide again.
@@ -118,4 +135,19 @@ pub async fn delete_override(
     }
     let command = AdminCommand::ClearOverride { user_id: user.to_string(), feature: feature.to_string(), by };
     submit(&state, &command).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expires_in_ms;
+
+    #[test]
+    fn expires_in_takes_a_number_and_a_unit() {
+        assert_eq!(expires_in_ms("7d"), Some(7 * 86_400_000));
+        assert_eq!(expires_in_ms("250ms"), Some(250));
+        assert_eq!(expires_in_ms("999999999w"), Some(999_999_999 * 604_800_000));
+        for bad in ["", "0s", "07d", "1", "d", "1h 30m", "1.5h", "1000000000s", " 7d", "7D", "-1s"] {
+            assert_eq!(expires_in_ms(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -190,11 +190,7 @@ pub async fn rollback(
 pub async fn versions(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.settings.auth.read(&req)?;
     super::only_params(&req, &["limit", "offset"])?;
-    let number = |name: &str, default: u64| -> Result<u64, ApiError> {
-        super::query_param(&req, name).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number")))
-        })
-    };
+    let number = |name: &str, default| super::number_param(&req, name, default).map(|n| n as u64);
     let (limit, offset) = (number("limit", 20)?.clamp(1, 200), number("offset", 0)?);
     let keys = &state.shared.keys;
     let list = state
@@ -211,7 +207,7 @@ pub async fn versions(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
             Ok((current, out))
         })
         .await?;
-    let next = (offset + limit < list.0).then_some(offset + limit);
+    let next = offset.checked_add(limit).filter(|&n| n < list.0);
     Ok(HttpResponse::Ok().json(json!({"current": list.0, "versions": list.1, "offset": offset, "next_offset": next})))
 }
 
@@ -222,8 +218,8 @@ pub async fn version(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.settings.auth.read(&req)?;
-    let n: u64 =
-        path.parse().map_err(|_| ApiError::bad_request(format!("{:?} is not a version number", path.as_str())))?;
+    let n = super::whole_number(&path)
+        .ok_or_else(|| ApiError::bad_request(format!("{:?} is not a version number", path.as_str())))?;
     let keys = &state.shared.keys;
     let (this, before) = state
         .ingest

@@ -1,9 +1,26 @@
 //! The schemas of the OpenAPI document: request bodies (with an example that
 //! this configuration accepts) and every reply.
 
-use restrictd_actors::domain::schema::PropType;
+use restrictd_actors::domain::money::MAX_UNITS;
+use restrictd_actors::domain::schema::{PropType, MAX_EVENT_ID_CHARS, MAX_USER_ID_CHARS};
 use restrictd_actors::domain::Model;
 use serde_json::{json, Map, Value};
+
+/// A user id as the service takes it (`schema::check_user_id`).
+pub fn user_id() -> Value {
+    json!({
+        "type": "string", "minLength": 1, "maxLength": MAX_USER_ID_CHARS,
+        "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+        "description": "1 to 256 characters, none of them a control character",
+    })
+}
+
+/// A character that is not white space as Rust's `str::trim` sees it (Unicode
+/// White_Space, spelled out: regex engines' `\s` differ from it and each other).
+const NOT_BLANK: &str = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
+/// An override's `expires_in` as the service reads it (`overrides::expires_in_ms`).
+pub const EXPIRES_IN_PATTERN: &str = "^[1-9][0-9]{0,8}(ms|s|m|h|d|w)$";
 
 fn string() -> Value {
     json!({"type": "string"})
@@ -66,7 +83,7 @@ fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
     let mut examples = Vec::new();
     for (name, props) in model.schema.events.iter().zip(&model.schema.properties) {
         let mut properties = Map::new();
-        properties.insert("user_id".into(), json!({"type": "string", "minLength": 1, "maxLength": 256}));
+        properties.insert("user_id".into(), user_id());
         let mut required = vec![json!("user_id")];
         let mut example = Map::new();
         example.insert("user_id".into(), json!("12345"));
@@ -74,10 +91,14 @@ fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
             let (schema, value) = match t {
                 PropType::String => (json!({"type": "string", "minLength": 1}), json!(format!("{p}-1"))),
                 PropType::Money => (
-                    json!({"type": "number", "minimum": 0, "description": "exact, at most 6 decimal places"}),
+                    json!({
+                        "type": "number", "minimum": 0, "maximum": MAX_UNITS,
+                        "multipleOf": 0.000_001,
+                        "description": "read exactly from the JSON text, at most 6 decimal places",
+                    }),
                     json!(100),
                 ),
-                PropType::Integer => (json!({"type": "integer"}), json!(1)),
+                PropType::Integer => (json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}), json!(1)),
                 PropType::Bool => (json!({"type": "boolean"}), json!(true)),
             };
             properties.insert(p.to_string(), schema);
@@ -89,9 +110,12 @@ fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
             "required": ["name", "event_properties"],
             "properties": {
                 "name": {"type": "string", "enum": [name.to_string()]},
-                "event_id": {"type": "string", "description": "idempotency key: applied once per user within ingest.dedup_window"},
+                "event_id": {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_ID_CHARS, "nullable": true,
+                    "description": "idempotency key: applied once per user within ingest.dedup_window"},
                 "occurred_at": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}],
-                    "description": "when it happened (RFC 3339 or epoch ms); absent: its arrival. Within ingest.max_event_age and ingest.max_clock_skew of now"},
+                    "nullable": true,
+                    "description": "when it happened (RFC 3339 or epoch ms); absent or null: its arrival. \
+                        Refused (422) when older than ingest.max_event_age or further ahead than ingest.max_clock_skew"},
                 "event_properties": {"type": "object", "required": required, "properties": properties},
             },
         }));
@@ -100,8 +124,8 @@ fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
     (schemas, examples)
 }
 
-pub fn schemas(model: &Model) -> Value {
-    let mut all = requests(model);
+pub fn schemas(model: &Model, batch_limit: usize) -> Value {
+    let mut all = requests(model, batch_limit);
     if let Some(all) = all.as_object_mut() {
         for part in [replies(), records(), lifecycle()] {
             if let Value::Object(part) = part {
@@ -147,28 +171,40 @@ fn records() -> Value {
 }
 
 /// Request bodies, with examples this configuration accepts, and the error.
-fn requests(model: &Model) -> Value {
+fn requests(model: &Model, batch_limit: usize) -> Value {
     let (events, examples) = events(model);
     json!({
         "Event": {"oneOf": events, "example": examples.first().cloned().unwrap_or(Value::Null)},
-        "EventBatch": {"type": "array", "items": reference("Event"), "example": examples.iter().take(2).collect::<Vec<_>>()},
+        "EventBatch": {
+            "type": "array", "items": reference("Event"), "minItems": 1, "maxItems": batch_limit,
+            "example": examples.iter().take(2).collect::<Vec<_>>(),
+        },
         "Override": {
             "type": "object",
             "required": ["state", "reason"],
+            "additionalProperties": false,
             "properties": {
                 "state": {"type": "string", "enum": ["allowed", "restricted"]},
-                "reason": {"type": "string", "description": "kept in the audit trail"},
-                "expires_in": {"type": "string", "description": "a duration above zero such as \"7d\"; absent: until removed"},
+                "reason": {"type": "string", "pattern": NOT_BLANK, "description": "why, kept in the audit trail (not blank)"},
+                "expires_in": {"type": "string", "nullable": true, "pattern": EXPIRES_IN_PATTERN,
+                    "description": "a whole number above zero and a unit (ms, s, m, h, d, w) such as \"7d\"; absent or null: until removed"},
             },
             "example": {"state": "allowed", "reason": "appeal 17", "expires_in": "7d"},
         },
         "TripwireAction": {
-            "type": "object",
-            "required": ["action"],
-            "properties": {
-                "action": {"type": "string", "enum": ["reset", "trip"]},
-                "apply_suppressed": {"type": "boolean", "description": "with reset: make the restrictions the tripwire withheld in the window, through every shard stream, once"},
-            },
+            "oneOf": [
+                {
+                    "type": "object", "required": ["action"], "additionalProperties": false,
+                    "properties": {
+                        "action": {"type": "string", "enum": ["reset"]},
+                        "apply_suppressed": {"type": "boolean", "description": "make the restrictions the tripwire withheld in the window, through every shard stream, once"},
+                    },
+                },
+                {
+                    "type": "object", "required": ["action"], "additionalProperties": false,
+                    "properties": {"action": {"type": "string", "enum": ["trip"]}},
+                },
+            ],
             "example": {"action": "reset"},
         },
         "Error": {
@@ -177,19 +213,12 @@ fn requests(model: &Model) -> Value {
             "properties": {"error": {"type": "string", "description": "what is wrong, in words a person can act on"}},
         },
         "Object": {"type": "object"},
-        "RuleSet": {
-            "type": "object",
-            "description": "the features, events, aggregates and rules sections, as in config.toml",
-            "properties": {
-                "features": {"type": "object"}, "events": {"type": "object"},
-                "aggregates": {"type": "object"}, "rules": {"type": "object"},
-            },
-            "example": model.def(),
-        },
+        "RuleSet": rule_set(model),
         "Rollback": {
             "type": "object",
             "required": ["to"],
-            "properties": {"to": {"type": "integer", "minimum": 1, "description": "the version to publish a copy of"}},
+            "additionalProperties": false,
+            "properties": {"to": {"type": "integer", "minimum": 1, "maximum": u64::MAX, "description": "the version to publish a copy of"}},
             "example": {"to": 1},
         },
     })
@@ -293,4 +322,47 @@ fn lifecycle() -> Value {
             "content": {"type": "object"}, "diff": {"type": "object"},
         }), &[("at", false)]),
     })
+}
+
+/// A rule set's sections, each key as `config.toml` takes it. Whether a rule
+/// set is valid also depends on what its conditions say and on the current
+/// version (it keeps every feature): those answers are 422 with every error.
+fn rule_set(model: &Model) -> Value {
+    let closed = |properties: Value, required: &[&str]| json!({"type": "object", "additionalProperties": false, "required": required, "properties": properties});
+    let map = |value: Value| json!({"type": "object", "additionalProperties": value});
+    let text = nullable(string());
+    let feature = closed(json!({"description": text}), &[]);
+    let event = closed(
+        json!({"properties": map(json!({"type": "string", "enum": ["string", "money", "integer", "bool"]}))}),
+        &[],
+    );
+    let aggregate = closed(
+        json!({
+            "kind": {"type": "string", "enum": ["count", "sum", "distinct"]},
+            "event": string(), "property": text,
+            "window": {"type": "string", "description": "a sliding window of event time, 1s to 90d; absent: all time"},
+            "max_events": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
+        }),
+        &["kind", "event"],
+    );
+    let rule = closed(
+        json!({
+            "on": strings(), "when": {"type": "string", "description": "a CEL condition over the aggregates"},
+            "restrict": strings(), "description": text, "restrict_for": text,
+            "on_trip": {"type": "string", "enum": ["keep", "revert", "rollback"]},
+            "mode": {"type": "string", "enum": ["enforce", "shadow"]},
+            "until": {"type": "string", "enum": ["lifted", "condition_clears"]},
+        }),
+        &["on", "when", "restrict"],
+    );
+    let mut schema = closed(
+        json!({
+            "features": map(feature), "events": map(event), "aggregates": map(aggregate), "rules": map(rule),
+            "lift_removed": {"type": "boolean", "description": "lift the restrictions of the rules this version removes"},
+        }),
+        &[],
+    );
+    schema["description"] = json!("the features, events, aggregates and rules sections, as in config.toml");
+    schema["example"] = json!(model.def());
+    schema
 }

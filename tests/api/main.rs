@@ -6,6 +6,7 @@ mod admission;
 mod answers;
 mod batch;
 mod cli;
+mod contract;
 mod deadletter;
 mod durability;
 mod edges;

@@ -49,7 +49,7 @@ fn each_bad_input_gets_its_status_and_a_json_error_and_nothing_is_logged() {
             json.to_vec(),
             event("scam_message_flagged", &long_user, json!({})).to_string().into_bytes(),
             400,
-            "256 bytes",
+            "256 characters",
         ),
         (
             "control character",

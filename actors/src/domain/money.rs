@@ -78,9 +78,11 @@ pub fn parse_decimal(text: &str) -> Result<Money, MoneyError> {
         Some(i) => (&text[..i], text[i + 1..].parse::<i32>().map_err(|_| MoneyError::NotANumber)?),
         None => (text, 0),
     };
-    if mantissa.starts_with('-') {
-        return Err(MoneyError::Negative);
-    }
+    // "-0" and "-0.0" are zero; any other negative amount is refused below.
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa),
+    };
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if int_part.is_empty() && frac_part.is_empty()
         || !int_part.bytes().all(|b| b.is_ascii_digit())
@@ -95,6 +97,9 @@ pub fn parse_decimal(text: &str) -> Result<Money, MoneyError> {
     let significand_text = without_trailing.trim_start_matches('0');
     if significand_text.is_empty() {
         return Ok(Money(0));
+    }
+    if negative {
+        return Err(MoneyError::Negative);
     }
     let power = i64::from(exponent) - frac_part.len() as i64 + removed + i64::from(MAX_DECIMALS);
     if power < 0 {
@@ -131,6 +136,9 @@ mod tests {
         assert_eq!(m(json!(1e3)), Ok(Money(1_000_000_000)));
         assert_eq!(parse_decimal("1.5e-3"), Ok(Money(1_500)));
         assert_eq!(parse_decimal("120.50"), Ok(Money(120_500_000)));
+        // Negative zero is zero (JSON Schema's `minimum: 0` admits it).
+        assert_eq!(parse_decimal("-0.0"), Ok(Money(0)));
+        assert_eq!(parse_decimal("-0.000001"), Err(MoneyError::Negative));
     }
 
     #[test]

@@ -82,7 +82,9 @@ pub async fn history(
     offset: usize,
     limit: usize,
 ) -> redis::RedisResult<Vec<String>> {
-    let end = (offset + limit).saturating_sub(1);
+    // LRANGE takes signed 64-bit indexes; past the end is an empty page.
+    let last = i64::MAX as usize;
+    let (offset, end) = (offset.min(last), offset.saturating_add(limit).saturating_sub(1).min(last));
     redis::cmd("LRANGE").arg(keys.history(shard, user)).arg(offset).arg(end).query_async(conn).await
 }
 

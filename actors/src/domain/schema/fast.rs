@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 
-use super::{check_user_id, Event, EventKind, PropType, PropValue, Schema, MAX_EVENT_ID_BYTES, MAX_PROPERTIES};
+use super::{
+    at_most_chars, check_user_id, Event, EventKind, PropType, PropValue, Schema, MAX_EVENT_ID_CHARS, MAX_PROPERTIES,
+};
 
 /// The top level of an event, borrowed from its text (no string escapes).
 #[derive(Deserialize)]
@@ -78,7 +80,7 @@ impl Schema {
         }
         let user_id = check_user_id(plain_string(raw.event_properties.get("user_id")?)?).ok()?;
         if let Some(id) = raw.event_id {
-            if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES || id.contains('\\') {
+            if id.is_empty() || !at_most_chars(id, MAX_EVENT_ID_CHARS) || id.contains('\\') {
                 return None;
             }
         }

@@ -17,10 +17,16 @@ mod fast;
 
 /// Properties an event may require besides `user_id`.
 pub const MAX_PROPERTIES: usize = 8;
-/// The longest accepted `user_id`, in bytes.
-pub const MAX_USER_ID_BYTES: usize = 256;
-/// The longest accepted `event_id`, in bytes.
-pub const MAX_EVENT_ID_BYTES: usize = 256;
+/// The longest accepted `user_id`, in characters (Unicode scalar values, as
+/// JSON Schema's `maxLength` counts them).
+pub const MAX_USER_ID_CHARS: usize = 256;
+/// The longest accepted `event_id`, in characters.
+pub const MAX_EVENT_ID_CHARS: usize = 256;
+
+/// Whether `s` has at most `max` characters (counted only past `max` bytes).
+pub fn at_most_chars(s: &str, max: usize) -> bool {
+    s.len() <= max || s.chars().count() <= max
+}
 
 /// The type of a required property, as written in config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -268,11 +274,11 @@ impl Schema {
         let user_id = validate_user_id(props.get("user_id"))?;
         let event_id = match obj.get("event_id") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_EVENT_ID_BYTES => Some(s.as_str()),
+            Some(Value::String(s)) if !s.is_empty() && at_most_chars(s, MAX_EVENT_ID_CHARS) => Some(s.as_str()),
             Some(_) => {
                 return Err(ValidationError::unprocessable(
                     "bad_event_id",
-                    format!("\"event_id\" must be a non-empty string of at most {MAX_EVENT_ID_BYTES} bytes"),
+                    format!("\"event_id\" must be a non-empty string of at most {MAX_EVENT_ID_CHARS} characters"),
                 ))
             }
         };
@@ -404,8 +410,8 @@ fn validate_user_id(value: Option<&Value>) -> Result<&str, ValidationError> {
 pub fn check_user_id(id: &str) -> Result<&str, &'static str> {
     if id.is_empty() {
         Err("user_id must not be empty")
-    } else if id.len() > MAX_USER_ID_BYTES {
-        Err("user_id must be at most 256 bytes")
+    } else if !at_most_chars(id, MAX_USER_ID_CHARS) {
+        Err("user_id must be at most 256 characters")
     } else if id.chars().any(char::is_control) {
         Err("user_id must not contain control characters")
     } else {
