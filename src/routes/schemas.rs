@@ -328,7 +328,14 @@ fn lifecycle() -> Value {
 /// set is valid also depends on what its conditions say and on the current
 /// version (it keeps every feature): those answers are 422 with every error.
 fn rule_set(model: &Model) -> Value {
-    let closed = |properties: Value, required: &[&str]| json!({"type": "object", "additionalProperties": false, "required": required, "properties": properties});
+    let closed = |properties: Value, required: &[&str]| {
+        let mut object = json!({"type": "object", "additionalProperties": false, "properties": properties});
+        // OpenAPI 3.0 wants at least one name in a `required` list.
+        if !required.is_empty() {
+            object["required"] = json!(required);
+        }
+        object
+    };
     let map = |value: Value| json!({"type": "object", "additionalProperties": value});
     let text = nullable(string());
     let feature = closed(json!({"description": text}), &[]);
