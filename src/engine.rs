@@ -166,7 +166,7 @@ fn start_readers(
 /// positive niceness by default: when an HTTP worker (an acknowledgement, a
 /// check) and a shard thread are runnable at once on a busy machine, the
 /// request goes first, and the shard catches up in a slightly larger batch.
-fn set_thread_nice(nice: i32) {
+pub(crate) fn set_thread_nice(nice: i32) {
     if nice == 0 {
         return;
     }
@@ -175,11 +175,11 @@ fn set_thread_nice(nice: i32) {
         // On Linux, PRIO_PROCESS with id 0 sets the niceness of the calling thread alone.
         // SAFETY: setpriority takes plain integers and touches no memory of ours.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
-            tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot set the shard threads' niceness (shards.nice); they run at the default");
+            tracing::warn!(nice, error = %std::io::Error::last_os_error(), "cannot set a thread's niceness (shards.nice, http.nice); it runs at the default");
         }
     }
     #[cfg(not(target_os = "linux"))]
-    tracing::warn!(nice, "shards.nice is supported on Linux only; ignored");
+    tracing::warn!(nice, "shards.nice and http.nice are supported on Linux only; ignored");
 }
 
 /// The worker (thread) of owned shard `s`: owned shards are dealt out in turn.

@@ -25,7 +25,10 @@ pub struct Application {
     settings: Arc<Settings>,
     engine: Engine,
     server: Server,
+    /// The checks listener's server (`http.checks_addr`), if configured.
+    checks: Option<Server>,
     port: u16,
+    checks_port: Option<u16>,
 }
 
 impl Application {
@@ -81,6 +84,16 @@ impl Application {
             file_differs,
         });
         let addr = listener.local_addr().context("listener address")?;
+        let (checks, checks_port) = match &settings.http.checks_addr {
+            Some(checks_addr) => {
+                let listener = TcpListener::bind(checks_addr)
+                    .with_context(|| format!("cannot listen on http.checks_addr {checks_addr}"))?;
+                let local = listener.local_addr().context("checks listener address")?;
+                tracing::info!(checks_addr = %local, workers = settings.http.checks_workers, "serving checks on a listener of their own");
+                (Some(checks_server(state.clone(), &settings, listener)?), Some(local.port()))
+            }
+            None => (None, None),
+        };
         let server = http_server(state, &settings, listener)?;
         tracing::info!(
             addr = %addr,
@@ -90,7 +103,7 @@ impl Application {
             workers = settings.shards.workers,
             "listening"
         );
-        Ok(Application { settings, engine, server, port: addr.port() })
+        Ok(Application { settings, engine, server, checks, port: addr.port(), checks_port })
     }
 
     /// The port the server listens on.
@@ -98,15 +111,28 @@ impl Application {
         self.port
     }
 
+    /// The checks listener's port, when `http.checks_addr` is set.
+    pub fn checks_port(&self) -> Option<u16> {
+        self.checks_port
+    }
+
     /// Serves until `shutdown` resolves, then stops gracefully: stop
     /// accepting, finish in-flight requests, stop the readers, flush every
     /// shard, release the leases.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + 'static) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let checks = self.checks.as_ref().map(Server::handle);
         actix_rt::spawn(async move {
             shutdown.await;
+            // Checks keep being answered until the writes are done.
             handle.stop(true).await;
+            if let Some(checks) = checks {
+                checks.stop(true).await;
+            }
         });
+        if let Some(checks) = self.checks {
+            actix_rt::spawn(checks);
+        }
         self.server.await.context("http server")?;
         self.engine.stop(&self.settings).await;
         Ok(())
@@ -114,9 +140,12 @@ impl Application {
 }
 
 fn http_server(state: web::Data<AppState>, settings: &Settings, listener: TcpListener) -> anyhow::Result<Server> {
+    // With a listener of their own for checks, these workers may yield to it.
+    let nice = if settings.http.checks_addr.is_some() { settings.http.nice } else { 0 };
     Ok(HttpServer::new(move || {
         // Runs on each HTTP worker, on its runtime.
         crate::admission::start_lag_probe(metrics::histogram!(HTTP_WORKER_LAG_SECONDS));
+        nice_once(nice);
         let state = state.clone();
         App::new()
             .wrap(crate::http_metrics::CountRequests)
@@ -130,4 +159,31 @@ fn http_server(state: web::Data<AppState>, settings: &Settings, listener: TcpLis
     .listen(listener)
     .context("serving on the listener")?
     .run())
+}
+
+/// The checks listener: the checks' routes alone, on workers of their own.
+fn checks_server(state: web::Data<AppState>, settings: &Settings, listener: TcpListener) -> anyhow::Result<Server> {
+    Ok(HttpServer::new(move || {
+        let state = state.clone();
+        App::new()
+            .wrap(crate::http_metrics::CountRequests)
+            .app_data(state.clone())
+            .configure(|cfg| routes::configure_checks(cfg, &state))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(settings.http.checks_workers)
+    .disable_signals()
+    .shutdown_timeout(settings.persistence.shutdown_timeout.as_secs().max(1))
+    .listen(listener)
+    .context("serving on the checks listener")?
+    .run())
+}
+
+/// Sets the calling worker thread's niceness, once (the app factory runs
+/// once per worker, on the worker's thread).
+fn nice_once(nice: i32) {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if nice != 0 && !DONE.with(|d| d.replace(true)) {
+        crate::engine::set_thread_nice(nice);
+    }
 }

@@ -58,6 +58,10 @@ struct Common {
     /// owns the other 63, so that checks are answered from the changelog.
     #[arg(long, global = true)]
     non_owner: bool,
+    /// With --target: where checks go (the instance's `http.checks_addr`);
+    /// absent: the target itself.
+    #[arg(long, global = true)]
+    checks_target: Option<String>,
     /// Run the spawned servers (Redis, restrictd, the ceiling handler) on
     /// these CPUs (`0`, `0-1`, `0,2`) and the generator on the others, as if
     /// the clients were on other machines. With --target only the generator
@@ -112,6 +116,15 @@ enum Command {
         /// Serve it from a thread of the generator instead of a process of its own.
         #[arg(long)]
         in_process: bool,
+    },
+    /// Checks at --rate from one connection for --duration against `addr`,
+    /// printing their summary as JSON: the prober the overload scenarios run
+    /// as a process of its own, so that their flood does not delay it.
+    #[command(hide = true)]
+    Probe {
+        addr: String,
+        #[arg(long, default_value = "ov")]
+        prefix: String,
     },
     /// Serve the trivial handler until killed; prints `listening <addr>` first.
     ServeCeiling {
@@ -168,6 +181,9 @@ enum Command {
 /// The service under test: a running one, or a private one we started.
 struct Target {
     addr: String,
+    /// Where client services send checks: the spawned instance's checks
+    /// listener (`http.checks_addr`), or `--checks-target`, or `addr`.
+    checks_addr: String,
     _redis: Option<Redis>,
     _service: Option<Service>,
     _owner: Option<Service>,
@@ -178,7 +194,8 @@ const QUIET_TRIPWIRE: [(&str, &str); 2] =
 
 fn target(c: &Common) -> anyhow::Result<Target> {
     if let Some(addr) = &c.target {
-        return Ok(Target { addr: addr.clone(), _redis: None, _service: None, _owner: None });
+        let checks_addr = c.checks_target.clone().unwrap_or_else(|| addr.clone());
+        return Ok(Target { addr: addr.clone(), checks_addr, _redis: None, _service: None, _owner: None });
     }
     let bin =
         c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("give --target host:port or --spawn path/to/restrictd"))?;
@@ -198,9 +215,18 @@ fn target(c: &Common) -> anyhow::Result<Target> {
     if c.non_owner {
         env.extend([("RESTRICTD_INSTANCE__SHARDS", "0"), ("RESTRICTD_INSTANCE__ID", "non-owner")]);
     }
+    // Checks on a listener of their own, as the README tells client services.
+    let checks_addr = format!("127.0.0.1:{}", loadtest::spawn::free_port());
+    env.push(("RESTRICTD_HTTP__CHECKS_ADDR", &checks_addr));
     let service = Service::launch(bin, &c.config, &redis.url(), &env);
     service.wait_ready(Duration::from_secs(60));
-    Ok(Target { addr: service.addr.clone(), _redis: Some(redis), _service: Some(service), _owner: owner })
+    Ok(Target {
+        addr: service.addr.clone(),
+        checks_addr: checks_addr.clone(),
+        _redis: Some(redis),
+        _service: Some(service),
+        _owner: owner,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -214,6 +240,12 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let c = cli.common.clone();
+    if let Command::Probe { addr, prefix } = &cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let summary = runtime.block_on(loadtest::overload::probe(addr, prefix, c.users, c.duration, c.rate));
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
+    }
     if let Some(list) = &c.server_cpus {
         split_cpus(list)?;
     }
@@ -301,7 +333,12 @@ fn many_producers(
     Ok(match command {
         Command::Overload { producers } => {
             let t = target(c)?;
-            let r = runtime.block_on(loadtest::overload::overload(&t.addr, c.users, c.duration, producers))?;
+            let r = runtime.block_on(loadtest::overload::overload(
+                (&t.addr, &t.checks_addr),
+                c.users,
+                c.duration,
+                producers,
+            ))?;
             loadtest::overload::print(&r);
             ("overload".into(), json!(r))
         }
@@ -447,7 +484,8 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
         | Command::FollowerMemory { .. }
         | Command::Switch { .. }
         | Command::Suite
-        | Command::ServeCeiling { .. } => {
+        | Command::ServeCeiling { .. }
+        | Command::Probe { .. } => {
             unreachable!("handled in main")
         }
     };
@@ -647,7 +685,12 @@ fn suite(runtime: &tokio::runtime::Runtime, bin: &std::path::Path, c: &Common) -
         Ok(cpus) if cpus.len() >= 2 && c.server_cpus.is_none() => overload_apart(bin, &base, cpus[0])?,
         _ => {
             let t = fresh(&base)?;
-            latency_runtime.block_on(loadtest::overload::overload(&t.addr, base.users, base.duration, 1000))?
+            latency_runtime.block_on(loadtest::overload::overload(
+                (&t.addr, &t.checks_addr),
+                base.users,
+                base.duration,
+                1000,
+            ))?
         }
     };
     rows.extend(overload.rows.iter().map(|r| Summary { label: format!("overload {}", r.label), ..r.events.clone() }));

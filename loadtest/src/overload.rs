@@ -100,15 +100,14 @@ fn watch_ready(addr: &str) -> (Arc<AtomicBool>, tokio::task::JoinHandle<u64>) {
 
 /// Runs `p` (events, seeds from `seed`) with checks at 1,000/s alongside when
 /// `checks` is set; the row, its ratio to `base` left at 0.
-async fn row(p: Plan, pop: &Population, model: &Arc<Model>, seed: u64, checks: bool) -> anyhow::Result<Row> {
+async fn row(p: Plan, pop: &Population, model: &Arc<Model>, seed: u64, checks: Option<&str>) -> anyhow::Result<Row> {
     let addr = p.addr.clone();
     let before = refusals(&addr).await?;
     let (stop, ready) = watch_ready(&addr);
-    let alongside =
-        checks.then(|| checks_apart(Plan { rate: Some(1_000.0), ..plan(&addr, "checks", 1, p.duration) }, pop));
+    let alongside = checks.map(|checks_addr| Prober::start(checks_addr, pop, p.duration)).transpose()?;
     let events = engine::run(&p, |i| events(pop, model, seed + i as u64)).await;
     let checks = match alongside {
-        Some(t) => Some(t.join().map_err(|_| anyhow::anyhow!("the checks' thread panicked"))?),
+        Some(prober) => Some(prober.finish()?),
         None => None,
     };
     stop.store(true, Ordering::Release);
@@ -130,14 +129,34 @@ async fn row(p: Plan, pop: &Population, model: &Arc<Model>, seed: u64, checks: b
     })
 }
 
-/// Runs checks on a thread and runtime of their own, so that the producers'
-/// connections on the generator's runtime do not delay them.
-fn checks_apart(p: Plan, pop: &Population) -> std::thread::JoinHandle<Summary> {
-    let pop = pop.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        rt.block_on(engine::run(&p, |i| Checks { pop: pop.clone(), rng: Rng::new(77 + i as u64) }))
-    })
+/// Checks at 1,000/s from one connection (`loadtest probe`, run by the
+/// overload scenario as a process of its own).
+pub async fn probe(addr: &str, prefix: &str, users: u64, duration: Duration, rate: Option<f64>) -> Summary {
+    let pop = Population::new(users, prefix, false);
+    let p = Plan { rate: Some(rate.unwrap_or(1_000.0)), ..plan(addr, "checks", 1, duration) };
+    engine::run(&p, |i| Checks { pop: pop.clone(), rng: Rng::new(77 + i as u64) }).await
+}
+
+/// Checks measured from a process of their own, as a client service would
+/// send them: a flood from this process starves its own threads, which would
+/// then report the generator's delay as the service's.
+struct Prober(std::process::Child);
+
+impl Prober {
+    fn start(addr: &str, pop: &Population, duration: Duration) -> anyhow::Result<Prober> {
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(["probe", addr, "--prefix", &pop.prefix, "--users", &pop.users.to_string()])
+            .args(["--duration", &format!("{}ms", duration.as_millis())])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        Ok(Prober(child))
+    }
+
+    fn finish(self) -> anyhow::Result<Summary> {
+        let out = self.0.wait_with_output()?;
+        anyhow::ensure!(out.status.success(), "the checks' prober failed: {}", out.status);
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
 }
 
 async fn verify(addr: &str, pop: &Population, model: &Model) -> anyhow::Result<usize> {
@@ -148,12 +167,18 @@ async fn verify(addr: &str, pop: &Population, model: &Model) -> anyhow::Result<u
 }
 
 /// The `overload` scenario; `connections` producers in the open-loop rows (1,000).
-pub async fn overload(addr: &str, users: u64, duration: Duration, connections: usize) -> anyhow::Result<Report> {
+/// `addrs`: where events go, and where checks go (the checks listener).
+pub async fn overload(
+    addrs: (&str, &str),
+    users: u64,
+    duration: Duration,
+    connections: usize,
+) -> anyhow::Result<Report> {
+    let (addr, checks_addr) = addrs;
     let (pop, model) = (Population::new(users, "ov", false), Model::new(97));
-    let capacity = row(plan(addr, "capacity", 100, duration), &pop, &model, 1, false).await?.accepted_per_second;
+    let capacity = row(plan(addr, "capacity", 100, duration), &pop, &model, 1, None).await?.accepted_per_second;
     eprintln!("overload: capacity {capacity:.0} events/s (closed loop, 100 producers)");
-    let idle = Plan { rate: Some(1_000.0), ..plan(addr, "checks unloaded", 1, duration.min(Duration::from_secs(5))) };
-    let unloaded = checks_apart(idle, &pop).join().map_err(|_| anyhow::anyhow!("the checks' thread panicked"))?;
+    let unloaded = Prober::start(checks_addr, &pop, duration.min(Duration::from_secs(5)))?.finish()?;
     let mut rows = Vec::new();
     for times in [1.0, 2.0, 4.0] {
         let p = Plan {
@@ -161,7 +186,7 @@ pub async fn overload(addr: &str, users: u64, duration: Duration, connections: u
             skip_when_busy: true,
             ..plan(addr, &format!("offered {times}x"), connections, duration)
         };
-        let mut r = row(p, &pop, &model, 1000 * times as u64, true).await?;
+        let mut r = row(p, &pop, &model, 1000 * times as u64, Some(checks_addr)).await?;
         r.goodput_ratio = r.accepted_per_second / capacity;
         rows.push(r);
     }
@@ -176,7 +201,7 @@ pub async fn producers(addr: &str, users: u64, duration: Duration) -> anyhow::Re
     for (n, honour) in [(10, true), (100, true), (1000, true), (1000, false)] {
         let label = format!("{n} {}", if honour { "honouring" } else { "not honouring" });
         let p = Plan { honour_retry_after: honour, ..plan(addr, &label, n, duration) };
-        rows.push(row(p, &pop, &model, 10_000 * n as u64 + u64::from(honour), false).await?);
+        rows.push(row(p, &pop, &model, 10_000 * n as u64 + u64::from(honour), None).await?);
     }
     let base = rows[1].accepted_per_second;
     for r in &mut rows {

@@ -209,6 +209,15 @@ impl Settings {
         if http.workers == 0 {
             http.workers = cores;
         }
+        if http.checks_addr.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            http.checks_addr = None;
+        }
+        if http.checks_workers == 0 {
+            return Err(invalid("http.checks_workers", "at least 1"));
+        }
+        if !(-20..=19).contains(&http.nice) {
+            return Err(invalid("http.nice", "a niceness from -20 to 19"));
+        }
         let redis = redis_settings(file.redis)?;
         let instance = instance_settings(file.instance, &shards, &http)?;
         if file.ingest.body_limit_bytes < 1024 {

@@ -22,11 +22,19 @@ pub struct HttpSettings {
     pub addr: String,
     /// HTTP worker threads; 0 in the file = one per core (resolved at load).
     pub workers: usize,
+    /// A listener of the checks' own (`GET /can<feature>`, a user's
+    /// features, health, readiness), with workers of its own.
+    pub checks_addr: Option<String>,
+    /// The checks listener's worker threads.
+    pub checks_workers: usize,
+    /// Niceness of the main listener's workers when the checks have a
+    /// listener of their own: under a write flood the checks' workers run first.
+    pub nice: i32,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { addr: "127.0.0.1:8080".into(), workers: 0 }
+        HttpSettings { addr: "127.0.0.1:8080".into(), workers: 0, checks_addr: None, checks_workers: 1, nice: 10 }
     }
 }
 

@@ -5,7 +5,7 @@
 use restrictd_actors::domain::Model;
 
 use super::check_path;
-pub use super::register::configure;
+pub use super::register::{configure, configure_checks};
 
 /// Which handler serves an endpoint.
 #[derive(Debug, Clone, Copy)]

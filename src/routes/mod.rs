@@ -32,6 +32,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     api::configure(cfg, &state.shared.model());
 }
 
+/// The checks listener's routes (`http.checks_addr`).
+pub fn configure_checks(cfg: &mut web::ServiceConfig, state: &AppState) {
+    api::configure_checks(cfg, &state.shared.model());
+}
+
 /// `can_message` → `/canmessage`, as the reference service spells it.
 pub fn check_path(feature: &str) -> String {
     format!("/{}", feature.replace('_', ""))

@@ -15,7 +15,20 @@ use crate::error::ApiError;
 
 /// Registers every endpoint; several methods on one path share a resource.
 pub fn configure(cfg: &mut web::ServiceConfig, model: &Model) {
-    let list = endpoints(model);
+    register(cfg, endpoints(model));
+}
+
+/// Registers what client services ask in their own request path (the checks,
+/// a user's features, health and readiness): the checks listener
+/// (`http.checks_addr`) serves these alone.
+pub fn configure_checks(cfg: &mut web::ServiceConfig, model: &Model) {
+    let checks = |e: &Endpoint| {
+        matches!(e.handler, Handler::Check(_) | Handler::UserFeatures | Handler::Health | Handler::Ready)
+    };
+    register(cfg, endpoints(model).into_iter().filter(checks).collect());
+}
+
+fn register(cfg: &mut web::ServiceConfig, list: Vec<Endpoint>) {
     let mut paths: Vec<&str> = Vec::new();
     for e in &list {
         if !paths.contains(&e.path.as_str()) {

@@ -227,3 +227,48 @@ fn shard_threads_run_at_the_configured_niceness_and_http_workers_do_not() {
     let reply = app.post_applied(&event("scam_message_flagged", "nice", json!({})));
     assert_eq!(reply["applied"], true, "{reply}");
 }
+
+#[test]
+fn a_checks_listener_of_their_own_answers_checks_while_writes_are_refused() {
+    let redis = TestRedis::start();
+    let checks_addr = format!("127.0.0.1:{}", loadtest::spawn::free_port());
+    let app = TestApp::spawn_with(
+        &redis,
+        &[
+            ("RESTRICTD_HTTP__CHECKS_ADDR", &checks_addr),
+            ("RESTRICTD_HTTP__NICE", "6"),
+            ("RESTRICTD_ADMISSION__CONCURRENT_WRITES", "1"),
+            ("RESTRICTD_ADMISSION__MAX_WRITE_DELAY", "200ms"),
+        ],
+    );
+    let get = |path: &str| http(&checks_addr, "GET", path, &[], b"").unwrap();
+    app.post_applied(&event("scam_message_flagged", "u", json!({})));
+    app.post_applied(&event("scam_message_flagged", "u", json!({})));
+    assert_eq!(get("/canmessage?user_id=u").body, r#"{"can_message":false}"#, "the same answer as on http.addr");
+    assert_eq!(get("/v1/users/u/features").json()["features"]["can_message"], false);
+    assert_eq!(get("/ready").status, 200);
+    // Only what client services ask: no writes, no admin, no reads of state.
+    let json = [("Content-Type", "application/json")];
+    let write = event("scam_message_flagged", "w", json!({})).to_string();
+    assert_eq!(http(&checks_addr, "POST", "/event", &json, write.as_bytes()).unwrap().status, 404);
+    assert_eq!(get("/v1/users/u").status, 404);
+    // The main listener's workers yield to the checks' worker.
+    let niceness = wait_for("the HTTP workers at niceness 6", Duration::from_secs(10), || {
+        let n = thread_niceness(app.pid());
+        (n.iter().filter(|v| **v == 6).count() == 2).then_some(n)
+    });
+    assert!(niceness.iter().filter(|v| **v == 0).count() >= 2, "the main thread and the checks' worker: {niceness:?}");
+    // Writes held and refused on http.addr; the checks listener answers.
+    let (slow, body) = hold_a_slot(&app, "held");
+    let queued = post_aside(&app, "queued");
+    let refused = wait_for("a write refused for the queue's delay", Duration::from_secs(10), || {
+        let r = app.post("/event", &event("scam_message_flagged", "late", json!({})));
+        (r.status == 429).then_some(r)
+    });
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    for _ in 0..50 {
+        assert_eq!(get("/canmessage?user_id=u").status, 200);
+    }
+    assert_eq!(queued.join().unwrap().status, 429);
+    assert!(finish(slow, &body).starts_with("HTTP/1.1 200"));
+}
