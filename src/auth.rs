@@ -7,6 +7,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpRequest;
 
+use crate::admission::queue::Producer;
 use crate::error::ApiError;
 
 #[derive(Clone, Default)]
@@ -18,6 +19,10 @@ pub struct Auth {
     pub read_token: Option<String>,
     /// When set, ingestion requires it (or an admin token).
     pub ingest_token: Option<String>,
+    /// Named ingest tokens, (producer, token): with any, ingestion requires
+    /// one of them (or `ingest_token`, or an admin token), and each
+    /// producer's writes take turns with the others'.
+    pub producers: Vec<(String, String)>,
 }
 
 /// Names and whether each token is set; never a token.
@@ -28,6 +33,7 @@ impl std::fmt::Debug for Auth {
             .field("require_for_reads", &self.require_for_reads)
             .field("read_token", &self.read_token.is_some())
             .field("ingest_token", &self.ingest_token.is_some())
+            .field("producers", &self.producers.iter().map(|(name, _)| name).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -97,12 +103,42 @@ impl Auth {
         self.admin_or(req, self.read_token.as_deref())
     }
 
-    /// Ingestion: open unless an ingest token is set.
+    /// Ingestion: open unless an ingest token is set (`ingest_token` or a
+    /// producer's).
     pub fn ingest(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        match &self.ingest_token {
-            None => Ok(()),
-            Some(t) => self.admin_or(req, Some(t)),
+        if self.ingest_token.is_none() && self.producers.is_empty() {
+            return Ok(());
         }
+        if self.producer_index(req).is_some() {
+            return Ok(());
+        }
+        self.admin_or(req, self.ingest_token.as_deref())
+    }
+
+    /// Which named ingest token the request carries (compared with every
+    /// one, in constant time), if any.
+    fn producer_index(&self, req: &HttpRequest) -> Option<usize> {
+        if self.producers.is_empty() {
+            return None;
+        }
+        let token = bearer(req).ok()?;
+        let mut found = None;
+        for (i, (_, t)) in self.producers.iter().enumerate() {
+            if ct_eq(token.as_bytes(), t.as_bytes()) {
+                found = Some(i);
+            }
+        }
+        found
+    }
+
+    /// Who sent a write, for its turn in the write queue: the producer of its
+    /// named ingest token, or else its connection (the peer's address and port).
+    pub fn producer(&self, req: &HttpRequest) -> Producer {
+        if let Some(i) = self.producer_index(req) {
+            return Producer(i as u64 | 1 << 63);
+        }
+        let peer = req.peer_addr();
+        Producer(peer.map_or(0, |a| ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(a) & !(1 << 63)))
     }
 }
 

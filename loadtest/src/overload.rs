@@ -139,23 +139,40 @@ pub async fn probe(addr: &str, prefix: &str, users: u64, duration: Duration, rat
 
 /// Checks measured from a process of their own, as a client service would
 /// send them: a flood from this process starves its own threads, which would
-/// then report the generator's delay as the service's.
-struct Prober(std::process::Child);
+/// then report the generator's delay as the service's. From a library caller
+/// that is not the `loadtest` binary (the test suite), a thread of its own.
+enum Prober {
+    Process(std::process::Child),
+    Thread(std::thread::JoinHandle<Summary>),
+}
 
 impl Prober {
     fn start(addr: &str, pop: &Population, duration: Duration) -> anyhow::Result<Prober> {
-        let child = std::process::Command::new(std::env::current_exe()?)
-            .args(["probe", addr, "--prefix", &pop.prefix, "--users", &pop.users.to_string()])
-            .args(["--duration", &format!("{}ms", duration.as_millis())])
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        Ok(Prober(child))
+        let exe = std::env::current_exe()?;
+        if exe.file_stem().is_some_and(|n| n == "loadtest") {
+            let child = std::process::Command::new(exe)
+                .args(["probe", addr, "--prefix", &pop.prefix, "--users", &pop.users.to_string()])
+                .args(["--duration", &format!("{}ms", duration.as_millis())])
+                .stdout(std::process::Stdio::piped())
+                .spawn()?;
+            return Ok(Prober::Process(child));
+        }
+        let (addr, prefix, users) = (addr.to_string(), pop.prefix.to_string(), pop.users);
+        Ok(Prober::Thread(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            rt.block_on(probe(&addr, &prefix, users, duration, None))
+        })))
     }
 
     fn finish(self) -> anyhow::Result<Summary> {
-        let out = self.0.wait_with_output()?;
-        anyhow::ensure!(out.status.success(), "the checks' prober failed: {}", out.status);
-        Ok(serde_json::from_slice(&out.stdout)?)
+        match self {
+            Prober::Process(child) => {
+                let out = child.wait_with_output()?;
+                anyhow::ensure!(out.status.success(), "the checks' prober failed: {}", out.status);
+                Ok(serde_json::from_slice(&out.stdout)?)
+            }
+            Prober::Thread(t) => t.join().map_err(|_| anyhow::anyhow!("the checks' thread panicked")),
+        }
     }
 }
 

@@ -1,10 +1,18 @@
-//! Admission of writes by delay. A write is worked on (body read, validated,
-//! appended) in one of `concurrent_writes` slots; when all are taken it waits
-//! for one in a first-in first-out queue, without being read further. A write
-//! arriving when the writes ahead of it have already waited longer than
-//! `max_write_delay` (the oldest queued write's wait, plus how late the HTTP
-//! worker runs: the wait it had before its handler) is refused at once with
-//! 429 and `Retry-After`: it could only be served late.
+//! Admission of writes by delay, in turns per producer. A write is worked on
+//! (body read, validated, appended) in one of `concurrent_writes` slots; when
+//! all are taken it waits for one, without being read further. Waiting writes
+//! are kept per producer (a named ingest token, or else the connection) and a
+//! freed slot goes to the producers in turn, round robin: a producer flooding
+//! from a thousand connections gets one turn in each round, as does one
+//! posting an event now and then, so the latter waits one round at most.
+//!
+//! A write is refused at once with 429 and `Retry-After` when its producer's
+//! own oldest waiting write has already waited longer than `max_write_delay`
+//! (plus how late the HTTP worker runs: the wait it had before its handler):
+//! that producer sends more than its share and could only be served late. A
+//! write is also refused when the producer next in turn has waited longer than
+//! [`ROUND_LIMIT_FACTOR`] × `max_write_delay`: a round of every producer is too
+//! long, whoever sends.
 //!
 //! Why a queue rather than refusing past a count: a producer that ignores
 //! `Retry-After` comes straight back after a refusal, and a refusal costs a
@@ -12,10 +20,10 @@
 //! refusals most of the work and goodput collapsed. Waiting costs nothing: a
 //! queued write holds a few hundred bytes and no CPU, its producer sends
 //! nothing meanwhile, and the service keeps doing the writes it can at the
-//! rate it can. Refusals start only when the queue holds more than
-//! `max_write_delay` of work, so a thousand producers are served (each
-//! waiting about their number divided by the service's rate) and the excess
-//! beyond that is refused quickly.
+//! rate it can. Refusals start only when a producer's writes wait more than
+//! `max_write_delay`, so a thousand producers are served (each waiting about
+//! their number divided by the service's rate) and the excess beyond that is
+//! refused quickly.
 //!
 //! A write waits at most [`WAIT_LIMIT_FACTOR`] × `max_write_delay` (when the
 //! service stalls, Redis slow or the machine starved); then it is refused too.
@@ -23,6 +31,8 @@
 //! on, as a safety cap.
 
 use std::collections::VecDeque;
+
+use ahash::AHashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,6 +46,13 @@ use crate::error::{render, ApiError};
 
 /// A queued write gives up after this many times `max_write_delay`.
 pub const WAIT_LIMIT_FACTOR: u32 = 4;
+/// Every write is refused when the producer next in turn has waited this many
+/// times `max_write_delay`.
+pub const ROUND_LIMIT_FACTOR: u32 = 2;
+
+/// Who sent a write, for turns: a named ingest token, or the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Producer(pub u64);
 
 pub struct WriteGate {
     /// Writes worked on at once.
@@ -55,7 +72,46 @@ pub struct WriteGate {
 #[derive(Default)]
 struct Queue {
     busy: usize,
-    waiting: VecDeque<Waiter>,
+    /// Writes waiting, over every producer.
+    waiting: usize,
+    /// Producers with writes waiting, in turn.
+    turns: VecDeque<Producer>,
+    /// Each producer's waiting writes, oldest first (never empty).
+    by_producer: AHashMap<Producer, VecDeque<Waiter>>,
+}
+
+impl Queue {
+    /// How long the oldest waiting write of `producer` has waited at `now`.
+    fn waited(&self, producer: Producer, now: Instant) -> Duration {
+        self.by_producer
+            .get(&producer)
+            .and_then(|w| w.front())
+            .map_or(Duration::ZERO, |w| now.saturating_duration_since(w.since))
+    }
+
+    /// The next waiter in turn, if any; its producer goes to the back of the
+    /// turns while it has more waiting.
+    fn next(&mut self) -> Option<Waiter> {
+        let producer = self.turns.pop_front()?;
+        let writes = self.by_producer.get_mut(&producer).expect("a producer in turn has writes waiting");
+        let waiter = writes.pop_front().expect("never empty");
+        if writes.is_empty() {
+            self.by_producer.remove(&producer);
+        } else {
+            self.turns.push_back(producer);
+        }
+        self.waiting -= 1;
+        Some(waiter)
+    }
+
+    fn push(&mut self, producer: Producer, waiter: Waiter) {
+        let writes = self.by_producer.entry(producer).or_default();
+        if writes.is_empty() {
+            self.turns.push_back(producer);
+        }
+        writes.push_back(waiter);
+        self.waiting += 1;
+    }
 }
 
 struct Waiter {
@@ -96,7 +152,7 @@ impl WriteGate {
 
     /// Writes waiting for a slot now.
     pub fn queued(&self) -> usize {
-        self.lock().waiting.len()
+        self.lock().waiting
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -105,8 +161,9 @@ impl WriteGate {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A slot to work on a write: at once, after waiting in the queue, or a 429.
-    pub async fn enter(&self) -> Result<WriteSlot<'_>, ApiError> {
+    /// A slot to work on a write of `producer`: at once, after waiting its
+    /// turn, or a 429.
+    pub async fn enter(&self, producer: Producer) -> Result<WriteSlot<'_>, ApiError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.cap {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             self.refused_full.increment(1);
@@ -117,21 +174,23 @@ impl WriteGate {
         let arrived = Instant::now();
         let wake = {
             let mut q = self.lock();
-            if q.busy < self.slots && q.waiting.is_empty() {
+            if q.busy < self.slots && q.waiting == 0 {
                 q.busy += 1;
                 drop(q);
                 slot.working = true;
                 self.waited.record(0.0);
                 return Ok(slot);
             }
-            let ahead = q.waiting.front().map_or(Duration::ZERO, |w| arrived.saturating_duration_since(w.since));
-            if ahead + worker_lag() > self.max_delay {
+            let lag = worker_lag();
+            let own = q.waited(producer, arrived);
+            let round = q.turns.front().map_or(Duration::ZERO, |&next| q.waited(next, arrived));
+            if own + lag > self.max_delay || round + lag > self.max_delay * ROUND_LIMIT_FACTOR {
                 drop(q);
                 self.refused_delay.increment(1);
                 return Err(too_many(&self.delay_body));
             }
             let (tx, rx) = oneshot::channel();
-            q.waiting.push_back(Waiter { since: arrived, wake: tx });
+            q.push(producer, Waiter { since: arrived, wake: tx });
             rx
         };
         let mut wait = Wait { gate: self, rx: Some(wake) };
@@ -147,10 +206,11 @@ impl WriteGate {
         Err(too_many(&self.delay_body))
     }
 
-    /// Passes a finished write's slot to the first waiter still waiting, or frees it.
+    /// Passes a finished write's slot to the next waiter in turn still
+    /// waiting, or frees it.
     fn release(&self) {
         let mut q = self.lock();
-        while let Some(w) = q.waiting.pop_front() {
+        while let Some(w) = q.next() {
             if w.wake.send(()).is_ok() {
                 return;
             }
@@ -203,6 +263,9 @@ mod tests {
     use std::future::Future;
     use std::pin::Pin;
 
+    const A: Producer = Producer(1);
+    const B: Producer = Producer(2);
+
     /// Polls once: still waiting?
     fn pending<F: Future>(f: Pin<&mut F>) -> bool {
         f.now_or_never().is_none()
@@ -216,8 +279,8 @@ mod tests {
     fn writes_past_the_slots_wait_in_order_and_take_a_slot_as_one_is_freed() {
         runtime().block_on(async {
             let gate = WriteGate::new(1, 10, Duration::from_secs(10));
-            let first = gate.enter().await.unwrap();
-            let (mut a, mut b) = (Box::pin(gate.enter()), Box::pin(gate.enter()));
+            let first = gate.enter(A).await.unwrap();
+            let (mut a, mut b) = (Box::pin(gate.enter(A)), Box::pin(gate.enter(A)));
             // Both wait: polled once, neither has a slot.
             assert!(pending(a.as_mut()));
             assert!(pending(b.as_mut()));
@@ -228,7 +291,7 @@ mod tests {
             drop(a);
             drop(b.await.unwrap());
             assert_eq!((gate.in_flight(), gate.queued()), (0, 0));
-            assert!(gate.enter().await.is_ok(), "the slot is free again");
+            assert!(gate.enter(A).await.is_ok(), "the slot is free again");
         });
     }
 
@@ -236,13 +299,13 @@ mod tests {
     fn a_write_is_refused_at_once_when_the_queue_holds_more_than_the_delay() {
         runtime().block_on(async {
             let gate = WriteGate::new(1, 10, Duration::from_millis(20));
-            let _held = gate.enter().await.unwrap();
-            let mut waiting = Box::pin(gate.enter());
+            let _held = gate.enter(A).await.unwrap();
+            let mut waiting = Box::pin(gate.enter(A));
             assert!(pending(waiting.as_mut()));
             // Once the first waiter has waited past the delay, a newcomer is refused without waiting.
             tokio::time::sleep(Duration::from_millis(25)).await;
             let started = Instant::now();
-            let refused = gate.enter().await.err().unwrap();
+            let refused = gate.enter(A).await.err().unwrap();
             assert!(started.elapsed() < Duration::from_millis(10));
             assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
             assert_eq!(refused.retry_after, Some(1));
@@ -258,9 +321,9 @@ mod tests {
     fn a_waiter_that_goes_away_passes_on_a_slot_handed_to_it() {
         runtime().block_on(async {
             let gate = WriteGate::new(1, 10, Duration::from_secs(10));
-            let held = gate.enter().await.unwrap();
-            let mut gone = Box::pin(gate.enter());
-            let mut next = Box::pin(gate.enter());
+            let held = gate.enter(A).await.unwrap();
+            let mut gone = Box::pin(gate.enter(A));
+            let mut next = Box::pin(gate.enter(A));
             assert!(pending(gone.as_mut()));
             assert!(pending(next.as_mut()));
             drop(held); // hands the slot to `gone`...
@@ -273,10 +336,49 @@ mod tests {
     fn the_cap_refuses_past_the_writes_in_the_service() {
         runtime().block_on(async {
             let gate = WriteGate::new(1, 1, Duration::from_secs(10));
-            let _held = gate.enter().await.unwrap();
-            let refused = gate.enter().await.err().unwrap();
+            let _held = gate.enter(A).await.unwrap();
+            let refused = gate.enter(A).await.err().unwrap();
             assert!(refused.body()["error"].as_str().unwrap().contains("too many writes in flight (limit 1)"));
             assert_eq!(gate.in_flight(), 1, "a refusal holds nothing");
+        });
+    }
+
+    #[test]
+    fn a_producer_waits_one_turn_behind_a_flood_and_is_not_refused_for_it() {
+        runtime().block_on(async {
+            let gate = WriteGate::new(1, 100, Duration::from_millis(20));
+            let held = gate.enter(A).await.unwrap();
+            // A floods: three writes wait.
+            let mut flood: Vec<_> = (0..3).map(|_| Box::pin(gate.enter(A))).collect();
+            for f in &mut flood {
+                assert!(pending(f.as_mut()));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            // A's oldest has waited past the bound: A's newcomer is refused...
+            assert!(gate.enter(A).await.is_err(), "the flooding producer is refused");
+            // ...B's is not: it waits its turn, which comes right after A's next.
+            let mut b = Box::pin(gate.enter(B));
+            assert!(pending(b.as_mut()), "B waits for a slot");
+            drop(held);
+            let first = flood.remove(0).await.unwrap();
+            assert!(pending(b.as_mut()));
+            drop(first);
+            let b = b.await.expect("B's turn comes before A's later writes");
+            assert!(pending(flood[0].as_mut()), "A's next write waits for B's");
+            drop(b);
+        });
+    }
+
+    #[test]
+    fn every_write_is_refused_when_a_round_of_turns_takes_too_long() {
+        runtime().block_on(async {
+            let gate = WriteGate::new(1, 100, Duration::from_millis(20));
+            let _held = gate.enter(A).await.unwrap();
+            let mut waiting = Box::pin(gate.enter(A));
+            assert!(pending(waiting.as_mut()));
+            tokio::time::sleep(Duration::from_millis(45)).await;
+            // A's write has waited over twice the bound: the next in turn is that late.
+            assert!(gate.enter(B).await.is_err(), "a producer with nothing waiting is refused too");
         });
     }
 }

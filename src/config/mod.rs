@@ -229,6 +229,9 @@ impl Settings {
         if let Some((name, _)) = file.auth.admin_tokens.iter().find(|(_, t)| t.len() < 16) {
             return Err(invalid(&format!("auth.admin_tokens.{name}"), "a token must be at least 16 characters"));
         }
+        if let Some((name, _)) = file.auth.ingest_tokens.iter().find(|(_, t)| t.len() < 16) {
+            return Err(invalid(&format!("auth.ingest_tokens.{name}"), "a token must be at least 16 characters"));
+        }
         let t = &file.tripwire;
         if !(t.threshold > 0.0 && t.threshold <= 1.0) {
             return Err(invalid("tripwire.threshold", "a share in (0, 1], e.g. 0.05 for 5 %"));
@@ -256,6 +259,7 @@ impl Settings {
                 require_for_reads: a.require_for_reads,
                 read_token: a.read_token.filter(|t| !t.is_empty()),
                 ingest_token: a.ingest_token.filter(|t| !t.is_empty()),
+                producers: a.ingest_tokens.into_iter().collect(),
             },
             feed: file.feed,
             tripwire: file.tripwire,

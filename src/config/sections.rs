@@ -213,6 +213,9 @@ pub struct AuthSection {
     pub require_for_reads: bool,
     pub read_token: Option<String>,
     pub ingest_token: Option<String>,
+    /// Ingest tokens by producer: each producer's writes take turns with the
+    /// others' (see `admission::queue`).
+    pub ingest_tokens: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

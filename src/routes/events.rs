@@ -28,7 +28,7 @@ async fn accept_write<'a>(
     payload: web::Payload,
     state: &'a AppState,
 ) -> Result<(WriteSlot<'a>, Instant, bool, web::Bytes), ApiError> {
-    let slot = match state.writes.enter().await {
+    let slot = match state.writes.enter(state.settings.auth.producer(req)).await {
         Ok(slot) => slot,
         Err(refused) => {
             // Read the refused body past, so the client's connection stays

@@ -272,3 +272,80 @@ fn a_checks_listener_of_their_own_answers_checks_while_writes_are_refused() {
     assert_eq!(queued.join().unwrap().status, 429);
     assert!(finish(slow, &body).starts_with("HTTP/1.1 200"));
 }
+
+const FLOOD: &str = "flood-token-0123456789";
+const FAIR: &str = "fair-token-0123456789";
+
+/// Posts an event for `user` with an ingest token from another thread.
+fn post_as(app: &TestApp, token: &str, user: &str) -> std::thread::JoinHandle<crate::helpers::Reply> {
+    let (addr, auth) = (app.addr.clone(), format!("Bearer {token}"));
+    let body = event("scam_message_flagged", user, json!({})).to_string();
+    std::thread::spawn(move || {
+        let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
+        http(&addr, "POST", "/event", &headers, body.as_bytes()).unwrap()
+    })
+}
+
+#[test]
+fn a_producer_takes_its_turn_beside_a_flooding_one_and_is_not_refused_for_its_flood() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(
+        &redis,
+        &[
+            ("RESTRICTD_AUTH__INGEST_TOKENS__FLOOD", FLOOD),
+            ("RESTRICTD_AUTH__INGEST_TOKENS__FAIR", FAIR),
+            ("RESTRICTD_ADMISSION__CONCURRENT_WRITES", "1"),
+            ("RESTRICTD_ADMISSION__MAX_WRITE_DELAY", "1s"),
+        ],
+    );
+    // Named ingest tokens close ingestion to everyone else.
+    assert_eq!(app.post("/event", &event("scam_message_flagged", "anon", json!({}))).status, 401);
+    let (slow, body) = hold_a_slot_as(&app, FLOOD, "held");
+    // The flood: three writes wait for the one slot.
+    let flood: Vec<_> = (0..3).map(|i| post_as(&app, FLOOD, &format!("flood-{i}"))).collect();
+    wait_for("three flood writes waiting", Duration::from_secs(10), || {
+        (app.metric("restrictd_queued_writes") >= 3.0).then_some(())
+    });
+    let queued_at = std::time::Instant::now();
+    // Once the flood's oldest write has waited past the bound, the flood's
+    // newcomers are refused at once...
+    wait_for("the flood's writes to wait past the bound", Duration::from_secs(10), || {
+        (queued_at.elapsed() > Duration::from_millis(1100)).then_some(())
+    });
+    let auth = format!("Bearer {FLOOD}");
+    let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
+    let body_more = event("scam_message_flagged", "flood-more", json!({})).to_string();
+    let refused = http(&app.addr, "POST", "/event", &headers, body_more.as_bytes()).unwrap();
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    // ...while the other producer's write waits its turn instead.
+    let fair = post_as(&app, FAIR, "fair");
+    wait_for("the fair write waiting beside the flood", Duration::from_secs(10), || {
+        (app.metric("restrictd_queued_writes") >= 4.0).then_some(())
+    });
+    assert!(finish(slow, &body).starts_with("HTTP/1.1 200"));
+    let fair = fair.join().unwrap();
+    assert_eq!(fair.status, 200, "the fair producer is served in its turn: {}", fair.body);
+    for f in flood {
+        let r = f.join().unwrap();
+        assert!(r.status == 200 || r.status == 429, "{}", r.body);
+    }
+}
+
+/// [`hold_a_slot`] with an ingest token.
+fn hold_a_slot_as(app: &TestApp, token: &str, user: &str) -> (TcpStream, String) {
+    let body = event("scam_message_flagged", user, json!({})).to_string();
+    let mut slow = TcpStream::connect(&app.addr).unwrap();
+    write!(
+        slow,
+        "POST /event HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    wait_for("the held request to be in flight", Duration::from_secs(10), || {
+        let metrics = app.get("/metrics").body;
+        metrics.contains("restrictd_inflight_requests{kind=\"writes\"} 1").then_some(())
+    });
+    (slow, body)
+}
