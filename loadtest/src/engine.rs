@@ -52,6 +52,8 @@ pub struct Plan {
     /// next one counts from its send. Without it, latency counts from the due
     /// time (no coordinated omission).
     pub skip_when_busy: bool,
+    /// `Authorization: Bearer` on every request (a producer's ingest token).
+    pub bearer: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,6 +181,9 @@ async fn connection<G: Generator>(
     done: Arc<AtomicU64>,
 ) -> Tally {
     let mut conn = Conn::new(&plan.addr);
+    if let Some(token) = &plan.bearer {
+        conn = conn.with_bearer(token);
+    }
     conn.connect().await;
     let _ = connected.send(()).await;
     let start = start_rx.wait_for(Option::is_some).await.ok().and_then(|s| *s).expect("the clock started");

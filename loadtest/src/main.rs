@@ -96,6 +96,14 @@ enum Command {
     /// 10, 100 and 1,000 closed-loop producers that honour Retry-After, and
     /// 1,000 that do not. Fails if an accepted event is lost.
     Producers,
+    /// One producer flooding from --producers connections (closed loop,
+    /// ignoring Retry-After) beside ten producers at 100 events/s each, each
+    /// with an ingest token of its own (needs --spawn). Fails if an accepted
+    /// event is lost.
+    Fairness {
+        #[arg(long, default_value_t = 900)]
+        producers: usize,
+    },
     /// --duration at half capacity, mixed, the population growing to --users
     /// (default 1,000,000) then steady, a graceful restart halfway; samples
     /// into soak.csv and soak.png (needs --spawn). Fails on growth or drift.
@@ -193,6 +201,11 @@ const QUIET_TRIPWIRE: [(&str, &str); 2] =
     [("RESTRICTD_TRIPWIRE__THRESHOLD", "1.0"), ("RESTRICTD_TRIPWIRE__MIN_RESTRICTED", "1000000000")];
 
 fn target(c: &Common) -> anyhow::Result<Target> {
+    target_with(c, &[])
+}
+
+/// `target`, a spawned instance having `extra` in its environment too.
+fn target_with(c: &Common, extra: &[(&str, &str)]) -> anyhow::Result<Target> {
     if let Some(addr) = &c.target {
         let checks_addr = c.checks_target.clone().unwrap_or_else(|| addr.clone());
         return Ok(Target { addr: addr.clone(), checks_addr, _redis: None, _service: None, _owner: None });
@@ -218,6 +231,7 @@ fn target(c: &Common) -> anyhow::Result<Target> {
     // Checks on a listener of their own, as the README tells client services.
     let checks_addr = format!("127.0.0.1:{}", loadtest::spawn::free_port());
     env.push(("RESTRICTD_HTTP__CHECKS_ADDR", &checks_addr));
+    env.extend_from_slice(extra);
     let service = Service::launch(bin, &c.config, &redis.url(), &env);
     service.wait_ready(Duration::from_secs(60));
     Ok(Target {
@@ -286,7 +300,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&r)?);
             ("apply".into(), r)
         }
-        command @ (Command::Overload { .. } | Command::Producers | Command::Soak { .. }) => {
+        command @ (Command::Overload { .. } | Command::Producers | Command::Fairness { .. } | Command::Soak { .. }) => {
             many_producers(command, &c, &runtime)?
         }
         Command::Suite => {
@@ -358,6 +372,21 @@ fn many_producers(
             println!("samples: {} and {}", r.csv.display(), r.png.display());
             anyhow::ensure!(r.passed, "the soak failed: {:?}", r.verdicts.iter().filter(|v| !v.ok).collect::<Vec<_>>());
             ("soak".into(), json!(r))
+        }
+        Command::Fairness { producers } => {
+            let env = loadtest::overload::fairness_env();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let t = target_with(c, &env)?;
+            let r = runtime.block_on(loadtest::overload::fairness(&t.addr, c.users, c.duration, producers))?;
+            let flood_ok: u64 = r.flood.statuses.iter().filter(|(k, _)| k.starts_with('2')).map(|(_, v)| v).sum();
+            println!(
+                "flood: {} connections, {:.0} accepted/s, {:.0} refused/s; ten producers at 100/s: {:.2} % of their events accepted",
+                r.flood.connections,
+                flood_ok as f64 / r.flood.seconds,
+                (r.flood.requests - flood_ok) as f64 / r.flood.seconds,
+                100.0 * r.fair_accepted_share
+            );
+            ("fairness".into(), json!(r))
         }
         Command::Producers => {
             let t = target(c)?;
@@ -485,7 +514,8 @@ async fn run_scenario(addr: &str, c: &Common, command: Command) -> anyhow::Resul
         | Command::Switch { .. }
         | Command::Suite
         | Command::ServeCeiling { .. }
-        | Command::Probe { .. } => {
+        | Command::Probe { .. }
+        | Command::Fairness { .. } => {
             unreachable!("handled in main")
         }
     };

@@ -228,6 +228,80 @@ pub async fn producers(addr: &str, users: u64, duration: Duration) -> anyhow::Re
     Ok(Report { capacity: base, unloaded_checks: None, rows, verified_users })
 }
 
+/// The ingest token of the flooding producer in `fairness`.
+pub const FLOOD_TOKEN: &str = "loadtest-flood-token-0";
+
+/// The ingest token of fair producer `i` in `fairness`.
+pub fn fair_token(i: usize) -> String {
+    format!("loadtest-fair-token-{i}")
+}
+
+/// The `RESTRICTD_AUTH__INGEST_TOKENS__*` a service needs for `fairness`.
+pub fn fairness_env() -> Vec<(String, String)> {
+    let mut env = vec![("RESTRICTD_AUTH__INGEST_TOKENS__FLOOD".to_string(), FLOOD_TOKEN.to_string())];
+    env.extend((0..FAIR_PRODUCERS).map(|i| (format!("RESTRICTD_AUTH__INGEST_TOKENS__FAIR{i}"), fair_token(i))));
+    env
+}
+
+const FAIR_PRODUCERS: usize = 10;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FairnessReport {
+    /// One producer (one ingest token) from many connections, closed loop,
+    /// ignoring `Retry-After`.
+    pub flood: Summary,
+    /// Ten producers at 100 events/s each, one connection each.
+    pub fair: Vec<Summary>,
+    /// The share of the ten's events accepted.
+    pub fair_accepted_share: f64,
+    pub verified_users: usize,
+}
+
+/// The `fairness` scenario: one producer floods from `connections`
+/// connections (closed loop, ignoring `Retry-After`) beside ten producers
+/// at 100 events/s each; each producer has its own ingest token
+/// ([`fairness_env`]), so the service can tell them apart.
+pub async fn fairness(
+    addr: &str,
+    users: u64,
+    duration: Duration,
+    connections: usize,
+) -> anyhow::Result<FairnessReport> {
+    let (pop, model) = (Population::new(users, "fa", false), Model::new(97));
+    let flood = Plan { bearer: Some(FLOOD_TOKEN.into()), ..plan(addr, "flood", connections, duration) };
+    let fair: Vec<Plan> = (0..FAIR_PRODUCERS)
+        .map(|i| Plan {
+            bearer: Some(fair_token(i)),
+            rate: Some(100.0),
+            ..plan(addr, &format!("fair {i}"), 1, duration)
+        })
+        .collect();
+    let (pop2, model2) = (pop.clone(), Arc::clone(&model));
+    let flood = tokio::spawn(async move { engine::run(&flood, |i| events(&pop2, &model2, 500 + i as u64)).await });
+    let fair: Vec<_> = fair
+        .into_iter()
+        .enumerate()
+        .map(|(n, p)| {
+            let (pop, model) = (pop.clone(), Arc::clone(&model));
+            tokio::spawn(
+                async move { engine::run(&p, |i| events(&pop, &model, 50_000 * (n as u64 + 1) + i as u64)).await },
+            )
+        })
+        .collect();
+    let mut summaries = Vec::new();
+    for f in fair {
+        summaries.push(f.await?);
+    }
+    let fair = summaries;
+    let flood = flood.await?;
+    let (sent, accepted) = fair.iter().fold((0, 0), |(s, a), f| {
+        let ok: u64 = f.statuses.iter().filter(|(k, _)| k.starts_with('2')).map(|(_, v)| v).sum();
+        (s + f.requests, a + ok)
+    });
+    let verified_users = verify(addr, &pop, &model).await?;
+    Ok(FairnessReport { flood, fair, fair_accepted_share: accepted as f64 / sent.max(1) as f64, verified_users })
+}
+
 /// The report as a table on stdout.
 pub fn print(report: &Report) {
     let us = |s: &BTreeMap<String, f64>, k: &str| s.get(k).map_or("-".to_string(), |v| format!("{v:.0}"));

@@ -10,9 +10,11 @@
 //! own oldest waiting write has already waited longer than `max_write_delay`
 //! (plus how late the HTTP worker runs: the wait it had before its handler):
 //! that producer sends more than its share and could only be served late. A
-//! write is also refused when the producer next in turn has waited longer than
-//! [`ROUND_LIMIT_FACTOR`] × `max_write_delay`: a round of every producer is too
-//! long, whoever sends.
+//! write is also refused when a round of turns (the producers waiting, times
+//! the recent time between two writes served) would take longer than
+//! [`ROUND_LIMIT_FACTOR`] × `max_write_delay`: too many producers for the
+//! service's rate, whoever sends. A producer with nothing waiting is never
+//! refused for another's backlog.
 //!
 //! Why a queue rather than refusing past a count: a producer that ignores
 //! `Retry-After` comes straight back after a refusal, and a refusal costs a
@@ -72,6 +74,10 @@ pub struct WriteGate {
 #[derive(Default)]
 struct Queue {
     busy: usize,
+    /// When a slot last went to a waiter, and the recent time between two
+    /// (an average with weight 1/8 on the newest), while writes wait.
+    last_handover: Option<Instant>,
+    handover_every: Duration,
     /// Writes waiting, over every producer.
     waiting: usize,
     /// Producers with writes waiting, in turn.
@@ -87,6 +93,27 @@ impl Queue {
             .get(&producer)
             .and_then(|w| w.front())
             .map_or(Duration::ZERO, |w| now.saturating_duration_since(w.since))
+    }
+
+    /// How long a round of turns takes at `now`: a newcomer without writes
+    /// waiting is served after every producer ahead of it had one. A turn
+    /// takes the recent time between handovers, or longer when the last one
+    /// (or, before any, the next waiter's arrival) is further back: a stalled
+    /// service has long turns.
+    fn round(&self, now: Instant) -> Duration {
+        let next_since = self.turns.front().map(|&p| now - self.waited(p, now));
+        let stalled = self.last_handover.or(next_since).map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.handover_every.max(stalled) * u32::try_from(self.turns.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Records a slot handed to a waiter at `now` (the time since the last
+    /// handover counts only up to `cap`: an idle gap says nothing of the rate).
+    fn handed_over(&mut self, now: Instant, cap: Duration) {
+        if let Some(last) = self.last_handover {
+            let gap = now.saturating_duration_since(last).min(cap);
+            self.handover_every = (self.handover_every * 7 + gap) / 8;
+        }
+        self.last_handover = Some(now);
     }
 
     /// The next waiter in turn, if any; its producer goes to the back of the
@@ -182,9 +209,9 @@ impl WriteGate {
                 return Ok(slot);
             }
             let lag = worker_lag();
-            let own = q.waited(producer, arrived);
-            let round = q.turns.front().map_or(Duration::ZERO, |&next| q.waited(next, arrived));
-            if own + lag > self.max_delay || round + lag > self.max_delay * ROUND_LIMIT_FACTOR {
+            let own = q.by_producer.contains_key(&producer).then(|| q.waited(producer, arrived));
+            let over_share = own.is_some_and(|own| own + lag > self.max_delay);
+            if over_share || q.round(arrived) + lag > self.max_delay * ROUND_LIMIT_FACTOR {
                 drop(q);
                 self.refused_delay.increment(1);
                 return Err(too_many(&self.delay_body));
@@ -212,10 +239,12 @@ impl WriteGate {
         let mut q = self.lock();
         while let Some(w) = q.next() {
             if w.wake.send(()).is_ok() {
+                q.handed_over(Instant::now(), self.max_delay);
                 return;
             }
         }
         q.busy -= 1;
+        q.last_handover = None;
     }
 }
 
@@ -370,15 +399,39 @@ mod tests {
     }
 
     #[test]
+    fn a_round_is_the_producers_waiting_times_the_time_between_handovers() {
+        let mut q = Queue::default();
+        let t = Instant::now();
+        for ms in [0, 10, 20, 30] {
+            q.handed_over(t + Duration::from_millis(ms), Duration::from_millis(50));
+        }
+        // 10 ms gaps, averaged from zero with weight 1/8: about 3.3 ms so far.
+        assert!(q.handover_every > Duration::from_millis(3) && q.handover_every < Duration::from_millis(4));
+        // An idle gap counts only up to the cap.
+        q.handed_over(t + Duration::from_secs(60), Duration::from_millis(50));
+        assert!(q.handover_every < Duration::from_millis(10), "{:?}", q.handover_every);
+        q.handover_every = Duration::from_millis(10);
+        for p in 0..5 {
+            let (tx, _rx) = oneshot::channel();
+            q.push(Producer(p), Waiter { since: t, wake: tx });
+        }
+        assert_eq!(q.round(t + Duration::from_secs(60)), Duration::from_millis(50));
+    }
+
+    #[test]
     fn every_write_is_refused_when_a_round_of_turns_takes_too_long() {
         runtime().block_on(async {
             let gate = WriteGate::new(1, 100, Duration::from_millis(20));
             let _held = gate.enter(A).await.unwrap();
             let mut waiting = Box::pin(gate.enter(A));
             assert!(pending(waiting.as_mut()));
-            tokio::time::sleep(Duration::from_millis(45)).await;
-            // A's write has waited over twice the bound: the next in turn is that late.
-            assert!(gate.enter(B).await.is_err(), "a producer with nothing waiting is refused too");
+            // One producer waiting, a handover every 30 ms: a round of 30 ms is within 2 x 20 ms.
+            gate.lock().handover_every = Duration::from_millis(30);
+            let mut b = Box::pin(gate.enter(B));
+            assert!(pending(b.as_mut()), "B waits its turn");
+            // Two waiting: a round of 60 ms; a producer with nothing waiting is refused too.
+            let refused = gate.enter(Producer(3)).await.err().expect("refused");
+            assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
         });
     }
 }
