@@ -96,14 +96,14 @@ impl Queue {
     }
 
     /// How long a round of turns takes at `now`: a newcomer without writes
-    /// waiting is served after every producer ahead of it had one. A turn
-    /// takes the recent time between handovers, or longer when the last one
-    /// (or, before any, the next waiter's arrival) is further back: a stalled
-    /// service has long turns.
+    /// waiting is served after every producer ahead of it had one, a turn
+    /// taking the recent time between handovers; plus the time since the last
+    /// handover (or, before any, since the next waiter arrived): a stalled
+    /// service serves nobody.
     fn round(&self, now: Instant) -> Duration {
         let next_since = self.turns.front().map(|&p| now - self.waited(p, now));
         let stalled = self.last_handover.or(next_since).map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        self.handover_every.max(stalled) * u32::try_from(self.turns.len()).unwrap_or(u32::MAX)
+        self.handover_every * u32::try_from(self.turns.len()).unwrap_or(u32::MAX) + stalled
     }
 
     /// Records a slot handed to a waiter at `now` (the time since the last
@@ -416,6 +416,7 @@ mod tests {
             q.push(Producer(p), Waiter { since: t, wake: tx });
         }
         assert_eq!(q.round(t + Duration::from_secs(60)), Duration::from_millis(50));
+        assert_eq!(q.round(t + Duration::from_secs(60) + Duration::from_millis(5)), Duration::from_millis(55));
     }
 
     #[test]
