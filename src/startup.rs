@@ -139,43 +139,52 @@ impl Application {
     }
 }
 
+/// Which routes a listener serves, with how many workers at what niceness.
+struct Listener {
+    configure: fn(&mut web::ServiceConfig, &AppState),
+    workers: usize,
+    nice: i32,
+    /// The main listener measures its workers' lag (the write queue adds it).
+    lag_probe: bool,
+}
+
 fn http_server(state: web::Data<AppState>, settings: &Settings, listener: TcpListener) -> anyhow::Result<Server> {
     // With a listener of their own for checks, these workers may yield to it.
     let nice = if settings.http.checks_addr.is_some() { settings.http.nice } else { 0 };
+    let main = Listener { configure: routes::configure, workers: settings.http.workers, nice, lag_probe: true };
+    serve(state, settings, listener, main).context("serving on the listener")
+}
+
+/// The checks listener: the checks' routes alone, on workers of their own.
+fn checks_server(state: web::Data<AppState>, settings: &Settings, listener: TcpListener) -> anyhow::Result<Server> {
+    let checks = Listener {
+        configure: routes::configure_checks,
+        workers: settings.http.checks_workers,
+        nice: 0,
+        lag_probe: false,
+    };
+    serve(state, settings, listener, checks).context("serving on the checks listener")
+}
+
+fn serve(state: web::Data<AppState>, settings: &Settings, socket: TcpListener, l: Listener) -> std::io::Result<Server> {
+    let Listener { configure, workers, nice, lag_probe } = l;
     Ok(HttpServer::new(move || {
         // Runs on each HTTP worker, on its runtime.
-        crate::admission::start_lag_probe(metrics::histogram!(HTTP_WORKER_LAG_SECONDS));
+        if lag_probe {
+            crate::admission::start_lag_probe(metrics::histogram!(HTTP_WORKER_LAG_SECONDS));
+        }
         nice_once(nice);
         let state = state.clone();
         App::new()
             .wrap(crate::http_metrics::CountRequests)
             .app_data(state.clone())
-            .configure(|cfg| routes::configure(cfg, &state))
+            .configure(|cfg| configure(cfg, &state))
             .default_service(web::to(routes::not_found))
     })
-    .workers(settings.http.workers)
+    .workers(workers)
     .disable_signals()
     .shutdown_timeout(settings.persistence.shutdown_timeout.as_secs().max(1))
-    .listen(listener)
-    .context("serving on the listener")?
-    .run())
-}
-
-/// The checks listener: the checks' routes alone, on workers of their own.
-fn checks_server(state: web::Data<AppState>, settings: &Settings, listener: TcpListener) -> anyhow::Result<Server> {
-    Ok(HttpServer::new(move || {
-        let state = state.clone();
-        App::new()
-            .wrap(crate::http_metrics::CountRequests)
-            .app_data(state.clone())
-            .configure(|cfg| routes::configure_checks(cfg, &state))
-            .default_service(web::to(routes::not_found))
-    })
-    .workers(settings.http.checks_workers)
-    .disable_signals()
-    .shutdown_timeout(settings.persistence.shutdown_timeout.as_secs().max(1))
-    .listen(listener)
-    .context("serving on the checks listener")?
+    .listen(socket)?
     .run())
 }
 

@@ -85,11 +85,16 @@ fn writes_past_the_in_flight_bound_get_429_and_are_not_appended() {
 /// Opens a POST /event whose body stops after 10 bytes: it holds a write slot
 /// until the rest is sent with [`finish`].
 fn hold_a_slot(app: &TestApp, user: &str) -> (TcpStream, String) {
+    hold_a_slot_with(app, "", user)
+}
+
+/// [`hold_a_slot`] with extra header lines (`headers`: each ending in CRLF).
+fn hold_a_slot_with(app: &TestApp, headers: &str, user: &str) -> (TcpStream, String) {
     let body = event("scam_message_flagged", user, json!({})).to_string();
     let mut slow = TcpStream::connect(&app.addr).unwrap();
     write!(
         slow,
-        "POST /event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        "POST /event HTTP/1.1\r\nHost: x\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
         body.len(),
         &body[..10]
     )
@@ -300,7 +305,7 @@ fn a_producer_takes_its_turn_beside_a_flooding_one_and_is_not_refused_for_its_fl
     );
     // Named ingest tokens close ingestion to everyone else.
     assert_eq!(app.post("/event", &event("scam_message_flagged", "anon", json!({}))).status, 401);
-    let (slow, body) = hold_a_slot_as(&app, FLOOD, "held");
+    let (slow, body) = hold_a_slot_with(&app, &format!("Authorization: Bearer {FLOOD}\r\n"), "held");
     // The flood: three writes wait for the one slot.
     let flood: Vec<_> = (0..3).map(|i| post_as(&app, FLOOD, &format!("flood-{i}"))).collect();
     wait_for("three flood writes waiting", Duration::from_secs(10), || {
@@ -330,22 +335,4 @@ fn a_producer_takes_its_turn_beside_a_flooding_one_and_is_not_refused_for_its_fl
         let r = f.join().unwrap();
         assert!(r.status == 200 || r.status == 429, "{}", r.body);
     }
-}
-
-/// [`hold_a_slot`] with an ingest token.
-fn hold_a_slot_as(app: &TestApp, token: &str, user: &str) -> (TcpStream, String) {
-    let body = event("scam_message_flagged", user, json!({})).to_string();
-    let mut slow = TcpStream::connect(&app.addr).unwrap();
-    write!(
-        slow,
-        "POST /event HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
-        body.len(),
-        &body[..10]
-    )
-    .unwrap();
-    wait_for("the held request to be in flight", Duration::from_secs(10), || {
-        let metrics = app.get("/metrics").body;
-        metrics.contains("restrictd_inflight_requests{kind=\"writes\"} 1").then_some(())
-    });
-    (slow, body)
 }
