@@ -114,6 +114,9 @@ pub async fn release(redis: &Target, shared: &Shared, held: &Held) {
     if held.is_empty() {
         return;
     }
+    // Before the leases go: the renewal and any late write must not take
+    // their absence for a successor's fence.
+    shared.leases_released();
     let released = async {
         let mut conn = redis.connect(Duration::from_secs(1), Duration::from_secs(2)).await?;
         lease::release(&mut conn, &shared.keys, &held).await

@@ -213,6 +213,11 @@ pub fn lost(fence: &Fence, now: &str) -> String {
 /// one line, counts it and stops applying the shard (by default the process
 /// exits with code 3, as for a lost lease). Never retried.
 pub fn fenced_off(shared: &Shared, fence: &Fence, what: &str, now: &str) {
+    if shared.released() {
+        // Given back on shutdown: the lease is gone because we released it.
+        tracing::debug!(shard = fence.shard, "{what} after the leases were released: nothing written");
+        return;
+    }
     metrics::counter!(crate::metrics::FENCED_WRITES_TOTAL, "shard" => fence.shard.to_string()).increment(1);
     shared.leases_lost();
     tracing::error!(shard = fence.shard, epoch = fence.epoch, "{what} fenced off, stopping: {}", lost(fence, now));
@@ -228,6 +233,9 @@ pub async fn keep(mut conn: Conn, shared: Arc<Shared>, held: Vec<Fence>, ttl: Du
     let mut failing = false;
     loop {
         tick.tick().await;
+        if shared.released() {
+            return;
+        }
         let sent = Instant::now();
         match renew(&mut conn, &shared.keys, &held, ttl).await {
             Ok(()) => {

@@ -183,6 +183,9 @@ pub struct Shared {
     pub on_fenced: Box<dyn Fn(u32) + Send + Sync>,
     /// A write was fenced off: the leases are lost for good.
     fenced_off: AtomicBool,
+    /// The leases were given back (graceful shutdown): a write or renewal
+    /// refused after that is expected, not a fence.
+    released: AtomicBool,
     /// The rules tripped: they restrict nobody new.
     pub tripped: TrippedRules,
     /// Per rule: restrictions this instance may make before the next sync.
@@ -246,6 +249,7 @@ impl Shared {
             fences: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
             on_fenced: Box::new(|_| std::process::exit(3)),
             fenced_off: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             owned,
             owned_mask,
             lease_until_ms: AtomicU64::new(0),
@@ -358,6 +362,18 @@ impl Shared {
     /// nothing more is read, applied or written for any owned shard.
     pub fn leases_lost(&self) {
         self.fenced_off.store(true, Ordering::Release);
+    }
+
+    /// The leases are being given back (graceful shutdown): from now on
+    /// nothing is written for the shards, and a refusal is no fence.
+    pub fn leases_released(&self) {
+        self.released.store(true, Ordering::Release);
+        self.fenced_off.store(true, Ordering::Release);
+    }
+
+    /// Whether the leases were given back.
+    pub fn released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
     }
 
     /// A write was fenced off: this process owns no shard any more.

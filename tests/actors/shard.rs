@@ -150,3 +150,21 @@ async fn a_flush_composed_before_another_owner_took_the_shard_is_refused_by_redi
     assert_eq!(*fenced.lock().unwrap(), [0], "refused once, never retried");
     assert_eq!(redis.cli(&["GET", "rd:{0}:lease"]), format!("{} successor", successor[0].epoch));
 }
+
+#[actix_rt::test]
+async fn leases_given_back_on_shutdown_are_no_fence_to_their_renewal() {
+    let redis = Redis::start();
+    let (shared, fenced) = shared_recording_fences();
+    let mut conn = connect(&redis.url()).await;
+    take_leases(&shared, &mut conn, "me").await;
+    let held: Vec<_> = shared.owned.iter().map(|&s| shared.fence(s).unwrap().clone()).collect();
+    // Renewed every 100 ms, as a running instance does.
+    let keep =
+        actix_rt::spawn(lease::keep(conn.clone(), Arc::clone(&shared), held.clone(), Duration::from_millis(300)));
+    // A graceful shutdown gives the leases back while the renewal still runs.
+    shared.leases_released();
+    lease::release(&mut conn, &shared.keys, &held).await.unwrap();
+    assert_eq!(redis.cli(&["EXISTS", "rd:{0}:lease"]), "0");
+    tokio::time::timeout(Duration::from_secs(10), keep).await.expect("the renewal stops").unwrap();
+    assert!(fenced.lock().unwrap().is_empty(), "a lease we gave back is not a successor's fence");
+}
