@@ -103,13 +103,10 @@ impl Auth {
         self.admin_or(req, self.read_token.as_deref())
     }
 
-    /// Ingestion: open unless an ingest token is set (`ingest_token` or a
-    /// producer's).
-    pub fn ingest(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        if self.ingest_token.is_none() && self.producers.is_empty() {
-            return Ok(());
-        }
-        if self.producer_index(req).is_some() {
+    /// Ingestion by `producer` (from [`Auth::producer`]): open unless an
+    /// ingest token is set (`ingest_token` or a producer's).
+    pub fn ingest(&self, req: &HttpRequest, producer: Producer) -> Result<(), ApiError> {
+        if self.ingest_token.is_none() && self.producers.is_empty() || producer.is_named() {
             return Ok(());
         }
         self.admin_or(req, self.ingest_token.as_deref())
@@ -135,10 +132,9 @@ impl Auth {
     /// named ingest token, or else its connection (the peer's address and port).
     pub fn producer(&self, req: &HttpRequest) -> Producer {
         if let Some(i) = self.producer_index(req) {
-            return Producer(i as u64 | 1 << 63);
+            return Producer::named(i);
         }
-        let peer = req.peer_addr();
-        Producer(peer.map_or(0, |a| ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(a) & !(1 << 63)))
+        Producer::connection(req.peer_addr())
     }
 }
 

@@ -28,7 +28,6 @@ pub struct Application {
     /// The checks listener's server (`http.checks_addr`), if configured.
     checks: Option<Server>,
     port: u16,
-    checks_port: Option<u16>,
 }
 
 impl Application {
@@ -84,15 +83,15 @@ impl Application {
             file_differs,
         });
         let addr = listener.local_addr().context("listener address")?;
-        let (checks, checks_port) = match &settings.http.checks_addr {
+        let checks = match &settings.http.checks_addr {
             Some(checks_addr) => {
                 let listener = TcpListener::bind(checks_addr)
                     .with_context(|| format!("cannot listen on http.checks_addr {checks_addr}"))?;
                 let local = listener.local_addr().context("checks listener address")?;
                 tracing::info!(checks_addr = %local, workers = settings.http.checks_workers, "serving checks on a listener of their own");
-                (Some(checks_server(state.clone(), &settings, listener)?), Some(local.port()))
+                Some(checks_server(state.clone(), &settings, listener)?)
             }
-            None => (None, None),
+            None => None,
         };
         let server = http_server(state, &settings, listener)?;
         tracing::info!(
@@ -103,17 +102,12 @@ impl Application {
             workers = settings.shards.workers,
             "listening"
         );
-        Ok(Application { settings, engine, server, checks, port: addr.port(), checks_port })
+        Ok(Application { settings, engine, server, checks, port: addr.port() })
     }
 
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The checks listener's port, when `http.checks_addr` is set.
-    pub fn checks_port(&self) -> Option<u16> {
-        self.checks_port
     }
 
     /// Serves until `shutdown` resolves, then stops gracefully: stop

@@ -56,6 +56,26 @@ pub const ROUND_LIMIT_FACTOR: u32 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Producer(pub u64);
 
+impl Producer {
+    const NAMED: u64 = 1 << 63;
+
+    /// The producer of named ingest token `i` (which authenticates it).
+    pub fn named(i: usize) -> Producer {
+        Producer(i as u64 | Self::NAMED)
+    }
+
+    /// The producer of a connection without a named token.
+    pub fn connection(peer: Option<std::net::SocketAddr>) -> Producer {
+        let hash = peer.map_or(0, |a| ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(a));
+        Producer(hash & !Self::NAMED)
+    }
+
+    /// Whether it presented a named ingest token.
+    pub fn is_named(self) -> bool {
+        self.0 & Self::NAMED != 0
+    }
+}
+
 pub struct WriteGate {
     /// Writes worked on at once.
     slots: usize,
@@ -87,12 +107,9 @@ struct Queue {
 }
 
 impl Queue {
-    /// How long the oldest waiting write of `producer` has waited at `now`.
-    fn waited(&self, producer: Producer, now: Instant) -> Duration {
-        self.by_producer
-            .get(&producer)
-            .and_then(|w| w.front())
-            .map_or(Duration::ZERO, |w| now.saturating_duration_since(w.since))
+    /// When the oldest waiting write of `producer` arrived, if it has any.
+    fn oldest(&self, producer: Producer) -> Option<Instant> {
+        self.by_producer.get(&producer).and_then(|w| w.front()).map(|w| w.since)
     }
 
     /// How long a round of turns takes at `now`: a newcomer without writes
@@ -101,7 +118,7 @@ impl Queue {
     /// handover (or, before any, since the next waiter arrived): a stalled
     /// service serves nobody.
     fn round(&self, now: Instant) -> Duration {
-        let next_since = self.turns.front().map(|&p| now - self.waited(p, now));
+        let next_since = self.turns.front().and_then(|&p| self.oldest(p));
         let stalled = self.last_handover.or(next_since).map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.handover_every * u32::try_from(self.turns.len()).unwrap_or(u32::MAX) + stalled
     }
@@ -209,7 +226,7 @@ impl WriteGate {
                 return Ok(slot);
             }
             let lag = worker_lag();
-            let own = q.by_producer.contains_key(&producer).then(|| q.waited(producer, arrived));
+            let own = q.oldest(producer).map(|since| arrived.saturating_duration_since(since));
             let over_share = own.is_some_and(|own| own + lag > self.max_delay);
             if over_share || q.round(arrived) + lag > self.max_delay * ROUND_LIMIT_FACTOR {
                 drop(q);

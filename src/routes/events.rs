@@ -28,7 +28,8 @@ async fn accept_write<'a>(
     payload: web::Payload,
     state: &'a AppState,
 ) -> Result<(WriteSlot<'a>, Instant, bool, web::Bytes), ApiError> {
-    let slot = match state.writes.enter(state.settings.auth.producer(req)).await {
+    let producer = state.settings.auth.producer(req);
+    let slot = match state.writes.enter(producer).await {
         Ok(slot) => slot,
         Err(refused) => {
             // Read the refused body past, so the client's connection stays
@@ -37,7 +38,7 @@ async fn accept_write<'a>(
             return Err(refused);
         }
     };
-    state.settings.auth.ingest(req)?;
+    state.settings.auth.ingest(req, producer)?;
     let started = Instant::now();
     let wait = wait_applied(req)?;
     let bytes = body::read_json(req, payload, state.settings.ingest.body_limit_bytes).await?;
