@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use restrictd_actors::changelog::Follower;
-use restrictd_actors::domain::ShardState;
 use restrictd_actors::link::Target;
 use restrictd_actors::messages::{Connect, FlushNow, StopReading};
 use restrictd_actors::reader::{ReaderSettings, StreamReader};
@@ -16,6 +15,7 @@ use restrictd_actors::retry::{self, RetryParams};
 use restrictd_actors::shard::{PersistSettings, ShardActor};
 use restrictd_actors::shared::Shared;
 use restrictd_actors::tripwire::Tripwire;
+use restrictd_domain::ShardState;
 
 use crate::config::Settings;
 use crate::ownership;

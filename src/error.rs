@@ -122,9 +122,9 @@ pub fn render(message: &str) -> Bytes {
     Bytes::from(json!({ "error": message }).to_string())
 }
 
-impl From<restrictd_actors::domain::ValidationError> for ApiError {
-    fn from(e: restrictd_actors::domain::ValidationError) -> Self {
-        use restrictd_actors::domain::Rejection;
+impl From<restrictd_domain::ValidationError> for ApiError {
+    fn from(e: restrictd_domain::ValidationError) -> Self {
+        use restrictd_domain::Rejection;
         let status = match e.kind {
             Rejection::Malformed => StatusCode::BAD_REQUEST,
             Rejection::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use restrictd_actors::domain::EntryId;
 use restrictd_actors::link::{Conn, Target};
 use restrictd_actors::metrics::REDIS_ERRORS_TOTAL;
 use restrictd_actors::retry::{self, RetryParams};
 use restrictd_actors::store::reads;
 use restrictd_actors::wire::Field;
+use restrictd_domain::EntryId;
 use tokio::sync::OnceCell;
 
 use crate::error::ApiError;

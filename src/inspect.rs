@@ -2,12 +2,12 @@
 //! a running service (for operators and incident review).
 
 use anyhow::Context as _;
-use restrictd_actors::domain::shard_of;
-use restrictd_actors::domain::snapshot::decode_user;
 use restrictd_actors::link::Conn;
 use restrictd_actors::store::reads;
 use restrictd_actors::store::snapshot::read_offset;
 use restrictd_actors::store::Keys;
+use restrictd_domain::shard_of;
+use restrictd_domain::snapshot::decode_user;
 use serde_json::{json, Value};
 
 use crate::config::Settings;

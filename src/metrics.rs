@@ -26,12 +26,12 @@ pub fn recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandl
 
 /// Registers every series whose labels are known in advance at zero, so a
 /// dashboard shows 0 rather than "no data" before the first occurrence.
-pub fn register_known_series(model: &restrictd_actors::domain::Model) {
+pub fn register_known_series(model: &restrictd_domain::Model) {
     use restrictd_actors::metrics::*;
     for op in ["xadd", "xread", "flush", "connect", "ping", crate::remote::OPERATION] {
         metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => op).absolute(0);
     }
-    for reason in restrictd_actors::domain::schema::REASONS.iter().chain(&["malformed_json", "missing_field"]) {
+    for reason in restrictd_domain::schema::REASONS.iter().chain(&["malformed_json", "missing_field"]) {
         metrics::counter!(DEAD_LETTERS_TOTAL, "reason" => *reason).absolute(0);
         metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => *reason).absolute(0);
     }

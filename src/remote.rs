@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use restrictd_actors::domain::EntryId;
 use restrictd_actors::metrics::REDIS_ERRORS_TOTAL;
 use restrictd_actors::shared::Shared;
 use restrictd_actors::store::snapshot::read_offset;
+use restrictd_domain::EntryId;
 use tokio::sync::watch;
 
 use crate::ingest::Ingest;

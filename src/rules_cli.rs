@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use restrictd_actors::domain::ruleset::diff;
-use restrictd_actors::domain::ModelDef;
 use restrictd_actors::store::{rules, Keys};
+use restrictd_domain::ruleset::diff;
+use restrictd_domain::ModelDef;
 use serde_json::{json, Value};
 
 use crate::config::{Settings, UnknownEvents};
@@ -88,8 +88,8 @@ async fn simulate(
     settings: &Settings,
     content: &ModelDef,
 ) -> anyhow::Result<Value> {
-    use restrictd_actors::domain::simulate::{simulate, Simulation};
     use restrictd_actors::store::snapshot;
+    use restrictd_domain::simulate::{simulate, Simulation};
     let accept_unknown = settings.ingest.unknown_events == UnknownEvents::Accept;
     let current = rules::current(conn, keys).await?;
     let candidate = rulesets::candidate(current.as_ref(), content, accept_unknown).map_err(|e| anyhow::anyhow!(e))?;

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use restrictd_actors::domain::ModelDef;
 pub use restrictd_actors::lifecycle::{candidate, differs, publish, rollback, seed, Publish, PublishError, Published};
 use restrictd_actors::link::Target;
 use restrictd_actors::retry::{self, RetryParams};
 use restrictd_actors::shared::Shared;
+use restrictd_domain::ModelDef;
 
 /// Keeps this instance's HTTP side on the newest version: seeds version 1 on
 /// a new deployment, then looks for a newer version every second. Sets
@@ -58,10 +58,10 @@ pub fn watch(shared: Arc<Shared>, target: Target, file: ModelDef, file_differs: 
 }
 
 /// Tells the live feed that `record` is the current version.
-fn announce(shared: &Shared, record: &restrictd_actors::domain::ruleset::VersionRecord) {
+fn announce(shared: &Shared, record: &restrictd_domain::ruleset::VersionRecord) {
     let json = serde_json::json!({
         "type": "rules", "version": record.version, "by": record.by, "source": record.source,
-        "message": record.message, "at_ms": record.at_ms, "at": restrictd_actors::domain::time::rfc3339_ms(record.at_ms),
+        "message": record.message, "at_ms": record.at_ms, "at": restrictd_domain::time::rfc3339_ms(record.at_ms),
     });
     let _ = shared.feed.send(Arc::new(restrictd_actors::shared::FeedItem {
         kind: restrictd_actors::shared::FeedKind::Rules,
@@ -76,8 +76,8 @@ fn announce(shared: &Shared, record: &restrictd_actors::domain::ruleset::Version
 /// A simulation as people read it: per rule its share of `population` and
 /// whether that share would trip the tripwire at once.
 pub fn simulation_json(
-    sim: &restrictd_actors::domain::simulate::Simulation,
-    tripwire: &restrictd_actors::domain::TripwireSettings,
+    sim: &restrictd_domain::simulate::Simulation,
+    tripwire: &restrictd_domain::TripwireSettings,
 ) -> serde_json::Value {
     let population = sim.users.max(1);
     let rules: Vec<serde_json::Value> = sim

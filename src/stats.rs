@@ -17,8 +17,7 @@ pub struct Rejects {
 
 impl Rejects {
     pub fn new() -> Self {
-        let reasons =
-            restrictd_actors::domain::schema::REASONS.iter().copied().chain(["malformed_json", "batch_too_large"]);
+        let reasons = restrictd_domain::schema::REASONS.iter().copied().chain(["malformed_json", "batch_too_large"]);
         Rejects {
             counts: reasons
                 .map(|r| (r, AtomicU64::new(0), metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => r)))

@@ -5,9 +5,11 @@
 //! receive `messages`, call the domain, record metrics and do the I/O
 //! through `store` (Redis) and `wire` (stream entries).
 
+/// The domain, a crate of its own (`restrictd-domain`), under the name the engine uses.
+pub use restrictd_domain as domain;
+
 pub mod changelog;
 pub mod clock;
-pub mod domain;
 pub mod lease;
 pub mod lifecycle;
 pub mod link;

@@ -5,13 +5,13 @@ use std::sync::{Arc, LazyLock};
 
 use ahash::AHashMap;
 use restrictd::config::Settings;
-use restrictd_actors::domain::admin::AdminCommand;
-use restrictd_actors::domain::rules::condition::Names;
-use restrictd_actors::domain::ruleset::VersionRecord;
-use restrictd_actors::domain::schema::EventTimeLimits;
-use restrictd_actors::domain::snapshot::decode_user;
-use restrictd_actors::domain::{EntryId, Model, ModelDef};
 use restrictd_actors::wire::{ChangePayload, FromFields, Payload};
+use restrictd_domain::admin::AdminCommand;
+use restrictd_domain::rules::condition::Names;
+use restrictd_domain::ruleset::VersionRecord;
+use restrictd_domain::schema::EventTimeLimits;
+use restrictd_domain::snapshot::decode_user;
+use restrictd_domain::{EntryId, Model, ModelDef};
 use serde_json::value::RawValue;
 
 /// A target: its name, what it runs, its seed inputs and the tokens its
@@ -271,9 +271,9 @@ fn entry(bytes: &[u8]) {
 
 fn snapshot_seeds() -> Vec<Vec<u8>> {
     vec![
-        include_bytes!("../../actors/tests/fixtures/user_v1.bin").to_vec(),
-        include_bytes!("../../actors/tests/fixtures/user_v2.bin").to_vec(),
-        include_bytes!("../../actors/tests/fixtures/user_v3.bin").to_vec(),
+        include_bytes!("../../actors/domain/tests/fixtures/user_v1.bin").to_vec(),
+        include_bytes!("../../actors/domain/tests/fixtures/user_v2.bin").to_vec(),
+        include_bytes!("../../actors/domain/tests/fixtures/user_v3.bin").to_vec(),
     ]
 }
 
@@ -315,7 +315,7 @@ fn condition(bytes: &[u8]) {
         let by_name: AHashMap<&str, u16> = m.aggregates.iter().enumerate().map(|(i, a)| (&*a.name, i as u16)).collect();
         for on in [&[0u16][..], &[1, 2]] {
             let names = Names { aggregates: &m.aggregates, by_name: &by_name, schema: &m.schema, on };
-            let _ = restrictd_actors::domain::rules::condition::compile(text, &names);
+            let _ = restrictd_domain::rules::condition::compile(text, &names);
         }
     }
 }

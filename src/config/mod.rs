@@ -17,10 +17,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use restrictd_actors::domain::rules::{AggregateDef, FeatureDef, RuleDef};
-use restrictd_actors::domain::schema::EventDef;
-use restrictd_actors::domain::{Model, ModelDef};
 use restrictd_actors::link::{redact, Target};
+use restrictd_domain::rules::{AggregateDef, FeatureDef, RuleDef};
+use restrictd_domain::schema::EventDef;
+use restrictd_domain::{Model, ModelDef};
 use serde::Deserialize;
 
 pub use self::env::ENV_PREFIX;

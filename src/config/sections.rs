@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
-use restrictd_actors::domain::TripwireSettings;
+use restrictd_domain::TripwireSettings;
 use serde::Deserialize;
 
 use super::de;
@@ -127,8 +127,8 @@ pub struct IngestSettings {
 
 impl IngestSettings {
     /// The limits on `occurred_at`, for the validator.
-    pub fn event_time_limits(&self) -> restrictd_actors::domain::schema::EventTimeLimits {
-        restrictd_actors::domain::schema::EventTimeLimits {
+    pub fn event_time_limits(&self) -> restrictd_domain::schema::EventTimeLimits {
+        restrictd_domain::schema::EventTimeLimits {
             max_age_ms: self.max_event_age.as_millis() as u64,
             max_skew_ms: self.max_clock_skew.as_millis() as u64,
         }

@@ -2,7 +2,7 @@
 //! `register::configure` registers handlers from it and `/openapi.json` is generated from it, so a
 //! route cannot exist without being documented.
 
-use restrictd_actors::domain::Model;
+use restrictd_domain::Model;
 
 use super::check_path;
 pub use super::register::{configure, configure_checks};

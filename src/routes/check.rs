@@ -7,8 +7,8 @@ use std::time::Instant;
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::domain::schema::check_user_id;
-use restrictd_actors::domain::Model;
+use restrictd_domain::schema::check_user_id;
+use restrictd_domain::Model;
 
 use super::features_json;
 use crate::config::BeforeRecovery;

@@ -8,9 +8,9 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::clock::now_ms;
-use restrictd_actors::domain::schema::MALFORMED_JSON;
-use restrictd_actors::domain::{EntryId, Event, EventRef, ValidationError};
 use restrictd_actors::store::reads;
+use restrictd_domain::schema::MALFORMED_JSON;
+use restrictd_domain::{EntryId, Event, EventRef, ValidationError};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 

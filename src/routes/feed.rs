@@ -89,7 +89,7 @@ impl Filter {
         }
         if let Some(users) = list("users")? {
             for user in &users {
-                restrictd_actors::domain::schema::check_user_id(user).map_err(ApiError::bad_request)?;
+                restrictd_domain::schema::check_user_id(user).map_err(ApiError::bad_request)?;
             }
             f.users = Some(users);
         }

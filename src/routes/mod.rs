@@ -21,7 +21,7 @@ pub mod users;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
-use restrictd_actors::domain::Model;
+use restrictd_domain::Model;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -83,7 +83,7 @@ pub fn query_value<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a
 /// What every read of one user does first: the read token, then the user id.
 pub(crate) fn read_user<'a>(req: &HttpRequest, state: &AppState, user_id: &'a str) -> Result<&'a str, ApiError> {
     state.settings.auth.read(req)?;
-    restrictd_actors::domain::schema::check_user_id(user_id).map_err(ApiError::bad_request)
+    restrictd_domain::schema::check_user_id(user_id).map_err(ApiError::bad_request)
 }
 
 /// 400 for a query parameter this endpoint does not take (a typo would
@@ -143,7 +143,7 @@ pub fn no_route(req: &HttpRequest) -> ApiError {
     ApiError::not_found(format!("no route {} {}; see the README for the API", req.method(), req.path()))
 }
 
-pub use restrictd_actors::domain::time::rfc3339_ms;
+pub use restrictd_domain::time::rfc3339_ms;
 
 pub fn st(state: &web::Data<AppState>) -> &AppState {
     state.get_ref()

@@ -2,7 +2,7 @@
 //! start-up: every operation with its parameters, body, replies and who may
 //! call it, and an example that works when pasted (a test runs each one).
 
-use restrictd_actors::domain::Model;
+use restrictd_domain::Model;
 use serde_json::{json, Map, Value};
 
 use super::api::{endpoints, Access, Endpoint, Reply};

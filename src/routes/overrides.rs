@@ -3,8 +3,8 @@
 //! events, durable once acknowledged) and the reply waits until it is applied.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::domain::admin::AdminCommand;
-use restrictd_actors::domain::schema::check_user_id;
+use restrictd_domain::admin::AdminCommand;
+use restrictd_domain::schema::check_user_id;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -48,7 +48,7 @@ async fn submit(state: &AppState, command: &AdminCommand) -> Result<HttpResponse
     let report = super::users::user_report(state, user).await?.map(|(r, _)| r);
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user,
-        "id": restrictd_actors::domain::EventRef::new(shard, id),
+        "id": restrictd_domain::EventRef::new(shard, id),
         "features": features_json(&state.shared.model(), report.as_ref().map_or(0, |r| r.restricted)),
         "overrides": report.map(|r| json!(r.overrides)).unwrap_or(json!([])),
     })))

@@ -7,7 +7,7 @@ use actix_web::guard::{Guard, GuardContext};
 use actix_web::http::Method;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest};
-use restrictd_actors::domain::Model;
+use restrictd_domain::Model;
 
 use super::api::{endpoints, Endpoint, Handler};
 use super::{body, check, docs, events, feed, health, history, overrides, rules, rulesets, stats, tripwire, users};

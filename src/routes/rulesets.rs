@@ -5,9 +5,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::domain::ruleset::{diff, VersionRecord};
-use restrictd_actors::domain::{EventRef, ModelDef};
 use restrictd_actors::store::rules;
+use restrictd_domain::ruleset::{diff, VersionRecord};
+use restrictd_domain::{EventRef, ModelDef};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -86,13 +86,13 @@ fn parse_rule_set(req: &HttpRequest, bytes: &[u8]) -> Result<(ModelDef, bool), A
     #[serde(deny_unknown_fields)]
     struct Sections {
         #[serde(default)]
-        features: std::collections::BTreeMap<String, restrictd_actors::domain::rules::FeatureDef>,
+        features: std::collections::BTreeMap<String, restrictd_domain::rules::FeatureDef>,
         #[serde(default)]
-        events: std::collections::BTreeMap<String, restrictd_actors::domain::schema::EventDef>,
+        events: std::collections::BTreeMap<String, restrictd_domain::schema::EventDef>,
         #[serde(default)]
-        aggregates: std::collections::BTreeMap<String, restrictd_actors::domain::rules::AggregateDef>,
+        aggregates: std::collections::BTreeMap<String, restrictd_domain::rules::AggregateDef>,
         #[serde(default)]
-        rules: std::collections::BTreeMap<String, restrictd_actors::domain::rules::RuleDef>,
+        rules: std::collections::BTreeMap<String, restrictd_domain::rules::RuleDef>,
         /// Lift the restrictions of the rules the new version removes.
         #[serde(default)]
         lift_removed: bool,
@@ -251,7 +251,7 @@ pub async fn simulate(
     let candidate = rulesets::candidate(current.as_ref(), &content, accept_unknown)
         .map_err(|e| ApiError::unprocessable(format!("the rule set is invalid: {e}")).with("errors", json!([e])))?;
     let candidate = std::sync::Arc::new(candidate);
-    let mut total = restrictd_actors::domain::simulate::Simulation::default();
+    let mut total = restrictd_domain::simulate::Simulation::default();
     let mut covered = Vec::new();
     for (s, actor) in state.shards.iter().enumerate() {
         let Some(actor) = actor else { continue };

@@ -1,9 +1,9 @@
 //! The schemas of the OpenAPI document: request bodies (with an example that
 //! this configuration accepts) and every reply.
 
-use restrictd_actors::domain::money::MAX_UNITS;
-use restrictd_actors::domain::schema::{PropType, MAX_EVENT_ID_CHARS, MAX_USER_ID_CHARS};
-use restrictd_actors::domain::Model;
+use restrictd_domain::money::MAX_UNITS;
+use restrictd_domain::schema::{PropType, MAX_EVENT_ID_CHARS, MAX_USER_ID_CHARS};
+use restrictd_domain::Model;
 use serde_json::{json, Map, Value};
 
 /// A user id as the service takes it (`schema::check_user_id`).

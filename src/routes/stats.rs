@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::clock::now_ms;
-use restrictd_actors::domain::Money;
 use restrictd_actors::store::{reads, EventStat};
+use restrictd_domain::Money;
 use serde_json::{json, Value};
 
 use super::rfc3339_ms;

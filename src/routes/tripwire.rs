@@ -5,11 +5,11 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::clock::now_ms;
-use restrictd_actors::domain::admin::AdminCommand;
-use restrictd_actors::domain::time::rfc3339_ms;
-use restrictd_actors::domain::EventRef;
 use restrictd_actors::messages::{Control, ControlTripwire, ListSuppressed};
 use restrictd_actors::wire::Field;
+use restrictd_domain::admin::AdminCommand;
+use restrictd_domain::time::rfc3339_ms;
+use restrictd_domain::EventRef;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -3,10 +3,10 @@
 //! when this instance owns it; otherwise reads what its owner persisted.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::domain::snapshot::decode_user;
-use restrictd_actors::domain::user::UserReport;
 use restrictd_actors::messages::GetUser;
 use restrictd_actors::store::reads;
+use restrictd_domain::snapshot::decode_user;
+use restrictd_domain::user::UserReport;
 use serde_json::json;
 
 use super::{features_json, rfc3339_ms};
@@ -32,7 +32,7 @@ pub async fn get_user(
     let (report, source) = user_report(&state, user)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {user:?} has never been seen (every feature is allowed)")))?;
-    let shown = |list: &[restrictd_actors::domain::user::RestrictionReport]| -> Vec<serde_json::Value> {
+    let shown = |list: &[restrictd_domain::user::RestrictionReport]| -> Vec<serde_json::Value> {
         list.iter()
             .map(|r| {
                 json!({

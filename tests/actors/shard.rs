@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use loadtest::spawn::Redis;
-use restrictd_actors::domain::{EntryId, ShardState};
 use restrictd_actors::lease;
 use restrictd_actors::messages::{ApplyEntries, CatchUpTo, FlushNow, Restore, UseConnection};
 use restrictd_actors::shard::{PersistSettings, ShardActor};
 use restrictd_actors::shared::Shared;
 use restrictd_actors::wire::{Entry, Payload};
+use restrictd_domain::{EntryId, ShardState};
 
 use crate::support::{connect, eventually, shared, shared_recording_fences, take_leases, Reports};
 

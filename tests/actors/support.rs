@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use restrictd::config::Settings;
-use restrictd_actors::domain::Model;
 use restrictd_actors::lease;
 use restrictd_actors::link::{Conn, Target};
 use restrictd_actors::messages::{Fired, RulesFired};
 use restrictd_actors::shared::Shared;
+use restrictd_domain::Model;
 
 /// The default configuration's model.
 pub fn model() -> Arc<Model> {

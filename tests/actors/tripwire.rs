@@ -9,10 +9,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use loadtest::spawn::Redis;
 use restrictd_actors::clock::now_ms;
-use restrictd_actors::domain::{TripState, TripwireSettings};
 use restrictd_actors::messages::{Connect, Control, ControlTripwire, Fired, GetRuleStatus, RulesFired};
 use restrictd_actors::shared::Shared;
 use restrictd_actors::tripwire::Tripwire;
+use restrictd_domain::{TripState, TripwireSettings};
 
 use crate::support::{connect, eventually, shared};
 

@@ -1,7 +1,7 @@
 //! Entries another producer wrote that restrictd cannot apply go to the
 //! dead-letter stream with the reason, and the shard goes on.
 
-use restrictd_actors::domain::shard_of;
+use restrictd_domain::shard_of;
 use serde_json::json;
 
 use crate::helpers::{event, TestApp, TestRedis};

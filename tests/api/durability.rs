@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use restrictd_actors::domain::shard_of;
+use restrictd_domain::shard_of;
 use serde_json::json;
 
 use crate::helpers::{default_config, event, wait_for, TestApp, TestRedis};

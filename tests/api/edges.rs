@@ -215,7 +215,7 @@ fn assert_times_twice(where_: &str, v: &serde_json::Value) {
                     let iso = map.get(name).unwrap_or_else(|| panic!("{where_}: {k} without {name}: {v}"));
                     assert_eq!(value.is_null(), iso.is_null(), "{where_}: {k} and {name}: {v}");
                     if let Some(ms) = value.as_u64() {
-                        assert_eq!(iso.as_str(), Some(restrictd_actors::domain::time::rfc3339_ms(ms).as_str()));
+                        assert_eq!(iso.as_str(), Some(restrictd_domain::time::rfc3339_ms(ms).as_str()));
                     }
                 }
                 assert_times_twice(where_, value);

@@ -531,8 +531,7 @@ fn rollback_under_load_cycle() {
     });
     // Every shard past the switch: one probe event per shard, applied.
     for s in 0..64u32 {
-        let probe =
-            (0..).map(|i| format!("probe{i}")).find(|u| restrictd_actors::domain::shard_of(u, 64) == s).unwrap();
+        let probe = (0..).map(|i| format!("probe{i}")).find(|u| restrictd_domain::shard_of(u, 64) == s).unwrap();
         app.post_applied(&event("purchase_made", &probe, json!({"amount": 1})));
     }
     let restricted: Vec<&String> = flagged.iter().filter(|u| !app.can("message", u)).collect();

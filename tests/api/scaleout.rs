@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use loadtest::spawn::RedisCluster;
-use restrictd_actors::domain::shard_of;
+use restrictd_domain::shard_of;
 use serde_json::{json, Value};
 
 use crate::durability::{assert_seeded, crash_cycles_with, seed_users, EAGER};

@@ -123,7 +123,7 @@ fn the_reference_reply_to_a_posted_event_is_kept() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "Event 'purchase_made' added to the stream.");
     // The event is durable in the user's shard stream once acknowledged.
-    let shard = restrictd_actors::domain::shard_of("p", 64);
+    let shard = restrictd_domain::shard_of("p", 64);
     assert_eq!(redis.cli(&["XLEN", &format!("rd:{{{shard}}}:events")]), "1");
 }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
-use restrictd_actors::domain::{EntryId, Model, ModelDef, ShardState};
+use restrictd_domain::{EntryId, Model, ModelDef, ShardState};
 use serde_json::json;
 
 const WINDOW_S: u64 = 5;

@@ -7,8 +7,8 @@ use cel::common::ast::{CallExpr, Expr, LiteralValue, SourceInfo};
 use cel::IdedExpr;
 
 use super::{Cmp, Condition, Node, Num, PropRef, Ratio, Term, Text};
-use crate::domain::rules::Aggregate;
-use crate::domain::schema::{PropType, Schema};
+use crate::rules::Aggregate;
+use crate::schema::{PropType, Schema};
 
 /// The names a condition may use.
 pub struct Names<'a> {

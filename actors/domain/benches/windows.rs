@@ -11,8 +11,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::Criterion;
-use restrictd_actors::domain::rules::AggregateValues;
-use restrictd_actors::domain::{EntryId, Model, ModelDef, ShardState};
+use restrictd_domain::rules::AggregateValues;
+use restrictd_domain::{EntryId, Model, ModelDef, ShardState};
 use serde_json::{json, Value};
 
 /// The system allocator, counting live bytes.
@@ -44,11 +44,11 @@ fn compile(text: &str) -> Model {
 }
 
 fn default_model() -> Model {
-    compile(include_str!("../../config.toml"))
+    compile(include_str!("../../../config.toml"))
 }
 
 fn velocity_model() -> Model {
-    compile(include_str!("../../examples/velocity.toml"))
+    compile(include_str!("../../../examples/velocity.toml"))
 }
 
 struct Vals(Vec<u64>);
@@ -59,7 +59,7 @@ impl AggregateValues for Vals {
 }
 
 fn conditions(c: &mut Criterion) {
-    let base = include_str!("../../config.toml");
+    let base = include_str!("../../../config.toml");
     let cases = [
         ("today's syntax", "spend > 0 and chargebacks / spend > 0.10"),
         ("CEL, same condition", "spend > 0 && chargebacks / spend > 0.10"),

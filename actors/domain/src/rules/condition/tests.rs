@@ -1,5 +1,5 @@
-use crate::domain::money::SCALE;
-use crate::domain::rules::{AggregateValues, Model, ModelDef};
+use crate::money::SCALE;
+use crate::rules::{AggregateValues, Model, ModelDef};
 
 struct Vals(Vec<u64>);
 impl AggregateValues for Vals {

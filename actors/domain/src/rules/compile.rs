@@ -4,8 +4,8 @@
 use ahash::AHashMap;
 
 use super::*;
-use crate::domain::ruleset::Layout;
-use crate::domain::schema::{PropType, Schema};
+use crate::ruleset::Layout;
+use crate::schema::{PropType, Schema};
 
 impl Model {
     /// Compiles the config. An error names the key and what is wrong.

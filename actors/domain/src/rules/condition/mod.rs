@@ -13,7 +13,7 @@ pub(crate) mod cel;
 mod ratio;
 
 use super::AggregateValues;
-use crate::domain::schema::{Event, EventKind, PropValue};
+use crate::schema::{Event, EventKind, PropValue};
 
 pub use cel::Names;
 pub use ratio::Ratio;
@@ -158,7 +158,7 @@ impl<'e, V: AggregateValues> Scope<'_, 'e, V> {
                 Some(Ratio::new(i128::from(self.values.value(*index)), i128::from(*unit)))
             }
             Num::Property(p) => match p.get(self.event)? {
-                PropValue::Money(m) => Some(Ratio::new(i128::from(m.0), i128::from(crate::domain::money::SCALE))),
+                PropValue::Money(m) => Some(Ratio::new(i128::from(m.0), i128::from(crate::money::SCALE))),
                 PropValue::Integer(i) => Some(Ratio::int(i128::from(i))),
                 _ => None,
             },

@@ -114,7 +114,7 @@ impl Schema {
                 }),
                 PropType::Integer => PropValue::Integer(text.parse::<i64>().ok()?),
                 // Exact from the text, as `validate_bytes` reads it too.
-                PropType::Money => PropValue::Money(crate::domain::money::parse_decimal(text).ok()?),
+                PropType::Money => PropValue::Money(crate::money::parse_decimal(text).ok()?),
             };
         }
         Some(event)

@@ -79,7 +79,7 @@ impl UserState {
             .map(|(i, a)| {
                 let v = self.aggregate(model, i as u16);
                 let shown = match a.kind {
-                    AggregateKind::Sum => serde_json::Value::String(crate::domain::Money(v).to_string()),
+                    AggregateKind::Sum => serde_json::Value::String(crate::Money(v).to_string()),
                     _ => serde_json::Value::from(v),
                 };
                 (a.name.to_string(), shown)
@@ -118,9 +118,9 @@ impl UserState {
                 reason: o.reason.to_string(),
                 by: o.by.to_string(),
                 at_ms: o.at_ms,
-                at: crate::domain::time::rfc3339_ms(o.at_ms),
+                at: crate::time::rfc3339_ms(o.at_ms),
                 expires_at_ms: o.expires_at_ms,
-                expires_at: o.expires_at_ms.map(crate::domain::time::rfc3339_ms),
+                expires_at: o.expires_at_ms.map(crate::time::rfc3339_ms),
             })
             .collect();
         let windows = model

@@ -59,7 +59,7 @@ fn a_model_gives_back_the_sections_it_was_compiled_from() {
 
 #[test]
 fn a_switch_rewrites_users_only_when_their_stored_form_changes() {
-    use crate::domain::{EntryId, ShardState};
+    use crate::{EntryId, ShardState};
     let v1 = VersionRecord::seed(def(), 1).unwrap();
     let old = v1.compile(false).unwrap();
     let mut shard = ShardState::new(60_000);
@@ -77,16 +77,15 @@ fn a_switch_rewrites_users_only_when_their_stored_form_changes() {
     assert!(shard.dirty.is_empty(), "a new threshold stores users as before: nothing to write");
 
     let mut added = def();
-    let count =
-        crate::domain::rules::AggregateDef { event: "purchase_made".into(), ..def().aggregates["scam_flags"].clone() };
+    let count = crate::rules::AggregateDef { event: "purchase_made".into(), ..def().aggregates["scam_flags"].clone() };
     added.aggregates.insert("purchases".into(), count);
     let new = next(added);
     shard.switch(&old, &new);
     assert!(shard.dirty.contains("u"), "a new aggregate changes every user's stored form");
     let user = &shard.users["u"];
     let slot = |name: &str| new.aggregates.iter().find(|a| &*a.name == name).unwrap().slot;
-    assert!(matches!(slot("scam_flags"), crate::domain::rules::Slot::Scalar(s) if user.scalars[usize::from(s)] == 1));
-    assert!(matches!(slot("purchases"), crate::domain::rules::Slot::Scalar(s) if user.scalars[usize::from(s)] == 0));
+    assert!(matches!(slot("scam_flags"), crate::rules::Slot::Scalar(s) if user.scalars[usize::from(s)] == 1));
+    assert!(matches!(slot("purchases"), crate::rules::Slot::Scalar(s) if user.scalars[usize::from(s)] == 0));
 }
 
 #[test]

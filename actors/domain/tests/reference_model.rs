@@ -5,11 +5,11 @@
 use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;
-use restrictd_actors::domain::{EntryId, Model, ModelDef, ShardState};
+use restrictd_domain::{EntryId, Model, ModelDef, ShardState};
 use serde_json::{json, Value};
 
 fn model() -> Model {
-    let def: ModelDef = toml::from_str(include_str!("../../config.toml")).expect("default config parses");
+    let def: ModelDef = toml::from_str(include_str!("../../../config.toml")).expect("default config parses");
     Model::compile(&def, false).expect("default config compiles")
 }
 

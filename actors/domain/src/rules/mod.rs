@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::money::SCALE;
-use crate::domain::schema::{Event, EventDef, Schema};
+use crate::schema::{Event, EventDef, Schema};
 pub use condition::{Cmp, Condition};
 
 /// Most rules a deployment may hold over every version of its rule set.

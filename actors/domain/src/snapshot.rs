@@ -212,7 +212,7 @@ fn from_v3(model: &Model, v3: UserV3) -> UserState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ModelDef;
+    use crate::ModelDef;
 
     fn model() -> Model {
         let def: ModelDef = toml::from_str(include_str!("../../../config.toml")).unwrap();
@@ -222,7 +222,7 @@ mod tests {
     /// The default model and a windowed count, `flags_1h`.
     fn windowed_model() -> Model {
         let mut def: ModelDef = toml::from_str(include_str!("../../../config.toml")).unwrap();
-        let flags: crate::domain::rules::AggregateDef =
+        let flags: crate::rules::AggregateDef =
             toml::from_str("kind = \"count\"\nevent = \"scam_message_flagged\"\nwindow = \"1h\"").unwrap();
         def.aggregates.insert("flags_1h".into(), flags);
         Model::compile(&def, false).unwrap()
@@ -232,7 +232,7 @@ mod tests {
     fn fixture_user_v3(m: &Model) -> UserState {
         let mut u = fixture_user_v2(m);
         let Slot::Window(w) = m.aggregates.iter().find(|a| &*a.name == "flags_1h").unwrap().slot else { panic!() };
-        let kind = crate::domain::rules::AggregateKind::Count;
+        let kind = crate::rules::AggregateKind::Count;
         *u.window_mut(m, usize::from(w)) = Window::from_parts(kind, vec![(1_700_000_000, 2), (1_700_000_100, 1)], 0);
         u.mark_suppressed(m.rule_index("unique_zip_code_rule").unwrap() as u16, EntryId::new(1_700_000_200_000, 1));
         u
@@ -293,7 +293,7 @@ mod tests {
         let m = windowed_model();
         let u = fixture_user_v3(&m);
         assert_eq!(decode_user(&m, &encode_user(&m, &u)).unwrap(), u);
-        let stored = include_bytes!("../../tests/fixtures/user_v3.bin");
+        let stored = include_bytes!("../tests/fixtures/user_v3.bin");
         assert_eq!(stored[0], 3);
         assert_eq!(decode_user(&m, stored).unwrap(), u);
         let plain = decode_user(&model(), stored).unwrap();
@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn the_stored_version_2_fixture_still_decodes() {
         let m = model();
-        let stored = include_bytes!("../../tests/fixtures/user_v2.bin");
+        let stored = include_bytes!("../tests/fixtures/user_v2.bin");
         assert_eq!(stored[0], 2);
         assert_eq!(decode_user(&m, stored).unwrap(), fixture_user_v2(&m));
     }
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn the_stored_version_1_fixture_still_decodes() {
         let m = model();
-        let stored = include_bytes!("../../tests/fixtures/user_v1.bin");
+        let stored = include_bytes!("../tests/fixtures/user_v1.bin");
         assert_eq!(stored[0], 1);
         assert_eq!(decode_user(&m, stored).unwrap(), fixture_user(&m));
     }
