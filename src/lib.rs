@@ -14,6 +14,7 @@ pub mod ownership;
 pub mod remote;
 pub mod routes;
 pub mod rules_cli;
+pub mod rules_test;
 pub mod rulesets;
 pub mod startup;
 pub mod state;

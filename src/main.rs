@@ -102,6 +102,17 @@ enum Rules {
         /// Lift the restrictions of the rules this version removes.
         #[arg(long)]
         lift_removed: bool,
+        /// Rule tests to pass first (default: FILE's stem `.test.toml` and `.*.test.toml` beside it).
+        #[arg(long = "test", value_name = "TEST_FILE")]
+        tests: Vec<PathBuf>,
+    },
+    /// Run rule tests (TOML files: a rule set, events, expectations); exit 1 when one fails.
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// `text`, or `junit` (JUnit XML) for CI systems.
+        #[arg(long, value_enum, default_value = "text")]
+        format: restrictd::rules_test::Format,
     },
     /// What publishing FILE would change against the current version.
     Diff { file: PathBuf },
@@ -114,6 +125,12 @@ enum Rules {
 fn main() -> ExitCode {
     allocator::tune();
     let cli = Cli::parse();
+    // Rule tests run on the domain alone: no configuration, no Redis.
+    if let Some(Command::Rules(Rules::Test { files, format })) = &cli.command {
+        let report = restrictd::rules_test::run(files, None, false);
+        print!("{}", report.render(*format));
+        return if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
     let settings = match Settings::load(&cli.config) {
         Ok(s) => s,
         Err(e) => {
@@ -129,7 +146,10 @@ fn main() -> ExitCode {
         Command::Serve => serve(settings),
         Command::Rules(r) => {
             let command = match r {
-                Rules::Publish { file, message, lift_removed } => RulesCommand::Publish { file, message, lift_removed },
+                Rules::Publish { file, message, lift_removed, tests } => {
+                    RulesCommand::Publish { file, message, lift_removed, tests }
+                }
+                Rules::Test { .. } => unreachable!("rule tests run before the configuration is read"),
                 Rules::Diff { file } => RulesCommand::Diff { file },
                 Rules::History => RulesCommand::History,
                 Rules::Simulate { file } => RulesCommand::Simulate { file },

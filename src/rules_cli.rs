@@ -2,7 +2,7 @@
 //! the Redis of the configuration (no running service needed): publish a
 //! file's rule set, show what it would change, list the versions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use restrictd_actors::store::{rules, Keys};
@@ -15,14 +15,24 @@ use crate::rulesets::{self, Publish};
 
 /// What the command line asks for.
 pub enum RulesCommand {
-    Publish { file: std::path::PathBuf, message: Option<String>, lift_removed: bool },
-    Diff { file: std::path::PathBuf },
+    /// `tests`: the rule tests to pass first (none given: those beside `file`).
+    Publish {
+        file: std::path::PathBuf,
+        message: Option<String>,
+        lift_removed: bool,
+        tests: Vec<std::path::PathBuf>,
+    },
+    Diff {
+        file: std::path::PathBuf,
+    },
     History,
-    Simulate { file: std::path::PathBuf },
+    Simulate {
+        file: std::path::PathBuf,
+    },
 }
 
 /// The rule-set sections of a TOML file (a whole configuration file will do).
-fn read_rule_set(path: &Path) -> anyhow::Result<ModelDef> {
+pub fn read_rule_set(path: &Path) -> anyhow::Result<ModelDef> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("{} is not a rule set", path.display()))
 }
@@ -38,9 +48,10 @@ pub fn run(settings: &Settings, command: RulesCommand) -> anyhow::Result<Value> 
             .with_context(|| format!("cannot reach redis at {}", target.describe()))?;
         let keys = Keys::new(&settings.redis.key_prefix, settings.shards.count.get());
         match command {
-            RulesCommand::Publish { file, message, lift_removed } => {
+            RulesCommand::Publish { file, message, lift_removed, tests } => {
                 let content = read_rule_set(&file)?;
                 let accept_unknown = settings.ingest.unknown_events == UnknownEvents::Accept;
+                let tested = run_tests(&file, tests, &content, accept_unknown)?;
                 let p = Publish {
                     by: "cli",
                     message,
@@ -51,7 +62,7 @@ pub fn run(settings: &Settings, command: RulesCommand) -> anyhow::Result<Value> 
                 };
                 // A deployment that never started gets the file as version 1.
                 let published = rulesets::publish(&mut conn, &keys, content, p).await?;
-                Ok(json!({"version": published.record.version, "diff": published.diff}))
+                Ok(json!({"version": published.record.version, "diff": published.diff, "tests": tested}))
             }
             RulesCommand::Diff { file } => {
                 let content = read_rule_set(&file)?;
@@ -77,6 +88,20 @@ pub fn run(settings: &Settings, command: RulesCommand) -> anyhow::Result<Value> 
             }
         }
     })
+}
+
+/// The rule tests a publish must pass, against the set being published: the
+/// files given, else those beside the rule-set file. A failure refuses the
+/// publish (the report on stderr); what passed, as JSON.
+fn run_tests(file: &Path, tests: Vec<PathBuf>, content: &ModelDef, accept_unknown: bool) -> anyhow::Result<Value> {
+    let tests = if tests.is_empty() { crate::rules_test::beside(file) } else { tests };
+    let report = crate::rules_test::run(&tests, Some(content), accept_unknown);
+    if !report.passed() {
+        eprint!("{}", report.render(crate::rules_test::Format::Text));
+        anyhow::bail!("not published: {} of {} rule tests failed", report.failed(), report.cases());
+    }
+    let files: Vec<String> = tests.iter().map(|p| p.display().to_string()).collect();
+    Ok(json!({"files": files, "cases": report.cases(), "passed": report.cases()}))
 }
 
 /// The candidate against every user of the deployment, from the snapshots in

@@ -21,6 +21,7 @@ mod proxy;
 mod readme;
 mod redis_outage;
 mod refusals;
+mod rule_tests;
 mod rules_scale;
 mod rulesets;
 mod scaleout;

@@ -8,6 +8,7 @@ pub mod money;
 pub mod routing;
 pub mod rules;
 pub mod ruleset;
+pub mod ruletest;
 pub mod schema;
 pub mod shard_state;
 pub mod simulate;
