@@ -87,25 +87,25 @@ fn windows_age_with_the_clock_and_clearing_rules_lift() {
         restrict = ["can_message"]
         until = "condition_clears"
     "#;
-    let c = case(&format!(
+    let c = case(
         r#"
         name = "burst"
         [[step]]
-        event = {{ name = "scam_message_flagged", event_properties = {{ user_id = "u9" }} }}
+        event = { name = "scam_message_flagged", event_properties = { user_id = "u9" } }
         repeat = 3
         every = "1m"
         [step.expect.u9]
         fired = ["burst", "scam_message_rule"]
-        windows = {{ flags_1h = {{ entries = 3 }} }}
+        windows = { flags_1h = { entries = 3 } }
         [[step]]
         advance = "2h"
         [step.expect.u9]
         cleared = ["burst"]
         rules = ["scam_message_rule"]
-        aggregates = {{ flags_1h = 0, scam_flags = 3 }}
-        windows = {{ flags_1h = {{ entries = 0 }} }}
-        "#
-    ));
+        aggregates = { flags_1h = 0, scam_flags = 3 }
+        windows = { flags_1h = { entries = 0 } }
+        "#,
+    );
     let r = run_case(&model(extra), None, &c);
     assert_eq!(r.failures, Vec::<String>::new());
 }
