@@ -18,6 +18,9 @@ pub mod tripwire;
 pub mod user;
 pub mod window;
 
+#[cfg(test)]
+mod testing;
+
 pub use entry_id::{EntryId, EventRef};
 pub use money::Money;
 pub use routing::shard_of;

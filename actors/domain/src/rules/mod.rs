@@ -7,6 +7,8 @@
 
 mod compile;
 pub mod condition;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 

@@ -390,3 +390,6 @@ fn push_rule_changes(model: &Model, user_id: &str, id: EntryId, out: &Outcome, c
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -347,3 +347,6 @@ fn hash_value(v: PropValue<'_>) -> u64 {
 
 mod report;
 pub use report::{features_of, OverrideReport, RestrictionReport, UserReport, WindowReport};
+
+#[cfg(test)]
+mod tests;
