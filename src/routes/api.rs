@@ -2,40 +2,25 @@
 //! `register::configure` registers handlers from it and `/openapi.json` is generated from it, so a
 //! route cannot exist without being documented.
 
+use actix_web::{FromRequest, Handler, Responder, Route};
 use restrictd_domain::Model;
 
-use super::check_path;
 pub use super::register::{configure, configure_checks};
+use super::{
+    check, check_path, docs, events, feed, health, history, overrides, rules, rulesets, stats, tripwire, users,
+};
 
-/// Which handler serves an endpoint.
-#[derive(Debug, Clone, Copy)]
-pub enum Handler {
-    PostEvent,
-    PostEvents,
-    Check(usize),
-    UserFeatures,
-    User,
-    Rules,
-    Health,
-    Ready,
-    Metrics,
-    OpenApi,
-    Docs,
-    PutOverride,
-    DeleteOverride,
-    History,
-    TripwireControl,
-    Suppressed,
-    Feed,
-    Stats,
-    EventStats,
-    ResetStats,
-    Dashboard,
-    PutRules,
-    Rollback,
-    Versions,
-    Version,
-    Simulate,
+/// How an endpoint's handler is attached to a route.
+pub type Serve = Box<dyn Fn(Route) -> Route>;
+
+/// The row's handler.
+fn serve<F, Args>(handler: F) -> Serve
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    Box::new(move |r| r.to(handler.clone()))
 }
 
 pub struct Endpoint {
@@ -43,7 +28,11 @@ pub struct Endpoint {
     pub path: String,
     pub tag: &'static str,
     pub summary: String,
-    pub handler: Handler,
+    /// Its handler, attached to its route: the row is the one place an
+    /// endpoint is declared (registration guards it by `access`).
+    pub serve: Serve,
+    /// Also served on the checks listener (`http.checks_addr`).
+    pub checks: bool,
     /// Query parameters: (name, required, description).
     pub query: &'static [(&'static str, bool, &'static str)],
     /// (status, description) of the replies.
@@ -72,6 +61,18 @@ pub enum Access {
     Admin,
 }
 
+impl Access {
+    /// As the OpenAPI document's `x-access` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Open => "open",
+            Access::Read => "read",
+            Access::Ingest => "ingest",
+            Access::Admin => "admin",
+        }
+    }
+}
+
 /// What a successful reply carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
@@ -89,12 +90,13 @@ const WAIT: (&str, bool, &str) = (
 
 /// Every endpoint of this configuration (check routes come from its features).
 pub fn endpoints(model: &Model) -> Vec<Endpoint> {
-    let e = |method, path: &str, tag, summary: &str, handler| Endpoint {
+    let e = |method, path: &str, tag, summary: &str, serve| Endpoint {
         method,
         path: path.to_string(),
         tag,
         summary: summary.to_string(),
-        handler,
+        serve,
+        checks: false,
         query: &[],
         responses: &[(200, "OK")],
         body: None,
@@ -119,7 +121,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             access: Access::Ingest,
             reply: Reply::Json("Appended"),
             example: &[("wait", "applied")],
-            ..e("post", "/event", "events", "Post one event (the reference API)", Handler::PostEvent)
+            ..e("post", "/event", "events", "Post one event (the reference API)", serve(events::post_event))
         },
         Endpoint {
             query: &[WAIT],
@@ -136,7 +138,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             body: Some("EventBatch"),
             access: Access::Ingest,
             reply: Reply::Json("BatchAccepted"),
-            ..e("post", "/v1/events", "events", "Post a batch of events, all or nothing", Handler::PostEvents)
+            ..e("post", "/v1/events", "events", "Post a batch of events, all or nothing", serve(events::post_events))
         },
     ];
     for (i, f) in model.features.iter().enumerate() {
@@ -148,16 +150,24 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (429, "too many checks in flight (Retry-After)"),
             ],
             reply: Reply::Json("Check"),
+            checks: true,
             example: &[("user_id", "12345")],
-            ..e("get", &check_path(f), "checks", &format!("Can the user use {f}?"), Handler::Check(i))
+            ..e(
+                "get",
+                &check_path(f),
+                "checks",
+                &format!("Can the user use {f}?"),
+                serve(move |req, st| check::check(req, st, i)),
+            )
         });
     }
     list.extend([
         Endpoint {
             responses: &[(200, "every feature of the user"), (400, "bad user_id")],
             reply: Reply::Json("UserFeatures"),
+            checks: true,
             example: &[("user_id", "12345")],
-            ..e("get", "/v1/users/{user_id}/features", "checks", "All features of a user", Handler::UserFeatures)
+            ..e("get", "/v1/users/{user_id}/features", "checks", "All features of a user", serve(check::user_features))
         },
         Endpoint {
             responses: &[
@@ -169,16 +179,17 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             ],
             reply: Reply::Json("User"),
             example: &[("user_id", "12345")],
-            ..e("get", "/v1/users/{user_id}", "users", "Explain a user", Handler::User)
+            ..e("get", "/v1/users/{user_id}", "users", "Explain a user", serve(users::get_user))
         },
         Endpoint {
             reply: Reply::Json("Rules"),
-            ..e("get", "/v1/rules", "rules", "Rules with their definition and tripwire state", Handler::Rules)
+            ..e("get", "/v1/rules", "rules", "Rules with their definition and tripwire state", serve(rules::get_rules))
         },
         Endpoint {
             access: Access::Open,
             reply: Reply::Json("Health"),
-            ..e("get", "/health", "operations", "The process is alive", Handler::Health)
+            checks: true,
+            ..e("get", "/health", "operations", "The process is alive", serve(health::health))
         },
         Endpoint {
             responses: &[
@@ -187,12 +198,13 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             ],
             access: Access::Open,
             reply: Reply::Json("Ready"),
-            ..e("get", "/ready", "operations", "Ready to serve", Handler::Ready)
+            checks: true,
+            ..e("get", "/ready", "operations", "Ready to serve", serve(health::ready))
         },
         Endpoint {
             access: Access::Open,
             reply: Reply::Media("text/plain"),
-            ..e("get", "/metrics", "operations", "Prometheus exposition", Handler::Metrics)
+            ..e("get", "/metrics", "operations", "Prometheus exposition", serve(health::metrics))
         },
         Endpoint {
             responses: &[
@@ -212,7 +224,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 "/v1/users/{user_id}/features/{feature}",
                 "admin",
                 "Override a feature for a user (beats every rule)",
-                Handler::PutOverride,
+                serve(overrides::put_override),
             )
         },
         Endpoint {
@@ -230,7 +242,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 "/v1/users/{user_id}/features/{feature}",
                 "admin",
                 "Remove an override: the rules decide again",
-                Handler::DeleteOverride,
+                serve(overrides::delete_override),
             )
         },
         Endpoint {
@@ -246,7 +258,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 "/v1/users/{user_id}/history",
                 "users",
                 "A user's restriction changes, newest first",
-                Handler::History,
+                serve(history::get_history),
             )
         },
         Endpoint {
@@ -266,7 +278,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 "/v1/rules/{name}/tripwire",
                 "admin",
                 "Reset (re-arm) or trip (switch off) a rule; a reset may apply the restrictions it withheld",
-                Handler::TripwireControl,
+                serve(tripwire::control),
             )
         },
         Endpoint {
@@ -280,7 +292,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 "/v1/rules/{name}/suppressed",
                 "rules",
                 "Users whose restriction by the rule the tripwire withheld",
-                Handler::Suppressed,
+                serve(tripwire::suppressed),
             )
         },
         Endpoint {
@@ -301,24 +313,24 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 "/v1/feed",
                 "feed",
                 "Live feed of restriction and tripwire changes (Server-Sent Events)",
-                Handler::Feed,
+                serve(feed::feed),
             )
         },
         Endpoint {
             reply: Reply::Json("Stats"),
-            ..e("get", "/v1/stats", "stats", "Counts and amounts per event, rejections per reason", Handler::Stats)
+            ..e("get", "/v1/stats", "stats", "Counts and amounts per event, rejections per reason", serve(stats::get_stats))
         },
         Endpoint {
             responses: &[(200, "count and amount"), (404, "unknown event")],
             reply: Reply::Json("EventStats"),
             example: &[("event_name", "purchase_made")],
-            ..e("get", "/v1/stats/{event_name}", "stats", "Count and amount of one event", Handler::EventStats)
+            ..e("get", "/v1/stats/{event_name}", "stats", "Count and amount of one event", serve(stats::get_event_stats))
         },
         Endpoint {
             responses: &[(200, "reset"), (401, "no admin token"), (403, "wrong token")],
             access: Access::Admin,
             reply: Reply::Json("StatsReset"),
-            ..e("delete", "/v1/stats", "admin", "Reset the stats", Handler::ResetStats)
+            ..e("delete", "/v1/stats", "admin", "Reset the stats", serve(stats::reset_stats))
         },
         Endpoint {
             access: Access::Admin,
@@ -338,7 +350,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (422, "an invalid rule set, every error with its key; nothing changed"),
                 (503, "Redis unavailable; nothing published"),
             ],
-            ..e("put", "/v1/rules", "rules", "Publish a rule set as the next version", Handler::PutRules)
+            ..e("put", "/v1/rules", "rules", "Publish a rule set as the next version", serve(rulesets::put_rules))
         },
         Endpoint {
             access: Access::Admin,
@@ -353,7 +365,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (409, "the version is the current one already"),
                 (412, "If-Match names a version that is not the current one"),
             ],
-            ..e("post", "/v1/rules/rollback", "rules", "Roll back: publish a copy of an earlier version", Handler::Rollback)
+            ..e("post", "/v1/rules/rollback", "rules", "Roll back: publish a copy of an earlier version", serve(rulesets::rollback))
         },
         Endpoint {
             body: Some("RuleSet"),
@@ -363,34 +375,34 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
                 (422, "an invalid rule set"),
                 (503, "Redis unavailable"),
             ],
-            ..e("post", "/v1/rules/simulate", "rules", "Simulate a rule set against every user of this instance's shards", Handler::Simulate)
+            ..e("post", "/v1/rules/simulate", "rules", "Simulate a rule set against every user of this instance's shards", serve(rulesets::simulate))
         },
         Endpoint {
             reply: Reply::Json("Versions"),
             query: &[("limit", false, "versions per page (default 20)"), ("offset", false, "versions to skip")],
             example: &[("limit", "20")],
-            ..e("get", "/v1/rules/versions", "rules", "Published versions, newest first", Handler::Versions)
+            ..e("get", "/v1/rules/versions", "rules", "Published versions, newest first", serve(rulesets::versions))
         },
         Endpoint {
             reply: Reply::Json("Version"),
             example: &[("version", "1")],
             responses: &[(200, "the version with its content and its diff against the one before"), (404, "no such version")],
-            ..e("get", "/v1/rules/versions/{version}", "rules", "One version of the rule set", Handler::Version)
+            ..e("get", "/v1/rules/versions/{version}", "rules", "One version of the rule set", serve(rulesets::version))
         },
         Endpoint {
             access: Access::Open,
             reply: Reply::Media("text/html"),
-            ..e("get", "/", "operations", "Operator's dashboard page", Handler::Dashboard)
+            ..e("get", "/", "operations", "Operator's dashboard page", serve(docs::dashboard))
         },
         Endpoint {
             access: Access::Open,
             reply: Reply::Json("Object"),
-            ..e("get", "/openapi.json", "operations", "This document", Handler::OpenApi)
+            ..e("get", "/openapi.json", "operations", "This document", serve(docs::openapi))
         },
         Endpoint {
             access: Access::Open,
             reply: Reply::Media("text/html"),
-            ..e("get", "/docs", "operations", "API documentation page", Handler::Docs)
+            ..e("get", "/docs", "operations", "API documentation page", serve(docs::page))
         },
     ]);
     list

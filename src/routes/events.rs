@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use restrictd_actors::clock::now_ms;
 use restrictd_actors::store::reads;
 use restrictd_domain::schema::MALFORMED_JSON;
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::body::{self, wait_applied};
 use super::features_json;
+use crate::admission::queue::Producer;
 use crate::admission::WriteSlot;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,7 +29,8 @@ async fn accept_write<'a>(
     payload: web::Payload,
     state: &'a AppState,
 ) -> Result<(WriteSlot<'a>, Instant, bool, web::Bytes), ApiError> {
-    let producer = state.settings.auth.producer(req);
+    // Found by the route's access check when ingestion takes tokens.
+    let producer = req.extensions().get::<Producer>().copied().unwrap_or_else(|| state.settings.auth.producer(req));
     let slot = match state.writes.enter(producer).await {
         Ok(slot) => slot,
         Err(refused) => {
@@ -38,7 +40,6 @@ async fn accept_write<'a>(
             return Err(refused);
         }
     };
-    state.settings.auth.ingest(req, producer)?;
     let started = Instant::now();
     let wait = wait_applied(req)?;
     let bytes = body::read_json(req, payload, state.settings.ingest.body_limit_bytes).await?;

@@ -17,7 +17,7 @@ pub async fn get_history(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = super::read_user(&req, &state, &path)?;
+    let user = super::user_id(&path)?;
     super::only_params(&req, &["limit", "offset"])?;
     let limit = super::number_param(&req, "limit", 50)?.clamp(1, MAX_LIMIT);
     let offset = super::number_param(&req, "offset", 0)?;

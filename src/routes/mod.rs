@@ -1,6 +1,7 @@
 //! HTTP routes, one file per resource. Handlers validate at the edge, then
 //! either read published state (checks) or talk to Redis / an actor.
 
+pub mod access;
 pub mod api;
 pub mod body;
 pub mod check;
@@ -29,12 +30,12 @@ use crate::state::AppState;
 
 /// Registers every route of the route table (see `api`).
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
-    api::configure(cfg, &state.shared.model());
+    api::configure(cfg, &state.shared.model(), &state.settings.auth);
 }
 
 /// The checks listener's routes (`http.checks_addr`).
 pub fn configure_checks(cfg: &mut web::ServiceConfig, state: &AppState) {
-    api::configure_checks(cfg, &state.shared.model());
+    api::configure_checks(cfg, &state.shared.model(), &state.settings.auth);
 }
 
 /// `can_message` → `/canmessage`, as the reference service spells it.
@@ -80,9 +81,8 @@ pub fn query_value<'a>(query: &'a str, name: &str) -> Option<std::borrow::Cow<'a
     }
 }
 
-/// What every read of one user does first: the read token, then the user id.
-pub(crate) fn read_user<'a>(req: &HttpRequest, state: &AppState, user_id: &'a str) -> Result<&'a str, ApiError> {
-    state.settings.auth.read(req)?;
+/// A user id from a path, or 400.
+pub(crate) fn user_id(user_id: &str) -> Result<&str, ApiError> {
     restrictd_domain::schema::check_user_id(user_id).map_err(ApiError::bad_request)
 }
 

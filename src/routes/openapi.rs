@@ -90,6 +90,7 @@ fn operation(e: &Endpoint, schemas: &Value, model: &Model) -> Value {
         "description": format!("{}\n\n```sh\n{}\n```", access_note(e.access), curl(e, schemas)),
         "tags": [e.tag],
         "operationId": operation_id(e.method, &e.path),
+        "x-access": e.access.as_str(),
         "parameters": params,
         "responses": responses,
     });

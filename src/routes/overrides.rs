@@ -2,6 +2,7 @@
 //! The command is appended to the user's shard stream (ordered with the user's
 //! events, durable once acknowledged) and the reply waits until it is applied.
 
+use super::access::Operator;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_domain::admin::AdminCommand;
 use restrictd_domain::schema::check_user_id;
@@ -57,11 +58,11 @@ async fn submit(state: &AppState, command: &AdminCommand) -> Result<HttpResponse
 /// `PUT /v1/users/{user_id}/features/{feature}` with `{"state", "reason", "expires_in"?}`.
 pub async fn put_override(
     req: HttpRequest,
+    Operator(by): Operator,
     path: web::Path<(String, String)>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let by = state.settings.auth.admin(&req)?.to_string();
     let (user, feature) = target(&state, &path)?;
     let bytes = body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?;
     let b: OverrideBody = serde_json::from_slice(&bytes).map_err(|e| {
@@ -124,11 +125,10 @@ fn expires_in_ms(text: &str) -> Option<u64> {
 
 /// `DELETE /v1/users/{user_id}/features/{feature}`: the rules decide again.
 pub async fn delete_override(
-    req: HttpRequest,
+    Operator(by): Operator,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let by = state.settings.auth.admin(&req)?.to_string();
     let (user, feature) = target(&state, &path)?;
     if super::users::user_report(&state, user).await?.is_none() {
         return Err(ApiError::not_found(format!("user {user:?} has never been seen: there is no override to remove")));

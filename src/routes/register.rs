@@ -9,26 +9,25 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest};
 use restrictd_domain::Model;
 
-use super::api::{endpoints, Endpoint, Handler};
-use super::{body, check, docs, events, feed, health, history, overrides, rules, rulesets, stats, tripwire, users};
+use super::access::guard;
+use super::api::{endpoints, Access, Endpoint};
+use super::{body, check};
+use crate::auth::Auth;
 use crate::error::ApiError;
 
 /// Registers every endpoint; several methods on one path share a resource.
-pub fn configure(cfg: &mut web::ServiceConfig, model: &Model) {
-    register(cfg, endpoints(model));
+pub fn configure(cfg: &mut web::ServiceConfig, model: &Model, auth: &Auth) {
+    register(cfg, endpoints(model), auth);
 }
 
-/// Registers what client services ask in their own request path (the checks,
-/// a user's features, health and readiness): the checks listener
-/// (`http.checks_addr`) serves these alone.
-pub fn configure_checks(cfg: &mut web::ServiceConfig, model: &Model) {
-    let checks = |e: &Endpoint| {
-        matches!(e.handler, Handler::Check(_) | Handler::UserFeatures | Handler::Health | Handler::Ready)
-    };
-    register(cfg, endpoints(model).into_iter().filter(checks).collect());
+/// Registers what client services ask in their own request path (the rows
+/// marked `checks`: the checks, a user's features, health and readiness):
+/// the checks listener (`http.checks_addr`) serves these alone.
+pub fn configure_checks(cfg: &mut web::ServiceConfig, model: &Model, auth: &Auth) {
+    register(cfg, endpoints(model).into_iter().filter(|e| e.checks).collect(), auth);
 }
 
-fn register(cfg: &mut web::ServiceConfig, list: Vec<Endpoint>) {
+fn register(cfg: &mut web::ServiceConfig, list: Vec<Endpoint>, auth: &Auth) {
     let mut paths: Vec<&str> = Vec::new();
     for e in &list {
         if !paths.contains(&e.path.as_str()) {
@@ -43,35 +42,14 @@ fn register(cfg: &mut web::ServiceConfig, list: Vec<Endpoint>) {
         let not_allowed = move |req| super::method_not_allowed(req, allow.clone());
         let mut resource = web::resource(path).name(path).default_service(web::to(not_allowed));
         for e in list.iter().filter(|e| e.path == path) {
-            resource = resource.route(route(e));
+            resource = resource.route(route(e, auth));
         }
-        // A request that changes state is refused whole (4xx, nothing done)
-        // when a query parameter is unknown or unreadable, before its handler runs.
-        let writes: Vec<(Method, Vec<&'static str>)> = list
-            .iter()
-            .filter(|e| e.path == path && e.method != "get")
-            .map(|e| (method(e.method), e.query.iter().map(|q| q.0).collect()))
-            .collect();
-        if writes.is_empty() {
-            cfg.service(resource);
-        } else {
-            let writes = std::rc::Rc::new(writes);
-            cfg.service(resource.wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
-                let writes = std::rc::Rc::clone(&writes);
-                async move {
-                    if let Some((_, allowed)) = writes.iter().find(|(m, _)| m == req.method()) {
-                        if let Err(e) = query_is_valid(req.request(), allowed) {
-                            return Ok(req.error_response(e).map_into_boxed_body());
-                        }
-                    }
-                    next.call(req).await
-                }
-            })));
-        }
+        cfg.service(resource);
     }
     // The features a published rule set added: matched after the file's own.
     let published = web::resource("/can{feature}").name("/can{feature}").default_service(web::to(super::not_found));
-    cfg.service(published.route(web::route().guard(MethodIs(Method::GET)).to(check::check_published)));
+    let check = web::route().guard(MethodIs(Method::GET)).to(check::check_published);
+    cfg.service(published.route(guard(check, Access::Read, auth)));
 }
 
 /// Matches one HTTP method. actix-web's own method guard also records every
@@ -114,34 +92,25 @@ fn method(name: &str) -> Method {
     }
 }
 
-fn route(e: &Endpoint) -> actix_web::Route {
-    let r = web::route().guard(MethodIs(method(e.method)));
-    match e.handler {
-        Handler::PostEvent => r.to(events::post_event),
-        Handler::PostEvents => r.to(events::post_events),
-        Handler::Check(i) => r.to(move |req, st| check::check(req, st, i)),
-        Handler::UserFeatures => r.to(check::user_features),
-        Handler::User => r.to(users::get_user),
-        Handler::Rules => r.to(rules::get_rules),
-        Handler::Health => r.to(health::health),
-        Handler::Ready => r.to(health::ready),
-        Handler::Metrics => r.to(health::metrics),
-        Handler::OpenApi => r.to(docs::openapi),
-        Handler::Docs => r.to(docs::page),
-        Handler::PutOverride => r.to(overrides::put_override),
-        Handler::DeleteOverride => r.to(overrides::delete_override),
-        Handler::History => r.to(history::get_history),
-        Handler::TripwireControl => r.to(tripwire::control),
-        Handler::Suppressed => r.to(tripwire::suppressed),
-        Handler::Feed => r.to(feed::feed),
-        Handler::Stats => r.to(stats::get_stats),
-        Handler::EventStats => r.to(stats::get_event_stats),
-        Handler::ResetStats => r.to(stats::reset_stats),
-        Handler::Dashboard => r.to(docs::dashboard),
-        Handler::PutRules => r.to(rulesets::put_rules),
-        Handler::Rollback => r.to(rulesets::rollback),
-        Handler::Versions => r.to(rulesets::versions),
-        Handler::Version => r.to(rulesets::version),
-        Handler::Simulate => r.to(rulesets::simulate),
-    }
+/// The row's route: its method, its handler, and in front of the handler
+/// (outermost first) its access and, for a request that changes state, its
+/// query parameters: refused whole (4xx, nothing done) when one is unknown
+/// or unreadable.
+fn route(e: &Endpoint, auth: &Auth) -> actix_web::Route {
+    let r = (e.serve)(web::route().guard(MethodIs(method(e.method))));
+    let r = if e.method == "get" {
+        r
+    } else {
+        let allowed: std::rc::Rc<[&'static str]> = e.query.iter().map(|q| q.0).collect();
+        r.wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| {
+            let allowed = std::rc::Rc::clone(&allowed);
+            async move {
+                if let Err(e) = query_is_valid(req.request(), &allowed) {
+                    return Ok(req.error_response(e).map_into_boxed_body());
+                }
+                next.call(req).await
+            }
+        }))
+    };
+    guard(r, e.access, auth)
 }

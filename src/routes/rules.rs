@@ -1,14 +1,13 @@
 //! `GET /v1/rules`: every rule, its definition and its tripwire state.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use restrictd_actors::messages::GetRuleStatus;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn get_rules(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
+pub async fn get_rules(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let status = state.tripwire.send(GetRuleStatus).await.map_err(|e| {
         ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("tripwire unavailable: {e}"))
     })?;

@@ -3,6 +3,7 @@
 //! publishes a copy of an earlier one, `GET /v1/rules/versions[/{n}]` lists
 //! and shows them. A version reaches state through the shard streams.
 
+use super::access::Operator;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::store::rules;
@@ -142,10 +143,10 @@ fn publisher<'a>(req: &HttpRequest, state: &AppState, by: &'a str, source: &str)
 /// `PUT /v1/rules`: publish a rule set as the next version.
 pub async fn put_rules(
     req: HttpRequest,
+    Operator(by): Operator,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let by = state.settings.auth.admin(&req)?;
     super::only_params(&req, &["wait", "message", "lift_removed"])?;
     let bytes = if is_toml(&req) {
         body::read(&req, payload, state.settings.ingest.body_limit_bytes).await?
@@ -171,10 +172,10 @@ struct Rollback {
 /// `POST /v1/rules/rollback` with `{"to": n}`: publish a copy of version n.
 pub async fn rollback(
     req: HttpRequest,
+    Operator(by): Operator,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let by = state.settings.auth.admin(&req)?;
     super::only_params(&req, &["wait", "message"])?;
     let bytes = body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?;
     let to = serde_json::from_slice::<Rollback>(&bytes)
@@ -188,7 +189,6 @@ pub async fn rollback(
 
 /// `GET /v1/rules/versions`: newest first, paged.
 pub async fn versions(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
     super::only_params(&req, &["limit", "offset"])?;
     let number = |name: &str, default| super::number_param(&req, name, default).map(|n| n as u64);
     let (limit, offset) = (number("limit", 20)?.clamp(1, 200), number("offset", 0)?);
@@ -212,12 +212,7 @@ pub async fn versions(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
 }
 
 /// `GET /v1/rules/versions/{n}`: its content, who, when, why, and its diff against n-1.
-pub async fn version(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
+pub async fn version(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let n = super::whole_number(&path)
         .ok_or_else(|| ApiError::bad_request(format!("{:?} is not a version number", path.as_str())))?;
     let keys = &state.shared.keys;
@@ -241,7 +236,6 @@ pub async fn simulate(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
     super::only_params(&req, &[])?;
     let bytes = body::read(&req, payload, state.settings.ingest.body_limit_bytes).await?;
     let (content, _) = parse_rule_set(&req, &bytes)?;

@@ -2,9 +2,10 @@
 //! count and exact sum of `amount` per event name, rejections per reason, since
 //! the first start or the last reset. They survive restarts (kept in Redis).
 
+use super::access::Operator;
 use std::collections::BTreeMap;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use restrictd_actors::clock::now_ms;
 use restrictd_actors::store::{reads, EventStat};
 use restrictd_domain::Money;
@@ -44,17 +45,11 @@ async fn collect(state: &AppState) -> Result<Value, ApiError> {
     }))
 }
 
-pub async fn get_stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
+pub async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(collect(&state).await?))
 }
 
-pub async fn get_event_stats(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
+pub async fn get_event_stats(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let all = collect(&state).await?;
     let stats = all["events"].get(path.as_str()).cloned().ok_or_else(|| {
         ApiError::not_found(format!("no stats for event {:?}: it is not declared and was never seen", path.as_str()))
@@ -68,8 +63,7 @@ pub async fn get_event_stats(
     })))
 }
 
-pub async fn reset_stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let by = state.settings.auth.admin(&req)?;
+pub async fn reset_stats(Operator(by): Operator, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let keys = &state.shared.keys;
     let now = now_ms();
     state.ingest.call_write("stats_reset", async |c| reads::reset_stats(c, keys, now).await).await?;

@@ -2,6 +2,7 @@
 //! reset may add `"apply_suppressed": true`: the restrictions the tripwire
 //! withheld in the window are then made, through every shard stream.
 
+use super::access::Operator;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::clock::now_ms;
@@ -38,7 +39,6 @@ pub async fn suppressed(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.settings.auth.read(&req)?;
     super::only_params(&req, &["limit"])?;
     let limit = super::number_param(&req, "limit", 1000)?.min(10_000);
     let rule = rule_named(&state, &path)?;
@@ -64,11 +64,11 @@ pub async fn suppressed(
 
 pub async fn control(
     req: HttpRequest,
+    Operator(by): Operator,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let by = state.settings.auth.admin(&req)?.to_string();
     let rule = rule_named(&state, &path)?;
     let bytes = body::read_json(&req, payload, state.settings.ingest.body_limit_bytes).await?;
     let a: Action = serde_json::from_slice(&bytes).map_err(|e| {

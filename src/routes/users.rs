@@ -2,7 +2,7 @@
 //! the entry id of the event that triggered it and when. Asks the owning shard
 //! when this instance owns it; otherwise reads what its owner persisted.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use restrictd_actors::messages::GetUser;
 use restrictd_actors::store::reads;
 use restrictd_domain::snapshot::decode_user;
@@ -13,12 +13,8 @@ use super::{features_json, rfc3339_ms};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn get_user(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let user = super::read_user(&req, &state, &path)?;
+pub async fn get_user(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let user = super::user_id(&path)?;
     let shard = state.shared.shard_of(user);
     if state.shards[shard as usize].is_some() && !state.shared.recovered(shard) {
         // Its actor would answer from a state still being replayed.

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod access;
 mod admission;
 mod answers;
 mod batch;
