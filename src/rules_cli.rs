@@ -11,6 +11,7 @@ use restrictd_domain::ModelDef;
 use serde_json::{json, Value};
 
 use crate::config::{Settings, UnknownEvents};
+use crate::rules_test::read_rule_set;
 use crate::rulesets::{self, Publish};
 
 /// What the command line asks for.
@@ -29,12 +30,6 @@ pub enum RulesCommand {
     Simulate {
         file: std::path::PathBuf,
     },
-}
-
-/// The rule-set sections of a TOML file (a whole configuration file will do).
-pub fn read_rule_set(path: &Path) -> anyhow::Result<ModelDef> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{} is not a rule set", path.display()))
 }
 
 /// Runs the command; its result as JSON.

@@ -133,6 +133,12 @@ fn xml(text: &str) -> String {
     out
 }
 
+/// The rule-set sections of a TOML file (a whole configuration file will do).
+pub fn read_rule_set(path: &Path) -> anyhow::Result<ModelDef> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a rule set", path.display()))
+}
+
 /// Runs each file against its own rule set, or against `rule_set` when given
 /// (publishing tests the set being published, whatever the files name).
 pub fn run(files: &[PathBuf], rule_set: Option<&ModelDef>, accept_unknown_events: bool) -> Report {
@@ -151,7 +157,7 @@ fn run_file(path: &Path, rule_set: Option<&ModelDef>, accept_unknown: bool) -> R
         (None, Some(RuleSetSource::Inline(def))) => def.clone(),
         (None, Some(RuleSetSource::Path(p))) => {
             let p = path.parent().unwrap_or(Path::new(".")).join(p);
-            crate::rules_cli::read_rule_set(&p).map_err(|e| format!("rule_set: {e:#}"))?
+            read_rule_set(&p).map_err(|e| format!("rule_set: {e:#}"))?
         }
         (None, None) => return Err("no rule_set: name a rule-set file or write the rule set inline".into()),
     };

@@ -8,6 +8,7 @@
 /// The domain, a crate of its own (`restrictd-domain`), under the name the engine uses.
 pub use restrictd_domain as domain;
 
+pub mod budget;
 pub mod changelog;
 pub mod clock;
 pub mod lease;

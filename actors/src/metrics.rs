@@ -96,3 +96,26 @@ crate::declare_metrics! {
     /// Gauge: shards this instance owns (lease held and applying).
     Gauge SHARDS_OWNED = "restrictd_shards_owned";
 }
+
+/// Each rule's counters, by position: the same for every shard, resolved
+/// once per rule-set version (`Shared::rule_metrics`).
+pub struct RuleMetrics {
+    pub fired: Vec<metrics::Counter>,
+    pub suppressed: Vec<metrics::Counter>,
+}
+
+impl RuleMetrics {
+    pub fn new(model: &crate::domain::Model) -> Self {
+        let fired = model
+            .rules
+            .iter()
+            .map(|r| metrics::counter!(RULE_FIRED_TOTAL, "rule" => r.name.to_string(), "mode" => r.def.mode.as_str()))
+            .collect();
+        let suppressed = model
+            .rules
+            .iter()
+            .map(|r| metrics::counter!(RULE_SUPPRESSED_TOTAL, "rule" => r.name.to_string()))
+            .collect();
+        RuleMetrics { fired, suppressed }
+    }
+}

@@ -10,9 +10,9 @@ use std::sync::{Arc, RwLock};
 use ahash::AHashMap;
 use tokio::sync::{broadcast, watch};
 
+pub use crate::budget::RuleBudget;
 use crate::domain::{shard_of, EntryId, Model};
 use crate::store::{Fence, Keys};
-pub use crate::tripwire::budget::RuleBudget;
 
 /// Restricted features per user (only users with a restriction), by shard.
 /// A shard this instance owns is written by its shard actor; any other shard
@@ -151,7 +151,7 @@ pub enum FeedKind {
 pub struct Shared {
     /// The newest rule set this instance knows (`model()`), with its version.
     model: RwLock<(u64, Arc<Model>)>,
-    rule_metrics: std::sync::Mutex<Option<(u64, Arc<crate::shard::RuleMetrics>)>>,
+    rule_metrics: std::sync::Mutex<Option<(u64, Arc<crate::metrics::RuleMetrics>)>>,
     pub shard_count: u32,
     pub keys: Keys,
     pub view: ReadView,
@@ -293,12 +293,12 @@ impl Shared {
     /// by a shard); an older one is ignored.
     /// The rule counters of version `version` (compiled as `model`), resolved
     /// once for every shard of the process.
-    pub fn rule_metrics(&self, version: u64, model: &Model) -> Arc<crate::shard::RuleMetrics> {
+    pub fn rule_metrics(&self, version: u64, model: &Model) -> Arc<crate::metrics::RuleMetrics> {
         let mut cached = self.rule_metrics.lock().unwrap_or_else(|e| e.into_inner());
         match &*cached {
             Some((v, m)) if *v == version && m.fired.len() == model.rules.len() => Arc::clone(m),
             _ => {
-                let m = Arc::new(crate::shard::RuleMetrics::new(model));
+                let m = Arc::new(crate::metrics::RuleMetrics::new(model));
                 *cached = Some((version, Arc::clone(&m)));
                 m
             }

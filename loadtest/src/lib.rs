@@ -7,7 +7,6 @@ pub mod cpus;
 pub mod engine;
 pub mod measure;
 pub mod overload;
-pub mod plot;
 pub mod runaway;
 pub mod scenarios;
 pub mod soak;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::domain::Model;
+use crate::metrics::RuleMetrics;
 use crate::metrics::*;
 
 pub(super) struct ShardMetrics {
@@ -18,25 +19,6 @@ pub(super) struct ShardMetrics {
     pub batch: Histogram,
     pub flush: Histogram,
     pub replayed: Counter,
-}
-
-/// Each rule's counters, by position.
-pub struct RuleMetrics {
-    pub fired: Vec<Counter>,
-    pub suppressed: Vec<Counter>,
-}
-
-impl RuleMetrics {
-    pub fn new(model: &Model) -> Self {
-        let fired = model
-            .rules
-            .iter()
-            .map(|r| counter!(RULE_FIRED_TOTAL, "rule" => r.name.to_string(), "mode" => r.def.mode.as_str()))
-            .collect();
-        let suppressed =
-            model.rules.iter().map(|r| counter!(RULE_SUPPRESSED_TOTAL, "rule" => r.name.to_string())).collect();
-        RuleMetrics { fired, suppressed }
-    }
 }
 
 impl ShardMetrics {

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-pub use self::metrics::RuleMetrics;
 use self::metrics::ShardMetrics;
 pub use self::write_behind::PersistSettings;
 use self::write_behind::WriteBehind;

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod reads;
 pub mod rules;
 pub mod snapshot;
+pub mod stream;
 pub mod tripwire;
 
 pub use codec::{EventStat, EventStats};

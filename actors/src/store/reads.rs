@@ -9,8 +9,8 @@ use redis::Value;
 
 use super::codec::{self, EventStat};
 use super::keys::Keys;
+use super::stream::Field;
 use crate::domain::{EntryId, Model};
-use crate::wire::Field;
 
 /// Appends one entry with one field; returns its id once Redis acknowledged it.
 pub async fn append(

@@ -6,9 +6,9 @@
 use redis::aio::ConnectionLike;
 
 use super::keys::Keys;
+use super::stream::Field;
 use crate::domain::ruleset::VersionRecord;
 use crate::domain::EntryId;
-use crate::wire::Field;
 
 /// KEYS[1] versions hash, KEYS[2] current; ARGV expected current ("" when
 /// none), new version, its JSON. Returns 1 when published.

@@ -22,11 +22,11 @@ use redis::Value;
 use super::codec::EventStats;
 use super::fence::{self, Fence, WriteError};
 use super::keys::Keys;
+use super::stream::Field;
 use crate::domain::shard_state::DedupChanges;
 use crate::domain::snapshot::decode_user;
 use crate::domain::{EntryId, Model, ShardState};
 use crate::link::Conn;
-use crate::wire::Field;
 
 /// What one flush writes.
 #[derive(Debug, Default)]
@@ -258,5 +258,5 @@ pub async fn scan_hash(
 /// The id of the newest entry of stream `key` (`None`: empty or absent).
 pub async fn newest_entry(conn: &mut Conn, key: &str) -> redis::RedisResult<Option<EntryId>> {
     let reply: Value = redis::cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(1).query_async(conn).await?;
-    Ok(crate::wire::newest_id(&reply))
+    Ok(super::stream::newest_id(&reply))
 }

@@ -120,7 +120,7 @@ pub async fn rule_state(conn: &mut Conn, keys: &Keys, rule: &str) -> redis::Redi
 
 /// Records a transition (JSON) in the tripwire's audit stream.
 pub async fn audit(conn: &mut Conn, keys: &Keys, json: &str) -> redis::RedisResult<()> {
-    let field = crate::wire::Field::Change.as_str();
+    let field = super::stream::Field::Change.as_str();
     redis::cmd("XADD").arg(keys.tripwire_audit()).arg("*").arg(field).arg(json).query_async::<String>(conn).await?;
     Ok(())
 }

@@ -4,7 +4,6 @@
 use ahash::AHashMap;
 
 use super::*;
-use crate::ruleset::Layout;
 use crate::schema::{PropType, Schema};
 
 impl Model {

@@ -139,6 +139,16 @@ pub struct FeatureDef {
     pub description: Option<String>,
 }
 
+/// Where bits stand: feature and rule names in bit order (a published
+/// version keeps them in place, `ruleset::next_layout`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub features: Vec<String>,
+    /// Rule identities in bit order: active rules by name, retired ones as
+    /// `<name>@<version retired>`.
+    pub rules: Vec<String>,
+}
+
 /// Everything the engine needs from config, as written.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 pub struct ModelDef {

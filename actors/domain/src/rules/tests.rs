@@ -1,7 +1,6 @@
 //! Compiling rule sets: what compiles into what, and every error with its key.
 
 use super::*;
-use crate::ruleset::Layout;
 use crate::testing::{def, model};
 
 fn error(extra: &str) -> String {

@@ -14,16 +14,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::rules::Layout;
 use super::rules::{AggregateDef, Model, ModelDef, RuleDef, MAX_FEATURES, MAX_RULES};
-
-/// Where bits stand: feature and rule names in bit order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Layout {
-    pub features: Vec<String>,
-    /// Rule identities in bit order: active rules by name, retired ones as
-    /// `<name>@<version retired>`.
-    pub rules: Vec<String>,
-}
 
 /// One published version of the rule set.
 #[derive(Debug, Clone, Serialize, Deserialize)]

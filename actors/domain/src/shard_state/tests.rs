@@ -133,7 +133,7 @@ fn a_repeated_event_id_is_applied_once() {
 fn switching_rule_sets_carries_unchanged_aggregates_and_keeps_restrictions() {
     let old = model("");
     // Positions are stable across versions: the new rule is laid out after the old ones.
-    let mut layout = crate::ruleset::Layout {
+    let mut layout = crate::rules::Layout {
         features: old.features.iter().map(|f| f.to_string()).collect(),
         rules: old.rules.iter().map(|r| r.name.to_string()).collect(),
     };

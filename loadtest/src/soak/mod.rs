@@ -4,9 +4,11 @@
 //! first third of the run and then stays; halfway it is stopped gracefully
 //! and started again. Every interval it samples RSS, Redis's `used_memory`,
 //! the streams' lengths, check p99 and post-to-visible p99 into a CSV and a
-//! PNG ([`crate::plot`]), and fails if RSS per user or the streams grow once
+//! PNG ([`plot`]), and fails if RSS per user or the streams grow once
 //! the population is steady, or a p99 drifts by more than 2x between the
 //! first and the last stretch of the run.
+
+mod plot;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -136,7 +138,7 @@ pub fn soak(bin: &Path, config: &Path, users: u64, limits: (Duration, f64), out:
     std::fs::create_dir_all(out)?;
     let (csv, png) = (out.join("soak.csv"), out.join("soak.png"));
     write_csv(&csv, &samples)?;
-    crate::plot::soak_png(&png, &samples, restart_at)?;
+    plot::soak_png(&png, &samples, restart_at)?;
     Ok(SoakReport {
         capacity_per_s: capacity,
         rate_per_s: rate,

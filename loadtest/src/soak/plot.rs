@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::soak::Sample;
+use super::Sample;
 
 const W: usize = 960;
 const PANEL: usize = 150;
