@@ -1,0 +1,175 @@
+//! The route table: every endpoint once, with its documentation.
+//! `register::configure` registers handlers from it and `/openapi.json` is generated from it, so a
+//! route cannot exist without being documented.
+
+use actix_web::{FromRequest, Handler, Responder, Route};
+use restrictd_domain::Model;
+
+pub use super::register::{configure, configure_checks};
+
+mod rows;
+use super::{check, check_path, events};
+
+/// How an endpoint's handler is attached to a route.
+pub type Serve = Box<dyn Fn(Route) -> Route>;
+
+/// The row's handler.
+pub(super) fn serve<F, Args>(handler: F) -> Serve
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    Box::new(move |r| r.to(handler.clone()))
+}
+
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: String,
+    pub tag: &'static str,
+    pub summary: String,
+    /// Its handler, attached to its route: the row is the one place an
+    /// endpoint is declared (registration guards it by `access`).
+    pub serve: Serve,
+    /// Also served on the checks listener (`http.checks_addr`).
+    pub checks: bool,
+    /// Query parameters: (name, required, description).
+    pub query: &'static [(&'static str, bool, &'static str)],
+    /// (status, description) of the replies.
+    pub responses: &'static [(u16, &'static str)],
+    /// The request body's schema (in `openapi::schemas`), if any.
+    pub body: Option<&'static str>,
+    /// Who may call it.
+    pub access: Access,
+    /// What a success answers: a schema of `openapi::schemas`, or another media type.
+    pub reply: Reply,
+    /// Example values of its path and query parameters, by name (the OpenAPI
+    /// document shows them and a test runs them against the binary).
+    pub example: &'static [(&'static str, &'static str)],
+}
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Open,
+    /// Anyone, unless `auth.require_for_reads` (then a read or admin token).
+    Read,
+    /// Anyone, unless `auth.ingest_token` is set (then it or an admin token).
+    Ingest,
+    /// An admin token.
+    Admin,
+}
+
+impl Access {
+    /// As the OpenAPI document's `x-access` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Open => "open",
+            Access::Read => "read",
+            Access::Ingest => "ingest",
+            Access::Admin => "admin",
+        }
+    }
+}
+
+/// What a successful reply carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// JSON, described by this schema.
+    Json(&'static str),
+    /// Another media type (text, HTML, an event stream).
+    Media(&'static str),
+}
+
+pub(super) const WAIT: (&str, bool, &str) = (
+    "wait",
+    false,
+    "`applied`: reply once the event is applied, with the user's features (504 after ingest.wait_timeout)",
+);
+
+/// Every endpoint of this configuration (check routes come from its features).
+pub fn endpoints(model: &Model) -> Vec<Endpoint> {
+    let mut list = vec![
+        Endpoint {
+            query: &[WAIT],
+            responses: &[
+                (200, "appended (and applied with wait=applied)"),
+                (400, "malformed JSON, missing user_id"),
+                (413, "body too large"),
+                (415, "not application/json"),
+                (422, "unknown event, bad property"),
+                (429, "too many writes in flight, or the service overloaded (Retry-After)"),
+                (503, "Redis unavailable; nothing accepted (Retry-After)"),
+                (504, "appended, not applied in time"),
+            ],
+            body: Some("Event"),
+            access: Access::Ingest,
+            reply: Reply::Json("Appended"),
+            example: &[("wait", "applied")],
+            ..e("post", "/event", "events", "Post one event (the reference API)", serve(events::post_event))
+        },
+        Endpoint {
+            query: &[WAIT],
+            responses: &[
+                (202, "all appended"),
+                (200, "all appended and applied (wait=applied)"),
+                (400, "not a JSON array, or empty"),
+                (413, "over ingest.batch_limit events or the body limit"),
+                (422, "invalid items; none accepted"),
+                (429, "too many writes in flight, or the service overloaded (Retry-After)"),
+                (503, "Redis unavailable; nothing accepted (Retry-After)"),
+                (504, "appended, not applied in time"),
+            ],
+            body: Some("EventBatch"),
+            access: Access::Ingest,
+            reply: Reply::Json("BatchAccepted"),
+            ..e("post", "/v1/events", "events", "Post a batch of events, all or nothing", serve(events::post_events))
+        },
+    ];
+    for (i, f) in model.features.iter().enumerate() {
+        list.push(Endpoint {
+            query: &[("user_id", true, "the user to check")],
+            responses: &[
+                (200, "the answer: true unless restricted (a user never seen is allowed)"),
+                (400, "missing user_id"),
+                (429, "too many checks in flight (Retry-After)"),
+            ],
+            reply: Reply::Json("Check"),
+            checks: true,
+            example: &[("user_id", "12345")],
+            ..e(
+                "get",
+                &check_path(f),
+                "checks",
+                &format!("Can the user use {f}?"),
+                serve(move |req, st| check::check(req, st, i)),
+            )
+        });
+    }
+    list.extend(rows::reads());
+    list.extend(rows::overrides());
+    list.extend(rows::history_and_tripwire());
+    list.extend(rows::feed_and_stats());
+    list.extend(rows::rule_sets());
+    list.extend(rows::pages());
+    list
+}
+
+/// A row with the defaults: a read answering JSON, 200 only, no query, body or example.
+pub(super) fn e(method: &'static str, path: &str, tag: &'static str, summary: &str, serve: Serve) -> Endpoint {
+    Endpoint {
+        method,
+        path: path.to_string(),
+        tag,
+        summary: summary.to_string(),
+        serve,
+        checks: false,
+        query: &[],
+        responses: &[(200, "OK")],
+        body: None,
+        access: Access::Read,
+        reply: Reply::Json("Object"),
+        example: &[],
+    }
+}

@@ -1,0 +1,316 @@
+//! The route table's rows past the writes and the checks, in registration order.
+
+use super::{e, serve, Access, Endpoint, Reply, WAIT};
+use crate::routes::{check, docs, feed, health, history, overrides, rules, rulesets, stats, tripwire, users};
+
+/// Reads of a user and of the rules, and the probes.
+pub(super) fn reads() -> Vec<Endpoint> {
+    vec![
+    Endpoint {
+        responses: &[(200, "every feature of the user"), (400, "bad user_id")],
+        reply: Reply::Json("UserFeatures"),
+        checks: true,
+        example: &[("user_id", "12345")],
+        ..e("get", "/v1/users/{user_id}/features", "checks", "All features of a user", serve(check::user_features))
+    },
+    Endpoint {
+        responses: &[
+            (
+                200,
+                "aggregates and restrictions with their rule, event and time; \"source\": \"memory\" on the shard's owner, \"redis\" (its last snapshot) elsewhere",
+            ),
+            (404, "user never seen"),
+        ],
+        reply: Reply::Json("User"),
+        example: &[("user_id", "12345")],
+        ..e("get", "/v1/users/{user_id}", "users", "Explain a user", serve(users::get_user))
+    },
+    Endpoint {
+        reply: Reply::Json("Rules"),
+        ..e("get", "/v1/rules", "rules", "Rules with their definition and tripwire state", serve(rules::get_rules))
+    },
+    Endpoint {
+        access: Access::Open,
+        reply: Reply::Json("Health"),
+        checks: true,
+        ..e("get", "/health", "operations", "The process is alive", serve(health::health))
+    },
+    Endpoint {
+        responses: &[
+            (200, "Redis reachable, every owned shard caught up, the other shards' changelog loaded"),
+            (503, "not ready, with the reason"),
+        ],
+        access: Access::Open,
+        reply: Reply::Json("Ready"),
+        checks: true,
+        ..e("get", "/ready", "operations", "Ready to serve", serve(health::ready))
+    },
+    Endpoint {
+        access: Access::Open,
+        reply: Reply::Media("text/plain"),
+        ..e("get", "/metrics", "operations", "Prometheus exposition", serve(health::metrics))
+    },
+    ]
+}
+
+/// Operators' overrides.
+pub(super) fn overrides() -> Vec<Endpoint> {
+    vec![
+        Endpoint {
+            responses: &[
+                (200, "applied: the user's features and overrides"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (404, "unknown feature"),
+                (422, "bad body"),
+                (503, "Redis unavailable"),
+            ],
+            body: Some("Override"),
+            access: Access::Admin,
+            reply: Reply::Json("OverrideApplied"),
+            example: &[("user_id", "12345"), ("feature", "can_message")],
+            ..e(
+                "put",
+                "/v1/users/{user_id}/features/{feature}",
+                "admin",
+                "Override a feature for a user (beats every rule)",
+                serve(overrides::put_override),
+            )
+        },
+        Endpoint {
+            responses: &[
+                (200, "applied: the user's features"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (404, "unknown feature"),
+            ],
+            access: Access::Admin,
+            reply: Reply::Json("OverrideApplied"),
+            example: &[("user_id", "12345"), ("feature", "can_message")],
+            ..e(
+                "delete",
+                "/v1/users/{user_id}/features/{feature}",
+                "admin",
+                "Remove an override: the rules decide again",
+                serve(overrides::delete_override),
+            )
+        },
+    ]
+}
+
+/// A user's history and the tripwire's controls.
+pub(super) fn history_and_tripwire() -> Vec<Endpoint> {
+    vec![
+        Endpoint {
+            query: &[
+                ("limit", false, "changes per page (default 50, at most 500)"),
+                ("offset", false, "changes to skip (default 0)"),
+            ],
+            reply: Reply::Json("History"),
+            example: &[("user_id", "12345"), ("limit", "50"), ("offset", "0")],
+            responses: &[
+                (200, "a page of changes, newest first"),
+                (400, "bad limit, offset or parameter"),
+                (404, "user never seen"),
+            ],
+            ..e(
+                "get",
+                "/v1/users/{user_id}/history",
+                "users",
+                "A user's restriction changes, newest first",
+                serve(history::get_history),
+            )
+        },
+        Endpoint {
+            responses: &[
+                (200, "the rule's tripwire after the action"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (404, "unknown rule"),
+                (422, "bad body"),
+            ],
+            body: Some("TripwireAction"),
+            access: Access::Admin,
+            reply: Reply::Json("TripwireReply"),
+            example: &[("name", "scam_message_rule")],
+            ..e(
+                "post",
+                "/v1/rules/{name}/tripwire",
+                "admin",
+                "Reset (re-arm) or trip (switch off) a rule; a reset may apply the restrictions it withheld",
+                serve(tripwire::control),
+            )
+        },
+        Endpoint {
+            query: &[("limit", false, "most users listed (default 1,000, at most 10,000)")],
+            responses: &[(200, "the users, from this instance's shards"), (400, "bad limit"), (404, "unknown rule")],
+            access: Access::Read,
+            reply: Reply::Json("Suppressed"),
+            example: &[("name", "scam_message_rule"), ("limit", "100")],
+            ..e(
+                "get",
+                "/v1/rules/{name}/suppressed",
+                "rules",
+                "Users whose restriction by the rule the tripwire withheld",
+                serve(tripwire::suppressed),
+            )
+        },
+    ]
+}
+
+/// The live feed and the stats.
+pub(super) fn feed_and_stats() -> Vec<Endpoint> {
+    vec![
+        Endpoint {
+            query: &[
+                ("events", false, "also stream these events (comma-separated names, or all)"),
+                ("rules", false, "only changes by these rules"),
+                ("features", false, "only changes of these features"),
+                ("users", false, "only changes of these users"),
+            ],
+            responses: &[
+                (200, "text/event-stream: subscribed, change, tripwire, rules, event, disconnect"),
+                (400, "unknown filter value"),
+            ],
+            reply: Reply::Media("text/event-stream"),
+            example: &[("features", "can_purchase"), ("events", "purchase_made")],
+            ..e(
+                "get",
+                "/v1/feed",
+                "feed",
+                "Live feed of restriction and tripwire changes (Server-Sent Events)",
+                serve(feed::feed),
+            )
+        },
+        Endpoint {
+            reply: Reply::Json("Stats"),
+            ..e(
+                "get",
+                "/v1/stats",
+                "stats",
+                "Counts and amounts per event, rejections per reason",
+                serve(stats::get_stats),
+            )
+        },
+        Endpoint {
+            responses: &[(200, "count and amount"), (404, "unknown event")],
+            reply: Reply::Json("EventStats"),
+            example: &[("event_name", "purchase_made")],
+            ..e(
+                "get",
+                "/v1/stats/{event_name}",
+                "stats",
+                "Count and amount of one event",
+                serve(stats::get_event_stats),
+            )
+        },
+        Endpoint {
+            responses: &[(200, "reset"), (401, "no admin token"), (403, "wrong token")],
+            access: Access::Admin,
+            reply: Reply::Json("StatsReset"),
+            ..e("delete", "/v1/stats", "admin", "Reset the stats", serve(stats::reset_stats))
+        },
+    ]
+}
+
+/// The rule lifecycle.
+pub(super) fn rule_sets() -> Vec<Endpoint> {
+    vec![
+        Endpoint {
+            access: Access::Admin,
+            body: Some("RuleSet"),
+            reply: Reply::Json("Published"),
+            query: &[
+                WAIT,
+                ("message", false, "why, kept with the version"),
+                ("lift_removed", false, "`true`: lift the restrictions of the rules this version removes"),
+            ],
+            example: &[("message", "republished")],
+            responses: &[
+                (200, "published: the new version and what it changes (switched on every shard with wait=applied)"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (412, "If-Match names a version that is not the current one"),
+                (422, "an invalid rule set, every error with its key; nothing changed"),
+                (503, "Redis unavailable; nothing published"),
+            ],
+            ..e("put", "/v1/rules", "rules", "Publish a rule set as the next version", serve(rulesets::put_rules))
+        },
+        Endpoint {
+            access: Access::Admin,
+            body: Some("Rollback"),
+            reply: Reply::Json("Published"),
+            query: &[WAIT, ("message", false, "why, kept with the version")],
+            responses: &[
+                (200, "a copy of the version published as the next one"),
+                (401, "no admin token"),
+                (403, "wrong token"),
+                (404, "no such version"),
+                (409, "the version is the current one already"),
+                (412, "If-Match names a version that is not the current one"),
+            ],
+            ..e(
+                "post",
+                "/v1/rules/rollback",
+                "rules",
+                "Roll back: publish a copy of an earlier version",
+                serve(rulesets::rollback),
+            )
+        },
+        Endpoint {
+            body: Some("RuleSet"),
+            reply: Reply::Json("Simulation"),
+            responses: &[
+                (
+                    200,
+                    "per rule, the users it would restrict now, newly restricted, its share and whether it would trip",
+                ),
+                (422, "an invalid rule set"),
+                (503, "Redis unavailable"),
+            ],
+            ..e(
+                "post",
+                "/v1/rules/simulate",
+                "rules",
+                "Simulate a rule set against every user of this instance's shards",
+                serve(rulesets::simulate),
+            )
+        },
+        Endpoint {
+            reply: Reply::Json("Versions"),
+            query: &[("limit", false, "versions per page (default 20)"), ("offset", false, "versions to skip")],
+            example: &[("limit", "20")],
+            ..e("get", "/v1/rules/versions", "rules", "Published versions, newest first", serve(rulesets::versions))
+        },
+        Endpoint {
+            reply: Reply::Json("Version"),
+            example: &[("version", "1")],
+            responses: &[
+                (200, "the version with its content and its diff against the one before"),
+                (404, "no such version"),
+            ],
+            ..e("get", "/v1/rules/versions/{version}", "rules", "One version of the rule set", serve(rulesets::version))
+        },
+    ]
+}
+
+/// The pages for people and the document itself.
+pub(super) fn pages() -> Vec<Endpoint> {
+    vec![
+        Endpoint {
+            access: Access::Open,
+            reply: Reply::Media("text/html"),
+            ..e("get", "/", "operations", "Operator's dashboard page", serve(docs::dashboard))
+        },
+        Endpoint {
+            access: Access::Open,
+            reply: Reply::Json("Object"),
+            ..e("get", "/openapi.json", "operations", "This document", serve(docs::openapi))
+        },
+        Endpoint {
+            access: Access::Open,
+            reply: Reply::Media("text/html"),
+            ..e("get", "/docs", "operations", "API documentation page", serve(docs::page))
+        },
+    ]
+}
