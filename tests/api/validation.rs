@@ -13,104 +13,49 @@ fn logged(redis: &TestRedis) -> usize {
     (0..64).map(|s| redis.cli(&["XLEN", &format!("rd:{{{s}}}:events")]).parse::<usize>().unwrap()).sum()
 }
 
-#[test]
-fn each_bad_input_gets_its_status_and_a_json_error_and_nothing_is_logged() {
-    let redis = TestRedis::start();
-    let app = TestApp::spawn_with(&redis, &[("RESTRICTD_INGEST__BODY_LIMIT_BYTES", "2048")]);
-    let json = [("Content-Type", "application/json")];
-    let long_user = "x".repeat(257);
-    let cases: Vec<Case> = vec![
-        ("malformed JSON", json.to_vec(), b"{\"name\": ".to_vec(), 400, "malformed JSON"),
-        ("empty body", json.to_vec(), b"".to_vec(), 400, "empty"),
-        ("not an object", json.to_vec(), b"[1,2]".to_vec(), 400, "JSON object"),
-        (
-            "missing user_id",
-            json.to_vec(),
-            br#"{"name":"scam_message_flagged","event_properties":{}}"#.to_vec(),
-            400,
-            "user_id",
-        ),
-        (
-            "empty user_id",
-            json.to_vec(),
-            br#"{"name":"scam_message_flagged","event_properties":{"user_id":""}}"#.to_vec(),
-            400,
-            "empty",
-        ),
-        (
-            "numeric user_id",
-            json.to_vec(),
-            br#"{"name":"scam_message_flagged","event_properties":{"user_id":5}}"#.to_vec(),
-            400,
-            "string",
-        ),
-        (
-            "user_id too long",
-            json.to_vec(),
-            event("scam_message_flagged", &long_user, json!({})).to_string().into_bytes(),
-            400,
-            "256 characters",
-        ),
-        (
+/// Each bad event: (what, headers, body, status, a word of the error).
+fn bad_events(long_user: &str) -> Vec<Case> {
+    let json = || vec![("Content-Type", "application/json")];
+    let raw = |what, body: &[u8], status, needle| (what, json(), body.to_vec(), status, needle);
+    let ev = |what, e: serde_json::Value, status, needle| (what, json(), e.to_string().into_bytes(), status, needle);
+    vec![
+        raw("malformed JSON", b"{\"name\": ", 400, "malformed JSON"),
+        raw("empty body", b"", 400, "empty"),
+        raw("not an object", b"[1,2]", 400, "JSON object"),
+        raw("missing user_id", br#"{"name":"scam_message_flagged","event_properties":{}}"#, 400, "user_id"),
+        raw("empty user_id", br#"{"name":"scam_message_flagged","event_properties":{"user_id":""}}"#, 400, "empty"),
+        raw("numeric user_id", br#"{"name":"scam_message_flagged","event_properties":{"user_id":5}}"#, 400, "string"),
+        ev("user_id too long", event("scam_message_flagged", long_user, json!({})), 400, "256 characters"),
+        raw(
             "control character",
-            json.to_vec(),
-            br#"{"name":"scam_message_flagged","event_properties":{"user_id":"a\u0007b"}}"#.to_vec(),
+            br#"{"name":"scam_message_flagged","event_properties":{"user_id":"a\u0007b"}}"#,
             400,
             "control",
         ),
         ("wrong content type", vec![("Content-Type", "text/plain")], b"{}".to_vec(), 415, "application/json"),
-        ("body over the limit", json.to_vec(), vec![b' '; 4096], 413, "larger than 2048"),
-        (
-            "unknown event",
-            json.to_vec(),
-            event("teleported", "u", json!({})).to_string().into_bytes(),
-            422,
-            "unknown event",
-        ),
-        (
-            "missing amount",
-            json.to_vec(),
-            event("purchase_made", "u", json!({})).to_string().into_bytes(),
-            422,
-            "amount",
-        ),
-        (
-            "amount as string",
-            json.to_vec(),
-            event("purchase_made", "u", json!({"amount": "10"})).to_string().into_bytes(),
-            422,
-            "number",
-        ),
-        (
-            "negative amount",
-            json.to_vec(),
-            event("purchase_made", "u", json!({"amount": -3})).to_string().into_bytes(),
-            422,
-            "negative",
-        ),
-        (
+        raw("body over the limit", &[b' '; 4096], 413, "larger than 2048"),
+        ev("unknown event", event("teleported", "u", json!({})), 422, "unknown event"),
+        ev("missing amount", event("purchase_made", "u", json!({})), 422, "amount"),
+        ev("amount as string", event("purchase_made", "u", json!({"amount": "10"})), 422, "number"),
+        ev("negative amount", event("purchase_made", "u", json!({"amount": -3})), 422, "negative"),
+        raw(
             "non-finite amount",
-            json.to_vec(),
-            br#"{"name":"purchase_made","event_properties":{"user_id":"u","amount":1e400}}"#.to_vec(),
+            br#"{"name":"purchase_made","event_properties":{"user_id":"u","amount":1e400}}"#,
             400,
             "malformed JSON",
         ),
-        (
-            "too precise amount",
-            json.to_vec(),
-            event("purchase_made", "u", json!({"amount": 0.0000001})).to_string().into_bytes(),
-            422,
-            "decimal places",
-        ),
-        (
-            "empty card id",
-            json.to_vec(),
-            event("credit_card_added", "u", json!({"card_id": "", "zip_code": "1"})).to_string().into_bytes(),
-            422,
-            "empty",
-        ),
-        ("bad wait", json.to_vec(), b"{}".to_vec(), 400, "wait"),
-    ];
+        ev("too precise amount", event("purchase_made", "u", json!({"amount": 0.0000001})), 422, "decimal places"),
+        ev("empty card id", event("credit_card_added", "u", json!({"card_id": "", "zip_code": "1"})), 422, "empty"),
+        raw("bad wait", b"{}", 400, "wait"),
+    ]
+}
+
+#[test]
+fn each_bad_input_gets_its_status_and_a_json_error_and_nothing_is_logged() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[("RESTRICTD_INGEST__BODY_LIMIT_BYTES", "2048")]);
+    let long_user = "x".repeat(257);
+    let cases = bad_events(&long_user);
     for (what, headers, body, status, needle) in cases {
         let path = if what == "bad wait" { "/event?wait=forever" } else { "/event" };
         let r = app.request("POST", path, &headers, &body);

@@ -213,14 +213,7 @@ fn compile_rules(
             continue;
         }
         let r = def.rules.get(name).ok_or_else(|| format!("{key}: in the layout but not in the rule set"))?;
-        if name.is_empty()
-            || name.len() > 128
-            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-        {
-            return Err(format!(
-                "{key}: a rule name is 1 to 128 letters, digits, _, - or . (it is part of URLs and metric labels)"
-            ));
-        }
+        check_rule_name(&key, name)?;
         if r.on.is_empty() {
             return Err(format!("{key}.on: name at least one event"));
         }
@@ -240,18 +233,7 @@ fn compile_rules(
             ));
         }
         let windowed = condition.aggregates().iter().any(|&a| aggregates[usize::from(a)].window.is_some());
-        let restrict_for_ms = r
-            .restrict_for
-            .as_deref()
-            .map(|d| {
-                humantime::parse_duration(d)
-                    .map(|d| d.as_millis() as u64)
-                    .map_err(|e| format!("{key}.restrict_for: {d:?} is not a duration like \"30d\" ({e})"))
-            })
-            .transpose()?;
-        if restrict_for_ms.is_some_and(|ms| ms < 1000) {
-            return Err(format!("{key}.restrict_for: must be at least 1s (leave it out to restrict until lifted)"));
-        }
+        let restrict_for_ms = r.restrict_for.as_deref().map(|d| restrict_for(&key, d)).transpose()?;
         rules.push(Rule {
             name: name.as_str().into(),
             def: r.clone(),
@@ -265,6 +247,28 @@ fn compile_rules(
         });
     }
     Ok(rules)
+}
+
+/// A rule's name: it is part of URLs and metric labels.
+fn check_rule_name(key: &str, name: &str) -> Result<(), String> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_-.".contains(&b);
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(allowed) {
+        return Err(format!(
+            "{key}: a rule name is 1 to 128 letters, digits, _, - or . (it is part of URLs and metric labels)"
+        ));
+    }
+    Ok(())
+}
+
+/// `restrict_for`, in ms: at least a second.
+fn restrict_for(key: &str, text: &str) -> Result<u64, String> {
+    let ms = humantime::parse_duration(text)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|e| format!("{key}.restrict_for: {text:?} is not a duration like \"30d\" ({e})"))?;
+    if ms < 1000 {
+        return Err(format!("{key}.restrict_for: must be at least 1s (leave it out to restrict until lifted)"));
+    }
+    Ok(ms)
 }
 
 /// The mask of the features a rule restricts.
