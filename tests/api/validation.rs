@@ -14,7 +14,7 @@ fn logged(redis: &TestRedis) -> usize {
 }
 
 /// Each bad event: (what, headers, body, status, a word of the error).
-fn bad_events(long_user: &str) -> Vec<Case> {
+fn bad_events(long_user: &str) -> Vec<Case<'_>> {
     let json = || vec![("Content-Type", "application/json")];
     let raw = |what, body: &[u8], status, needle| (what, json(), body.to_vec(), status, needle);
     let ev = |what, e: serde_json::Value, status, needle| (what, json(), e.to_string().into_bytes(), status, needle);
