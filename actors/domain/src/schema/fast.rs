@@ -87,7 +87,7 @@ impl Schema {
         let occurred_at_ms = match raw.occurred_at.map(|r| r.get()) {
             None | Some("null") => None,
             Some(text) => Some(match plain_string(text) {
-                Some(s) => super::rfc3339_ms(s)?,
+                Some(s) => super::event_time::rfc3339_ms(s)?,
                 None => text.parse::<u64>().ok()?,
             }),
         };
