@@ -84,6 +84,14 @@ impl Engine {
             }
             .run(),
         );
+        actix_rt::spawn(
+            restrictd_actors::feed::FeedReader {
+                shared: Arc::clone(&shared),
+                target: settings.redis.target.clone(),
+                replay_window: settings.feed.replay_window,
+            }
+            .run(),
+        );
         connect_tripwire(&tripwire, &shards, settings.redis.target.clone());
         Engine { shared, shards, tripwire, arbiters, readers, held }
     }

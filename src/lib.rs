@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod http_metrics;
 pub mod ingest;
 pub mod inspect;

@@ -23,14 +23,9 @@ pub fn watch(shared: Arc<Shared>, target: Target, file: ModelDef, file_differs: 
         let accept_unknown = shared.model().schema.accepts_unknown();
         let mut reported = false;
         // The version current when this instance started is not news.
-        let mut announced: Option<u64> = None;
         loop {
             match seed(&mut conn, &shared.keys, &file, accept_unknown).await {
                 Ok(current) => {
-                    if announced.is_some_and(|a| current.version > a) {
-                        announce(&shared, &current);
-                    }
-                    announced = Some(current.version);
                     let differ = differs(&file, &current);
                     file_differs.store(differ, Ordering::Release);
                     if differ && !std::mem::replace(&mut reported, true) {
@@ -55,22 +50,6 @@ pub fn watch(shared: Arc<Shared>, target: Target, file: ModelDef, file_differs: 
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-}
-
-/// Tells the live feed that `record` is the current version.
-fn announce(shared: &Shared, record: &restrictd_domain::ruleset::VersionRecord) {
-    let json = serde_json::json!({
-        "type": "rules", "version": record.version, "by": record.by, "source": record.source,
-        "message": record.message, "at_ms": record.at_ms, "at": restrictd_domain::time::rfc3339_ms(record.at_ms),
-    });
-    let _ = shared.feed.send(Arc::new(restrictd_actors::shared::FeedItem {
-        kind: restrictd_actors::shared::FeedKind::Rules,
-        user_id: None,
-        rule: None,
-        features: 0,
-        event: None,
-        json: json.to_string().into(),
-    }));
 }
 
 /// A simulation as people read it: per rule its share of `population` and

@@ -116,8 +116,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + 'static) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let checks = self.checks.as_ref().map(Server::handle);
+        let shared = std::sync::Arc::clone(&self.engine.shared);
         actix_rt::spawn(async move {
             shutdown.await;
+            // Feed streams end at once (each with a last event), so the
+            // graceful stop does not wait on them.
+            shared.closing.send_replace(true);
             // Checks keep being answered until the writes are done.
             handle.stop(true).await;
             if let Some(checks) = checks {

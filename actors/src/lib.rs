@@ -11,6 +11,7 @@ pub use restrictd_domain as domain;
 pub mod budget;
 pub mod changelog;
 pub mod clock;
+pub mod feed;
 pub mod lease;
 pub mod lifecycle;
 pub mod link;

@@ -122,14 +122,10 @@ async fn publish_reverting(
         "type": "rules", "version": version, "by": record.by, "source": record.source,
         "message": record.message, "at_ms": record.at_ms, "at": crate::domain::time::rfc3339_ms(record.at_ms),
     });
-    let field = crate::wire::Field::Change.as_str();
-    let _: redis::RedisResult<String> = redis::cmd("XADD")
-        .arg(keys.tripwire_audit())
-        .arg("*")
-        .arg(field)
-        .arg(audit.to_string())
-        .query_async(conn)
-        .await;
+    let audited = crate::store::tripwire::audit(conn, keys, crate::store::feed::kind::RULES, &audit.to_string()).await;
+    if let Err(e) = audited {
+        tracing::warn!(version, error = %e, "could not record the version in the audit stream and the feed");
+    }
     tracing::info!(version, by = p.by, "rule set published");
     Ok(Published { record, diff, switches })
 }

@@ -126,6 +126,9 @@ impl TrippedRules {
 /// What the live feed carries: a change, a tripwire change, or an event.
 #[derive(Debug, Clone)]
 pub struct FeedItem {
+    /// Its id in the deployment's feed (`store::feed`); events have none
+    /// (they are live only, from the shards this instance owns).
+    pub id: Option<EntryId>,
     pub kind: FeedKind,
     pub user_id: Option<Box<str>>,
     pub rule: Option<u16>,
@@ -145,6 +148,9 @@ pub enum FeedKind {
     Event,
     /// A new rule-set version became current.
     Rules,
+    /// A stored subscription changed (named in `user_id`): never delivered;
+    /// its connected consumers reload it.
+    Subscription,
 }
 
 /// State shared by the shard actors, the tripwire and the HTTP handlers.
@@ -190,8 +196,14 @@ pub struct Shared {
     pub tripped: TrippedRules,
     /// Per rule: restrictions this instance may make before the next sync.
     pub budget: RuleBudget,
-    /// The live feed. Sending never blocks; with no subscriber nothing is built.
+    /// The deployment's feed as this instance reads it (`feed::FeedReader`).
+    /// Sending never blocks.
     pub feed: broadcast::Sender<Arc<FeedItem>>,
+    /// The events this instance applies, for subscribers that asked for them
+    /// (a channel of its own: a flood of events never crowds the feed).
+    pub events: broadcast::Sender<Arc<FeedItem>>,
+    /// Set once the process is closing: feed streams end at once.
+    pub closing: watch::Sender<bool>,
     /// Subscribers that asked for events too (events are published only then).
     pub event_subscribers: std::sync::atomic::AtomicUsize,
     /// Entries replayed by shards before they caught up, in all.
@@ -256,6 +268,8 @@ impl Shared {
             tripped: TrippedRules::default(),
             budget: RuleBudget::default(),
             feed: broadcast::channel(feed_buffer.max(1)).0,
+            events: broadcast::channel(feed_buffer.max(1)).0,
+            closing: watch::channel(false).0,
             event_subscribers: Default::default(),
             replayed: AtomicU64::new(0),
             started: std::time::Instant::now(),

@@ -196,11 +196,15 @@ impl Default for ReaderSection {
 pub struct FeedSettings {
     /// Items the live feed buffers; a subscriber further behind is disconnected.
     pub buffer: usize,
+    /// How far back a consumer may resume (the feed's stream is trimmed to
+    /// it, and to `store::feed::FEED_MAXLEN` entries).
+    #[serde(deserialize_with = "de::duration")]
+    pub replay_window: Duration,
 }
 
 impl Default for FeedSettings {
     fn default() -> Self {
-        FeedSettings { buffer: 4096 }
+        FeedSettings { buffer: 4096, replay_window: Duration::from_secs(24 * 3600) }
     }
 }
 

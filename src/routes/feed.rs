@@ -1,200 +1,117 @@
-//! `GET /v1/feed`: Server-Sent Events of restriction changes and tripwire
-//! changes (and events, when asked with `events=`), filtered by
-//! `events=&rules=&features=&users=` (comma-separated; `events=all`).
-//!
-//! Subscribers share one bounded broadcast buffer; a subscriber that falls
-//! further behind than it holds gets a final `disconnect` event and is closed.
-//! The engine never waits for a subscriber.
-
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+//! `GET /v1/feed`: Server-Sent Events of the deployment's restriction
+//! changes, tripwire changes and rule-set versions, each with its feed id
+//! (`id:`), resumable with `Last-Event-ID` or `?after=`; this instance's
+//! events too when asked with `events=` (live only, no id). Filtered by
+//! `events=&rules=&features=&users=&changes=`, or by a stored subscription
+//! (`?subscription=<name>`). A `retry:` hint first, a comment line every
+//! 15 s, `event: shutdown` when the instance closes.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use restrictd_actors::shared::{FeedItem, FeedKind, Shared};
-use tokio::sync::broadcast::error::RecvError;
+use restrictd_domain::EntryId;
 
 use super::query_param;
 use crate::error::ApiError;
+use crate::feed::{kind_name, parse_id, subscription, FilterDef, Out, Source};
 use crate::state::AppState;
 
-/// A comment line keeps idle connections open through proxies.
-const HEARTBEAT: Duration = Duration::from_secs(15);
-
-#[derive(Default)]
-struct Filter {
-    /// `None`: no events; `Some(None)`: all events; `Some(Some(set))`: these.
-    events: Option<Option<Vec<u16>>>,
-    rules: Option<Vec<u16>>,
-    features: Option<u64>,
-    users: Option<Vec<String>>,
+/// What a consumer asked for: its filter, its stored subscription, where it resumes.
+pub(crate) struct Asked {
+    pub filter: crate::feed::Filter,
+    pub subscription: Option<String>,
+    pub after: Option<EntryId>,
 }
 
-impl Filter {
-    fn parse(req: &HttpRequest, state: &AppState) -> Result<Filter, ApiError> {
-        let model = &state.shared.model();
-        super::only_params(req, &["events", "rules", "features", "users"])?;
-        // A comma-separated list of at least one name; an empty one is refused
-        // (a filter that can match nothing is a mistake).
-        let list = |name: &str| -> Result<Option<Vec<String>>, ApiError> {
-            let Some(v) = query_param(req, name) else { return Ok(None) };
-            let items: Vec<String> = v.split(',').map(str::to_string).collect();
-            if items.iter().any(String::is_empty) {
-                return Err(ApiError::bad_request(format!(
-                    "{name} is a comma-separated list of names, none of them empty"
-                )));
-            }
-            Ok(Some(items))
+/// Reads a feed request: filters or a subscription, and the id to resume
+/// after (`Last-Event-ID`, else `after=`, else the subscription's acknowledged id).
+pub(crate) async fn asked(req: &HttpRequest, state: &AppState) -> Result<Asked, ApiError> {
+    let filters = ["events", "rules", "features", "users", "changes"];
+    super::only_params(req, &[&filters[..], &["after", "subscription"]].concat())?;
+    let list = |name: &str| query_param(req, name).map(|v| v.split(',').map(str::to_string).collect());
+    let mut after = match req.headers().get("Last-Event-ID") {
+        Some(v) => Some(parse_id(v.to_str().unwrap_or("?"))?),
+        None => query_param(req, "after").map(|a| parse_id(&a)).transpose()?,
+    };
+    let model = state.shared.model();
+    let Some(name) = query_param(req, "subscription") else {
+        let def = FilterDef {
+            events: list("events"),
+            rules: list("rules"),
+            features: list("features"),
+            users: list("users"),
+            changes: list("changes"),
+            condition: None,
         };
-        let mut f = Filter::default();
-        if let Some(events) = list("events")? {
-            f.events = Some(if events.iter().any(|e| e == "all") {
-                None
-            } else {
-                Some(
-                    events
-                        .iter()
-                        .map(|e| {
-                            model
-                                .schema
-                                .event_index(e)
-                                .ok_or_else(|| ApiError::bad_request(format!("unknown event {e:?}")))
-                        })
-                        .collect::<Result<_, _>>()?,
-                )
-            });
-        }
-        if let Some(rules) = list("rules")? {
-            f.rules = Some(
-                rules
-                    .iter()
-                    .map(|r| {
-                        model
-                            .rule_index(r)
-                            .map(|i| i as u16)
-                            .ok_or_else(|| ApiError::bad_request(format!("unknown rule {r:?}")))
-                    })
-                    .collect::<Result<_, _>>()?,
-            );
-        }
-        if let Some(features) = list("features")? {
-            let mut mask = 0;
-            for name in features {
-                let i = model
-                    .feature_index(&name)
-                    .ok_or_else(|| ApiError::bad_request(format!("unknown feature {name:?}")))?;
-                mask |= 1u64 << i;
-            }
-            f.features = Some(mask);
-        }
-        if let Some(users) = list("users")? {
-            for user in &users {
-                restrictd_domain::schema::check_user_id(user).map_err(ApiError::bad_request)?;
-            }
-            f.users = Some(users);
-        }
-        Ok(f)
+        return Ok(Asked { filter: def.compile(&model)?, subscription: None, after });
+    };
+    if filters.iter().any(|f| query_param(req, f).is_some()) {
+        return Err(ApiError::bad_request("a subscription's filters are stored with it: give subscription= alone"));
     }
-
-    fn matches(&self, item: &FeedItem) -> bool {
-        if item.kind == FeedKind::Rules {
-            // About no rule, feature or user: only an unfiltered feed carries it.
-            return self.rules.is_none() && self.features.is_none() && self.users.is_none();
-        }
-        if item.kind == FeedKind::Event {
-            match &self.events {
-                None => return false,
-                Some(None) => {}
-                Some(Some(set)) => {
-                    if !item.event.is_some_and(|e| set.contains(&e)) {
-                        return false;
-                    }
-                }
-            }
-        } else if let Some(rules) = &self.rules {
-            if !item.rule.is_some_and(|r| rules.contains(&r)) {
-                return false;
-            }
-        }
-        if let Some(mask) = self.features {
-            if item.kind != FeedKind::Event && item.features & mask == 0 {
-                return false;
-            }
-        }
-        if let Some(users) = &self.users {
-            if item.kind == FeedKind::Tripwire || !item.user_id.as_deref().is_some_and(|u| users.iter().any(|x| x == u))
-            {
-                return false;
-            }
-        }
-        true
+    subscription::check_name(&name)?;
+    let stored = subscription::load(state, &name).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no subscription {name:?}: PUT /v1/subscriptions/{name} stores one"))
+    })?;
+    if after.is_none() {
+        after = stored.acked.as_deref().map(parse_id).transpose()?;
     }
+    let filter = stored.filter.compile(&model)?;
+    Ok(Asked { filter, subscription: Some(name.to_string()), after })
 }
 
-/// Counts a subscriber that wants events, for as long as it lives.
-struct EventInterest(Option<Arc<Shared>>);
+/// The reconnection delay a browser's EventSource waits, ms.
+const RETRY_MS: u64 = 1000;
 
-impl Drop for EventInterest {
-    fn drop(&mut self) {
-        if let Some(s) = &self.0 {
-            s.event_subscribers.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
+fn sse(id: Option<EntryId>, kind: &str, data: &str) -> web::Bytes {
+    let id = id.map(|i| format!("id: {i}\n")).unwrap_or_default();
+    web::Bytes::from(format!("{id}event: {kind}\ndata: {data}\n\n"))
 }
 
-fn sse(kind: &str, data: &str) -> web::Bytes {
-    web::Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
+/// The last id, as the final events name it.
+fn last_json(last: Option<EntryId>) -> String {
+    last.map_or("null".into(), |l| format!("\"{l}\""))
+}
+
+/// One thing to send, as Server-Sent Events.
+fn render(out: Out) -> web::Bytes {
+    match out {
+        Out::Subscribed { buffer } => {
+            web::Bytes::from(format!("retry: {RETRY_MS}\nevent: subscribed\ndata: {{\"buffer\":{buffer}}}\n\n"))
+        }
+        Out::Reset { requested, oldest } => {
+            let data = format!("{{\"requested\":\"{requested}\",\"oldest\":{}}}", last_json(oldest));
+            sse(None, "reset", &data)
+        }
+        Out::Item(item) => sse(item.id, kind_name(item.kind), &item.json),
+        Out::KeepAlive => web::Bytes::from_static(b": keep-alive\n\n"),
+        Out::Disconnect { missed, last } => sse(
+            None,
+            "disconnect",
+            &format!(
+                "{{\"reason\":\"too slow: {missed} items were dropped; reconnect with Last-Event-ID and read faster\",\"last_id\":{}}}",
+                last_json(last)
+            ),
+        ),
+        Out::Shutdown { last } => sse(
+            None,
+            "shutdown",
+            &format!(
+                "{{\"reason\":\"this instance is closing; reconnect with Last-Event-ID\",\"last_id\":{}}}",
+                last_json(last)
+            ),
+        ),
+        Out::Gone { name } => sse(
+            None,
+            "disconnect",
+            &serde_json::json!({"reason": format!("subscription {name:?} was deleted")}).to_string(),
+        ),
+    }
 }
 
 pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let filter = Filter::parse(&req, &state)?;
-    let rx = state.shared.feed.subscribe();
-    let interest = EventInterest(filter.events.is_some().then(|| {
-        state.shared.event_subscribers.fetch_add(1, Ordering::AcqRel);
-        Arc::clone(&state.shared)
-    }));
-    struct Sub {
-        rx: tokio::sync::broadcast::Receiver<Arc<FeedItem>>,
-        filter: Filter,
-        _interest: EventInterest,
-        started: bool,
-        done: bool,
-        buffer: usize,
-    }
-    let buffer = state.settings.feed.buffer;
-    let sub = Sub { rx, filter, _interest: interest, started: false, done: false, buffer };
-    let stream = futures_util::stream::unfold(sub, |mut sub| async move {
-        if sub.done {
-            return None;
-        }
-        if !sub.started {
-            sub.started = true;
-            let hello = format!("{{\"buffer\":{}}}", sub.buffer);
-            return Some((Ok::<_, actix_web::Error>(sse("subscribed", &hello)), sub));
-        }
-        loop {
-            match tokio::time::timeout(HEARTBEAT, sub.rx.recv()).await {
-                Err(_) => return Some((Ok(web::Bytes::from_static(b": heartbeat\n\n")), sub)),
-                Ok(Ok(item)) => {
-                    if sub.filter.matches(&item) {
-                        let kind = match item.kind {
-                            FeedKind::Change => "change",
-                            FeedKind::Tripwire => "tripwire",
-                            FeedKind::Event => "event",
-                            FeedKind::Rules => "rules",
-                        };
-                        return Some((Ok(sse(kind, &item.json)), sub));
-                    }
-                }
-                Ok(Err(RecvError::Lagged(missed))) => {
-                    sub.done = true;
-                    let bye =
-                        format!("{{\"reason\":\"too slow: {missed} items were dropped; reconnect and read faster\"}}");
-                    return Some((Ok(sse("disconnect", &bye)), sub));
-                }
-                Ok(Err(RecvError::Closed)) => return None,
-            }
-        }
+    let Asked { filter, subscription, after } = asked(&req, &state).await?;
+    let source = Source::open(state, filter, subscription, after).await?;
+    let stream = futures_util::stream::unfold(source, |mut source| async move {
+        let out = source.next().await?;
+        Some((Ok::<_, actix_web::Error>(render(out)), source))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

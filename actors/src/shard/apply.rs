@@ -74,7 +74,7 @@ impl ShardActor {
             };
             self.write.record_event(kind, amount);
             if self.shared.event_subscribers.load(Ordering::Relaxed) > 0 {
-                self.feed_event(id, event.name, event.user_id, event.kind);
+                self.feed_event(id, &event);
             }
         }
         for change in changes {
@@ -151,12 +151,30 @@ impl ShardActor {
         }
     }
 
-    /// An applied event, for feed subscribers that asked for events.
-    fn feed_event(&self, id: EntryId, name: &str, user_id: &str, kind: EventKind) {
+    /// An applied event with its declared properties, for feed subscribers
+    /// that asked for events (live only: no feed id).
+    fn feed_event(&self, id: EntryId, event: &crate::domain::Event<'_>) {
+        let (name, user_id, kind) = (event.name, event.user_id, event.kind);
+        let mut properties = serde_json::Map::new();
+        properties.insert("user_id".into(), user_id.into());
+        if let EventKind::Known(k) = kind {
+            for (i, (property, _)) in self.model.schema.properties[usize::from(k)].iter().enumerate() {
+                let value = match event.values[i] {
+                    PropValue::Str(s) => serde_json::Value::from(s),
+                    PropValue::Integer(n) => n.into(),
+                    PropValue::Bool(b) => b.into(),
+                    PropValue::Money(m) => serde_json::from_str(&m.to_string()).unwrap_or_default(),
+                    PropValue::Absent => continue,
+                };
+                properties.insert(property.to_string(), value);
+            }
+        }
         let json = serde_json::json!({
             "type": "event", "name": name, "user_id": user_id, "entry_id": EventRef::new(self.id, id),
+            "event_properties": properties,
         });
-        let _ = self.shared.feed.send(Arc::new(FeedItem {
+        let _ = self.shared.events.send(Arc::new(FeedItem {
+            id: None,
             kind: FeedKind::Event,
             user_id: Some(user_id.into()),
             rule: None,
@@ -268,22 +286,12 @@ impl ShardActor {
         Ok(())
     }
 
-    /// Publishes a change: into the read view, the write-behind (changelog,
-    /// audit, history), the live feed.
+    /// Publishes a change: into the read view, the write-behind (changelog
+    /// and the feed, audit, history).
     pub(super) fn publish(&mut self, change: Change) {
         self.shared.view.set(self.id, &change.user_id, change.restricted_after);
-        // One copy of the JSON for the changelog, the audit and the history.
+        // One copy of the JSON for the changelog, the feed, the audit and the history.
         let json: Arc<str> = change_json(&self.model, self.id, &change).into();
-        if self.shared.feed.receiver_count() > 0 {
-            let _ = self.shared.feed.send(Arc::new(FeedItem {
-                kind: FeedKind::Change,
-                user_id: Some(change.user_id.clone()),
-                rule: change.rule,
-                features: change.features,
-                event: None,
-                json: Arc::clone(&json),
-            }));
-        }
         self.write.record_change(change.user_id, change.restricted_after, json);
     }
 

@@ -161,6 +161,14 @@ impl Keys {
     pub fn shard_rules(&self, s: u32) -> String {
         format!("{}:{{{s}}}:rules", self.prefix)
     }
+    /// Stream: the feed (changes, tripwire changes, versions) in one order.
+    pub fn feed(&self) -> String {
+        format!("{}:feed", self.prefix)
+    }
+    /// Hash: stored feed subscription name → its JSON (filters, condition, acknowledged id).
+    pub fn subscriptions(&self) -> String {
+        format!("{}:subscriptions", self.prefix)
+    }
     /// Stream: entries that could not be applied, with the reason.
     pub fn deadletter(&self) -> String {
         format!("{}:deadletter", self.prefix)

@@ -5,6 +5,7 @@
 //! pipeline. Shard leases are in `crate::lease`, with their renewal loop.
 
 pub mod codec;
+pub mod feed;
 pub mod fence;
 pub mod keys;
 pub mod reads;

@@ -78,9 +78,15 @@ fn add_change(pipe: &mut redis::Pipeline, stream: &str, maxlen: u64, json: &str)
     cmd.arg("*").arg(Field::Change.as_str()).arg(json).ignore();
 }
 
-fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &ChangeBatch) {
+/// A batch's changelog entries and restricted sets; with `feed`, its
+/// entries in the feed too (in the same transaction: one Redis only, a
+/// cluster cannot put the feed's key in the shard's slot).
+fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &ChangeBatch, feed: bool) {
     for json in &batch.entries {
         add_change(pipe, keys.changes(shard), CHANGES_MAXLEN, json);
+        if feed {
+            super::feed::add(pipe, keys, super::feed::kind::CHANGE, json);
+        }
     }
     if batch.rewrite {
         pipe.cmd("DEL").arg(keys.restricted(shard)).ignore();
@@ -107,7 +113,22 @@ fn add_changes(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &Chan
 /// sets, so if the owner dies before its snapshot and the replay writes them
 /// again, followers end in the same state.
 pub async fn write_changes(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &ChangeBatch) -> Result<(), WriteError> {
-    fence::exec_shard(conn, keys, fence, |pipe| add_changes(pipe, keys, fence.shard, batch)).await
+    let single = !matches!(conn, Conn::Cluster(_));
+    fence::exec_shard(conn, keys, fence, |pipe| add_changes(pipe, keys, fence.shard, batch, single)).await?;
+    feed_after(conn, keys, batch, single).await;
+    Ok(())
+}
+
+/// On a Redis Cluster, the feed's entries of a batch just committed (an
+/// owner that dies between the two leaves them out of the feed).
+async fn feed_after(conn: &mut Conn, keys: &Keys, batch: &ChangeBatch, single: bool) {
+    if single || batch.entries.is_empty() {
+        return;
+    }
+    let items: Vec<(&str, &str)> = batch.entries.iter().map(|j| (super::feed::kind::CHANGE, &**j)).collect();
+    if let Err(e) = super::feed::append(conn, keys, &items).await {
+        tracing::warn!(error = %e, entries = items.len(), "could not append changes to the feed");
+    }
 }
 
 /// Entries kept in a shard's audit stream, and changes kept per user history.
@@ -117,11 +138,14 @@ pub const HISTORY_MAXLEN: i64 = 1_000;
 /// Writes a flush in one atomic unit, fenced by the shard's lease
 /// (`fence::exec_shard`).
 pub async fn write(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &FlushBatch) -> Result<(), WriteError> {
-    fence::exec_shard(conn, keys, fence, |pipe| add_flush(pipe, keys, fence.shard, batch)).await
+    let single = !matches!(conn, Conn::Cluster(_));
+    fence::exec_shard(conn, keys, fence, |pipe| add_flush(pipe, keys, fence.shard, batch, single)).await?;
+    feed_after(conn, keys, &batch.changes, single).await;
+    Ok(())
 }
 
 /// A flush's commands, each `ignore`d.
-fn add_flush(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &FlushBatch) {
+fn add_flush(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &FlushBatch, feed: bool) {
     if !batch.users.is_empty() {
         let cmd = pipe.cmd("HSET").arg(keys.users(shard));
         for (user, blob) in &batch.users {
@@ -149,7 +173,7 @@ fn add_flush(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &FlushB
         pipe.cmd("LPUSH").arg(&history).arg(&**json).ignore();
         pipe.cmd("LTRIM").arg(&history).arg(0).arg(HISTORY_MAXLEN - 1).ignore();
     }
-    add_changes(pipe, keys, shard, &batch.changes);
+    add_changes(pipe, keys, shard, &batch.changes, feed);
     for (field, delta) in batch.stats.fields() {
         pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(delta).ignore();
     }

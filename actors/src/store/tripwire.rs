@@ -118,11 +118,14 @@ pub async fn rule_state(conn: &mut Conn, keys: &Keys, rule: &str) -> redis::Redi
     Ok(stored.unwrap_or_default())
 }
 
-/// Records a transition (JSON) in the tripwire's audit stream.
-pub async fn audit(conn: &mut Conn, keys: &Keys, json: &str) -> redis::RedisResult<()> {
+/// Records a transition (JSON) in the tripwire's audit stream and the feed
+/// (`kind`: a tripwire change, or a rule-set version).
+pub async fn audit(conn: &mut Conn, keys: &Keys, kind: &str, json: &str) -> redis::RedisResult<()> {
     let field = super::stream::Field::Change.as_str();
-    redis::cmd("XADD").arg(keys.tripwire_audit()).arg("*").arg(field).arg(json).query_async::<String>(conn).await?;
-    Ok(())
+    let mut pipe = redis::pipe();
+    pipe.cmd("XADD").arg(keys.tripwire_audit()).arg("*").arg(field).arg(json).ignore();
+    super::feed::add(&mut pipe, keys, kind, json);
+    pipe.query_async::<()>(conn).await
 }
 
 /// Rule `rule` restricted a user (or, a shadow rule, would have) at event

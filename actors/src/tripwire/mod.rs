@@ -38,7 +38,7 @@ use crate::link::Conn;
 use crate::messages::*;
 use crate::metrics::*;
 use crate::retry::LogOnce;
-use crate::shared::{FeedItem, FeedKind, Shared};
+use crate::shared::Shared;
 use crate::store::tripwire::{self as store, Counts, Sync, Totals};
 use crate::store::{Fence, WriteError};
 
@@ -400,14 +400,6 @@ impl Tripwire {
             }
         };
         counter!(TRIPWIRE_CHANGES_TOTAL, "rule" => rule, "change" => word).increment(1);
-        let _ = self.shared.feed.send(Arc::new(FeedItem {
-            kind: FeedKind::Tripwire,
-            user_id: None,
-            rule: Some(r as u16),
-            features: self.shared.model().rules[r].features,
-            event: None,
-            json: self.change_json(r, change, by).into(),
-        }));
     }
 
     fn change_json(&self, r: usize, change: Transition, by: &str) -> String {
@@ -431,7 +423,7 @@ impl Tripwire {
         let json = self.change_json(r, change, by);
         ctx.spawn(
             async move {
-                if let Err(e) = store::audit(&mut conn, &shared.keys, &json).await {
+                if let Err(e) = store::audit(&mut conn, &shared.keys, crate::store::feed::kind::TRIPWIRE, &json).await {
                     counter!(REDIS_ERRORS_TOTAL, "operation" => "xadd").increment(1);
                     tracing::warn!(error = %e, "could not record a tripwire change in the audit stream");
                 }

@@ -255,3 +255,26 @@ pub use cel::compile;
 
 #[cfg(test)]
 mod tests;
+
+/// A condition over an event alone, as a feed subscription filters with:
+/// `event.<property>` of the events `on` (each must have it); no aggregate.
+pub fn compile_over_events(text: &str, schema: &crate::schema::Schema, on: &[u16]) -> Result<Condition, String> {
+    let by_name = ahash::AHashMap::new();
+    compile(text, &Names { aggregates: &[], by_name: &by_name, schema, on })
+}
+
+/// No aggregate: what a condition over an event alone reads.
+struct NoAggregates;
+
+impl AggregateValues for NoAggregates {
+    fn value(&self, _: u16) -> u64 {
+        0
+    }
+}
+
+impl Condition {
+    /// Whether a condition compiled by `compile_over_events` holds for `event`.
+    pub fn holds_for_event(&self, event: &Event<'_>) -> bool {
+        self.holds(&NoAggregates, Some(event))
+    }
+}
