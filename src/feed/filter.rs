@@ -8,8 +8,6 @@ use restrictd_domain::rules::condition::{compile_over_events, Condition};
 use restrictd_domain::Model;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-
 /// Change kinds a filter may name (`changes=`).
 pub const CHANGE_KINDS: &[&str] = &[
     "rule_fired",
@@ -58,12 +56,12 @@ pub struct Filter {
     condition: Option<Condition>,
 }
 
-fn bad(message: String) -> ApiError {
-    ApiError::bad_request(message)
+fn bad(message: String) -> String {
+    message
 }
 
 /// Each name of `names` resolved by `find`, or 400 naming the unknown one.
-fn resolve<T>(what: &str, names: &[String], find: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ApiError> {
+fn resolve<T>(what: &str, names: &[String], find: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
     if names.is_empty() || names.iter().any(String::is_empty) {
         return Err(bad(format!("{what} is a list of names, at least one, none of them empty")));
     }
@@ -71,8 +69,8 @@ fn resolve<T>(what: &str, names: &[String], find: impl Fn(&str) -> Option<T>) ->
 }
 
 impl FilterDef {
-    /// Compiles the filter against `model`: 400 for an unknown name or a bad condition.
-    pub fn compile(&self, model: &Model) -> Result<Filter, ApiError> {
+    /// Compiles the filter against `model`: what is wrong (an unknown name, a bad condition).
+    pub fn compile(&self, model: &Model) -> Result<Filter, String> {
         let mut f = Filter::default();
         if let Some(events) = &self.events {
             f.events = Some(if events.iter().any(|e| e == "all") {

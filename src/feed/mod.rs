@@ -255,9 +255,17 @@ async fn recv(
 
 /// A feed id as a consumer sends it back (`Last-Event-ID`, `after=`): 400 when unreadable.
 pub fn parse_id(text: &str) -> Result<EntryId, ApiError> {
-    EntryId::parse(text.trim()).ok_or_else(|| {
-        ApiError::bad_request(format!("{text:?} is not a feed id (the `id` of a feed event, like 1796014770608-0)"))
-    })
+    read_id(text).map_err(ApiError::bad_request)
+}
+
+/// A feed id, `<ms>-<seq>` (each at most 19 digits), or what is wrong with it.
+pub fn read_id(text: &str) -> Result<EntryId, String> {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+    let well_formed = text.split_once('-').is_some_and(|(ms, seq)| digits(ms) && digits(seq));
+    well_formed
+        .then(|| EntryId::parse(text))
+        .flatten()
+        .ok_or_else(|| format!("{text:?} is not a feed id (the `id` of a feed event, like 1796014770608-0)"))
 }
 
 /// The kind of an item as its consumer reads it.

@@ -41,7 +41,8 @@ pub(crate) async fn asked(req: &HttpRequest, state: &AppState) -> Result<Asked, 
             changes: list("changes"),
             condition: None,
         };
-        return Ok(Asked { filter: def.compile(&model)?, subscription: None, after });
+        let filter = def.compile(&model).map_err(ApiError::bad_request)?;
+        return Ok(Asked { filter, subscription: None, after });
     };
     if filters.iter().any(|f| query_param(req, f).is_some()) {
         return Err(ApiError::bad_request("a subscription's filters are stored with it: give subscription= alone"));
@@ -53,7 +54,7 @@ pub(crate) async fn asked(req: &HttpRequest, state: &AppState) -> Result<Asked, 
     if after.is_none() {
         after = stored.acked.as_deref().map(parse_id).transpose()?;
     }
-    let filter = stored.filter.compile(&model)?;
+    let filter = stored.filter.compile(&model).map_err(ApiError::bad_request)?;
     Ok(Asked { filter, subscription: Some(name.to_string()), after })
 }
 

@@ -8,6 +8,7 @@ pub mod check;
 pub mod docs;
 pub mod events;
 pub mod feed;
+pub mod feed_ws;
 pub mod health;
 pub mod history;
 pub mod openapi;
@@ -17,6 +18,7 @@ pub mod rules;
 pub mod rulesets;
 pub mod schemas;
 pub mod stats;
+pub mod subscriptions;
 pub mod tripwire;
 pub mod users;
 

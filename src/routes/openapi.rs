@@ -184,12 +184,19 @@ fn param_schema(name: &str, model: &Model) -> Value {
         "rules" => names(model.rules.iter().map(|r| &*r.name).collect()),
         "features" => names(model.features.iter().map(|f| &**f).collect()),
         "users" => json!({"type": "array", "minItems": 1, "items": super::schemas::user_id()}),
+        "changes" => names(crate::feed::filter::CHANGE_KINDS.to_vec()),
+        "after" => json!({"type": "string", "pattern": super::schemas::FEED_ID_PATTERN, "description": "a feed id"}),
+        "subscription" => {
+            json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "description": "a stored subscription's name"})
+        }
         "wait" => json!({"type": "string", "enum": ["applied"]}),
         "lift_removed" => json!({"type": "string", "enum": ["true", "false"]}),
         "limit" | "offset" => json!({"type": "integer", "minimum": 0}),
         "version" => json!({"type": "integer", "minimum": 1}),
         "user_id" => super::schemas::user_id(),
-        "name" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "description": "a rule's name"}),
+        "name" => {
+            json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "description": "a rule's or a subscription's name"})
+        }
         "feature" => json!({"type": "string", "pattern": "^can_", "description": "a feature's name"}),
         _ => json!({"type": "string"}),
     }

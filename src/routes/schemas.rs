@@ -127,7 +127,7 @@ fn events(model: &Model) -> (Vec<Value>, Vec<Value>) {
 pub fn schemas(model: &Model, batch_limit: usize) -> Value {
     let mut all = requests(model, batch_limit);
     if let Some(all) = all.as_object_mut() {
-        for part in [replies(), records(), lifecycle()] {
+        for part in [replies(), records(), lifecycle(), feed(model)] {
             if let Value::Object(part) = part {
                 all.extend(part);
             }
@@ -372,4 +372,48 @@ fn rule_set(model: &Model) -> Value {
     schema["description"] = json!("the features, events, aggregates and rules sections, as in config.toml");
     schema["example"] = json!(model.def());
     schema
+}
+
+/// A feed id: the id of the feed's stream entry (`<ms>-<seq>`).
+pub const FEED_ID_PATTERN: &str = "^[0-9]{1,19}-[0-9]{1,19}$";
+
+/// Stored subscriptions: the filter stored, an acknowledgement, the replies.
+fn feed(model: &Model) -> Value {
+    let names = |names: Vec<&str>| json!({"type": "array", "minItems": 1, "items": {"type": "string", "enum": names}});
+    let filter = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "events": names(model.schema.events.iter().map(|e| &**e).chain(["all"]).collect()),
+            "rules": names(model.rules.iter().map(|r| &*r.name).collect()),
+            "features": names(model.features.iter().map(|f| &**f).collect()),
+            "users": {"type": "array", "minItems": 1, "items": user_id()},
+            "changes": names(crate::feed::filter::CHANGE_KINDS.to_vec()),
+            "condition": {"type": "string", "minLength": 1,
+                "description": "CEL over the streamed events (event.<property>); needs events"},
+        },
+    });
+    let mut example = json!({"changes": ["rule_fired", "cleared"]});
+    if let Some(i) =
+        model.schema.properties.iter().position(|p| p.iter().any(|(n, t)| &**n == "amount" && *t == PropType::Money))
+    {
+        example = json!({"events": [&*model.schema.events[i]], "changes": ["rule_fired"], "condition": "event.amount >= 100"});
+    }
+    let mut filter = filter;
+    filter["example"] = example;
+    let stored = with_times(
+        json!({"name": string(), "filter": filter.clone(), "acked": nullable(string()), "by": string()}),
+        &[("at", false)],
+    );
+    json!({
+        "SubscriptionFilter": filter,
+        "Ack": {
+            "type": "object", "required": ["id"], "additionalProperties": false,
+            "properties": {"id": {"type": "string", "pattern": FEED_ID_PATTERN, "description": "a feed id the consumer handled"}},
+            "example": {"id": "1796014770608-0"},
+        },
+        "Subscription": stored.clone(),
+        "Subscriptions": object(json!({"subscriptions": {"type": "array", "items": stored}})),
+        "SubscriptionDeleted": object(json!({"name": string(), "deleted": {"type": "boolean"}})),
+    })
 }

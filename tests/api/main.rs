@@ -12,6 +12,7 @@ mod dashboard;
 mod deadletter;
 mod durability;
 mod edges;
+mod feed_resume;
 mod fencing;
 mod loadtest_smoke;
 mod money;

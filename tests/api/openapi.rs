@@ -46,6 +46,21 @@ pub(crate) fn example_request(path: &str, op: &Value) -> (String, Option<String>
     (concrete, (!body.is_null()).then(|| body.to_string()))
 }
 
+/// A WebSocket handshake to `path` is answered 101 Switching Protocols.
+fn upgrades(addr: &str, path: &str) -> bool {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.starts_with("HTTP/1.1 101")
+}
+
 /// The feed answers its example with a stream that starts with `subscribed`.
 fn subscribes(addr: &str, path: &str) -> bool {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -95,6 +110,14 @@ fn the_api_document_is_valid_openapi_and_every_example_works_against_the_binary(
         v2.as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    // The subscription the examples name, so that acknowledging it (a post, run first) finds it.
+    let r = app.request(
+        "PUT",
+        "/v1/subscriptions/case-tool",
+        &[("Content-Type", "application/json"), ("Authorization", &auth)],
+        br#"{"changes": ["rule_fired"]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     for (method, path, op) in ops {
         let description = op["description"].as_str().unwrap_or("");
         assert!(description.contains("curl"), "{method} {path}: no example command");
@@ -111,6 +134,10 @@ fn the_api_document_is_valid_openapi_and_every_example_works_against_the_binary(
             }
         }
         let (concrete, body) = example_request(path, op);
+        if op["responses"].get("101").is_some() {
+            assert!(upgrades(&app.addr, &concrete), "{method} {path}: the WebSocket's example");
+            continue;
+        }
         if op["responses"]["200"]["content"].get("text/event-stream").is_some() {
             assert!(subscribes(&app.addr, &concrete), "{method} {path}: the feed's example");
             continue;

@@ -8,12 +8,22 @@ use std::time::Duration;
 pub struct Subscriber {
     reader: BufReader<TcpStream>,
     pending: String,
+    /// The `id:` of the last event that had one (what `Last-Event-ID` resumes after).
+    pub last_id: Option<String>,
+    /// The `retry:` hint, when the stream gave one.
+    pub retry: Option<String>,
 }
 
 impl Subscriber {
     /// Subscribes with `query` (e.g. `users=a,b`) and waits for `subscribed`.
     pub fn open(addr: &str, query: &str) -> Subscriber {
-        Self::open_on(TcpStream::connect(addr).expect("connect"), addr, query)
+        Self::open_on(TcpStream::connect(addr).expect("connect"), addr, query, "")
+    }
+
+    /// Like `open`, resuming after `last_id` (sent as `Last-Event-ID`).
+    pub fn resume(addr: &str, query: &str, last_id: &str) -> Subscriber {
+        let header = format!("Last-Event-ID: {last_id}\r\n");
+        Self::open_on(TcpStream::connect(addr).expect("connect"), addr, query, &header)
     }
 
     /// Like `open`, with a 4 KiB receive buffer: a client that stops reading
@@ -22,11 +32,12 @@ impl Subscriber {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         socket.connect(&addr.parse::<SocketAddr>().unwrap().into()).unwrap();
-        Self::open_on(socket.into(), addr, query)
+        Self::open_on(socket.into(), addr, query, "")
     }
 
-    fn open_on(mut stream: TcpStream, addr: &str, query: &str) -> Subscriber {
-        write!(stream, "GET /v1/feed?{query} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    fn open_on(mut stream: TcpStream, addr: &str, query: &str, headers: &str) -> Subscriber {
+        write!(stream, "GET /v1/feed?{query} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{headers}\r\n")
+            .unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
@@ -39,7 +50,7 @@ impl Subscriber {
                 break;
             }
         }
-        let mut s = Subscriber { reader, pending: String::new() };
+        let mut s = Subscriber { reader, pending: String::new(), last_id: None, retry: None };
         let (kind, _) = s.next().expect("a first event");
         assert_eq!(kind, "subscribed");
         s
@@ -54,7 +65,11 @@ impl Subscriber {
                 let mut kind = String::new();
                 let mut data = String::new();
                 for l in block.lines() {
-                    if let Some(k) = l.strip_prefix("event: ") {
+                    if let Some(id) = l.strip_prefix("id: ") {
+                        self.last_id = Some(id.to_string());
+                    } else if let Some(r) = l.strip_prefix("retry: ") {
+                        self.retry = Some(r.to_string());
+                    } else if let Some(k) = l.strip_prefix("event: ") {
                         kind = k.to_string();
                     } else if let Some(d) = l.strip_prefix("data: ") {
                         data = d.to_string();

@@ -155,3 +155,8 @@ pub async fn delete_subscription(conn: &mut Conn, keys: &Keys, name: &str) -> re
     let (removed,): (u64,) = pipe.query_async(conn).await?;
     Ok(removed > 0)
 }
+
+/// Keeps a subscription's new acknowledged id (its consumers need not reload).
+pub async fn ack_subscription(conn: &mut Conn, keys: &Keys, name: &str, json: &str) -> redis::RedisResult<()> {
+    redis::cmd("HSET").arg(keys.subscriptions()).arg(name).arg(json).query_async::<u64>(conn).await.map(drop)
+}

@@ -150,7 +150,9 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
     list.extend(rows::reads());
     list.extend(rows::overrides());
     list.extend(rows::history_and_tripwire());
-    list.extend(rows::feed_and_stats());
+    list.extend(rows::feed());
+    list.extend(rows::stats());
+    list.extend(rows::subscriptions());
     list.extend(rows::rule_sets());
     list.extend(rows::pages());
     list

@@ -1,7 +1,9 @@
 //! The route table's rows past the writes and the checks, in registration order.
 
 use super::{e, serve, Access, Endpoint, Reply, WAIT};
-use crate::routes::{check, docs, feed, health, history, overrides, rules, rulesets, stats, tripwire, users};
+use crate::routes::{
+    check, docs, feed, feed_ws, health, history, overrides, rules, rulesets, stats, subscriptions, tripwire, users,
+};
 
 /// Reads of a user and of the rules, and the probes.
 pub(super) fn reads() -> Vec<Endpoint> {
@@ -158,30 +160,9 @@ pub(super) fn history_and_tripwire() -> Vec<Endpoint> {
     ]
 }
 
-/// The live feed and the stats.
-pub(super) fn feed_and_stats() -> Vec<Endpoint> {
+/// The stats.
+pub(super) fn stats() -> Vec<Endpoint> {
     vec![
-        Endpoint {
-            query: &[
-                ("events", false, "also stream these events (comma-separated names, or all)"),
-                ("rules", false, "only changes by these rules"),
-                ("features", false, "only changes of these features"),
-                ("users", false, "only changes of these users"),
-            ],
-            responses: &[
-                (200, "text/event-stream: subscribed, change, tripwire, rules, event, disconnect"),
-                (400, "unknown filter value"),
-            ],
-            reply: Reply::Media("text/event-stream"),
-            example: &[("features", "can_purchase"), ("events", "purchase_made")],
-            ..e(
-                "get",
-                "/v1/feed",
-                "feed",
-                "Live feed of restriction and tripwire changes (Server-Sent Events)",
-                serve(feed::feed),
-            )
-        },
         Endpoint {
             reply: Reply::Json("Stats"),
             ..e(
@@ -311,6 +292,105 @@ pub(super) fn pages() -> Vec<Endpoint> {
             access: Access::Open,
             reply: Reply::Media("text/html"),
             ..e("get", "/docs", "operations", "API documentation page", serve(docs::page))
+        },
+    ]
+}
+
+/// A feed request's filters and resume point (SSE and WebSocket alike).
+const FEED_QUERY: &[(&str, bool, &str)] = &[
+    ("events", false, "also stream these events (comma-separated names, or all): live, without ids"),
+    ("rules", false, "only changes by these rules"),
+    ("features", false, "only changes of these features"),
+    ("users", false, "only changes of these users"),
+    ("changes", false, "only these kinds of change (rule_fired, cleared, expired, ...)"),
+    ("after", false, "resume after this feed id (or send Last-Event-ID): every entry after it, then live"),
+    ("subscription", false, "a stored subscription's filters (alone), resuming after its acknowledged id"),
+];
+
+/// The feed, over Server-Sent Events and WebSocket.
+pub(super) fn feed() -> Vec<Endpoint> {
+    vec![
+        Endpoint {
+            query: FEED_QUERY,
+            responses: &[
+                (200, "text/event-stream: subscribed, change, tripwire, rules, event, reset, disconnect, shutdown"),
+                (400, "unknown filter value, unreadable id, or filters beside a subscription"),
+                (404, "no such subscription"),
+            ],
+            reply: Reply::Media("text/event-stream"),
+            example: &[("features", "can_purchase"), ("events", "purchase_made")],
+            ..e(
+                "get",
+                "/v1/feed",
+                "feed",
+                "The feed of restriction, tripwire and rule-set changes (Server-Sent Events), resumable",
+                serve(feed::feed),
+            )
+        },
+        Endpoint {
+            query: FEED_QUERY,
+            responses: &[
+                (101, "switched to WebSocket: one JSON text message per feed event"),
+                (400, "not a WebSocket upgrade, unknown filter value, unreadable id"),
+                (404, "no such subscription"),
+            ],
+            reply: Reply::Media("application/json"),
+            example: &[("features", "can_purchase")],
+            ..e("get", "/v1/feed/ws", "feed", "The feed over a WebSocket, resumable", serve(feed_ws::feed_ws))
+        },
+    ]
+}
+
+/// Stored feed subscriptions.
+pub(super) fn subscriptions() -> Vec<Endpoint> {
+    let named = &[("name", "case-tool")];
+    vec![
+        Endpoint {
+            body: Some("SubscriptionFilter"),
+            access: Access::Admin,
+            reply: Reply::Json("Subscription"),
+            example: named,
+            responses: &[
+                (200, "stored; its connected consumers use it at once"),
+                (422, "an unknown name or a bad condition"),
+            ],
+            ..e("put", "/v1/subscriptions/{name}", "feed", "Store a named feed filter", serve(subscriptions::put))
+        },
+        Endpoint {
+            reply: Reply::Json("Subscription"),
+            example: named,
+            responses: &[(200, "the subscription"), (404, "no such subscription")],
+            ..e("get", "/v1/subscriptions/{name}", "feed", "A stored subscription", serve(subscriptions::get))
+        },
+        Endpoint {
+            access: Access::Admin,
+            reply: Reply::Json("SubscriptionDeleted"),
+            example: named,
+            responses: &[(200, "deleted; its consumers' streams end"), (404, "no such subscription")],
+            ..e(
+                "delete",
+                "/v1/subscriptions/{name}",
+                "feed",
+                "Delete a stored subscription",
+                serve(subscriptions::delete),
+            )
+        },
+        Endpoint {
+            reply: Reply::Json("Subscriptions"),
+            ..e("get", "/v1/subscriptions", "feed", "Every stored subscription", serve(subscriptions::list))
+        },
+        Endpoint {
+            body: Some("Ack"),
+            reply: Reply::Json("Subscription"),
+            example: named,
+            responses: &[(200, "kept (an acknowledgement never moves back)"), (404, "no such subscription")],
+            ..e(
+                "post",
+                "/v1/subscriptions/{name}/ack",
+                "feed",
+                "Acknowledge the feed up to an id: where the subscription's consumer resumes",
+                serve(subscriptions::ack),
+            )
         },
     ]
 }
