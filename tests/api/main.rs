@@ -13,6 +13,7 @@ mod deadletter;
 mod durability;
 mod edges;
 mod feed_resume;
+mod feed_ws;
 mod fencing;
 mod loadtest_smoke;
 mod money;
