@@ -5,6 +5,7 @@ pub mod ceiling;
 pub mod client;
 pub mod cpus;
 pub mod engine;
+pub mod fanout;
 pub mod measure;
 pub mod overload;
 pub mod runaway;

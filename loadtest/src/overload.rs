@@ -141,13 +141,13 @@ pub async fn probe(addr: &str, prefix: &str, users: u64, duration: Duration, rat
 /// send them: a flood from this process starves its own threads, which would
 /// then report the generator's delay as the service's. From a library caller
 /// that is not the `loadtest` binary (the test suite), a thread of its own.
-enum Prober {
+pub(crate) enum Prober {
     Process(std::process::Child),
     Thread(std::thread::JoinHandle<Summary>),
 }
 
 impl Prober {
-    fn start(addr: &str, pop: &Population, duration: Duration) -> anyhow::Result<Prober> {
+    pub(crate) fn start(addr: &str, pop: &Population, duration: Duration) -> anyhow::Result<Prober> {
         let exe = std::env::current_exe()?;
         if exe.file_stem().is_some_and(|n| n == "loadtest") {
             let child = std::process::Command::new(exe)
@@ -164,7 +164,7 @@ impl Prober {
         })))
     }
 
-    fn finish(self) -> anyhow::Result<Summary> {
+    pub(crate) fn finish(self) -> anyhow::Result<Summary> {
         match self {
             Prober::Process(child) => {
                 let out = child.wait_with_output()?;

@@ -34,8 +34,9 @@ fn object<T: serde::de::DeserializeOwned>(bytes: &[u8], expected: &str) -> Resul
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     let refuse = |why: String| ApiError::unprocessable(format!("expected {expected}: {why}"));
-    if !value.is_object() {
-        return Err(refuse("the body must be a JSON object".into()));
+    let Some(fields) = value.as_object() else { return Err(refuse("the body must be a JSON object".into())) };
+    if let Some((name, _)) = fields.iter().find(|(_, v)| v.is_null()) {
+        return Err(refuse(format!("{name:?} is null: leave it out instead")));
     }
     serde_json::from_value(value).map_err(|e| refuse(e.to_string()))
 }

@@ -160,6 +160,14 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "threshold")]
         change: loadtest::switch::Change,
     },
+    /// The feed with many subscribers: delivery latency, CPU per delivered change, checks (needs --spawn).
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Changes (users restricted) a second.
+        #[arg(long, default_value_t = 10_000.0)]
+        changes: f64,
+    },
     /// Memory a non-owner instance spends per restricted user it follows (needs --spawn).
     FollowerMemory {
         #[arg(long, default_value_t = 200_000)]

@@ -4,6 +4,7 @@ mod apply;
 mod cli;
 mod producers;
 mod run;
+mod spawned;
 mod suite;
 mod target;
 
@@ -12,10 +13,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use loadtest::engine::{self};
-use loadtest::measure;
 use serde_json::json;
 
-use crate::apply::apply_rate;
 use crate::cli::{Cli, Command};
 use crate::producers::many_producers;
 use crate::run::run_scenario;
@@ -45,40 +44,12 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(c.threads.max(1)).enable_all().build()?;
     let started = Instant::now();
     let (name, results): (String, serde_json::Value) = match cli.command {
-        Command::Recovery { replay } => {
-            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("recovery needs --spawn path/to/restrictd"))?;
-            let users = if c.users == 100_000 { 1_000_000 } else { c.users };
-            let report = measure::recovery(bin, &c.config, users, replay)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            ("recovery".into(), json!(report))
-        }
-        Command::Switch { publishes, change } => {
-            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("switch needs --spawn path/to/restrictd"))?;
-            let users = if c.users == 100_000 { 1_000_000 } else { c.users };
-            let rate = c.rate.unwrap_or(20_000.0);
-            let report = loadtest::switch::switch(bin, &c.config, users, (publishes, change), rate, c.duration)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            ("switch".into(), json!(report))
-        }
-        Command::FollowerMemory { restricted } => {
-            let bin =
-                c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("follower-memory needs --spawn path/to/restrictd"))?;
-            let report = measure::follower_memory(bin, &c.config, restricted)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            ("follower-memory".into(), json!(report))
-        }
-        Command::Runaway { instances, single } => {
-            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("runaway needs --spawn path/to/restrictd"))?;
-            let report = loadtest::runaway::runaway(bin, &c.config, c.users, instances, single)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            ("runaway".to_string(), serde_json::to_value(&report)?)
-        }
-        Command::Apply { events, instances, cluster } => {
-            let bin = c.spawn.as_ref().ok_or_else(|| anyhow::anyhow!("apply needs --spawn path/to/restrictd"))?;
-            let r = apply_rate(&runtime, bin, &c, events, instances, cluster)?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
-            ("apply".into(), r)
-        }
+        command @ (Command::Recovery { .. }
+        | Command::Switch { .. }
+        | Command::Fanout { .. }
+        | Command::FollowerMemory { .. }
+        | Command::Runaway { .. }
+        | Command::Apply { .. }) => spawned::run(command, &c, &runtime)?,
         command @ (Command::Overload { .. } | Command::Producers | Command::Fairness { .. } | Command::Soak { .. }) => {
             many_producers(command, &c, &runtime)?
         }

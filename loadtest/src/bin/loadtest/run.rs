@@ -80,6 +80,7 @@ pub(crate) async fn run_scenario(addr: &str, c: &Common, command: Command) -> an
         | Command::Runaway { .. }
         | Command::Recovery { .. }
         | Command::FollowerMemory { .. }
+        | Command::Fanout { .. }
         | Command::Switch { .. }
         | Command::Suite
         | Command::ServeCeiling { .. }
