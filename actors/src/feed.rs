@@ -88,5 +88,8 @@ pub fn item(model: &Model, (id, kind, json): feed::Entry) -> Option<FeedItem> {
         None => rule.map_or(0, |r| model.rules[usize::from(r)].features),
     };
     let name = if kind == FeedKind::Subscription { v["name"].as_str() } else { v["user_id"].as_str() };
-    Some(FeedItem { id: Some(id), kind, user_id: name.map(Into::into), rule, features, event: None, json: json.into() })
+    let change = (kind == FeedKind::Change).then(|| v["change"].as_str().unwrap_or("").into());
+    let frame = FeedItem::frame(Some(id), kind, &json);
+    let (user_id, json) = (name.map(Into::into), json.into());
+    Some(FeedItem { id: Some(id), kind, user_id, rule, features, event: None, json, change, frame })
 }

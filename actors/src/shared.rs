@@ -139,6 +139,32 @@ pub struct FeedItem {
     /// The item as JSON, rendered once for every subscriber (for a change, the
     /// same allocation as its changelog and audit entries).
     pub json: Arc<str>,
+    /// A change's kind (`rule_fired`, `cleared`, ...), for filters.
+    pub change: Option<Box<str>>,
+    /// The item as a Server-Sent Event (`id:`, `event:`, `data:`), rendered
+    /// once for every subscriber.
+    pub frame: Arc<str>,
+}
+
+impl FeedItem {
+    /// The Server-Sent Event of an item of `kind` with `id` and `json`.
+    pub fn frame(id: Option<EntryId>, kind: FeedKind, json: &str) -> Arc<str> {
+        let id = id.map(|i| format!("id: {i}\n")).unwrap_or_default();
+        format!("{id}event: {}\ndata: {json}\n\n", kind.as_str()).into()
+    }
+}
+
+impl FeedKind {
+    /// As its consumers read it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedKind::Change => "change",
+            FeedKind::Tripwire => "tripwire",
+            FeedKind::Event => "event",
+            FeedKind::Rules => "rules",
+            FeedKind::Subscription => "subscription",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

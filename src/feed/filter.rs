@@ -146,8 +146,7 @@ impl Filter {
             return self.users.is_none() && self.changes.is_none();
         }
         if let Some(changes) = &self.changes {
-            let kind = serde_json::from_str::<serde_json::Value>(&item.json).ok();
-            let kind = kind.as_ref().and_then(|v| v["change"].as_str()).unwrap_or("");
+            let kind = item.change.as_deref().unwrap_or("");
             if !changes.iter().any(|c| c == kind) {
                 return false;
             }

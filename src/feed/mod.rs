@@ -267,14 +267,3 @@ pub fn read_id(text: &str) -> Result<EntryId, String> {
         .flatten()
         .ok_or_else(|| format!("{text:?} is not a feed id (the `id` of a feed event, like 1796014770608-0)"))
 }
-
-/// The kind of an item as its consumer reads it.
-pub fn kind_name(kind: FeedKind) -> &'static str {
-    match kind {
-        FeedKind::Change => "change",
-        FeedKind::Tripwire => "tripwire",
-        FeedKind::Event => "event",
-        FeedKind::Rules => "rules",
-        FeedKind::Subscription => "subscription",
-    }
-}

@@ -11,7 +11,7 @@ use restrictd_domain::EntryId;
 
 use super::query_param;
 use crate::error::ApiError;
-use crate::feed::{kind_name, parse_id, subscription, FilterDef, Out, Source};
+use crate::feed::{parse_id, subscription, FilterDef, Out, Source};
 use crate::state::AppState;
 
 /// What a consumer asked for: its filter, its stored subscription, where it resumes.
@@ -58,6 +58,15 @@ pub(crate) async fn asked(req: &HttpRequest, state: &AppState) -> Result<Asked, 
     Ok(Asked { filter, subscription: Some(name.to_string()), after })
 }
 
+/// An item's rendered event, as the bytes of a response chunk.
+struct Frame(std::sync::Arc<str>);
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 /// The reconnection delay a browser's EventSource waits, ms.
 const RETRY_MS: u64 = 1000;
 
@@ -81,7 +90,8 @@ fn render(out: Out) -> web::Bytes {
             let data = format!("{{\"requested\":\"{requested}\",\"oldest\":{}}}", last_json(oldest));
             sse(None, "reset", &data)
         }
-        Out::Item(item) => sse(item.id, kind_name(item.kind), &item.json),
+        // Rendered once for every subscriber, sent without a copy.
+        Out::Item(item) => web::Bytes::from_owner(Frame(std::sync::Arc::clone(&item.frame))),
         Out::KeepAlive => web::Bytes::from_static(b": keep-alive\n\n"),
         Out::Disconnect { missed, last } => sse(
             None,

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::feed::{asked, Asked};
 use crate::error::ApiError;
-use crate::feed::{kind_name, Out, Source};
+use crate::feed::{Out, Source};
 use crate::state::AppState;
 
 /// One thing to send as a message's JSON; `None` for a keep-alive (a ping).
@@ -25,7 +25,7 @@ fn message(out: &Out) -> Option<Value> {
         }
         Out::Item(item) => {
             let data: Value = serde_json::from_str(&item.json).unwrap_or(Value::Null);
-            json!({"event": kind_name(item.kind), "id": item.id.map(|i| i.to_string()), "data": data})
+            json!({"event": item.kind.as_str(), "id": item.id.map(|i| i.to_string()), "data": data})
         }
         Out::KeepAlive => return None,
         Out::Disconnect { missed, last: l } => json!({"event": "disconnect", "data": {

@@ -173,6 +173,8 @@ impl ShardActor {
             "type": "event", "name": name, "user_id": user_id, "entry_id": EventRef::new(self.id, id),
             "event_properties": properties,
         });
+        let json: Arc<str> = json.to_string().into();
+        let frame = FeedItem::frame(None, FeedKind::Event, &json);
         let _ = self.shared.events.send(Arc::new(FeedItem {
             id: None,
             kind: FeedKind::Event,
@@ -183,7 +185,9 @@ impl ShardActor {
                 EventKind::Known(k) => Some(k),
                 EventKind::Unknown => None,
             },
-            json: json.to_string().into(),
+            json,
+            change: None,
+            frame,
         }));
     }
 
