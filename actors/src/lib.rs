@@ -12,6 +12,7 @@ pub mod budget;
 pub mod changelog;
 pub mod clock;
 pub mod feed;
+pub mod feed_item;
 pub mod lease;
 pub mod lifecycle;
 pub mod link;

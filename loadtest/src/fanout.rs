@@ -4,7 +4,8 @@
 //! consumers of its feed. Reports change-to-delivery latency (the event's
 //! arrival to its change read by a subscriber), the service's CPU per
 //! delivered change, and the checks' p99 (from a process of their own) with
-//! and without the subscribers.
+//! and without the subscribers. The subscribers read on threads of the
+//! lowest priority, as if they ran elsewhere.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,7 +100,7 @@ struct Seen {
 }
 
 /// One subscriber: reads its stream until `stop`, timing each change.
-async fn subscribe(addr: String, seen: Arc<Seen>, stop: Arc<tokio::sync::Notify>) -> anyhow::Result<()> {
+async fn subscribe(addr: String, seen: Arc<Seen>, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut s = tokio::net::TcpStream::connect(&addr).await?;
     let req = format!("GET /v1/feed?changes=rule_fired HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
@@ -108,7 +109,7 @@ async fn subscribe(addr: String, seen: Arc<Seen>, stop: Arc<tokio::sync::Notify>
     loop {
         let n = tokio::select! {
             n = s.read(&mut buf) => n?,
-            _ = stop.notified() => break,
+            _ = stop.wait_for(|s| *s) => break,
         };
         if n == 0 {
             break;
@@ -170,11 +171,21 @@ pub async fn fanout(
     restrict(&svc.addr, "alone", rate, duration).await?;
     let cpu_alone = cpu_us(pid) - cpu;
     let without = probe.finish()?;
-    // With them.
+    // With them, read on threads of the lowest priority: the consumers of a
+    // feed run elsewhere, and here they share two cores with the service and
+    // the checks' prober, whose delay would otherwise be theirs.
+    let readers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .on_thread_start(|| {
+            // SAFETY: setpriority on the calling thread (who 0), no memory involved.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        })
+        .enable_all()
+        .build()?;
     let seen = Arc::new(Seen::default());
-    let stop = Arc::new(tokio::sync::Notify::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let subs: Vec<_> = (0..subscribers)
-        .map(|_| tokio::spawn(subscribe(svc.addr.clone(), Arc::clone(&seen), Arc::clone(&stop))))
+        .map(|_| readers.spawn(subscribe(svc.addr.clone(), Arc::clone(&seen), stopped.clone())))
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probe = Prober::start(&checks_addr, &pop, duration)?;
@@ -184,10 +195,11 @@ pub async fn fanout(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (cpu_with, seconds) = (cpu_us(pid) - cpu, started.elapsed().as_secs_f64());
     let with = probe.finish()?;
-    stop.notify_waiters();
+    stop.send_replace(true);
     for s in subs {
         let _ = s.await;
     }
+    readers.shutdown_background();
     let delivered = seen.delivered.load(Ordering::Relaxed);
     let latency = seen.latency.lock().unwrap_or_else(|e| e.into_inner()).take();
     let q = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64;
