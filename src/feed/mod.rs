@@ -12,7 +12,7 @@ use std::time::Duration;
 use restrictd_actors::shared::{FeedItem, FeedKind, Shared};
 use restrictd_actors::store::feed as store;
 use restrictd_domain::EntryId;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
@@ -55,6 +55,8 @@ pub enum Out {
     Gone {
         name: String,
     },
+    /// A subscription changed (internal: `next` reloads it, nothing is sent).
+    Reload(Arc<FeedItem>),
 }
 
 /// Counts a consumer that wants events, for as long as it lives.
@@ -140,8 +142,15 @@ impl Source {
             return Some(Out::Subscribed { buffer: self.state.settings.feed.buffer });
         }
         loop {
-            if let Some(out) = self.pending.pop_front() {
-                return Some(out);
+            match self.pending.pop_front() {
+                Some(Out::Reload(item)) => {
+                    if let Some(out) = self.accept(item).await {
+                        return Some(out);
+                    }
+                    continue;
+                }
+                Some(out) => return Some(out),
+                None => {}
             }
             if self.replaying {
                 if let Err(out) = self.read_back().await {
@@ -204,6 +213,50 @@ impl Source {
                     return Some(Out::Disconnect { missed, last: self.last });
                 }
                 Ok(Err(RecvError::Closed)) => return None,
+            }
+        }
+    }
+
+    /// What is ready now without waiting: a read-back item, or a live item
+    /// already in the buffer (`None`: wait with `next`). Lets a transport
+    /// send what arrived together in one write.
+    pub fn ready(&mut self) -> Option<Out> {
+        if self.done || !self.started {
+            return None;
+        }
+        if let Some(out) = self.pending.pop_front() {
+            if let Out::Reload(item) = out {
+                self.pending.push_front(Out::Reload(item));
+                return None;
+            }
+            return Some(out);
+        }
+        if self.replaying {
+            return None;
+        }
+        loop {
+            let item = match self.rx.try_recv() {
+                Ok(item) => item,
+                Err(TryRecvError::Lagged(missed)) => {
+                    self.done = true;
+                    return Some(Out::Disconnect { missed, last: self.last });
+                }
+                // Closed or empty: `next` says so, or waits.
+                Err(_) => return None,
+            };
+            if item.id.is_some_and(|id| self.last.is_some_and(|last| id <= last)) {
+                continue;
+            }
+            if let Some(id) = item.id {
+                self.last = Some(id);
+            }
+            if item.kind == FeedKind::Subscription {
+                // A reload reads Redis: left for `next`.
+                self.pending.push_back(Out::Reload(item));
+                return None;
+            }
+            if self.filter.matches(&item, &self.state.shared.model()) {
+                return Some(Out::Item(item));
             }
         }
     }

@@ -27,7 +27,7 @@ fn message(out: &Out) -> Option<Value> {
             let data: Value = serde_json::from_str(&item.json).unwrap_or(Value::Null);
             json!({"event": item.kind.as_str(), "id": item.id.map(|i| i.to_string()), "data": data})
         }
-        Out::KeepAlive => return None,
+        Out::KeepAlive | Out::Reload(_) => return None,
         Out::Disconnect { missed, last: l } => json!({"event": "disconnect", "data": {
             "reason": format!("too slow: {missed} items were dropped; reconnect with after=<last_id> and read faster"),
             "last_id": last(l)}}),
