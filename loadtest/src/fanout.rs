@@ -94,6 +94,8 @@ async fn restrict(addr: &str, prefix: &str, rate: f64, duration: Duration) -> an
 /// What the subscribers saw.
 #[derive(Default)]
 struct Seen {
+    /// Subscribers whose stream began.
+    subscribed: AtomicU64,
     delivered: AtomicU64,
     disconnected: AtomicU64,
     latency: Mutex<Option<Histogram<u64>>>,
@@ -113,6 +115,9 @@ async fn subscribe(addr: String, seen: Arc<Seen>, mut stop: tokio::sync::watch::
         };
         if n == 0 {
             break;
+        }
+        if pending.is_empty() && find(&buf[..n], b"event: subscribed").is_some() {
+            seen.subscribed.fetch_add(1, Ordering::Relaxed);
         }
         pending.extend_from_slice(&buf[..n]);
         let now = now_ms();
@@ -187,7 +192,10 @@ pub async fn fanout(
     let subs: Vec<_> = (0..subscribers)
         .map(|_| readers.spawn(subscribe(svc.addr.clone(), Arc::clone(&seen), stopped.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.subscribed.load(Ordering::Relaxed) < subscribers as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let probe = Prober::start(&checks_addr, &pop, duration)?;
     let (cpu, started) = (cpu_us(pid), Instant::now());
     let changes = restrict(&svc.addr, "with", rate, duration).await?;

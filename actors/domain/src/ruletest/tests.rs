@@ -1,10 +1,5 @@
 use super::*;
-
-fn model(extra: &str) -> Model {
-    let text = format!("{}\n{extra}", include_str!("../../../../config.toml"));
-    let def: ModelDef = toml::from_str(&text).unwrap();
-    Model::compile(&def, false).unwrap()
-}
+use crate::testing::model;
 
 fn case(text: &str) -> Case {
     toml::from_str(text).unwrap()
