@@ -151,6 +151,18 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Two threads of the lowest priority, for the subscribers.
+fn lowest_priority_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .on_thread_start(|| {
+            // SAFETY: setpriority on the calling thread (who 0), no memory involved.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        })
+        .enable_all()
+        .build()
+}
+
 /// The scenario: a stretch without subscribers, then one with them.
 pub async fn fanout(
     bin: &std::path::Path,
@@ -179,14 +191,7 @@ pub async fn fanout(
     // With them, read on threads of the lowest priority: the consumers of a
     // feed run elsewhere, and here they share two cores with the service and
     // the checks' prober, whose delay would otherwise be theirs.
-    let readers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .on_thread_start(|| {
-            // SAFETY: setpriority on the calling thread (who 0), no memory involved.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-        })
-        .enable_all()
-        .build()?;
+    let readers = lowest_priority_runtime()?;
     let seen = Arc::new(Seen::default());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let subs: Vec<_> = (0..subscribers)
