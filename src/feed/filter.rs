@@ -56,16 +56,12 @@ pub struct Filter {
     condition: Option<Condition>,
 }
 
-fn bad(message: String) -> String {
-    message
-}
-
 /// Each name of `names` resolved by `find`, or 400 naming the unknown one.
 fn resolve<T>(what: &str, names: &[String], find: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
     if names.is_empty() || names.iter().any(String::is_empty) {
-        return Err(bad(format!("{what} is a list of names, at least one, none of them empty")));
+        return Err(format!("{what} is a list of names, at least one, none of them empty"));
     }
-    names.iter().map(|n| find(n).ok_or_else(|| bad(format!("unknown {what} {n:?}")))).collect()
+    names.iter().map(|n| find(n).ok_or_else(|| format!("unknown {what} {n:?}"))).collect()
 }
 
 impl FilterDef {
@@ -87,7 +83,12 @@ impl FilterDef {
                 Some(resolve("feature", features, |n| model.feature_index(n))?.iter().fold(0, |m, i| m | 1 << i));
         }
         if let Some(users) = &self.users {
-            resolve("user", users, |u| restrictd_domain::schema::check_user_id(u).ok().map(drop))?;
+            if users.is_empty() {
+                return Err("user is a list of names, at least one, none of them empty".into());
+            }
+            if let Some(bad) = users.iter().find_map(|u| restrictd_domain::schema::check_user_id(u).err()) {
+                return Err(format!("users: {bad}"));
+            }
             f.users = Some(users.clone());
         }
         if let Some(changes) = &self.changes {
@@ -97,10 +98,9 @@ impl FilterDef {
         if let Some(text) = &self.condition {
             let on: Vec<u16> = match &f.events {
                 Some(Some(on)) => on.clone(),
-                _ => return Err(bad("a condition needs the events it reads, by name (events=...)".into())),
+                _ => return Err("a condition needs the events it reads, by name (events=...)".into()),
             };
-            let condition =
-                compile_over_events(text, &model.schema, &on).map_err(|e| bad(format!("condition: {e}")))?;
+            let condition = compile_over_events(text, &model.schema, &on).map_err(|e| format!("condition: {e}"))?;
             f.condition = Some(condition);
         }
         Ok(f)
