@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod feed;
+pub mod gateway;
 pub mod http_metrics;
 pub mod ingest;
 pub mod inspect;

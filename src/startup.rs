@@ -76,7 +76,10 @@ impl Application {
             check_latency: metrics::histogram!(CHECK_SECONDS),
             ingest_latency: metrics::histogram!(EVENT_INGEST_SECONDS),
             check_bodies,
-            openapi: web::Bytes::from(routes::openapi::openapi(model, settings.ingest.batch_limit.get()).to_string()),
+            openapi: web::Bytes::from(
+                routes::openapi::openapi(model, settings.ingest.batch_limit.get(), settings.checks.batch_limit.get())
+                    .to_string(),
+            ),
             rejects,
             writes: WriteGate::new(a.concurrent_writes.get(), a.max_inflight_writes.get(), a.max_write_delay),
             checks: Gate::new("checks", a.max_inflight_checks.get()),

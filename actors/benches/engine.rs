@@ -41,7 +41,7 @@ fn check(c: &mut Criterion) {
     for i in 0..100_000u32 {
         if i % 20 == 0 {
             let user = format!("user{i}");
-            shared.view.set(shared.shard_of(&user), &user, 1);
+            shared.view.set(shared.shard_of(&user), &user, 1, "can_message:scam_message_rule");
         }
     }
     c.bench_function("check: restricted user", |b| b.iter(|| shared.restricted(black_box("user2000"))));

@@ -24,6 +24,7 @@ use metrics::{counter, gauge, histogram};
 use redis::Value;
 
 use crate::clock::now_ms;
+use crate::domain::user::causes::{self, Cause};
 use crate::domain::EntryId;
 use crate::link::{Conn, Target};
 use crate::metrics::*;
@@ -48,6 +49,10 @@ struct ChangeRecord<'a> {
     user_id: std::borrow::Cow<'a, str>,
     #[serde(default)]
     restricted_after: Vec<std::borrow::Cow<'a, str>>,
+    /// What restricts each feature: a rule's name, or null for an override
+    /// (absent from entries written before causes were recorded).
+    #[serde(default, borrow)]
+    restricted_by: std::collections::HashMap<std::borrow::Cow<'a, str>, Option<std::borrow::Cow<'a, str>>>,
     #[serde(default)]
     at_ms: u64,
 }
@@ -112,8 +117,9 @@ impl Follower {
         let mut users = 0;
         snapshot::scan_hash(conn, keys.restricted(s), |user, features| {
             let user = String::from_utf8_lossy(&user);
-            let mask = codec::mask_of(model, &String::from_utf8_lossy(&features));
-            self.shared.view.follow(s, &user, mask);
+            let causes = String::from_utf8_lossy(&features);
+            let mask = codec::mask_of(model, &causes);
+            self.shared.view.follow(s, &user, mask, &causes);
             users += 1;
             Ok(())
         })
@@ -151,7 +157,11 @@ impl Follower {
                     continue;
                 };
                 let mask = codec::mask_of_names(&self.shared.model(), change.restricted_after.iter().map(|f| &**f));
-                self.shared.view.follow(s, &change.user_id, mask);
+                let causes = causes::encode(change.restricted_after.iter().map(|f| {
+                    let rule = change.restricted_by.get(f).and_then(|r| r.as_deref());
+                    (&**f, rule.map_or(Cause::Override, Cause::Rule))
+                }));
+                self.shared.view.follow(s, &change.user_id, mask, &causes);
                 if change.at_ms > 0 {
                     delay.record(now.saturating_sub(change.at_ms) as f64 / 1000.0);
                 }

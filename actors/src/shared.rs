@@ -26,7 +26,14 @@ pub struct ReadView {
 struct ShardView {
     /// Written by this instance's shard actor: the follower leaves it alone.
     owned: bool,
-    map: AHashMap<Box<str>, u64>,
+    map: AHashMap<Box<str>, Restricted>,
+}
+
+/// A restricted user in the view: the mask checks read, and what restricts
+/// each of its features (`domain::user::causes`), for refusals that name it.
+struct Restricted {
+    mask: u64,
+    causes: Box<str>,
 }
 
 impl ReadView {
@@ -37,7 +44,13 @@ impl ReadView {
     /// The restricted-features mask of a user of shard `shard` (0: none).
     pub fn restricted(&self, shard: u32, user_id: &str) -> u64 {
         let view = self.shards[shard as usize].read().unwrap_or_else(|e| e.into_inner());
-        view.map.get(user_id).copied().unwrap_or(0)
+        view.map.get(user_id).map_or(0, |r| r.mask)
+    }
+
+    /// Shard `shard`'s view held still: every user read through it is read
+    /// at one moment of the shard (its writers wait while it lives).
+    pub fn shard(&self, shard: u32) -> ShardRead<'_> {
+        ShardRead(self.shards[shard as usize].read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The shard's actor takes the shard over: what the follower put there goes.
@@ -48,10 +61,10 @@ impl ReadView {
     }
 
     /// The follower's write: ignored once the shard is owned here.
-    pub fn follow(&self, shard: u32, user_id: &str, mask: u64) {
+    pub fn follow(&self, shard: u32, user_id: &str, mask: u64, causes: &str) {
         let mut view = self.shards[shard as usize].write().unwrap_or_else(|e| e.into_inner());
         if !view.owned {
-            Self::put(&mut view.map, user_id, mask);
+            Self::put(&mut view.map, user_id, mask, causes);
         }
     }
 
@@ -63,19 +76,19 @@ impl ReadView {
         }
     }
 
-    /// Publishes a user's mask. Written only by the shard's actor.
-    pub fn set(&self, shard: u32, user_id: &str, mask: u64) {
+    /// Publishes a user's mask and its causes. Written only by the shard's actor.
+    pub fn set(&self, shard: u32, user_id: &str, mask: u64, causes: &str) {
         let mut view = self.shards[shard as usize].write().unwrap_or_else(|e| e.into_inner());
-        Self::put(&mut view.map, user_id, mask);
+        Self::put(&mut view.map, user_id, mask, causes);
     }
 
-    fn put(map: &mut AHashMap<Box<str>, u64>, user_id: &str, mask: u64) {
+    fn put(map: &mut AHashMap<Box<str>, Restricted>, user_id: &str, mask: u64, causes: &str) {
         if mask == 0 {
             map.remove(user_id);
-        } else if let Some(m) = map.get_mut(user_id) {
-            *m = mask;
+        } else if let Some(r) = map.get_mut(user_id) {
+            *r = Restricted { mask, causes: causes.into() };
         } else {
-            map.insert(user_id.into(), mask);
+            map.insert(user_id.into(), Restricted { mask, causes: causes.into() });
         }
     }
 
@@ -84,13 +97,24 @@ impl ReadView {
         let mut counts = vec![0u64; features];
         for shard in self.shards.iter() {
             let view = shard.read().unwrap_or_else(|e| e.into_inner());
-            for mask in view.map.values() {
+            for mask in view.map.values().map(|r| r.mask) {
                 for (i, c) in counts.iter_mut().enumerate() {
                     *c += (mask >> i) & 1;
                 }
             }
         }
         counts
+    }
+}
+
+/// One shard's view, held still (see [`ReadView::shard`]).
+pub struct ShardRead<'a>(std::sync::RwLockReadGuard<'a, ShardView>);
+
+impl ShardRead<'_> {
+    /// A user's restricted-features mask (0: none) and their causes
+    /// (`domain::user::causes`; empty: none).
+    pub fn get(&self, user_id: &str) -> (u64, &str) {
+        self.0.map.get(user_id).map_or((0, ""), |r| (r.mask, &*r.causes))
     }
 }
 

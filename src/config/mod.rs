@@ -56,6 +56,8 @@ struct FileConfig {
     #[serde(default)]
     tripwire: TripwireSection,
     #[serde(default)]
+    gateway: crate::gateway::GatewaySection,
+    #[serde(default)]
     log: LogSettings,
     #[serde(default)]
     features: BTreeMap<String, FeatureDef>,
@@ -101,6 +103,8 @@ pub struct Settings {
     pub auth: crate::auth::Auth,
     pub feed: FeedSettings,
     pub tripwire: TripwireSection,
+    /// `/v1/authz`'s routes, checked against the file's features.
+    pub gateway: crate::gateway::Gateway,
     pub log: LogSettings,
     /// The file's `features`, `events`, `aggregates` and `rules`, as written:
     /// version 1 of a new deployment (afterwards the published versions rule).
@@ -243,6 +247,8 @@ impl Settings {
         if model.features.is_empty() {
             return Err(invalid("features", "declare at least one feature, e.g. [features.can_message]"));
         }
+        let gateway =
+            crate::gateway::Gateway::new(file.gateway, &model.features).map_err(|(key, why)| invalid(&key, why))?;
         let a = file.auth;
         Ok(Settings {
             http,
@@ -263,6 +269,7 @@ impl Settings {
             },
             feed: file.feed,
             tripwire: file.tripwire,
+            gateway,
             log: file.log,
             rules: def,
             model: Arc::new(model),
@@ -271,17 +278,32 @@ impl Settings {
 }
 
 /// Where a dotted key (or the deepest part of it that is written) stands in
-/// the file: (line, column), from 1.
+/// the file: (line, column), from 1. A part may index an array
+/// (`gateway.routes[1].feature`).
 pub(crate) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    use toml::de::DeValue;
     let root = toml::de::DeTable::parse(text).ok()?;
     let mut table = root.get_ref();
     let mut start = None;
-    for part in key.split('.') {
-        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == part) else { break };
-        start = Some(if matches!(v.get_ref(), toml::de::DeValue::Table(_)) { k.span().start } else { v.span().start });
+    'parts: for part in key.split('.') {
+        let (name, indices) = part.split_once('[').map_or((part, ""), |(n, rest)| (n, rest));
+        let Some((k, mut v)) = table.iter().find(|(k, _)| k.get_ref() == name) else { break };
+        start = Some(k.span().start);
+        for index in indices.split('[').filter_map(|i| i.trim_end_matches(']').parse::<usize>().ok()) {
+            let DeValue::Array(items) = v.get_ref() else { break 'parts };
+            let Some(item) = items.get(index) else { break 'parts };
+            v = item;
+            // An array's table has no key of its own: its first key stands for it.
+            if let DeValue::Table(t) = v.get_ref() {
+                start = t.iter().next().map(|(first, _)| first.span().start).or(start);
+            }
+        }
         match v.get_ref() {
-            toml::de::DeValue::Table(t) => table = t,
-            _ => break,
+            DeValue::Table(t) => table = t,
+            _ => {
+                start = Some(v.span().start);
+                break;
+            }
         }
     }
     let start = start?;

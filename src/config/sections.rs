@@ -164,11 +164,13 @@ pub enum BeforeRecovery {
 #[serde(deny_unknown_fields, default)]
 pub struct ChecksSettings {
     pub before_recovery: BeforeRecovery,
+    /// The most checks a `POST /v1/checks` may hold.
+    pub batch_limit: NonZeroUsize,
 }
 
 impl Default for ChecksSettings {
     fn default() -> Self {
-        ChecksSettings { before_recovery: BeforeRecovery::Refuse }
+        ChecksSettings { before_recovery: BeforeRecovery::Refuse, batch_limit: nonzero(1000) }
     }
 }
 

@@ -3,7 +3,9 @@
 
 pub mod access;
 pub mod api;
+pub mod authz;
 pub mod body;
+pub mod bulk;
 pub mod check;
 pub mod docs;
 pub mod events;

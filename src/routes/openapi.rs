@@ -12,12 +12,27 @@ use super::schemas::schemas;
 const BASE: &str = "localhost:8080";
 
 /// The OpenAPI 3 document of this configuration (`batch_limit`: the most
-/// events a batch may hold).
-pub fn openapi(model: &Model, batch_limit: usize) -> Value {
+/// events a batch may hold; `checks_limit`: the most checks a bulk check may).
+pub fn openapi(model: &Model, batch_limit: usize, checks_limit: usize) -> Value {
     let mut paths = Map::new();
-    let schemas = schemas(model, batch_limit);
+    let mut schemas = schemas(model, batch_limit);
+    if let (Some(all), Value::Object(checks)) = (schemas.as_object_mut(), super::schemas::checks(model, checks_limit)) {
+        all.extend(checks);
+    }
     for e in endpoints(model) {
-        paths.entry(e.path.clone()).or_insert_with(|| json!({}))[e.method] = operation(&e, &schemas, model);
+        // A route of any method is documented under each common one; one
+        // serving a tail also under `{path}`.
+        let methods: &[&str] = if e.method == "any" { &ANY } else { &[e.method] };
+        let mut at = vec![e.path.clone()];
+        if e.tail {
+            at.push(format!("{}/{{path}}", e.path));
+        }
+        for path in at {
+            for method in methods {
+                let op = operation(&e, method, &path, &schemas, model);
+                paths.entry(path.clone()).or_insert_with(|| json!({}))[*method] = op;
+            }
+        }
     }
     json!({
         "openapi": "3.0.3",
@@ -40,8 +55,11 @@ pub fn openapi(model: &Model, batch_limit: usize) -> Value {
     })
 }
 
-/// One endpoint's operation object.
-fn operation(e: &Endpoint, schemas: &Value, model: &Model) -> Value {
+/// The methods a route of any method is documented under.
+const ANY: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// One endpoint's operation object, as `method` at `path`.
+fn operation(e: &Endpoint, method: &str, path: &str, schemas: &Value, model: &Model) -> Value {
     let example = |name: &str| e.example.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     let mut params: Vec<Value> = e
         .query
@@ -60,10 +78,18 @@ fn operation(e: &Endpoint, schemas: &Value, model: &Model) -> Value {
             p
         })
         .collect();
-    for name in path_params(&e.path) {
+    for name in path_params(path) {
         let mut p = json!({"name": name, "in": "path", "required": true, "schema": param_schema(name, model)});
         if let Some(v) = example(name) {
             p["example"] = typed_example(name, v, model);
+        }
+        params.push(p);
+    }
+    for (name, d) in e.headers {
+        let mut p =
+            json!({"name": name, "in": "header", "required": false, "description": d, "schema": {"type": "string"}});
+        if let Some(v) = example(name) {
+            p["example"] = json!(v);
         }
         params.push(p);
     }
@@ -87,9 +113,9 @@ fn operation(e: &Endpoint, schemas: &Value, model: &Model) -> Value {
     }
     let mut op = json!({
         "summary": e.summary,
-        "description": format!("{}\n\n```sh\n{}\n```", access_note(e.access), curl(e, schemas)),
+        "description": format!("{}\n\n```sh\n{}\n```", access_note(e.access), curl(e, method, path, schemas)),
         "tags": [e.tag],
-        "operationId": operation_id(e.method, &e.path),
+        "operationId": operation_id(method, path),
         "x-access": e.access.as_str(),
         "parameters": params,
         "responses": responses,
@@ -148,10 +174,11 @@ fn access_note(access: Access) -> &'static str {
 }
 
 /// The request as a command that works when pasted against a local service.
-fn curl(e: &Endpoint, schemas: &Value) -> String {
+fn curl(e: &Endpoint, method: &str, path: &str, schemas: &Value) -> String {
     let example = |name: &str| e.example.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-    let mut path = e.path.clone();
-    for name in path_params(&e.path) {
+    let template = path;
+    let mut path = path.to_string();
+    for name in path_params(template) {
         path = path.replace(&format!("{{{name}}}"), example(name).unwrap_or("x"));
     }
     let query: Vec<String> =
@@ -159,11 +186,16 @@ fn curl(e: &Endpoint, schemas: &Value) -> String {
     if !query.is_empty() {
         path = format!("{path}?{}", query.join("&"));
     }
-    let mut cmd = match e.method {
+    let mut cmd = match method {
         "get" if e.reply == Reply::Media("text/event-stream") => format!("curl -sN --max-time 5 '{BASE}{path}'"),
         "get" => format!("curl -s '{BASE}{path}'"),
         m => format!("curl -s -X {} '{BASE}{path}'", m.to_ascii_uppercase()),
     };
+    for (name, _) in e.headers {
+        if let Some(v) = example(name) {
+            cmd.push_str(&format!(" -H '{name}: {v}'"));
+        }
+    }
     if e.access == Access::Admin {
         cmd.push_str(" -H \"Authorization: Bearer $ADMIN_TOKEN\"");
     }

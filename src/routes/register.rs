@@ -40,11 +40,20 @@ fn register(cfg: &mut web::ServiceConfig, list: Vec<Endpoint>, auth: &Auth) {
             list.iter().filter(|e| e.path == path).map(|e| e.method.to_ascii_uppercase()).collect();
         let allow = allow.join(", ");
         let not_allowed = move |req| super::method_not_allowed(req, allow.clone());
-        let mut resource = web::resource(path).name(path).default_service(web::to(not_allowed));
+        let mut resource = web::resource(path).name(path).default_service(web::to(not_allowed.clone()));
         for e in list.iter().filter(|e| e.path == path) {
             resource = resource.route(route(e, auth));
         }
         cfg.service(resource);
+        // Every path under it, to the same handlers (a gateway's original path).
+        let tail = format!("{path}/{{tail:.*}}");
+        let mut resource = web::resource(tail.as_str()).name(&tail).default_service(web::to(not_allowed));
+        for e in list.iter().filter(|e| e.path == path && e.tail) {
+            resource = resource.route(route(e, auth));
+        }
+        if list.iter().any(|e| e.path == path && e.tail) {
+            cfg.service(resource);
+        }
     }
     // The features a published rule set added: matched after the file's own.
     let published = web::resource("/can{feature}").name("/can{feature}").default_service(web::to(super::not_found));
@@ -97,8 +106,13 @@ fn method(name: &str) -> Method {
 /// query parameters: refused whole (4xx, nothing done) when one is unknown
 /// or unreadable.
 fn route(e: &Endpoint, auth: &Auth) -> actix_web::Route {
-    let r = (e.serve)(web::route().guard(MethodIs(method(e.method))));
-    let r = if e.method == "get" {
+    let r = match e.method {
+        "any" => (e.serve)(web::route()),
+        m => (e.serve)(web::route().guard(MethodIs(method(m)))),
+    };
+    // A route of any method answers for another request (a gateway's): its
+    // query is not its own to judge.
+    let r = if e.method == "get" || e.method == "any" {
         r
     } else {
         let allowed: std::rc::Rc<[&'static str]> = e.query.iter().map(|q| q.0).collect();

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::entry_id::EventRef;
 use super::rules::Model;
 use super::shard_state::Change;
+use super::user::causes::{decode, Cause};
 use super::user::features_of;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,8 +41,9 @@ pub enum AdminCommand {
 }
 
 /// A change as people read it (audit trail, history, live feed): what, why,
-/// who, when.
-pub fn change_json(model: &Model, shard: u32, c: &Change) -> String {
+/// who, when; `causes` (`user::causes`) says what restricts each feature
+/// restricted after it: a rule's name, or null for an operator's override.
+pub fn change_json(model: &Model, shard: u32, c: &Change, causes: &str) -> String {
     let rule = c.rule.map(|r| &*model.rules[usize::from(r)].name);
     let who = match (&c.by, rule) {
         (Some(by), _) => by.to_string(),
@@ -65,6 +67,10 @@ pub fn change_json(model: &Model, shard: u32, c: &Change) -> String {
         "at": super::time::rfc3339_ms(c.at_ms),
         "entry_id": (c.entry.ms > 0).then(|| EventRef::new(shard, c.entry).to_string()),
         "restricted_after": features_of(model, c.restricted_after),
+        "restricted_by": decode(causes).map(|(feature, cause)| (feature.to_string(), match cause {
+            Cause::Rule(rule) => json!(rule),
+            Cause::Override => serde_json::Value::Null,
+        })).collect::<serde_json::Map<_, _>>(),
     })
     .to_string()
 }

@@ -293,10 +293,14 @@ impl ShardActor {
     /// Publishes a change: into the read view, the write-behind (changelog
     /// and the feed, audit, history).
     pub(super) fn publish(&mut self, change: Change) {
-        self.shared.view.set(self.id, &change.user_id, change.restricted_after);
+        let causes = match self.state.users.get(&*change.user_id) {
+            Some(user) => user.causes(&self.model),
+            None => String::new(),
+        };
+        self.shared.view.set(self.id, &change.user_id, change.restricted_after, &causes);
         // One copy of the JSON for the changelog, the feed, the audit and the history.
-        let json: Arc<str> = change_json(&self.model, self.id, &change).into();
-        self.write.record_change(change.user_id, change.restricted_after, json);
+        let json: Arc<str> = change_json(&self.model, self.id, &change, &causes).into();
+        self.write.record_change(change.user_id, causes, json);
     }
 
     /// Lifts what expired, and decides held restrictions; visible to checks at once.

@@ -203,8 +203,9 @@ impl Handler<Restore> for ShardActor {
         for (user, state) in &self.state.users {
             let mask = state.restricted(model);
             if mask != 0 {
-                self.shared.view.set(self.id, user, mask);
-                restricted.push((user.clone(), mask));
+                let causes = state.causes(model);
+                self.shared.view.set(self.id, user, mask, &causes);
+                restricted.push((user.clone(), causes));
             }
         }
         self.write.restored(restricted.into_iter(), self.state.applied, self.model_version);

@@ -38,8 +38,7 @@ impl ShardActor {
                 lease::fenced_off(&act.shared, &fence, "snapshot", now);
                 return;
             }
-            let model = Arc::clone(&act.model);
-            match act.write.end_flush(batch, result.is_ok(), &mut act.state, &model) {
+            match act.write.end_flush(batch, result.is_ok(), &mut act.state) {
                 Flushed::Written { again } => {
                     act.metrics.flush.record(started.elapsed().as_secs_f64());
                     if act.write.failing.end() {
@@ -86,7 +85,7 @@ impl ShardActor {
         }
         let Some(mut conn) = self.conn.clone() else { return };
         let Some(fence) = self.writable() else { return };
-        let Some(batch) = self.write.begin_changelog(&self.model) else { return };
+        let Some(batch) = self.write.begin_changelog() else { return };
         let shared = Arc::clone(&self.shared);
         let write = async move {
             let result = snapshot::write_changes(&mut conn, &shared.keys, &fence, &batch).await;
@@ -100,8 +99,7 @@ impl ShardActor {
             if result.is_err() {
                 metrics::counter!(REDIS_ERRORS_TOTAL, "operation" => "changelog").increment(1);
             }
-            let model = Arc::clone(&act.model);
-            if act.write.end_changelog(batch, result.is_ok(), &model) {
+            if act.write.end_changelog(batch, result.is_ok()) {
                 act.flush(ctx);
             }
             act.schedule_changelog(ctx);

@@ -1,5 +1,5 @@
 //! Stored encodings that are not snapshots: restricted sets (feature names
-//! joined by commas, in `<prefix>:{S}:restricted`) and per-event stats
+//! with their causes, joined by commas, in `<prefix>:{S}:restricted`) and per-event stats
 //! (`count:<event>` and `amount:<event>` fields of `<prefix>:{S}:stats`).
 //! Snapshots are versioned in `domain::snapshot`.
 
@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use crate::domain::Model;
 
-/// A feature mask from names joined by commas (unknown names are skipped: a
-/// feature removed from the configuration restricts nothing).
+/// A feature mask from a stored restricted set: names joined by commas, each
+/// with its cause (`domain::user::causes`) or without (unknown names are
+/// skipped: a feature removed from the configuration restricts nothing).
 pub fn mask_of(model: &Model, features: &str) -> u64 {
-    mask_of_names(model, features.split(',').map(str::trim))
+    mask_of_names(model, crate::domain::user::causes::decode(features).map(|(f, _)| f))
 }
 
 /// A feature mask from feature names (unknown names are skipped).

@@ -55,8 +55,9 @@ pub struct FlushBatch {
 pub struct ChangeBatch {
     /// Changes as JSON (with the user's whole restricted set), in order.
     pub entries: Vec<Arc<str>>,
-    /// Users whose restricted set changed: (user, feature names, empty when
-    /// none), for `<prefix>:{S}:restricted`.
+    /// Users whose restricted set changed: (user, its features with their
+    /// causes as `user::causes` encodes them, empty when none), for
+    /// `<prefix>:{S}:restricted`.
     pub restricted: Vec<(Box<str>, String)>,
     /// Rewrite `<prefix>:{S}:restricted` from scratch with `restricted`
     /// (the first write after a shard is recovered).

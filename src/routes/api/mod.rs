@@ -8,7 +8,7 @@ use restrictd_domain::Model;
 pub use super::register::{configure, configure_checks};
 
 mod rows;
-use super::{check, check_path, events};
+use super::{authz, bulk, check, check_path, events};
 
 /// How an endpoint's handler is attached to a route.
 pub type Serve = Box<dyn Fn(Route) -> Route>;
@@ -24,8 +24,11 @@ where
 }
 
 pub struct Endpoint {
+    /// `get`, `post`, `put`, `delete`, or `any` (every method, one handler).
     pub method: &'static str,
     pub path: String,
+    /// Also serves every path under `path` (`{path}/...`).
+    pub tail: bool,
     pub tag: &'static str,
     pub summary: String,
     /// Its handler, attached to its route: the row is the one place an
@@ -35,6 +38,8 @@ pub struct Endpoint {
     pub checks: bool,
     /// Query parameters: (name, required, description).
     pub query: &'static [(&'static str, bool, &'static str)],
+    /// Request headers it reads (all optional): (name, description).
+    pub headers: &'static [(&'static str, &'static str)],
     /// (status, description) of the replies.
     pub responses: &'static [(u16, &'static str)],
     /// The request body's schema (in `openapi::schemas`), if any.
@@ -147,6 +152,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
             )
         });
     }
+    list.extend(gateway());
     list.extend(rows::reads());
     list.extend(rows::overrides());
     list.extend(rows::history_and_tripwire());
@@ -158,16 +164,66 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
     list
 }
 
+/// Checks in bulk, and a gateway's question.
+fn gateway() -> Vec<Endpoint> {
+    vec![
+        Endpoint {
+            responses: &[
+                (200, "the answers, in the request's order; each shard's items from one moment of its state"),
+                (400, "not JSON"),
+                (413, "over checks.batch_limit checks"),
+                (422, "invalid items, each listed with its index; none answered"),
+                (429, "too many checks in flight (Retry-After)"),
+                (503, "a shard of these users is being recovered (Retry-After)"),
+            ],
+            body: Some("Checks"),
+            reply: Reply::Json("CheckResults"),
+            checks: true,
+            ..e("post", "/v1/checks", "checks", "Many checks at once", serve(bulk::post_checks))
+        },
+        Endpoint {
+            method: "any",
+            tail: true,
+            headers: &[
+                ("X-User-Id", "the authenticated user (gateway.user_header)"),
+                ("X-Original-Method", "the original method (nginx)"),
+                ("X-Original-URI", "the original URI (nginx)"),
+                ("X-Forwarded-Method", "the original method (Traefik, Caddy)"),
+                ("X-Forwarded-Uri", "the original URI (Traefik, Caddy)"),
+            ],
+            responses: &[
+                (200, "let it through: no route governs it, or the user may use the route's feature"),
+                (400, "unreadable: a header or path it cannot take (a path with . or .. segments, a bad escape)"),
+                (403, "refuse it: the user is restricted from the route's feature (X-Restrictd-Rule names the rule), or a deny policy"),
+                (429, "too many checks in flight (Retry-After)"),
+                (503, "the user's shard is being recovered (Retry-After)"),
+            ],
+            reply: Reply::Json("Authz"),
+            checks: true,
+            example: &[("X-User-Id", "12345"), ("X-Forwarded-Method", "POST"), ("X-Forwarded-Uri", "/api/messages")],
+            ..e(
+                "any",
+                crate::gateway::PREFIX,
+                "checks",
+                "A gateway's question: may this request through? (any method, any path under it)",
+                serve(authz::authz),
+            )
+        },
+    ]
+}
+
 /// A row with the defaults: a read answering JSON, 200 only, no query, body or example.
 pub(super) fn e(method: &'static str, path: &str, tag: &'static str, summary: &str, serve: Serve) -> Endpoint {
     Endpoint {
         method,
         path: path.to_string(),
+        tail: false,
         tag,
         summary: summary.to_string(),
         serve,
         checks: false,
         query: &[],
+        headers: &[],
         responses: &[(200, "OK")],
         body: None,
         access: Access::Read,

@@ -188,3 +188,25 @@ fn an_override_beats_the_rules_until_it_expires() {
     assert_eq!(s.features(&m, "u"), ["can_message"]);
     assert!(s.state.set_override(&m, EntryId::new(T + HOUR, 1), "nobody", 0, None, "ops").is_none());
 }
+
+#[test]
+fn causes_name_the_rule_or_the_override_of_each_restricted_feature() {
+    let m = model("");
+    let mut s = Shard::new();
+    s.apply(&m, T, &flag("u"));
+    s.apply(&m, T + 1, &flag("u"));
+    assert_eq!(s.state.users["u"].causes(&m), "can_message:scam_message_rule");
+    let deny = Override {
+        feature: 1,
+        allowed: false,
+        reason: "fraud ring".into(),
+        by: "ops".into(),
+        at_ms: T + 2,
+        expires_at_ms: None,
+    };
+    s.state.set_override(&m, EntryId::new(T + 2, 0), "u", 1, Some(deny.clone()), "ops").unwrap();
+    assert_eq!(s.state.users["u"].causes(&m), "can_message:scam_message_rule,can_purchase");
+    let over_rule = Override { feature: 0, ..deny };
+    s.state.set_override(&m, EntryId::new(T + 3, 0), "u", 0, Some(over_rule), "ops").unwrap();
+    assert_eq!(s.state.users["u"].causes(&m), "can_message,can_purchase", "an override beats the rule");
+}

@@ -345,6 +345,7 @@ fn hash_value(v: PropValue<'_>) -> u64 {
     }
 }
 
+pub mod causes;
 mod report;
 pub use report::{features_of, OverrideReport, RestrictionReport, UserReport, WindowReport};
 

@@ -17,7 +17,6 @@ use tokio::sync::watch;
 use crate::domain::snapshot::encode_user;
 use crate::domain::{EntryId, Model, ShardState};
 use crate::retry::LogOnce;
-use crate::store::codec::names_of;
 use crate::store::{ChangeBatch, EventStats, FlushBatch};
 
 /// When and how the shard writes its snapshot.
@@ -57,8 +56,9 @@ pub struct WriteBehind {
     stats: EventStats,
     /// Changelog entries not yet written (JSON, in order).
     changelog: Vec<Arc<str>>,
-    /// Users whose restricted set changed since the last changelog write, with the set.
-    restricted: AHashMap<Box<str>, u64>,
+    /// Users whose restricted set changed since the last changelog write,
+    /// with the set and its causes (`user::causes`; empty: none restricted).
+    restricted: AHashMap<Box<str>, String>,
     /// The next changelog write rewrites the shard's restricted set whole (after recovery).
     rewrite: bool,
     /// The rule-set version the shard applies, recorded with its snapshot.
@@ -104,11 +104,11 @@ impl WriteBehind {
     }
 
     /// A change of `user`'s restrictions, rendered once as `json`.
-    pub fn record_change(&mut self, user: Box<str>, restricted_after: u64, json: Arc<str>) {
-        if let Some(mask) = self.restricted.get_mut(&user) {
-            *mask = restricted_after;
+    pub fn record_change(&mut self, user: Box<str>, causes: String, json: Arc<str>) {
+        if let Some(set) = self.restricted.get_mut(&user) {
+            *set = causes;
         } else {
-            self.restricted.insert(user.clone(), restricted_after);
+            self.restricted.insert(user.clone(), causes);
         }
         self.changelog.push(Arc::clone(&json));
         self.audit.push((user, json));
@@ -116,7 +116,7 @@ impl WriteBehind {
 
     /// After a restore: the restricted set is written whole by the next
     /// changelog write, so it is exact even if an older version wrote it.
-    pub fn restored(&mut self, restricted: impl Iterator<Item = (Box<str>, u64)>, applied: EntryId, version: u64) {
+    pub fn restored(&mut self, restricted: impl Iterator<Item = (Box<str>, String)>, applied: EntryId, version: u64) {
         self.rules_version = version;
         self.restricted.extend(restricted);
         self.rewrite = true;
@@ -159,7 +159,7 @@ impl WriteBehind {
             audit: std::mem::take(&mut self.audit),
             stats: self.stats.take(model),
             rules_version: self.rules_version,
-            changes: self.take_changes(model),
+            changes: self.take_changes(),
             trim_below: self
                 .settings
                 .trim_margin
@@ -173,7 +173,7 @@ impl WriteBehind {
 
     /// The snapshot write of `batch` ended. On failure everything goes back,
     /// in front of what came since.
-    pub fn end_flush(&mut self, batch: FlushBatch, ok: bool, state: &mut ShardState, model: &Model) -> Flushed {
+    pub fn end_flush(&mut self, batch: FlushBatch, ok: bool, state: &mut ShardState) -> Flushed {
         self.in_flight = InFlight::Idle;
         if ok {
             self.persisted.send_replace(batch.offset);
@@ -184,7 +184,7 @@ impl WriteBehind {
             state.dirty.insert(user);
         }
         state.dedup.put_back(batch.dedup);
-        self.put_back_changes(batch.changes, model);
+        self.put_back_changes(batch.changes);
         let mut audit = batch.audit;
         audit.append(&mut self.audit);
         self.audit = audit;
@@ -194,11 +194,11 @@ impl WriteBehind {
 
     /// Takes the pending changelog for a write ahead of the snapshot, or
     /// `None`: a write is in flight or nothing is pending.
-    pub fn begin_changelog(&mut self, model: &Model) -> Option<ChangeBatch> {
+    pub fn begin_changelog(&mut self) -> Option<ChangeBatch> {
         if self.in_flight != InFlight::Idle {
             return None;
         }
-        let batch = self.take_changes(model);
+        let batch = self.take_changes();
         if batch.is_empty() {
             return None;
         }
@@ -207,10 +207,10 @@ impl WriteBehind {
     }
 
     /// The changelog write of `batch` ended; true when a snapshot is wanted now.
-    pub fn end_changelog(&mut self, batch: ChangeBatch, ok: bool, model: &Model) -> bool {
+    pub fn end_changelog(&mut self, batch: ChangeBatch, ok: bool) -> bool {
         self.in_flight = InFlight::Idle;
         if !ok {
-            self.put_back_changes(batch, model);
+            self.put_back_changes(batch);
         }
         self.flush_wanted
     }
@@ -220,23 +220,22 @@ impl WriteBehind {
         self.in_flight == InFlight::Idle
     }
 
-    fn take_changes(&mut self, model: &Model) -> ChangeBatch {
+    fn take_changes(&mut self) -> ChangeBatch {
         ChangeBatch {
             entries: std::mem::take(&mut self.changelog),
-            restricted: self.restricted.drain().map(|(u, mask)| (u, names_of(model, mask))).collect(),
+            restricted: self.restricted.drain().collect(),
             rewrite: std::mem::take(&mut self.rewrite),
         }
     }
 
     /// A write failed: its changes go back in front of newer ones (a newer
     /// restricted set of the same user wins).
-    fn put_back_changes(&mut self, batch: ChangeBatch, model: &Model) {
+    fn put_back_changes(&mut self, batch: ChangeBatch) {
         let mut entries = batch.entries;
         entries.append(&mut self.changelog);
         self.changelog = entries;
-        for (user, names) in batch.restricted {
-            let mask = crate::store::codec::mask_of(model, &names);
-            self.restricted.entry(user).or_insert(mask);
+        for (user, causes) in batch.restricted {
+            self.restricted.entry(user).or_insert(causes);
         }
         self.rewrite |= batch.rewrite;
     }

@@ -6,6 +6,9 @@ use restrictd_domain::schema::{PropType, MAX_EVENT_ID_CHARS, MAX_USER_ID_CHARS};
 use restrictd_domain::Model;
 use serde_json::{json, Map, Value};
 
+mod checks;
+pub use checks::checks;
+
 /// A user id as the service takes it (`schema::check_user_id`).
 pub fn user_id() -> Value {
     json!({
@@ -156,9 +159,16 @@ fn records() -> Value {
             "type": string(), "user_id": string(), "change": string(), "features": strings(),
             "rule": nullable(string()), "why": string(), "who": string(), "entry_id": nullable(event_ref.clone()),
             "restricted_after": strings(),
+            "restricted_by": {
+                "type": "object",
+                "additionalProperties": nullable(string()),
+                "description": "what restricts each feature of restricted_after: a rule's name, or null for an operator's override",
+            },
         }),
         &[("at", false)],
     );
+    // Changes recorded before causes were kept have none.
+    let change = without_required(&["restricted_by"], change);
     let override_state = with_times(
         json!({"feature": string(), "state": {"type": "string", "enum": ["allowed", "restricted"]}, "reason": string(), "by": string()}),
         &[("at", false), ("expires_at", true)],
