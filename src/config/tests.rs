@@ -97,3 +97,18 @@ fn durations_and_counts_are_typed_when_parsed_and_bad_ones_name_their_key() {
     let err = Settings::from_toml(&text, "f.toml", env(&[])).unwrap_err().to_string();
     assert!(err.contains("persistence.changelog_delay") && err.contains("soon") && err.contains("line"), "{err}");
 }
+
+#[test]
+fn gateway_routes_are_refused_with_their_key_and_line() {
+    let with_route = |route: &str| DEFAULT.replace("[log]\n", &format!("{route}\n[log]\n"));
+    let unknown = with_route("[[gateway.routes]]\npath = \"/api/payouts\"\nfeature = \"can_payout\"\n");
+    let err = Settings::from_toml(&unknown, "config.toml", env(&[])).unwrap_err().to_string();
+    let line = unknown.lines().position(|l| l == "feature = \"can_payout\"").unwrap() + 1;
+    assert!(err.contains("gateway.routes[2].feature") && err.contains("can_payout"), "{err}");
+    assert!(err.contains(&format!("line {line}")), "points at the route's feature (line {line}): {err}");
+    let empty = with_route("[[gateway.routes]]\npath = \"\"\nfeature = \"can_message\"\n");
+    let err = Settings::from_toml(&empty, "config.toml", env(&[])).unwrap_err().to_string();
+    assert!(err.contains("gateway.routes[2].path") && err.contains("empty"), "{err}");
+    let s = Settings::from_toml(DEFAULT, "config.toml", env(&[])).unwrap();
+    assert_eq!((s.gateway.routes(), s.checks.batch_limit.get()), (2, 1000));
+}

@@ -56,7 +56,7 @@ pub fn openapi(model: &Model, batch_limit: usize, checks_limit: usize) -> Value 
 }
 
 /// The methods a route of any method is documented under.
-const ANY: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+const ANY: [&str; 8] = ["get", "post", "put", "patch", "delete", "head", "options", "trace"];
 
 /// One endpoint's operation object, as `method` at `path`.
 fn operation(e: &Endpoint, method: &str, path: &str, schemas: &Value, model: &Model) -> Value {

@@ -15,6 +15,7 @@ mod edges;
 mod feed_resume;
 mod feed_ws;
 mod fencing;
+mod gateway;
 mod loadtest_smoke;
 mod money;
 mod observability;

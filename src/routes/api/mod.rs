@@ -200,7 +200,12 @@ fn gateway() -> Vec<Endpoint> {
             ],
             reply: Reply::Json("Authz"),
             checks: true,
-            example: &[("X-User-Id", "12345"), ("X-Forwarded-Method", "POST"), ("X-Forwarded-Uri", "/api/messages")],
+            example: &[
+                ("path", "api"),
+                ("X-User-Id", "12345"),
+                ("X-Forwarded-Method", "POST"),
+                ("X-Forwarded-Uri", "/api/messages"),
+            ],
             ..e(
                 "any",
                 crate::gateway::PREFIX,
