@@ -11,6 +11,9 @@ use crate::helpers::{TestApp, TestRedis};
 
 const TOKEN: &str = "openapi-token-0123456789";
 
+/// The order examples run in, by method: events first, removals last.
+const ORDER: [&str; 8] = ["post", "get", "head", "options", "trace", "put", "patch", "delete"];
+
 /// Validates the document with `openapi-spec-validator` (Python).
 fn validate(doc: &str) {
     let path = std::env::temp_dir().join(format!("restrictd-openapi-{}.json", std::process::id()));
@@ -98,9 +101,7 @@ fn the_api_document_is_valid_openapi_and_every_example_works_against_the_binary(
     }
     assert!(ops.len() >= 20, "every operation: {}", ops.len());
     // Events first, so that the other examples find their user; removals last.
-    let rank = |m: &str| {
-        ["post", "get", "head", "options", "trace", "put", "patch", "delete"].iter().position(|x| *x == m).unwrap()
-    };
+    let rank = |m: &str| ORDER.iter().position(|x| *x == m).unwrap();
     ops.sort_by_key(|(m, p, _)| (rank(m), p.starts_with("/v1/rules"), p.to_string()));
     let auth = format!("Bearer {TOKEN}");
     // A second version, so that the rollback's example (to version 1) has something to undo.
