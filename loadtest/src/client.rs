@@ -14,6 +14,8 @@ pub struct Conn {
     req: Vec<u8>,
     /// `Authorization: Bearer` sent with every request (admin calls).
     bearer: Option<String>,
+    /// More header lines sent with every request, each ending in CRLF.
+    extra: Vec<u8>,
 }
 
 pub struct Reply {
@@ -31,7 +33,19 @@ impl Conn {
             buf: Vec::with_capacity(4096),
             req: Vec::with_capacity(1024),
             bearer: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// Sends `name: value` with every request.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.extra.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        self
+    }
+
+    /// A request of any method, with a body or none.
+    pub async fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Reply> {
+        self.send(method, path, body).await
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
@@ -107,6 +121,7 @@ impl Conn {
         if let Some(token) = &self.bearer {
             self.req.extend_from_slice(format!("Authorization: Bearer {token}\r\n").as_bytes());
         }
+        self.req.extend_from_slice(&self.extra);
         if let Some(b) = body {
             self.req.extend_from_slice(b"Content-Type: application/json\r\nContent-Length: ");
             self.req.extend_from_slice(b.len().to_string().as_bytes());

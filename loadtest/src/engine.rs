@@ -22,6 +22,8 @@ use crate::client::{Conn, Reply};
 pub enum Op {
     Get(String),
     Post(String, Vec<u8>),
+    /// Any method; a body or none.
+    Other(&'static str, String, Option<Vec<u8>>),
 }
 
 /// Produces requests and sees their replies. One generator per connection.
@@ -54,6 +56,8 @@ pub struct Plan {
     pub skip_when_busy: bool,
     /// `Authorization: Bearer` on every request (a producer's ingest token).
     pub bearer: Option<String>,
+    /// More headers on every request: (name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +188,9 @@ async fn connection<G: Generator>(
     if let Some(token) = &plan.bearer {
         conn = conn.with_bearer(token);
     }
+    for (name, value) in &plan.headers {
+        conn = conn.with_header(name, value);
+    }
     conn.connect().await;
     let _ = connected.send(()).await;
     let start = start_rx.wait_for(Option::is_some).await.ok().and_then(|s| *s).expect("the clock started");
@@ -222,6 +229,7 @@ async fn connection<G: Generator>(
         let reply = match &generator.next() {
             Op::Get(path) => conn.get(path).await,
             Op::Post(path, body) => conn.post(path, body).await,
+            Op::Other(method, path, body) => conn.request(method, path, body.as_deref()).await,
         };
         last_reply_at = Instant::now();
         tally.record((last_reply_at - sent_at).as_nanos().max(1_000) as u64, &reply, generator.weight());

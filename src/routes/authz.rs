@@ -69,12 +69,15 @@ fn described(o: &Original) -> String {
     format!("{} {}", o.method, o.path)
 }
 
+/// 200 without a body: a gateway reads the headers only, and a body it
+/// leaves unread would close its connection to restrictd (nginx opens one
+/// per request then).
 fn allowed(feature: Option<&str>) -> HttpResponse {
     let mut reply = HttpResponse::Ok();
     if let Some(f) = feature {
         reply.insert_header((FEATURE_HEADER, f));
     }
-    reply.json(json!({"allowed": true, "feature": feature}))
+    reply.finish()
 }
 
 /// 403: `cause` is the rule (or none) and whether an override restricts;

@@ -139,6 +139,9 @@ fn response(e: &Endpoint, status: u16, description: &str) -> Value {
         let error = json!({"$ref": "#/components/schemas/Error"});
         return json!({"description": description, "content": {"application/json": {"schema": error}}});
     }
+    if e.reply == Reply::Empty {
+        return json!({"description": description});
+    }
     let mut schema = match e.reply {
         Reply::Json(name) => json!({"$ref": format!("#/components/schemas/{name}")}),
         // Each event of the stream (OpenAPI 3.0 describes one event with `schema`).
@@ -151,7 +154,7 @@ fn response(e: &Endpoint, status: u16, description: &str) -> Value {
                 "id": {"type": "string"},
             },
         }),
-        Reply::Media(_) => json!({"type": "string"}),
+        Reply::Media(_) | Reply::Empty => json!({"type": "string"}),
     };
     // A batch applied before the reply (wait=applied) says so, with the users' features.
     if e.body == Some("EventBatch") && status == 200 {
@@ -160,6 +163,7 @@ fn response(e: &Endpoint, status: u16, description: &str) -> Value {
     let media = match e.reply {
         Reply::Json(_) => "application/json",
         Reply::Media(media) => media,
+        Reply::Empty => "",
     };
     json!({"description": description, "content": {media: {"schema": schema}}})
 }

@@ -85,6 +85,9 @@ pub enum Reply {
     Json(&'static str),
     /// Another media type (text, HTML, an event stream).
     Media(&'static str),
+    /// Headers only: no body (a gateway's answer, whose connection a body
+    /// left unread would close).
+    Empty,
 }
 
 pub(super) const WAIT: (&str, bool, &str) = (
@@ -192,13 +195,13 @@ fn gateway() -> Vec<Endpoint> {
                 ("X-Forwarded-Uri", "the original URI (Traefik, Caddy)"),
             ],
             responses: &[
-                (200, "let it through: no route governs it, or the user may use the route's feature"),
+                (200, "let it through (no body): no route governs it, or the user may use the route's feature (X-Restrictd-Feature)"),
                 (400, "unreadable: a header or path it cannot take (a path with . or .. segments, a bad escape)"),
                 (403, "refuse it: the user is restricted from the route's feature (X-Restrictd-Rule names the rule), or a deny policy"),
                 (429, "too many checks in flight (Retry-After)"),
                 (503, "the user's shard is being recovered (Retry-After)"),
             ],
-            reply: Reply::Json("Authz"),
+            reply: Reply::Empty,
             checks: true,
             example: &[
                 ("path", "api"),

@@ -1,11 +1,11 @@
-//! The schemas of the checks in bulk and of a gateway's answer.
+//! The schemas of the checks in bulk.
 
 use restrictd_domain::Model;
 use serde_json::{json, Value};
 
-use super::{nullable, object, user_id};
+use super::{object, user_id};
 
-/// Bulk checks and a gateway's answer.
+/// Bulk checks: the request and its answers.
 pub fn checks(model: &Model, limit: usize) -> Value {
     let features: Vec<&str> = model.features.iter().map(|f| &**f).collect();
     let item = json!({
@@ -30,9 +30,5 @@ pub fn checks(model: &Model, limit: usize) -> Value {
             ]},
         },
         "CheckResults": object(json!({"results": {"type": "array", "items": answer, "description": "in the request's order"}})),
-        "Authz": object(json!({
-            "allowed": {"type": "boolean", "enum": [true]},
-            "feature": nullable(json!({"type": "string", "description": "the route's feature; null when no route matched"})),
-        })),
     })
 }

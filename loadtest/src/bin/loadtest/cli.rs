@@ -76,6 +76,20 @@ pub(crate) enum Command {
     },
     /// One event to two checks.
     Mixed,
+    /// One request, repeated, to any path of --target (a gateway in front of
+    /// restrictd, a bulk check): no population, no correctness check.
+    Http {
+        /// The path and query.
+        path: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// `Name: value`, repeatable.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// The body (sent as application/json).
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+    },
     /// Mixed load at 10, 100 and 1000 concurrent clients (closed loop), a third of the duration each.
     Ramp,
     /// The service's closed-loop capacity (single events, 100 producers), then

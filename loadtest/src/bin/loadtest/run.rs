@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use loadtest::engine::{self, Plan, Summary};
+use loadtest::engine::{self, Op, Plan, Summary};
 use loadtest::measure;
 use loadtest::scenarios::{populate, settle, Batches, Checks, Events, Mixed, Model, Population, Rng};
 
@@ -64,6 +64,9 @@ pub(crate) async fn run_scenario(addr: &str, c: &Common, command: Command) -> an
             .await,
         ],
         Command::Ramp => ramp(addr, c, &pop, &model).await,
+        Command::Http { path, method, headers, body_file } => {
+            return http(addr, c, path, &method, &headers, body_file).await
+        }
         Command::Lag => {
             let r = measure::lag(addr, c.rate.unwrap_or(10_000.0), c.connections, c.duration).await?;
             println!(
@@ -91,6 +94,39 @@ pub(crate) async fn run_scenario(addr: &str, c: &Common, command: Command) -> an
     };
     verify(addr, c, &pop, &model).await?;
     Ok(summaries)
+}
+
+/// The same request over and over (`loadtest http`).
+async fn http(
+    addr: &str,
+    c: &Common,
+    path: String,
+    method: &str,
+    headers: &[String],
+    body_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<Vec<Summary>> {
+    let headers = headers
+        .iter()
+        .map(|h| h.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| anyhow::anyhow!("a --header is `Name: value`"))?;
+    let body = body_file.map(std::fs::read).transpose()?;
+    let method: &'static str = Box::leak(method.to_ascii_uppercase().into_boxed_str());
+    let plan = Plan { headers, ..plan(addr, c, "http") };
+    Ok(vec![engine::run(&plan, |_| Repeat(Op::Other(method, path.clone(), body.clone()))).await])
+}
+
+/// One request, sent again and again.
+struct Repeat(Op);
+
+impl engine::Generator for Repeat {
+    fn next(&mut self) -> Op {
+        match &self.0 {
+            Op::Get(p) => Op::Get(p.clone()),
+            Op::Post(p, b) => Op::Post(p.clone(), b.clone()),
+            Op::Other(m, p, b) => Op::Other(m, p.clone(), b.clone()),
+        }
+    }
 }
 
 /// Mixed traffic from 10, 100 and 1,000 connections, a third of the run each.
