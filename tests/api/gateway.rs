@@ -258,3 +258,29 @@ fn bulk_checks_keep_order_see_applied_restrictions_and_refuse_whole() {
     assert_eq!(app.post("/v1/checks", &json!({"checks": "all"})).status, 422);
     assert_eq!(app.request("POST", "/v1/checks", &[("Content-Type", "application/json")], b"{").status, 400);
 }
+
+#[test]
+fn an_instance_that_does_not_own_the_user_names_the_rule_too() {
+    let redis = TestRedis::start();
+    let owner =
+        TestApp::spawn_with(&redis, &[("RESTRICTD_INSTANCE__ID", "owner"), ("RESTRICTD_INSTANCE__SHARDS", "1-63")]);
+    let users: Vec<String> =
+        (0..).map(|i| format!("user-{i}")).filter(|u| restrictd_domain::shard_of(u, 64) != 0).take(2).collect();
+    let restrict = |user: &str| {
+        for _ in 0..2 {
+            owner.post_applied(&event("scam_message_flagged", user, json!({})));
+        }
+    };
+    // One restricted before the other instance starts (it loads the
+    // restricted sets), one after (it follows the changelog).
+    restrict(&users[0]);
+    let other =
+        TestApp::spawn_with(&redis, &[("RESTRICTD_INSTANCE__ID", "other"), ("RESTRICTD_INSTANCE__SHARDS", "0")]);
+    restrict(&users[1]);
+    for user in &users {
+        let refused = wait_for("the other instance to see the restriction", Duration::from_secs(20), || {
+            Some(ask(&other, "POST", "/v1/authz/api/messages", &[("X-User-Id", user)])).filter(|r| r.status == 403)
+        });
+        assert_eq!(refused.header("X-Restrictd-Rule"), Some("scam_message_rule"), "{user}: {refused:?}");
+    }
+}
