@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use actix_web::http::header::HeaderValue;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_domain::schema::check_user_id;
@@ -32,13 +31,14 @@ pub async fn authz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let Some(feature) = gw.feature(&original) else {
         return Ok(by_policy(gw.unmatched, None, || format!("no gateway route matches {}", described(&original))));
     };
-    let user = match req.headers().get(&gw.user_header).map(HeaderValue::to_str) {
+    // A user id may be any UTF-8 (as in a check's query), not only ASCII.
+    let user = match req.headers().get(&gw.user_header).map(|v| std::str::from_utf8(v.as_bytes())) {
         None => {
             let why = || format!("{} without {}: no user to check", described(&original), gw.user_header);
             return Ok(by_policy(gw.missing_user, Some(feature), why));
         }
         Some(Ok(user)) => user,
-        Some(Err(_)) => return Err(ApiError::bad_request(format!("header {} is not visible ASCII", gw.user_header))),
+        Some(Err(_)) => return Err(ApiError::bad_request(format!("header {} is not UTF-8", gw.user_header))),
     };
     check_user_id(user).map_err(|e| ApiError::bad_request(format!("header {}: {e}", gw.user_header)))?;
     let model = state.shared.model();

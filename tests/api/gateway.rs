@@ -199,6 +199,8 @@ fn envoy_and_traefik_contracts_and_bad_input_get_documented_answers() {
     assert_eq!(anonymous.body, "", "a 200 is headers only");
     let bad_id = ask(&app, "POST", "/v1/authz/api/messages", &[("X-User-Id", "")]);
     assert_eq!(bad_id.status, 400, "an empty user id: {bad_id:?}");
+    let unicode = ask(&app, "POST", "/v1/authz/api/messages", &[("X-User-Id", "zoë")]);
+    assert_eq!(unicode.status, 200, "a user id in UTF-8: {unicode:?}");
 }
 
 #[test]
