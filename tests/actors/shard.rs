@@ -71,7 +71,7 @@ async fn a_batch_is_applied_published_reported_and_persisted() {
     assert_eq!(redis.cli(&["GET", "rd:{0}:offset"]), "3-0");
     assert_eq!(redis.cli(&["XLEN", "rd:{0}:audit"]), "1");
     assert_eq!(redis.cli(&["HGET", "rd:{0}:stats", "count:scam_message_flagged"]), "2");
-    assert_eq!(redis.cli(&["HGET", "rd:{0}:restricted", "u"]), "can_message");
+    assert_eq!(redis.cli(&["HGET", "rd:{0}:restricted", "u"]), "can_message:scam_message_rule", "with its cause");
 }
 
 #[actix_rt::test]
@@ -97,7 +97,7 @@ async fn a_failed_flush_gives_everything_back_and_the_retry_writes_it() {
     assert_eq!(redis.cli(&["XLEN", "rd:{0}:audit"]), "1", "the audit record of the restriction");
     assert_eq!(redis.cli(&["LLEN", "rd:{0}:history:v"]), "1");
     assert_eq!(redis.cli(&["HGET", "rd:{0}:stats", "count:scam_message_flagged"]), "2");
-    assert_eq!(redis.cli(&["HGET", "rd:{0}:restricted", "v"]), "can_message");
+    assert_eq!(redis.cli(&["HGET", "rd:{0}:restricted", "v"]), "can_message:scam_message_rule");
 }
 
 /// Write attempts Redis has seen: every fenced write starts with a `WATCH`

@@ -49,7 +49,9 @@ fn every_state_changing_operation_refused_4xx_changes_nothing() {
     let mut tried = 0;
     for (path, methods) in doc["paths"].as_object().unwrap() {
         for (method, op) in methods.as_object().unwrap() {
-            if method == "get" {
+            // A gateway's question changes nothing, and its query belongs to
+            // the request it asks about.
+            if method == "get" || path.starts_with("/v1/authz") {
                 continue;
             }
             let (concrete, body) = example_request(path, op);

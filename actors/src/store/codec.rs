@@ -19,11 +19,6 @@ pub fn mask_of_names<'a>(model: &Model, names: impl IntoIterator<Item = &'a str>
     names.into_iter().filter_map(|f| model.feature_index(f)).fold(0, |m, f| m | 1 << f)
 }
 
-/// Feature names joined by commas, for `<prefix>:{S}:restricted`.
-pub fn names_of(model: &Model, mask: u64) -> String {
-    crate::domain::user::features_of(model, mask).join(",")
-}
-
 /// The name stats use for events that are not declared.
 pub const UNDECLARED: &str = "unknown";
 

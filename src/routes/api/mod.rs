@@ -195,7 +195,7 @@ fn gateway() -> Vec<Endpoint> {
                 ("X-Forwarded-Uri", "the original URI (Traefik, Caddy)"),
             ],
             responses: &[
-                (200, "let it through (no body): no route governs it, or the user may use the route's feature (X-Restrictd-Feature)"),
+                (200, "let it through (no body): the request is ungoverned, or the user may use its route's feature (X-Restrictd-Feature)"),
                 (400, "unreadable: a header or path it cannot take (a path with . or .. segments, a bad escape)"),
                 (403, "refuse it: the user is restricted from the route's feature (X-Restrictd-Rule names the rule), or a deny policy"),
                 (429, "too many checks in flight (Retry-After)"),
