@@ -49,12 +49,16 @@ pub struct FlushNow;
 #[rtype(result = "Option<UserReport>")]
 pub struct GetUser(pub String);
 
-/// The users of the shard a rule's restriction was withheld from (by the
-/// tripwire): (user, the event's entry, when), at most `limit`.
+/// The users of the shard a rule restricts (or, with `suppressed`, whose
+/// restriction by it the tripwire withheld), made at or after `since_ms`:
+/// how many, and the newest `limit` of them (user, the event's entry, when),
+/// newest first.
 #[derive(Message)]
-#[rtype(result = "Vec<(String, crate::domain::EntryId, u64)>")]
-pub struct ListSuppressed {
+#[rtype(result = "(usize, Vec<(String, crate::domain::EntryId, u64)>)")]
+pub struct ListByRule {
     pub rule: u16,
+    pub suppressed: bool,
+    pub since_ms: u64,
     pub limit: usize,
 }
 

@@ -19,6 +19,9 @@ pub fn openapi(model: &Model, batch_limit: usize, checks_limit: usize) -> Value 
     if let (Some(all), Value::Object(checks)) = (schemas.as_object_mut(), super::schemas::checks(model, checks_limit)) {
         all.extend(checks);
     }
+    if let (Some(all), Value::Object(console)) = (schemas.as_object_mut(), super::schemas::console()) {
+        all.extend(console);
+    }
     for e in endpoints(model) {
         // A route of any method is documented under each common one; one
         // serving a tail also under `{path}`.

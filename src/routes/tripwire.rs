@@ -6,7 +6,7 @@ use super::access::Operator;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use restrictd_actors::clock::now_ms;
-use restrictd_actors::messages::{Control, ControlTripwire, ListSuppressed};
+use restrictd_actors::messages::{Control, ControlTripwire, ListByRule};
 use restrictd_actors::wire::Field;
 use restrictd_domain::admin::AdminCommand;
 use restrictd_domain::time::rfc3339_ms;
@@ -32,6 +32,34 @@ fn rule_named(state: &AppState, name: &str) -> Result<usize, ApiError> {
     rule.ok_or_else(|| ApiError::not_found(format!("no rule {name:?}; see GET /v1/rules")))
 }
 
+/// Users of this instance's shards by `rule` since `since_ms` (restricted,
+/// or withheld with `suppressed`): how many, and the page `offset..offset +
+/// limit` of them, newest first, as JSON.
+async fn by_rule(
+    state: &AppState,
+    rule: usize,
+    suppressed: bool,
+    since_ms: u64,
+    (offset, limit): (usize, usize),
+) -> Result<(usize, Vec<serde_json::Value>), ApiError> {
+    let (mut total, mut found) = (0, Vec::new());
+    for (shard, actor) in state.shards.iter().enumerate() {
+        let Some(actor) = actor else { continue };
+        let ask = ListByRule { rule: rule as u16, suppressed, since_ms, limit: offset + limit };
+        let (count, users) = actor
+            .send(ask)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("shard {shard} unavailable: {e}")))?;
+        total += count;
+        found.extend(users.into_iter().map(|(user, entry, at_ms)| (at_ms, EventRef::new(shard as u32, entry), user)));
+    }
+    found.sort_unstable_by(|a, b| (b.0, &b.2).cmp(&(a.0, &a.2)));
+    let page = found.into_iter().skip(offset).take(limit).map(|(at_ms, event, user_id)| {
+        json!({ "user_id": user_id, "event_id": event, "at_ms": at_ms, "at": rfc3339_ms(at_ms) })
+    });
+    Ok((total, page.collect()))
+}
+
 /// `GET /v1/rules/{name}/suppressed`: the users of this instance's shards
 /// whose restriction by the rule the tripwire withheld (and nobody applied yet).
 pub async fn suppressed(
@@ -42,24 +70,35 @@ pub async fn suppressed(
     super::only_params(&req, &["limit"])?;
     let limit = super::number_param(&req, "limit", 1000)?.min(10_000);
     let rule = rule_named(&state, &path)?;
-    let mut users = Vec::new();
-    for (shard, actor) in state.shards.iter().enumerate() {
-        let Some(actor) = actor else { continue };
-        let left = limit.saturating_sub(users.len());
-        let found = actor
-            .send(ListSuppressed { rule: rule as u16, limit: left })
-            .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("shard {shard} unavailable: {e}")))?;
-        users.extend(found.into_iter().map(|(user_id, entry, at_ms)| {
-            json!({
-                "user_id": user_id,
-                "event_id": EventRef::new(shard as u32, entry),
-                "at_ms": at_ms,
-                "at": rfc3339_ms(at_ms),
-            })
-        }));
-    }
+    let (_, users) = by_rule(&state, rule, true, 0, (0, limit)).await?;
     Ok(HttpResponse::Ok().json(json!({ "rule": path.as_str(), "users": users, "limit": limit })))
+}
+
+/// `GET /v1/rules/{name}/users`: the users of this instance's shards the rule
+/// restricted within the tripwire window (still restricted by it), newest
+/// first, a page at a time.
+pub async fn users(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    super::only_params(&req, &["limit", "offset"])?;
+    let limit = super::number_param(&req, "limit", 50)?.clamp(1, 500);
+    let offset = super::number_param(&req, "offset", 0)?.min(1_000_000);
+    let rule = rule_named(&state, &path)?;
+    let window = state.settings.tripwire.window.as_millis() as u64;
+    let since_ms = now_ms().saturating_sub(window);
+    let (total, users) = by_rule(&state, rule, false, since_ms, (offset, limit)).await?;
+    let next = (offset + users.len() < total).then_some(offset + users.len());
+    Ok(HttpResponse::Ok().json(json!({
+        "rule": path.as_str(),
+        "since_ms": since_ms,
+        "since": rfc3339_ms(since_ms),
+        "total": total,
+        "offset": offset,
+        "users": users,
+        "next_offset": next,
+    })))
 }
 
 pub async fn control(

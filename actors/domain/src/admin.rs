@@ -41,9 +41,9 @@ pub enum AdminCommand {
 }
 
 /// A change as people read it (audit trail, history, live feed): what, why,
-/// who, when; `causes` (`user::causes`) says what restricts each feature
+/// who, when, under which rule-set `version`; `causes` (`user::causes`) says what restricts each feature
 /// restricted after it: a rule's name, or null for an operator's override.
-pub fn change_json(model: &Model, shard: u32, c: &Change, causes: &str) -> String {
+pub fn change_json(model: &Model, version: u64, shard: u32, c: &Change, causes: &str) -> String {
     let rule = c.rule.map(|r| &*model.rules[usize::from(r)].name);
     let who = match (&c.by, rule) {
         (Some(by), _) => by.to_string(),
@@ -65,6 +65,7 @@ pub fn change_json(model: &Model, shard: u32, c: &Change, causes: &str) -> Strin
         "who": who,
         "at_ms": c.at_ms,
         "at": super::time::rfc3339_ms(c.at_ms),
+        "version": version,
         "entry_id": (c.entry.ms > 0).then(|| EventRef::new(shard, c.entry).to_string()),
         "restricted_after": features_of(model, c.restricted_after),
         "restricted_by": decode(causes).map(|(feature, cause)| (feature.to_string(), match cause {

@@ -16,6 +16,7 @@ use crate::domain::user::Override;
 use crate::domain::{EntryId, EventKind, EventRef};
 use crate::messages::Fired;
 use crate::shared::{FeedItem, FeedKind};
+use crate::store::minutes::RuleSeries;
 
 /// Why an entry could not be applied: (reason, message), for its dead letter.
 pub(super) type Refused = (&'static str, String);
@@ -72,7 +73,7 @@ impl ShardActor {
                 },
                 EventKind::Unknown => 0,
             };
-            self.write.record_event(kind, amount);
+            self.write.record_event(kind, amount, id.ms);
             if self.shared.event_subscribers.load(Ordering::Relaxed) > 0 {
                 self.feed_event(id, &event);
             }
@@ -298,8 +299,17 @@ impl ShardActor {
             None => String::new(),
         };
         self.shared.view.set(self.id, &change.user_id, change.restricted_after, &causes);
+        let series = match change.kind {
+            ChangeKind::RuleFired => Some(RuleSeries::Fired),
+            ChangeKind::WouldRestrict => Some(RuleSeries::WouldRestrict),
+            ChangeKind::Suppressed => Some(RuleSeries::Suppressed),
+            _ => None,
+        };
+        if let (Some(rule), Some(series)) = (change.rule, series) {
+            self.write.record_decision(rule, series, change.at_ms);
+        }
         // One copy of the JSON for the changelog, the feed, the audit and the history.
-        let json: Arc<str> = change_json(&self.model, self.id, &change, &causes).into();
+        let json: Arc<str> = change_json(&self.model, self.model_version, self.id, &change, &causes).into();
         self.write.record_change(change.user_id, causes, json);
     }
 

@@ -253,19 +253,34 @@ impl Handler<Simulate> for ShardActor {
     }
 }
 
-impl Handler<ListSuppressed> for ShardActor {
-    type Result = MessageResult<ListSuppressed>;
+impl Handler<ListByRule> for ShardActor {
+    type Result = MessageResult<ListByRule>;
 
-    fn handle(&mut self, msg: ListSuppressed, _: &mut Context<Self>) -> Self::Result {
-        let marked = self.state.users.iter().flat_map(|(user, state)| {
-            state
+    fn handle(&mut self, msg: ListByRule, _: &mut Context<Self>) -> Self::Result {
+        let mut found: Vec<(String, crate::domain::EntryId, u64)> = Vec::new();
+        let mut count = 0;
+        for (user, state) in &self.state.users {
+            let made = state
                 .restrictions
                 .iter()
-                .filter(|r| r.suppressed && r.rule == msg.rule)
-                .map(|r| (user.to_string(), r.entry, r.at_ms))
-        });
-        MessageResult(marked.take(msg.limit).collect())
+                .filter(|r| r.suppressed == msg.suppressed && r.rule == msg.rule && r.at_ms >= msg.since_ms);
+            for r in made {
+                count += 1;
+                found.push((user.to_string(), r.entry, r.at_ms));
+                if found.len() >= 2 * msg.limit.max(64) {
+                    newest(&mut found, msg.limit);
+                }
+            }
+        }
+        newest(&mut found, msg.limit);
+        MessageResult((count, found))
     }
+}
+
+/// Keeps the newest `limit` of `found` (by time, then entry, then user), newest first.
+fn newest(found: &mut Vec<(String, crate::domain::EntryId, u64)>, limit: usize) {
+    found.sort_unstable_by(|a, b| (b.2, b.1, &b.0).cmp(&(a.2, a.1, &a.0)));
+    found.truncate(limit);
 }
 
 impl Handler<RevertRule> for ShardActor {

@@ -169,6 +169,11 @@ impl Keys {
     pub fn subscriptions(&self) -> String {
         format!("{}:subscriptions", self.prefix)
     }
+    /// Hash: a chart series' counts in one hour (`store::minutes`), field:
+    /// the minute within the hour.
+    pub fn minutes(&self, series: &str, hour: u64) -> String {
+        format!("{}:{{minutes}}:{series}:{hour}", self.prefix)
+    }
     /// Stream: entries that could not be applied, with the reason.
     pub fn deadletter(&self) -> String {
         format!("{}:deadletter", self.prefix)

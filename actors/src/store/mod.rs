@@ -8,6 +8,7 @@ pub mod codec;
 pub mod feed;
 pub mod fence;
 pub mod keys;
+pub mod minutes;
 pub mod reads;
 pub mod rules;
 pub mod snapshot;

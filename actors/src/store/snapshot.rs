@@ -44,6 +44,8 @@ pub struct FlushBatch {
     pub audit: Vec<(Box<str>, Arc<str>)>,
     /// Event counts and amounts since the last flush, by name.
     pub stats: EventStats,
+    /// Counts per minute for the charts: (series, minute, count).
+    pub minutes: Vec<(String, u64, u64)>,
     /// The rule-set version the shard applies (0: the configuration file's).
     pub rules_version: u64,
     /// Changelog entries not yet written by `write_changes`.
@@ -134,7 +136,7 @@ async fn feed_after(conn: &mut Conn, keys: &Keys, batch: &ChangeBatch, single: b
 
 /// Entries kept in a shard's audit stream, and changes kept per user history.
 pub const AUDIT_MAXLEN: u64 = 100_000;
-pub const HISTORY_MAXLEN: i64 = 1_000;
+pub const HISTORY_MAXLEN: i64 = 10_000;
 
 /// Writes a flush in one atomic unit, fenced by the shard's lease
 /// (`fence::exec_shard`).
@@ -142,6 +144,11 @@ pub async fn write(conn: &mut Conn, keys: &Keys, fence: &Fence, batch: &FlushBat
     let single = !matches!(conn, Conn::Cluster(_));
     fence::exec_shard(conn, keys, fence, |pipe| add_flush(pipe, keys, fence.shard, batch, single)).await?;
     feed_after(conn, keys, &batch.changes, single).await;
+    if !single {
+        if let Err(e) = super::minutes::append(conn, keys, &batch.minutes).await {
+            tracing::warn!(error = %e, "could not add the flush's counts per minute");
+        }
+    }
     Ok(())
 }
 
@@ -177,6 +184,9 @@ fn add_flush(pipe: &mut redis::Pipeline, keys: &Keys, shard: u32, batch: &FlushB
     add_changes(pipe, keys, shard, &batch.changes, feed);
     for (field, delta) in batch.stats.fields() {
         pipe.cmd("HINCRBY").arg(keys.stats(shard)).arg(field).arg(delta).ignore();
+    }
+    if feed {
+        super::minutes::add(pipe, keys, &batch.minutes);
     }
     if batch.rules_version > 0 {
         pipe.cmd("SET").arg(keys.shard_rules(shard)).arg(batch.rules_version).ignore();

@@ -157,6 +157,27 @@ pub(super) fn history_and_tripwire() -> Vec<Endpoint> {
                 serve(tripwire::suppressed),
             )
         },
+        Endpoint {
+            query: &[
+                ("limit", false, "users per page (default 50, at most 500)"),
+                ("offset", false, "users to skip (default 0)"),
+            ],
+            responses: &[
+                (200, "a page of users, newest first, from this instance's shards"),
+                (400, "bad limit or offset"),
+                (404, "unknown rule"),
+            ],
+            access: Access::Read,
+            reply: Reply::Json("RuleUsers"),
+            example: &[("name", "scam_message_rule"), ("limit", "50"), ("offset", "0")],
+            ..e(
+                "get",
+                "/v1/rules/{name}/users",
+                "rules",
+                "Users the rule restricted within the tripwire window, newest first",
+                serve(tripwire::users),
+            )
+        },
     ]
 }
 
@@ -171,6 +192,22 @@ pub(super) fn stats() -> Vec<Endpoint> {
                 "stats",
                 "Counts and amounts per event, rejections per reason",
                 serve(stats::get_stats),
+            )
+        },
+        Endpoint {
+            query: &[
+                ("hours", false, "the last 1 to 24 hours (default 24)"),
+                ("rule", false, "one rule's restrictions, shadow decisions and withheld ones"),
+            ],
+            responses: &[(200, "the series"), (400, "bad hours or parameter"), (404, "unknown rule")],
+            reply: Reply::Json("Minutes"),
+            example: &[("hours", "24")],
+            ..e(
+                "get",
+                "/v1/timeseries",
+                "stats",
+                "Events by name and restrictions by rule, per minute, from Redis (the console's charts)",
+                serve(stats::minutes),
             )
         },
         Endpoint {

@@ -7,7 +7,9 @@ use restrictd_domain::Model;
 use serde_json::{json, Map, Value};
 
 mod checks;
+mod console;
 pub use checks::checks;
+pub use console::console;
 
 /// A user id as the service takes it (`schema::check_user_id`).
 pub fn user_id() -> Value {
@@ -159,6 +161,7 @@ fn records() -> Value {
             "type": string(), "user_id": string(), "change": string(), "features": strings(),
             "rule": nullable(string()), "why": string(), "who": string(), "entry_id": nullable(event_ref.clone()),
             "restricted_after": strings(),
+            "version": {"type": "integer", "description": "the rule-set version the shard applied when the change was made"},
             "restricted_by": {
                 "type": "object",
                 "additionalProperties": nullable(string()),
@@ -167,8 +170,8 @@ fn records() -> Value {
         }),
         &[("at", false)],
     );
-    // Changes recorded before causes were kept have none.
-    let change = without_required(&["restricted_by"], change);
+    // Changes recorded before causes and versions were kept have none.
+    let change = without_required(&["restricted_by", "version"], change);
     let override_state = with_times(
         json!({"feature": string(), "state": {"type": "string", "enum": ["allowed", "restricted"]}, "reason": string(), "by": string()}),
         &[("at", false), ("expires_at", true)],

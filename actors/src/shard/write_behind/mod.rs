@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::domain::snapshot::encode_user;
 use crate::domain::{EntryId, Model, ShardState};
 use crate::retry::LogOnce;
+use crate::store::minutes::{Minutes, RuleSeries};
 use crate::store::{ChangeBatch, EventStats, FlushBatch};
 
 /// When and how the shard writes its snapshot.
@@ -54,6 +55,8 @@ pub struct WriteBehind {
     /// Changes since the last snapshot: (user, JSON), for the audit stream and histories.
     audit: Vec<(Box<str>, Arc<str>)>,
     stats: EventStats,
+    /// Counts per minute for the charts.
+    minutes: Minutes,
     /// Changelog entries not yet written (JSON, in order).
     changelog: Vec<Arc<str>>,
     /// Users whose restricted set changed since the last changelog write,
@@ -85,6 +88,7 @@ impl WriteBehind {
             persisted: watch::channel(EntryId::ZERO).0,
             audit: Vec::new(),
             stats: EventStats::new(declared_events),
+            minutes: Minutes::default(),
             changelog: Vec::new(),
             restricted: AHashMap::new(),
             rewrite: false,
@@ -95,12 +99,19 @@ impl WriteBehind {
     /// The shard switched rule sets (stats recorded so far keep their names).
     pub fn switch(&mut self, old: &Model, new: &Model, version: u64) {
         self.stats.switch(old, new.schema.events.len());
+        self.minutes.switch(old);
         self.rules_version = version;
     }
 
-    /// An event of kind `kind` was applied (stats).
-    pub fn record_event(&mut self, kind: usize, amount: u64) {
+    /// An event of kind `kind` was applied (stats), accepted at `at_ms`.
+    pub fn record_event(&mut self, kind: usize, amount: u64, at_ms: u64) {
         self.stats.record(kind, amount);
+        self.minutes.event(kind, at_ms);
+    }
+
+    /// A rule decided (restricted, would have, or was withheld) at `at_ms`.
+    pub fn record_decision(&mut self, rule: u16, kind: RuleSeries, at_ms: u64) {
+        self.minutes.rule(rule, kind, at_ms);
     }
 
     /// A change of `user`'s restrictions, rendered once as `json`.
@@ -158,6 +169,7 @@ impl WriteBehind {
             offset: *applied,
             audit: std::mem::take(&mut self.audit),
             stats: self.stats.take(model),
+            minutes: self.minutes.take(model),
             rules_version: self.rules_version,
             changes: self.take_changes(),
             trim_below: self
@@ -189,6 +201,7 @@ impl WriteBehind {
         audit.append(&mut self.audit);
         self.audit = audit;
         self.stats.merge(&batch.stats);
+        self.minutes.put_back(batch.minutes);
         Flushed::Failed { first: self.failing.start() }
     }
 

@@ -24,7 +24,7 @@ fn flag(state: &mut ShardState, wb: &mut WriteBehind, model: &Model, user: &str,
     let mut scratch = None;
     let event = model.schema.validate_bytes(json.as_bytes(), &mut scratch).unwrap();
     state.apply(model, EntryId::new(ms, 0), &event, &|_| false, &mut Vec::new());
-    wb.record_event(0, 0);
+    wb.record_event(0, 0, ms);
     wb.record_change(user.into(), "can_message:scam_message_rule".into(), Arc::from(format!("change of {user}")));
 }
 
