@@ -1,5 +1,5 @@
-//! `/openapi.json` (generated from the route table at start-up), `/docs`, a
-//! self-contained page that renders it, and `/`, the operator's dashboard.
+//! `/openapi.json` (generated from the route table at start-up) and `/docs`,
+//! a self-contained page that renders it.
 //! Pages are served from the binary and load nothing from elsewhere.
 
 use actix_web::http::header::ContentType;
@@ -8,7 +8,6 @@ use actix_web::{web, HttpResponse};
 use crate::state::AppState;
 
 const PAGE: &str = include_str!("docs.html");
-const DASHBOARD: &str = include_str!("dashboard.html");
 
 pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::json()).body(state.openapi.clone())
@@ -16,9 +15,4 @@ pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
 
 pub async fn page() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::html()).body(PAGE)
-}
-
-/// `/`: the operator's dashboard (live stats, rules, restricted users, feed).
-pub async fn dashboard() -> HttpResponse {
-    HttpResponse::Ok().content_type(ContentType::html()).body(DASHBOARD)
 }

@@ -7,6 +7,7 @@ pub mod authz;
 pub mod body;
 pub mod bulk;
 pub mod check;
+pub mod console;
 pub mod docs;
 pub mod events;
 pub mod feed;

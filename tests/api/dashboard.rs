@@ -1,5 +1,5 @@
-//! The dashboard page in a real headless Chromium: live numbers, and the
-//! read token asked for when reads are closed.
+//! The console's overview in a real headless Chromium (`--dump-dom`): live
+//! numbers, and the read token asked for when reads are closed.
 
 use std::time::Duration;
 
@@ -12,12 +12,8 @@ use crate::helpers::{event, wait_for, TestApp, TestRedis};
 /// Loads `url` in headless Chromium (a profile of its own under `name`) and
 /// returns what it printed (`--dump-dom`) or saved (`--screenshot=...`).
 fn browse(name: &str, url: &str, extra: &[String]) -> String {
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .expect("a headless browser is needed: install Debian's `chromium` (scripts/test does this)");
     let profile = artifacts().join(format!("chromium-profile-{name}"));
-    let out = std::process::Command::new(chromium)
+    let out = std::process::Command::new(chromium())
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
         .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"])
         .arg(format!("--user-data-dir={}", profile.display()))
@@ -30,7 +26,15 @@ fn browse(name: &str, url: &str, extra: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn artifacts() -> std::path::PathBuf {
+/// The headless browser: Debian's `chromium` (installed by scripts/test).
+pub(crate) fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("a headless browser is needed: install Debian's `chromium` (scripts/test does this)")
+}
+
+pub(crate) fn artifacts() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -7,6 +7,7 @@ mod admission;
 mod answers;
 mod batch;
 mod cli;
+mod console;
 mod contract;
 mod dashboard;
 mod deadletter;

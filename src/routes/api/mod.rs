@@ -7,6 +7,7 @@ use restrictd_domain::Model;
 
 pub use super::register::{configure, configure_checks};
 
+mod pages;
 mod rows;
 use super::{authz, bulk, check, check_path, events};
 
@@ -163,7 +164,7 @@ pub fn endpoints(model: &Model) -> Vec<Endpoint> {
     list.extend(rows::stats());
     list.extend(rows::subscriptions());
     list.extend(rows::rule_sets());
-    list.extend(rows::pages());
+    list.extend(pages::pages());
     list
 }
 

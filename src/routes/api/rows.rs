@@ -2,7 +2,7 @@
 
 use super::{e, serve, Access, Endpoint, Reply, WAIT};
 use crate::routes::{
-    check, docs, feed, feed_ws, health, history, overrides, rules, rulesets, stats, subscriptions, tripwire, users,
+    check, feed, feed_ws, health, history, overrides, rules, rulesets, stats, subscriptions, tripwire, users,
 };
 
 /// Reads of a user and of the rules, and the probes.
@@ -308,27 +308,6 @@ pub(super) fn rule_sets() -> Vec<Endpoint> {
                 (404, "no such version"),
             ],
             ..e("get", "/v1/rules/versions/{version}", "rules", "One version of the rule set", serve(rulesets::version))
-        },
-    ]
-}
-
-/// The pages for people and the document itself.
-pub(super) fn pages() -> Vec<Endpoint> {
-    vec![
-        Endpoint {
-            access: Access::Open,
-            reply: Reply::Media("text/html"),
-            ..e("get", "/", "operations", "Operator's dashboard page", serve(docs::dashboard))
-        },
-        Endpoint {
-            access: Access::Open,
-            reply: Reply::Json("Object"),
-            ..e("get", "/openapi.json", "operations", "This document", serve(docs::openapi))
-        },
-        Endpoint {
-            access: Access::Open,
-            reply: Reply::Media("text/html"),
-            ..e("get", "/docs", "operations", "API documentation page", serve(docs::page))
         },
     ]
 }
