@@ -34,9 +34,36 @@ fn guarded(content_type: &'static str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-/// Every page of the console (the scripts route by the path).
+/// The overview (the scripts route by the path).
 pub async fn page() -> HttpResponse {
     guarded("text/html; charset=utf-8", PAGE)
+}
+
+/// `/users/{user_id}`: the page, for a user id the API would take (else 400).
+pub async fn user_page(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    super::user_id(&path)?;
+    Ok(page().await)
+}
+
+/// `/rules/{name}`: the page, for a name a rule may have (else 400).
+pub async fn rule_page(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+    if path.is_empty() || path.len() > 128 || !path.chars().all(plain) {
+        return Err(ApiError::bad_request(format!(
+            "{:?} is not a rule's name (letters, digits, _ . -)",
+            path.as_str()
+        )));
+    }
+    Ok(page().await)
+}
+
+/// `/rules/versions/{version}`: the page, for a version number (else 400).
+pub async fn version_page(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let digits = !path.is_empty() && path.bytes().all(|b| b.is_ascii_digit());
+    match path.parse::<u64>() {
+        Ok(n) if digits && n >= 1 => Ok(page().await),
+        _ => Err(ApiError::bad_request(format!("{:?} is not a version number", path.as_str()))),
+    }
 }
 
 pub async fn style() -> HttpResponse {

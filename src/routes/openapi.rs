@@ -232,6 +232,8 @@ fn param_schema(name: &str, model: &Model) -> Value {
         "lift_removed" => json!({"type": "string", "enum": ["true", "false"]}),
         "limit" | "offset" => json!({"type": "integer", "minimum": 0}),
         "version" => json!({"type": "integer", "minimum": 1}),
+        "hours" => json!({"type": "integer", "minimum": 1, "maximum": 24}),
+        "rule" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "description": "a rule's name"}),
         "user_id" => super::schemas::user_id(),
         "name" => {
             json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$", "description": "a rule's or a subscription's name"})

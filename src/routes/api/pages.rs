@@ -15,26 +15,29 @@ pub(super) fn pages() -> Vec<Endpoint> {
         Endpoint {
             access: Access::Open,
             reply: Reply::Media("text/html"),
+            responses: &[(200, "the page; its script fetches the user"), (400, "not a user id")],
             example: &[("user_id", "12345")],
-            ..e("get", "/users/{user_id}", "console", "The console's page of a user", serve(console::page))
+            ..e("get", "/users/{user_id}", "console", "The console's page of a user", serve(console::user_page))
         },
         Endpoint {
             access: Access::Open,
             reply: Reply::Media("text/html"),
+            responses: &[(200, "the page; its script fetches the version"), (400, "not a version number")],
             example: &[("version", "1")],
             ..e(
                 "get",
                 "/rules/versions/{version}",
                 "console",
                 "The console's page of a rule-set version",
-                serve(console::page),
+                serve(console::version_page),
             )
         },
         Endpoint {
             access: Access::Open,
             reply: Reply::Media("text/html"),
+            responses: &[(200, "the page; its script fetches the rule"), (400, "not a rule's name")],
             example: &[("name", "scam_message_rule")],
-            ..e("get", "/rules/{name}", "console", "The console's page of a rule", serve(console::page))
+            ..e("get", "/rules/{name}", "console", "The console's page of a rule", serve(console::rule_page))
         },
         Endpoint {
             access: Access::Open,
