@@ -217,3 +217,108 @@ fn urlencoding(s: &str) -> String {
         })
         .collect()
 }
+
+/// On every page, at a phone's width and a desktop's: every field has a
+/// label, every button and link a name, and nothing is wider than the screen.
+#[test]
+fn every_page_labels_its_controls_and_fits_a_phone() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[FAST_FLUSH, ("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", TOKEN)]);
+    flag_twice(&app, "someone-with-a-rather-long-user-id-0123456789");
+    let audit = "JSON.stringify({
+        unlabelled: [...document.querySelectorAll('input, select, textarea')].filter(e => !e.labels || !e.labels.length).map(e => e.outerHTML),
+        unnamed: [...document.querySelectorAll('button, a')].filter(e => !e.textContent.trim() && !e.getAttribute('aria-label')).map(e => e.outerHTML),
+        overflow: document.documentElement.scrollWidth - window.innerWidth })";
+    let pages = [
+        "/?nofeed",
+        "/users/someone-with-a-rather-long-user-id-0123456789?nofeed",
+        "/rules/scam_message_rule",
+        "/rules/versions/1",
+    ];
+    for width in [390, 1280] {
+        let mut steps = Vec::new();
+        for page in pages {
+            steps.extend([goto(&app, page, width), json!({"wait": READY}), json!({"eval": audit})]);
+        }
+        let r = browse(&format!("audit-{width}"), Value::Array(steps));
+        for (i, page) in pages.iter().enumerate() {
+            let found: Value = serde_json::from_str(r[i * 3 + 2].as_str().unwrap()).unwrap();
+            assert_eq!(found["unlabelled"], json!([]), "{page} at {width} px");
+            assert_eq!(found["unnamed"], json!([]), "{page} at {width} px");
+            assert!(found["overflow"].as_i64().unwrap() <= 0, "{page} is wider than {width} px: {found}");
+        }
+    }
+}
+
+/// The rule page's controls: a candidate definition simulated, the rule
+/// tripped and reset by an admin through the buttons.
+#[test]
+fn the_rule_page_simulates_trips_and_resets() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[FAST_FLUSH, ("RESTRICTD_AUTH__ADMIN_TOKENS__OPS", TOKEN)]);
+    app.post_applied(&event("scam_message_flagged", "once", json!({})));
+    let simulate = "const t = document.querySelector('#simulate-definition');
+        const d = JSON.parse(t.value); d.when = 'scam_flags >= 1'; t.value = JSON.stringify(d);
+        document.querySelector('#simulate-form button').click(); true";
+    let trip = format!(
+        "document.querySelector('#tripwire-form .admin-token').value = {TOKEN:?};
+         document.querySelector('#tripwire-trip').click(); true"
+    );
+    let r = browse(
+        "controls",
+        json!([
+            goto(&app, "/rules/scam_message_rule?nofeed", 1280), {"wait": READY},
+            {"wait": "document.querySelector('#simulate-definition').value.includes('scam_flags')"},
+            {"eval": simulate},
+            {"wait": "document.querySelector('#simulate-result').textContent.includes('would_restrict')"},
+            text("#simulate-result"),
+            {"eval": trip},
+            {"wait": "document.body.dataset.ready === 'true' && document.querySelector('#tripwire-share') && document.body.innerText.includes('tripped')"},
+            {"eval": "document.querySelector('#tripwire-reset').click(); true"},
+            {"wait": "document.body.innerText.includes('armed') && !document.body.innerText.includes('tripped')"},
+        ]),
+    );
+    let simulated = r[5].as_str().unwrap();
+    assert!(simulated.contains("\"would_restrict\": 1") && simulated.contains("once"), "{simulated}");
+    let rules = app.get("/v1/rules").json();
+    let rule = rules["rules"].as_array().unwrap().iter().find(|r| r["name"] == "scam_message_rule").unwrap().clone();
+    assert_eq!(rule["tripwire"]["state"], "armed", "reset through the page: {rule}");
+    assert_eq!(rule["tripwire"]["trips"], 1, "tripped once through the page: {rule}");
+}
+
+/// The charts' data: counts per minute, one rule's decisions, and what is refused.
+#[test]
+fn the_timeseries_counts_events_and_decisions_per_minute() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn_with(&redis, &[FAST_FLUSH]);
+    for i in 0..3 {
+        app.post_applied(&event("purchase_made", &format!("p{i}"), json!({"amount": 1})));
+    }
+    flag_twice(&app, "flagged");
+    let total = |series: &Value, name: &str, kind: &str| {
+        series["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name && s["kind"] == kind)
+            .map(|s| s["total"].clone())
+    };
+    crate::helpers::wait_for("the counts in Redis", std::time::Duration::from_secs(5), || {
+        let all = app.get("/v1/timeseries?hours=1").json();
+        (total(&all, "purchase_made", "event") == Some(json!(3))
+            && total(&all, "scam_message_flagged", "event") == Some(json!(2)))
+        .then_some(())
+    });
+    let all = app.get("/v1/timeseries").json();
+    assert_eq!(total(&all, "scam_message_rule", "fired"), Some(json!(1)), "{all}");
+    assert_eq!(all["to_ms"].as_u64().unwrap() - all["from_ms"].as_u64().unwrap(), 24 * 3_600_000);
+    let one = app.get("/v1/timeseries?rule=scam_message_rule&hours=2").json();
+    let kinds: Vec<&str> = one["series"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["fired", "would_restrict", "suppressed"]);
+    let point = &one["series"][0]["points"][0];
+    assert_eq!(point[1], 1);
+    assert_eq!(point[0].as_u64().unwrap() % 60_000, 0, "points are minutes");
+    assert_eq!(app.get("/v1/timeseries?hours=25").status, 400);
+    assert_eq!(app.get("/v1/timeseries?rule=nope").status, 404);
+    assert_eq!(app.get("/v1/timeseries?bogus=1").status, 400);
+}
