@@ -7,7 +7,7 @@ Reads a JSON plan on stdin:
      {"goto": "http://...", "width": 1280, "height": 900},
      {"wait": "<JS expression>", "timeout": 10},
      {"eval": "<JS expression, awaited>"},
-     {"screenshot": "/path.png"}]}
+     {"screenshot": "/path.png", "full": true}]}   (false: the viewport only)
 and prints {"results": [one per step], "errors": [console errors, CSP
 violations, uncaught exceptions]} on stdout. A step that fails (a wait that
 times out, an expression that throws) ends the run with exit status 1 and
@@ -81,7 +81,7 @@ async def step(b, s):
     if "eval" in s:
         return await b.evaluate(s["eval"])
     if "screenshot" in s:
-        shot = await b.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        shot = await b.call("Page.captureScreenshot", format="png", captureBeyondViewport=s.get("full", True))
         with open(s["screenshot"], "wb") as f:
             f.write(base64.b64decode(shot["data"]))
         return s["screenshot"]

@@ -2,6 +2,14 @@
 // Charts of counts per minute, drawn as plain SVG.
 
 const SVG = 'http://www.w3.org/2000/svg';
+const COMPACT = new Intl.NumberFormat('en', { notation: 'compact', maximumFractionDigits: 1 });
+
+/** The smallest of 1, 2, 5 × 10^k at or above `n` (at least 1). */
+function niceAbove(n) {
+  if (n <= 1) return 1;
+  const p = 10 ** Math.floor(Math.log10(n));
+  return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= n);
+}
 const COLOURS = ['#3b6fd6', '#c2410c', '#15803d', '#7e22ce', '#b91c1c', '#0e7490', '#a16207', '#be185d'];
 
 function svg(tag, attrs = {}, text) {
@@ -21,15 +29,15 @@ function lineChart({ title, from, to, step, series, threshold }) {
   const slots = Math.max(1, Math.round((to - from) / step));
   let max = threshold ? threshold.value : 0;
   for (const s of series) for (const [, n] of s.points) max = Math.max(max, n);
-  max = Math.max(1, Math.ceil(max * 1.1));
+  max = niceAbove(max);
   const x = (ms) => L + ((ms - from) / (to - from)) * (W - L - R);
   const y = (n) => T + (1 - n / max) * (H - T - B);
   const total = (s) => s.points.reduce((a, [, n]) => a + n, 0);
   const summary = series.map((s) => `${s.name} ${total(s)}`).join(', ');
   const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': `${title}: ${summary || 'no data'}` });
-  for (const n of [0, Math.round(max / 2), max]) {
+  for (const n of [0, max / 2, max]) {
     chart.append(svg('line', { x1: L, x2: W - R, y1: y(n), y2: y(n), stroke: '#e3e6ec' }));
-    chart.append(svg('text', { x: L - 6, y: y(n) + 4, 'text-anchor': 'end' }, n.toLocaleString('en')));
+    chart.append(svg('text', { x: L - 6, y: y(n) + 4, 'text-anchor': 'end' }, COMPACT.format(n)));
   }
   const hours = (to - from) / 3_600_000;
   const tick = hours > 12 ? 4 : hours > 4 ? 1 : 0.25;
