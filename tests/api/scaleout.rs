@@ -108,6 +108,22 @@ fn three_instances_with_disjoint_shards_answer_every_check_alike_and_trip_once()
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["features"]["can_message"], true);
     }
+    // The console's charts read Redis: every instance draws the same counts.
+    let totals = |app: &TestApp| -> Option<Vec<(String, String, u64)>> {
+        let s = app.get("/v1/timeseries?hours=1").json();
+        s["series"]
+            .as_array()?
+            .iter()
+            .map(|x| Some((x["name"].to_string(), x["kind"].to_string(), x["total"].as_u64()?)))
+            .collect()
+    };
+    let flagged = |t: &[(String, String, u64)]| t.iter().find(|x| x.0 == "\"scam_message_flagged\"").map(|x| x.2);
+    let all = wait_for("every flag counted", Duration::from_secs(10), || {
+        totals(&apps[0]).filter(|t| flagged(t) == Some(72)).filter(|t| t.iter().any(|x| x.2 == 3))
+    });
+    for app in &apps[1..] {
+        assert_eq!(totals(app), Some(all.clone()), "the same counts on every instance");
+    }
 }
 
 #[test]
@@ -193,6 +209,17 @@ fn on_a_redis_cluster_the_seed_scenario_and_crashes_hold() {
         .map(|k| cluster.cli(&["CLUSTER", "KEYSLOT", &format!("rd:{{7}}:{k}")]))
         .collect();
     assert!(slots.windows(2).all(|w| w[0] == w[1]), "one slot per shard: {slots:?}");
+    // Counts per minute are added after each flush's transaction on a Cluster.
+    let series = wait_for("the counts per minute", Duration::from_secs(5), || {
+        let s = app.get("/v1/timeseries?hours=1").json();
+        let total = |name: &str| {
+            s["series"].as_array()?.iter().find(|x| x["name"] == name && x["kind"] == "event")?["total"].as_u64()
+        };
+        (total("scam_message_flagged") == Some(2) && total("purchase_made") == Some(2)).then_some(s)
+    });
+    let fired: Vec<&Value> =
+        series["series"].as_array().unwrap().iter().filter(|x| x["kind"] == "fired" && x["total"] == 1).collect();
+    assert_eq!(fired.len(), 2, "scam_message_rule and chargeback_ratio_rule fired once each: {series}");
     assert_eq!(app.terminate(), Some(0));
     let app = on_cluster(&cluster, &[]);
     assert_seeded(&app);
