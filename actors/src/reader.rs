@@ -189,8 +189,10 @@ impl ReadLoop {
     async fn recover(&self, conn: &mut Conn, cursors: &mut [EntryId]) -> Result<(), ReadError> {
         let started = Instant::now();
         let mut users = 0;
+        // Each version's rule set compiled once for all the shards under it.
+        let mut compiled: Vec<(u64, Arc<Model>)> = Vec::new();
         for (i, (s, addr)) in self.shards.iter().enumerate() {
-            let (version, model) = self.rules_of(conn, *s).await?;
+            let (version, model) = self.rules_of(conn, *s, &mut compiled).await?;
             let state = snapshot::load(conn, &self.shared.keys, *s, &model, self.settings.dedup_window_ms).await?;
             users += state.users.len();
             cursors[i] = state.applied;
@@ -210,7 +212,12 @@ impl ReadLoop {
     /// published. A shard that never switched applies version 1 (seeded from
     /// the file it started with), or the file itself before anything was
     /// published.
-    async fn rules_of(&self, conn: &mut Conn, s: u32) -> Result<(u64, Arc<Model>), ReadError> {
+    async fn rules_of(
+        &self,
+        conn: &mut Conn,
+        s: u32,
+        compiled: &mut Vec<(u64, Arc<Model>)>,
+    ) -> Result<(u64, Arc<Model>), ReadError> {
         let file = self.shared.model();
         let recorded = rules::shard_version(conn, &self.shared.keys, s).await?;
         let version = match recorded {
@@ -218,13 +225,18 @@ impl ReadLoop {
             0 => 1,
             v => v,
         };
+        if let Some((_, model)) = compiled.iter().find(|(v, _)| *v == version) {
+            return Ok((version, Arc::clone(model)));
+        }
         let record = rules::version(conn, &self.shared.keys, version).await?.ok_or_else(|| {
             ReadError::Load(snapshot::LoadError::Rules { shard: s, version, reason: "it is not stored".into() })
         })?;
         let model = record
             .compile(file.schema.accepts_unknown())
             .map_err(|reason| ReadError::Load(snapshot::LoadError::Rules { shard: s, version, reason }))?;
-        Ok((version, Arc::new(model)))
+        let model = Arc::new(model);
+        compiled.push((version, Arc::clone(&model)));
+        Ok((version, model))
     }
 
     async fn connect(&self, response_timeout: Duration) -> Result<Conn, ReadError> {

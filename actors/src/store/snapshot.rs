@@ -224,8 +224,11 @@ pub async fn load(
     let mut state = ShardState::new(dedup_window_ms);
     state.applied = read_offset(conn, keys, shard).await?.unwrap_or(EntryId::ZERO);
     let users_key = keys.users(shard);
+    // Sized once for every user stored: no rehash while loading.
+    let stored: usize = redis::cmd("HLEN").arg(users_key).query_async(conn).await?;
+    state.users.reserve(stored);
     scan_hash(conn, users_key, |field, value| {
-        let user = String::from_utf8_lossy(&field).into_owned();
+        let user = String::from_utf8(field).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let decoded = decode_user(model, &value).map_err(|e| LoadError::User {
             shard,
             user: user.clone(),
@@ -257,6 +260,10 @@ pub async fn read_offset(conn: &mut Conn, keys: &Keys, shard: u32) -> Result<Opt
 }
 
 /// Reads a whole hash in chunks, handing each field and value to `each`.
+/// Entries asked for per `HSCAN` while loading: few round trips, and Redis
+/// answers other clients between two.
+const SCAN_COUNT: usize = 5_000;
+
 pub async fn scan_hash(
     conn: &mut Conn,
     key: &str,
@@ -264,7 +271,8 @@ pub async fn scan_hash(
 ) -> Result<(), LoadError> {
     let mut cursor: u64 = 0;
     loop {
-        let reply: Value = redis::cmd("HSCAN").arg(key).arg(cursor).arg("COUNT").arg(1000).query_async(conn).await?;
+        let reply: Value =
+            redis::cmd("HSCAN").arg(key).arg(cursor).arg("COUNT").arg(SCAN_COUNT).query_async(conn).await?;
         let Value::Array(mut parts) = reply else {
             return Err(LoadError::Reply);
         };
