@@ -2,6 +2,7 @@
 //! config) of the version's struct. Aggregates and rules are stored by name,
 //! so a restart with rules added, removed or reordered maps state correctly:
 //! aggregates or rules no longer in config are dropped, new ones start at zero.
+//! Aggregates at zero are not stored at all (most users have few non-zero).
 //!
 //! A new format gets a new version byte and a new struct; the decoder keeps
 //! reading every older version (tests hold a stored fixture of each).
@@ -83,10 +84,16 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
     let mut scalars = Vec::with_capacity(user.scalars.len());
     let mut sets = Vec::with_capacity(model.set_count);
     let mut windows = Vec::new();
+    // Zeros and empty sets are left out: an aggregate a snapshot does not
+    // name starts at zero (as one added by a later rule set does).
     for a in &model.aggregates {
         match a.slot {
-            Slot::Scalar(s) => scalars.push((&*a.name, user.scalars[usize::from(s)])),
-            Slot::Set(s) => sets.push((&*a.name, user.set(usize::from(s)))),
+            Slot::Scalar(s) if user.scalars[usize::from(s)] != 0 => {
+                scalars.push((&*a.name, user.scalars[usize::from(s)]))
+            }
+            Slot::Scalar(_) => {}
+            Slot::Set(s) if !user.set(usize::from(s)).is_empty() => sets.push((&*a.name, user.set(usize::from(s)))),
+            Slot::Set(_) => {}
             Slot::Window(w) => {
                 if let Some(state) = user.windows.get(usize::from(w)).filter(|w| !w.is_empty()) {
                     windows.push((&*a.name, a.window.unwrap_or(0), state.entries().collect(), state.merged()));
@@ -279,6 +286,23 @@ mod tests {
         let mut bytes = vec![3u8, 253];
         bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
         assert!(matches!(decode_user(&model(), &bytes), Err(SnapshotError::Corrupt(_))));
+    }
+
+    #[test]
+    fn aggregates_at_zero_are_not_stored_and_come_back_as_zero() {
+        let m = model();
+        let mut u = UserState::new(&m);
+        let blank = encode_user(&m, &u);
+        assert!(blank.len() <= 8, "a user with nothing is a few bytes: {blank:?}");
+        assert_eq!(decode_user(&m, &blank).unwrap(), u);
+        let Some(Slot::Scalar(spend)) = m.aggregates.iter().find(|a| &*a.name == "spend").map(|a| a.slot) else {
+            panic!()
+        };
+        u.scalars[usize::from(spend)] = 10_000_000;
+        let one = encode_user(&m, &u);
+        assert!(!String::from_utf8_lossy(&one).contains("scam_flags"), "{one:?}");
+        assert!(one.len() <= 20, "{} bytes", one.len());
+        assert_eq!(decode_user(&m, &one).unwrap(), u);
     }
 
     #[test]
