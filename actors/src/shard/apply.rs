@@ -113,7 +113,7 @@ impl ShardActor {
                 self.shared.budget.wait(h.rule, false);
                 self.metrics.rules.suppressed[usize::from(h.rule)].increment(1);
                 self.state.mark_suppressed(&h.user_id, h.rule, h.entry);
-                let restricted = self.state.users.get(&*h.user_id).map_or(0, |u| u.restricted(&model));
+                let restricted = self.state.users.get(&h.user_id).map_or(0, |u| u.restricted(&model));
                 fired.push(Fired { rule: h.rule, at_ms: h.entry.ms, overlap: false, suppressed: true });
                 self.publish(suppressed_change(&model, &h.user_id, h.rule, h.entry, restricted));
                 continue;
@@ -294,7 +294,7 @@ impl ShardActor {
     /// Publishes a change: into the read view, the write-behind (changelog
     /// and the feed, audit, history).
     pub(super) fn publish(&mut self, change: Change) {
-        let causes = match self.state.users.get(&*change.user_id) {
+        let causes = match self.state.users.get(&change.user_id) {
             Some(user) => user.causes(&self.model),
             None => String::new(),
         };

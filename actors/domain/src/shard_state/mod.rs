@@ -7,15 +7,17 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashSet;
 
 pub use super::dedup::{Dedup, DedupChanges};
 
 mod judge;
 mod switch;
+mod users;
 mod withheld;
 use judge::judge;
 pub(crate) use switch::{carried_slots, migrate};
+pub use users::Users;
 pub use withheld::suppressed_change;
 
 use super::bits::RuleBits;
@@ -63,7 +65,7 @@ pub enum Gate {
 /// Users of one shard and the position of the last applied entry.
 #[derive(Debug, Default)]
 pub struct ShardState {
-    pub users: AHashMap<Box<str>, UserState>,
+    pub users: Users,
     pub dedup: Dedup,
     /// The last stream entry applied (the next read starts after it).
     pub applied: EntryId,
@@ -181,7 +183,7 @@ impl ShardState {
             Some(u) => u,
             None => {
                 out.new_user = true;
-                self.users.entry(event.user_id.into()).or_insert_with(|| UserState::new(model))
+                self.users.get_or_insert_with(event.user_id, || UserState::new(model))
             }
         };
         // Event time: as the producer said, or the arrival. Replay reads the same.
@@ -299,7 +301,7 @@ impl ShardState {
         if o.is_none() && !self.users.contains_key(user_id) {
             return None;
         }
-        let user = self.users.entry(user_id.into()).or_insert_with(|| UserState::new(model));
+        let user = self.users.get_or_insert_with(user_id, || UserState::new(model));
         let (kind, reason) = match o {
             Some(o) => {
                 if let Some(at) = o.expires_at_ms {
