@@ -28,11 +28,11 @@ pub enum SnapshotError {
 }
 
 /// Version 1: aggregates and restrictions (no expiry, no overrides).
-#[derive(bincode::Decode)]
-struct UserV1 {
-    scalars: Vec<(String, u64)>,
-    sets: Vec<(String, Vec<u64>)>,
-    restrictions: Vec<(String, EntryId, u64)>,
+#[derive(bincode::BorrowDecode)]
+struct UserV1<'a> {
+    scalars: Vec<(&'a str, u64)>,
+    sets: Vec<(&'a str, Vec<u64>)>,
+    restrictions: Vec<(&'a str, EntryId, u64)>,
 }
 
 /// An override as version 2 stores it: (feature, allowed, reason, by, at_ms, expires_at_ms).
@@ -47,12 +47,13 @@ struct UserV2Ref<'a> {
     overrides: Vec<StoredOverride<'a>>,
 }
 
-#[derive(bincode::Decode)]
-struct UserV2 {
-    scalars: Vec<(String, u64)>,
-    sets: Vec<(String, Vec<u64>)>,
-    restrictions: Vec<(String, EntryId, u64, Option<u64>)>,
-    overrides: Vec<(String, bool, String, String, u64, Option<u64>)>,
+/// Decoded in place: names borrow the stored bytes.
+#[derive(bincode::BorrowDecode)]
+struct UserV2<'a> {
+    scalars: Vec<(&'a str, u64)>,
+    sets: Vec<(&'a str, Vec<u64>)>,
+    restrictions: Vec<(&'a str, EntryId, u64, Option<u64>)>,
+    overrides: Vec<StoredOverride<'a>>,
 }
 
 /// A windowed aggregate as version 3 stores it: (name, window in seconds,
@@ -69,15 +70,12 @@ struct UserV3Ref<'a> {
     suppressed: Vec<(&'a str, EntryId, u64)>,
 }
 
-#[derive(bincode::Decode)]
-struct UserV3 {
-    v2: UserV2,
-    windows: Vec<OwnedWindow>,
-    suppressed: Vec<(String, EntryId, u64)>,
+#[derive(bincode::BorrowDecode)]
+struct UserV3<'a> {
+    v2: UserV2<'a>,
+    windows: Vec<StoredWindow<'a>>,
+    suppressed: Vec<(&'a str, EntryId, u64)>,
 }
-
-/// `StoredWindow`, decoded.
-type OwnedWindow = (String, u32, Vec<(u32, u64)>, u32);
 
 /// Encodes a user in the current format.
 pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
@@ -145,7 +143,7 @@ pub fn decode_user(model: &Model, bytes: &[u8]) -> Result<UserState, SnapshotErr
     let corrupt = |e: bincode::error::DecodeError| SnapshotError::Corrupt(e.to_string());
     let v3 = match version {
         1 => {
-            let (v1, _): (UserV1, usize) = bincode::decode_from_slice(body, limited()).map_err(corrupt)?;
+            let (v1, _): (UserV1, usize) = bincode::borrow_decode_from_slice(body, limited()).map_err(corrupt)?;
             let v2 = UserV2 {
                 scalars: v1.scalars,
                 sets: v1.sets,
@@ -155,20 +153,20 @@ pub fn decode_user(model: &Model, bytes: &[u8]) -> Result<UserState, SnapshotErr
             UserV3 { v2, windows: Vec::new(), suppressed: Vec::new() }
         }
         2 => {
-            let v2 = bincode::decode_from_slice(body, limited()).map_err(corrupt)?.0;
+            let v2 = bincode::borrow_decode_from_slice(body, limited()).map_err(corrupt)?.0;
             UserV3 { v2, windows: Vec::new(), suppressed: Vec::new() }
         }
-        3 => bincode::decode_from_slice(body, limited()).map_err(corrupt)?.0,
+        3 => bincode::borrow_decode_from_slice(body, limited()).map_err(corrupt)?.0,
         other => return Err(SnapshotError::UnknownVersion(other)),
     };
     Ok(from_v3(model, v3))
 }
 
-fn from_v3(model: &Model, v3: UserV3) -> UserState {
+fn from_v3(model: &Model, v3: UserV3<'_>) -> UserState {
     let UserV3 { v2, windows, suppressed } = v3;
     let mut user = UserState::new(model);
     for (name, window, entries, merged) in windows {
-        let Some(a) = model.aggregates.iter().find(|a| *a.name == name && a.window == Some(window)) else {
+        let Some(a) = model.aggregates.iter().find(|a| &*a.name == name && a.window == Some(window)) else {
             continue;
         };
         if let (Slot::Window(w), false) = (a.slot, entries.is_empty()) {
@@ -177,12 +175,12 @@ fn from_v3(model: &Model, v3: UserV3) -> UserState {
     }
     let slot = |name: &str| model.aggregates.iter().find(|a| &*a.name == name).map(|a| a.slot);
     for (name, value) in v2.scalars {
-        if let Some(Slot::Scalar(s)) = slot(&name) {
+        if let Some(Slot::Scalar(s)) = slot(name) {
             user.scalars[usize::from(s)] = value;
         }
     }
     for (name, mut values) in v2.sets {
-        if let Some(Slot::Set(s)) = slot(&name) {
+        if let Some(Slot::Set(s)) = slot(name) {
             values.sort_unstable();
             values.dedup();
             if !values.is_empty() {
@@ -191,18 +189,18 @@ fn from_v3(model: &Model, v3: UserV3) -> UserState {
         }
     }
     for (rule, entry, at_ms, expires_at_ms) in v2.restrictions {
-        if let Some(r) = model.rule_index(&rule) {
+        if let Some(r) = model.rule_index(rule) {
             user.restrictions.push(Restriction { rule: r as u16, entry, at_ms, expires_at_ms, suppressed: false });
         }
     }
     for (rule, entry, at_ms) in suppressed {
-        if let Some(r) = model.rule_index(&rule) {
+        if let Some(r) = model.rule_index(rule) {
             let marker = Restriction { rule: r as u16, entry, at_ms, expires_at_ms: None, suppressed: true };
             user.restrictions.push(marker);
         }
     }
     for (feature, allowed, reason, by, at_ms, expires_at_ms) in v2.overrides {
-        if let Some(f) = model.feature_index(&feature) {
+        if let Some(f) = model.feature_index(feature) {
             user.overrides.push(Override {
                 feature: f as u8,
                 allowed,

@@ -20,6 +20,9 @@ use crate::retry::LogOnce;
 use crate::store::minutes::{Minutes, RuleSeries};
 use crate::store::{ChangeBatch, EventStats, FlushBatch};
 
+/// Slots the dirty set keeps between two snapshots at most.
+const SPARE_DIRTY: usize = 1024;
+
 /// When and how the shard writes its snapshot.
 #[derive(Debug, Clone, Copy)]
 pub struct PersistSettings {
@@ -178,6 +181,11 @@ impl WriteBehind {
                 .filter(|_| *applied > EntryId::ZERO)
                 .map(|m| EntryId::new(applied.ms.saturating_sub(m.as_millis() as u64), 0)),
         };
+        // A burst of new users leaves the set's table large and empty: give
+        // it back (it holds the users dirty until the next snapshot only).
+        if state.dirty.capacity() > SPARE_DIRTY {
+            state.dirty.shrink_to(SPARE_DIRTY);
+        }
         self.in_flight = InFlight::Snapshot;
         self.flush_wanted = false;
         Some(batch)
