@@ -99,10 +99,6 @@ impl Users {
         self.entries.iter_mut().map(|(id, s)| (&*id, s))
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &UserState> {
-        self.entries.iter().map(|(_, s)| s)
-    }
-
     pub fn keys(&self) -> impl Iterator<Item = &Box<str>> {
         self.entries.iter().map(|(id, _)| id)
     }
