@@ -47,8 +47,7 @@ pub async fn user_page(path: web::Path<String>) -> Result<HttpResponse, ApiError
 
 /// `/rules/{name}`: the page, for a name a rule may have (else 400).
 pub async fn rule_page(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
-    if path.is_empty() || path.len() > 128 || !path.chars().all(plain) {
+    if !restrictd_domain::rules::is_rule_name(&path) {
         return Err(ApiError::bad_request(format!(
             "{:?} is not a rule's name (letters, digits, _ . -)",
             path.as_str()

@@ -249,10 +249,16 @@ fn compile_rules(
     Ok(rules)
 }
 
-/// A rule's name: it is part of URLs and metric labels.
-fn check_rule_name(key: &str, name: &str) -> Result<(), String> {
+/// Whether `name` can name a rule: 1 to 128 letters, digits, `_`, `-` or
+/// `.` (it is part of URLs and metric labels).
+pub fn is_rule_name(name: &str) -> bool {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_-.".contains(&b);
-    if name.is_empty() || name.len() > 128 || !name.bytes().all(allowed) {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(allowed)
+}
+
+/// A rule's name, or the error naming `key`.
+fn check_rule_name(key: &str, name: &str) -> Result<(), String> {
+    if !is_rule_name(name) {
         return Err(format!(
             "{key}: a rule name is 1 to 128 letters, digits, _, - or . (it is part of URLs and metric labels)"
         ));

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::money::SCALE;
 use crate::schema::{Event, EventDef, Schema};
+pub use compile::is_rule_name;
 pub use condition::{Cmp, Condition};
 
 /// Most rules a deployment may hold over every version of its rule set.

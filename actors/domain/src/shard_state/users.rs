@@ -98,10 +98,6 @@ impl Users {
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Box<str>, &mut UserState)> {
         self.entries.iter_mut().map(|(id, s)| (&*id, s))
     }
-
-    pub fn keys(&self) -> impl Iterator<Item = &Box<str>> {
-        self.entries.iter().map(|(id, _)| id)
-    }
 }
 
 /// `users[id]`: the user `id`, who must be there.
@@ -149,7 +145,7 @@ mod tests {
         users.insert("u1000".into(), UserState::default());
         users.insert("u5".into(), UserState::default());
         assert_eq!(users.len(), 1001);
-        let ids: Vec<&str> = users.keys().map(|k| &**k).collect();
+        let ids: Vec<&str> = users.iter().map(|(k, _)| &**k).collect();
         assert_eq!(ids[..3], ["u0", "u1", "u2"], "in the order users came");
         assert!(users.entries.capacity() <= users.len() * 5 / 4 + 16, "{}", users.entries.capacity());
         let mut other = Users::default();
