@@ -112,6 +112,32 @@ pub struct RecoveryReport {
     pub redis_used_memory_before: u64,
     pub redis_used_memory_settled: u64,
     pub redis_bytes_per_user: f64,
+    /// The shard streams' part of `redis_used_memory_settled`: the load's
+    /// events, kept `persistence.trim_margin` after their snapshot. It grows
+    /// with the event rate times the margin, not with the users.
+    pub redis_stream_bytes: u64,
+    pub redis_stream_entries: u64,
+    pub redis_bytes_per_stream_entry: f64,
+    /// Redis per user, the streams left out: snapshots, changelogs, history.
+    pub redis_bytes_per_user_without_streams: f64,
+}
+
+/// RSS once it stopped dropping: freed memory goes back to the system a
+/// little after it is freed, so it is read once a second until it stops
+/// dropping (10 s at most).
+fn settled_rss(svc: &Service) -> u64 {
+    let settled = Instant::now();
+    let mut rss = svc.memory_kib().0;
+    while settled.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = svc.memory_kib().0;
+        let dropped = rss.saturating_sub(now) > 256;
+        rss = now;
+        if !dropped {
+            break;
+        }
+    }
+    rss
 }
 
 /// Loads `users` users through the service, restarts it, and measures.
@@ -131,20 +157,10 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
     let load_seconds = started.elapsed().as_secs_f64();
     let (rss_loaded, _) = svc.memory_kib();
     runtime.block_on(settle(&svc.addr, Duration::from_secs(120)))?;
-    let settled = Instant::now();
-    // Freed memory goes back to the system a little after it is freed:
-    // read once a second until it stops dropping (10 s at most).
-    let mut rss_settled = svc.memory_kib().0;
-    while settled.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = svc.memory_kib().0;
-        let dropped = rss_settled.saturating_sub(now) > 256;
-        rss_settled = now;
-        if !dropped {
-            break;
-        }
-    }
+    let rss_settled = settled_rss(&svc);
     let redis_settled = redis.used_memory();
+    let (stream_bytes, _) = redis.memory_usage("*:events");
+    let stream_entries = redis.stream_entries("*:events");
     let stopping = Instant::now();
     anyhow::ensure!(svc.terminate() == Some(0), "graceful stop failed:\n{}", svc.log());
     let graceful_stop_seconds = stopping.elapsed().as_secs_f64();
@@ -191,6 +207,11 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
         redis_used_memory_before: redis_before,
         redis_used_memory_settled: redis_settled,
         redis_bytes_per_user: redis_settled.saturating_sub(redis_before) as f64 / users as f64,
+        redis_stream_bytes: stream_bytes,
+        redis_stream_entries: stream_entries,
+        redis_bytes_per_stream_entry: stream_bytes as f64 / stream_entries.max(1) as f64,
+        redis_bytes_per_user_without_streams: redis_settled.saturating_sub(redis_before + stream_bytes) as f64
+            / users as f64,
     })
 }
 

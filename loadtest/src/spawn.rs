@@ -115,6 +115,20 @@ impl Redis {
         info.lines().find_map(|l| l.strip_prefix("used_memory:")?.trim().parse().ok()).unwrap_or(0)
     }
 
+    /// Bytes Redis holds for the keys matching `pattern` (`MEMORY USAGE
+    /// SAMPLES 0`: every element counted), and how many keys matched.
+    pub fn memory_usage(&self, pattern: &str) -> (u64, usize) {
+        let keys = self.cli(&["--scan", "--pattern", pattern]);
+        let sizes = keys.lines().map(|k| self.cli(&["MEMORY", "USAGE", k, "SAMPLES", "0"]).parse::<u64>().unwrap_or(0));
+        sizes.fold((0, 0), |(bytes, n), b| (bytes + b, n + 1))
+    }
+
+    /// Entries in the streams matching `pattern`.
+    pub fn stream_entries(&self, pattern: &str) -> u64 {
+        let keys = self.cli(&["--scan", "--pattern", pattern]);
+        keys.lines().map(|k| self.cli(&["XLEN", k]).parse::<u64>().unwrap_or(0)).sum()
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         let out =
             Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli runs");
@@ -325,6 +339,20 @@ impl RedisCluster {
     }
 
     /// Runs `redis-cli -c` (follows redirections) against the first node.
+    /// Bytes Redis holds for the keys matching `pattern` (`MEMORY USAGE
+    /// SAMPLES 0`: every element counted), and how many keys matched.
+    pub fn memory_usage(&self, pattern: &str) -> (u64, usize) {
+        let keys = self.cli(&["--scan", "--pattern", pattern]);
+        let sizes = keys.lines().map(|k| self.cli(&["MEMORY", "USAGE", k, "SAMPLES", "0"]).parse::<u64>().unwrap_or(0));
+        sizes.fold((0, 0), |(bytes, n), b| (bytes + b, n + 1))
+    }
+
+    /// Entries in the streams matching `pattern`.
+    pub fn stream_entries(&self, pattern: &str) -> u64 {
+        let keys = self.cli(&["--scan", "--pattern", pattern]);
+        keys.lines().map(|k| self.cli(&["XLEN", k]).parse::<u64>().unwrap_or(0)).sum()
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-c", "-p", &self.nodes[0].port.to_string()])

@@ -83,7 +83,7 @@ pub fn simulate(state: &ShardState, current: &Model, candidate: &Model, sample: 
             .collect(),
     };
     let kept = |name: &str| candidate.rules.iter().any(|r| !r.retired && &*r.name == name);
-    for (id, user) in &state.users {
+    for (id, user) in state.users.iter() {
         let today = user.restricted(current);
         let by_kept = user
             .restrictions

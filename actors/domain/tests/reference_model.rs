@@ -140,7 +140,7 @@ proptest! {
             prop_assert_eq!(out.features, 0);
             prop_assert!(out.fired.is_empty());
         }
-        for (user, state) in &armed.users {
+        for (user, state) in armed.users.iter() {
             prop_assert_eq!(&tripped.users[user].scalars, &state.scalars);
             prop_assert_eq!(&tripped.users[user].sets, &state.sets);
         }

@@ -200,12 +200,12 @@ impl Handler<Restore> for ShardActor {
         self.shared.view.take_over(self.id);
         let model = &self.model;
         let mut restricted = Vec::new();
-        for (user, state) in &self.state.users {
+        for (user, state) in self.state.users.iter() {
             let mask = state.restricted(model);
             if mask != 0 {
                 let causes = state.causes(model);
                 self.shared.view.set(self.id, user, mask, &causes);
-                restricted.push((user.clone(), causes));
+                restricted.push((Box::<str>::from(user), causes));
             }
         }
         self.write.restored(restricted.into_iter(), self.state.applied, self.model_version);
@@ -259,7 +259,7 @@ impl Handler<ListByRule> for ShardActor {
     fn handle(&mut self, msg: ListByRule, _: &mut Context<Self>) -> Self::Result {
         let mut found: Vec<(String, crate::domain::EntryId, u64)> = Vec::new();
         let mut count = 0;
-        for (user, state) in &self.state.users {
+        for (user, state) in self.state.users.iter() {
             let made = state
                 .restrictions
                 .iter()

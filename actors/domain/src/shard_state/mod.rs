@@ -222,7 +222,7 @@ impl ShardState {
     /// Rebuilds the expiry queue from the users (after a restore).
     pub fn index_expiries(&mut self, model: &Model) {
         self.expiries =
-            self.users.iter().filter_map(|(u, s)| s.next_expiry(model).map(|t| Reverse((t, u.clone())))).collect();
+            self.users.iter().filter_map(|(u, s)| s.next_expiry(model).map(|t| Reverse((t, u.into())))).collect();
     }
 
     /// Lifts what expired by `now_ms`, and moves windows whose oldest event

@@ -21,7 +21,7 @@ impl ShardState {
             next.overrides = std::mem::take(&mut user.overrides);
             *user = next;
             if !self.dirty.contains(id) {
-                self.dirty.insert(id.clone());
+                self.dirty.insert(id.into());
             }
         }
     }
@@ -40,7 +40,7 @@ impl ShardState {
             let after = user.restricted(model);
             for r in lifted {
                 changes.push(Change {
-                    user_id: user_id.clone(),
+                    user_id: user_id.into(),
                     kind: ChangeKind::RuleRemoved,
                     features: model.rules[usize::from(r.rule)].features,
                     rule: Some(r.rule),
@@ -52,7 +52,7 @@ impl ShardState {
                 });
             }
             if !self.dirty.contains(user_id) {
-                self.dirty.insert(user_id.clone());
+                self.dirty.insert(user_id.into());
             }
         }
         changes
@@ -79,7 +79,7 @@ impl ShardState {
             let after = user.restricted(model);
             for r in lifted {
                 changes.push(Change {
-                    user_id: user_id.clone(),
+                    user_id: user_id.into(),
                     kind: ChangeKind::Reverted,
                     features: model.rules[usize::from(rule)].features,
                     rule: Some(rule),
@@ -90,7 +90,7 @@ impl ShardState {
                     restricted_after: after,
                 });
             }
-            touched.push(user_id.clone());
+            touched.push(Box::<str>::from(user_id));
         }
         for u in touched {
             self.touch(&u);

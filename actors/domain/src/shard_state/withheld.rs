@@ -63,10 +63,10 @@ impl ShardState {
             let made = Restriction { rule: r, entry: marker.entry, at_ms: id.ms, expires_at_ms, suppressed: false };
             user.restrictions.push(made);
             if let Some(at) = expires_at_ms {
-                self.expiries.push(Reverse((at, user_id.clone())));
+                self.expiries.push(Reverse((at, user_id.into())));
             }
             changes.push(Change {
-                user_id: user_id.clone(),
+                user_id: user_id.into(),
                 kind: ChangeKind::RuleFired,
                 features: rule.features,
                 rule: Some(r),
@@ -76,7 +76,7 @@ impl ShardState {
                 reason: Some("withheld while the rule was tripped; applied with its reset (apply_suppressed)".into()),
                 restricted_after: user.restricted(model),
             });
-            touched.push(user_id.clone());
+            touched.push(Box::<str>::from(user_id));
         }
         for u in touched {
             self.touch(&u);
