@@ -70,6 +70,33 @@ fn a_graceful_stop_snapshots_everything_and_a_restart_replays_nothing() {
     assert!(app.log().contains("snapshots loaded"), "{}", app.log());
 }
 
+/// A shard of more users than one `HGETALL` reads (20,000) loads in `HSCAN`
+/// chunks; one of fewer in one read. Both come back whole.
+#[test]
+fn a_shard_too_large_for_one_read_comes_back_whole_in_chunks() {
+    let redis = TestRedis::start();
+    let one_shard = [LAZY, &[("RESTRICTD_SHARDS__COUNT", "1")]].concat();
+    let mut app = TestApp::spawn_with(&redis, &one_shard);
+    let users = 20_500;
+    for start in (0..users).step_by(1000) {
+        let batch: Vec<_> = (start..(start + 1000).min(users))
+            .map(|i| event("purchase_made", &format!("u{i}"), json!({"amount": i})))
+            .collect();
+        let reply = app.post("/v1/events?wait=applied", &json!(batch));
+        assert_eq!(reply.status, 200, "{}", reply.json());
+    }
+    seed_users(&app);
+    assert_eq!(app.terminate(), Some(0), "SIGTERM exits 0; log:\n{}", app.log());
+    assert_eq!(redis.cli(&["HLEN", "rd:{0}:users"]), (users + 3).to_string());
+
+    let app = TestApp::spawn_with(&redis, &one_shard);
+    assert_eq!(app.metric("restrictd_recovery_users_loaded_total"), f64::from(users + 3));
+    assert_seeded(&app);
+    for i in [0, 1, 12_345, users - 1] {
+        assert_eq!(app.get(&format!("/v1/users/u{i}")).json()["aggregates"]["spend"], i.to_string(), "u{i}");
+    }
+}
+
 #[test]
 fn events_applied_but_not_snapshotted_are_replayed_after_kill_9() {
     let redis = TestRedis::start();
