@@ -64,6 +64,7 @@ impl Engine {
                 block: settings.reader.block,
                 linger: settings.reader.linger,
                 dedup_window_ms: settings.ingest.dedup_window.as_millis() as u64,
+                whole_hash_limit: settings.persistence.load_whole_hash_limit,
             };
             move || start_readers(&readers, &shards, &shared, &handles, reader)
         };

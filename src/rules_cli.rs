@@ -123,7 +123,9 @@ async fn simulate(
             Some(record) => record.compile(accept_unknown).map_err(|e| anyhow::anyhow!(e))?,
             None => (*settings.model).clone(),
         };
-        let state = snapshot::load(conn, keys, s, &model, 0).await?;
+        let limits =
+            snapshot::LoadLimits { dedup_window_ms: 0, whole_hash: settings.persistence.load_whole_hash_limit };
+        let state = snapshot::load(conn, keys, s, &model, limits).await?;
         total.add(simulate(&state, &model, &candidate, 10, restrictd_actors::clock::now_ms()), 10);
     }
     let mut reply = rulesets::simulation_json(&total, &settings.tripwire.domain());

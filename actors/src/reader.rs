@@ -44,6 +44,8 @@ pub struct ReaderSettings {
     pub linger: Duration,
     /// For restored shard state.
     pub dedup_window_ms: u64,
+    /// A shard of at most this many users is loaded in one `HGETALL`.
+    pub whole_hash_limit: usize,
 }
 
 pub struct StreamReader {
@@ -193,7 +195,11 @@ impl ReadLoop {
         let mut compiled: Vec<(u64, Arc<Model>)> = Vec::new();
         for (i, (s, addr)) in self.shards.iter().enumerate() {
             let (version, model) = self.rules_of(conn, *s, &mut compiled).await?;
-            let state = snapshot::load(conn, &self.shared.keys, *s, &model, self.settings.dedup_window_ms).await?;
+            let limits = snapshot::LoadLimits {
+                dedup_window_ms: self.settings.dedup_window_ms,
+                whole_hash: self.settings.whole_hash_limit,
+            };
+            let state = snapshot::load(conn, &self.shared.keys, *s, &model, limits).await?;
             users += state.users.len();
             cursors[i] = state.applied;
             addr.send(Restore { state, conn: conn.clone(), version, model }).await.map_err(|_| ReadError::Stopped)?;

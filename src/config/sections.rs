@@ -263,6 +263,8 @@ pub struct PersistenceSettings {
     /// How long shutdown waits for in-flight requests, and again for the final flush.
     #[serde(deserialize_with = "de::duration")]
     pub shutdown_timeout: Duration,
+    /// Loading a shard at start: at most this many users in one `HGETALL`.
+    pub load_whole_hash_limit: usize,
 }
 
 impl Default for PersistenceSettings {
@@ -273,6 +275,7 @@ impl Default for PersistenceSettings {
             changelog_delay: Duration::from_millis(100),
             trim_margin: Some(Duration::from_secs(60)),
             shutdown_timeout: Duration::from_secs(10),
+            load_whole_hash_limit: 20_000,
         }
     }
 }

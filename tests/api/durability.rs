@@ -70,10 +70,10 @@ fn a_graceful_stop_snapshots_everything_and_a_restart_replays_nothing() {
     assert!(app.log().contains("snapshots loaded"), "{}", app.log());
 }
 
-/// A shard of more users than one `HGETALL` reads (20,000) loads in `HSCAN`
-/// chunks; one of fewer in one read. Both come back whole.
+/// A shard of more users than `persistence.load_whole_hash_limit` loads in
+/// `HSCAN` chunks; one of fewer in one `HGETALL`. Both come back whole.
 #[test]
-fn a_shard_too_large_for_one_read_comes_back_whole_in_chunks() {
+fn a_shard_loads_whole_in_chunks_or_in_one_read() {
     let redis = TestRedis::start();
     let one_shard = [LAZY, &[("RESTRICTD_SHARDS__COUNT", "1")]].concat();
     let mut app = TestApp::spawn_with(&redis, &one_shard);
@@ -89,11 +89,15 @@ fn a_shard_too_large_for_one_read_comes_back_whole_in_chunks() {
     assert_eq!(app.terminate(), Some(0), "SIGTERM exits 0; log:\n{}", app.log());
     assert_eq!(redis.cli(&["HLEN", "rd:{0}:users"]), (users + 3).to_string());
 
-    let app = TestApp::spawn_with(&redis, &one_shard);
-    assert_eq!(app.metric("restrictd_recovery_users_loaded_total"), f64::from(users + 3));
-    assert_seeded(&app);
-    for i in [0, 1, 12_345, users - 1] {
-        assert_eq!(app.get(&format!("/v1/users/u{i}")).json()["aggregates"]["spend"], i.to_string(), "u{i}");
+    for limit in ["10000", "30000"] {
+        let env = [&one_shard[..], &[("RESTRICTD_PERSISTENCE__LOAD_WHOLE_HASH_LIMIT", limit)]].concat();
+        let mut app = TestApp::spawn_with(&redis, &env);
+        assert_eq!(app.metric("restrictd_recovery_users_loaded_total"), f64::from(users + 3), "limit {limit}");
+        assert_seeded(&app);
+        for i in [0, 1, 12_345, users - 1] {
+            assert_eq!(app.get(&format!("/v1/users/u{i}")).json()["aggregates"]["spend"], i.to_string(), "u{i}");
+        }
+        assert_eq!(app.terminate(), Some(0), "{}", app.log());
     }
 }
 

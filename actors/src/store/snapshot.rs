@@ -213,21 +213,33 @@ pub enum LoadError {
     Rules { shard: u32, version: u64, reason: String },
 }
 
+/// How a shard's snapshot is loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadLimits {
+    /// For the restored dedup memory.
+    pub dedup_window_ms: u64,
+    /// A shard of at most this many users is read in one `HGETALL`: a
+    /// third of the work `HSCAN` costs Redis (which copies each field and
+    /// value before replying), during which Redis serves no one else
+    /// (about 0.3 µs per user); a larger one in `HSCAN` chunks.
+    pub whole_hash: usize,
+}
+
 /// Reads a shard's snapshot: users, dedup memory and offset.
 pub async fn load(
     conn: &mut Conn,
     keys: &Keys,
     shard: u32,
     model: &Model,
-    dedup_window_ms: u64,
+    limits: LoadLimits,
 ) -> Result<ShardState, LoadError> {
-    let mut state = ShardState::new(dedup_window_ms);
+    let mut state = ShardState::new(limits.dedup_window_ms);
     state.applied = read_offset(conn, keys, shard).await?.unwrap_or(EntryId::ZERO);
     let users_key = keys.users(shard);
     // Sized once for every user stored: no rehash while loading.
     let stored: usize = redis::cmd("HLEN").arg(users_key).query_async(conn).await?;
     state.users.reserve(stored);
-    read_hash(conn, users_key, stored, |field, value| {
+    read_hash(conn, users_key, stored <= limits.whole_hash, |field, value| {
         let user = String::from_utf8_lossy(&field);
         let decoded = decode_user(model, &value).map_err(|e| LoadError::User {
             shard,
@@ -263,20 +275,15 @@ pub async fn read_offset(conn: &mut Conn, keys: &Keys, shard: u32) -> Result<Opt
 /// answers other clients between two.
 const SCAN_COUNT: usize = 5_000;
 
-/// A hash of at most this many fields is read in one `HGETALL`: a third of
-/// the work `HSCAN` costs Redis (which copies each field and value before
-/// replying), and about 5 ms during which Redis serves no one else.
-const WHOLE_HASH_LIMIT: usize = 20_000;
-
-/// Reads a hash of `len` fields (`HLEN`), handing each field and value to
-/// `each`: at once when small, in chunks otherwise (`scan_hash`).
+/// Reads a hash, handing each field and value to `each`: at once when
+/// `whole`, in chunks otherwise (`scan_hash`).
 pub async fn read_hash(
     conn: &mut Conn,
     key: &str,
-    len: usize,
+    whole: bool,
     mut each: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), LoadError>,
 ) -> Result<(), LoadError> {
-    if len > WHOLE_HASH_LIMIT {
+    if !whole {
         return scan_hash(conn, key, each).await;
     }
     let reply: Value = redis::cmd("HGETALL").arg(key).query_async(conn).await?;
