@@ -159,7 +159,7 @@ pub fn recovery(bin: &Path, config: &Path, users: u64, replay: u64) -> anyhow::R
     runtime.block_on(settle(&svc.addr, Duration::from_secs(120)))?;
     let rss_settled = settled_rss(&svc);
     let redis_settled = redis.used_memory();
-    let (stream_bytes, _) = redis.memory_usage("*:events");
+    let stream_bytes = redis.memory_usage("*:events");
     let stream_entries = redis.stream_entries("*:events");
     let stopping = Instant::now();
     anyhow::ensure!(svc.terminate() == Some(0), "graceful stop failed:\n{}", svc.log());

@@ -108,7 +108,6 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// Runs redis-cli against this server; its stdout, trimmed.
     /// Redis's `used_memory` (INFO memory), bytes.
     pub fn used_memory(&self) -> u64 {
         let info = self.cli(&["INFO", "memory"]);
@@ -116,11 +115,10 @@ impl Redis {
     }
 
     /// Bytes Redis holds for the keys matching `pattern` (`MEMORY USAGE
-    /// SAMPLES 0`: every element counted), and how many keys matched.
-    pub fn memory_usage(&self, pattern: &str) -> (u64, usize) {
+    /// SAMPLES 0`: every element counted).
+    pub fn memory_usage(&self, pattern: &str) -> u64 {
         let keys = self.cli(&["--scan", "--pattern", pattern]);
-        let sizes = keys.lines().map(|k| self.cli(&["MEMORY", "USAGE", k, "SAMPLES", "0"]).parse::<u64>().unwrap_or(0));
-        sizes.fold((0, 0), |(bytes, n), b| (bytes + b, n + 1))
+        keys.lines().map(|k| self.cli(&["MEMORY", "USAGE", k, "SAMPLES", "0"]).parse::<u64>().unwrap_or(0)).sum()
     }
 
     /// Entries in the streams matching `pattern`.
@@ -129,6 +127,7 @@ impl Redis {
         keys.lines().map(|k| self.cli(&["XLEN", k]).parse::<u64>().unwrap_or(0)).sum()
     }
 
+    /// Runs redis-cli against this server; its stdout, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
         let out =
             Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli runs");
@@ -339,20 +338,6 @@ impl RedisCluster {
     }
 
     /// Runs `redis-cli -c` (follows redirections) against the first node.
-    /// Bytes Redis holds for the keys matching `pattern` (`MEMORY USAGE
-    /// SAMPLES 0`: every element counted), and how many keys matched.
-    pub fn memory_usage(&self, pattern: &str) -> (u64, usize) {
-        let keys = self.cli(&["--scan", "--pattern", pattern]);
-        let sizes = keys.lines().map(|k| self.cli(&["MEMORY", "USAGE", k, "SAMPLES", "0"]).parse::<u64>().unwrap_or(0));
-        sizes.fold((0, 0), |(bytes, n), b| (bytes + b, n + 1))
-    }
-
-    /// Entries in the streams matching `pattern`.
-    pub fn stream_entries(&self, pattern: &str) -> u64 {
-        let keys = self.cli(&["--scan", "--pattern", pattern]);
-        keys.lines().map(|k| self.cli(&["XLEN", k]).parse::<u64>().unwrap_or(0)).sum()
-    }
-
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-c", "-p", &self.nodes[0].port.to_string()])

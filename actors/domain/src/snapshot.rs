@@ -106,25 +106,22 @@ pub fn encode_user(model: &Model, user: &UserState) -> Vec<u8> {
         .map(|o| (&*model.features[usize::from(o.feature)], o.allowed, &*o.reason, &*o.by, o.at_ms, o.expires_at_ms))
         .collect();
     let mut out = vec![VERSION, 0];
-    let mut present = 0;
-    let mut section = |bit: u8, empty: bool, write: &dyn Fn(&mut Vec<u8>)| {
-        if !empty {
-            present |= 1 << bit;
-            write(&mut out);
-        }
-    };
-    section(0, scalars.is_empty(), &|o| encode_into(&scalars, o));
-    section(1, sets.is_empty(), &|o| encode_into(&sets, o));
-    section(2, restrictions.is_empty(), &|o| encode_into(&restrictions, o));
-    section(3, overrides.is_empty(), &|o| encode_into(&overrides, o));
-    section(4, windows.is_empty(), &|o| encode_into(&windows, o));
-    section(5, suppressed.is_empty(), &|o| encode_into(&suppressed, o));
-    out[1] = present;
+    put_section(&mut out, 0, &scalars);
+    put_section(&mut out, 1, &sets);
+    put_section(&mut out, 2, &restrictions);
+    put_section(&mut out, 3, &overrides);
+    put_section(&mut out, 4, &windows);
+    put_section(&mut out, 5, &suppressed);
     out
 }
 
-fn encode_into(value: &impl bincode::Encode, out: &mut Vec<u8>) {
-    bincode::encode_into_std_write(value, out, standard()).expect("writing to a Vec cannot fail");
+/// Appends section `bit` of version 4 unless it is empty, and marks it in
+/// the sections byte (`out[1]`).
+fn put_section<T: bincode::Encode>(out: &mut Vec<u8>, bit: u8, items: &Vec<T>) {
+    if !items.is_empty() {
+        out[1] |= 1 << bit;
+        bincode::encode_into_std_write(items, out, standard()).expect("writing to a Vec cannot fail");
+    }
 }
 
 /// Sections of version 4 that `present` marks, in order; absent ones are empty.
@@ -133,18 +130,14 @@ fn decode_v4(body: &[u8]) -> Result<UserV3<'_>, SnapshotError> {
     if present >> 6 != 0 {
         return Err(SnapshotError::Corrupt(format!("unknown sections {present:#010b}")));
     }
-    let mut bit = 0;
-    let mut next = || {
-        bit += 1;
-        present & (1 << (bit - 1)) != 0
-    };
+    let has = |bit: u8| present & (1 << bit) != 0;
     let v2 = UserV2 {
-        scalars: section(&mut rest, next())?,
-        sets: section(&mut rest, next())?,
-        restrictions: section(&mut rest, next())?,
-        overrides: section(&mut rest, next())?,
+        scalars: section(&mut rest, has(0))?,
+        sets: section(&mut rest, has(1))?,
+        restrictions: section(&mut rest, has(2))?,
+        overrides: section(&mut rest, has(3))?,
     };
-    Ok(UserV3 { v2, windows: section(&mut rest, next())?, suppressed: section(&mut rest, next())? })
+    Ok(UserV3 { v2, windows: section(&mut rest, has(4))?, suppressed: section(&mut rest, has(5))? })
 }
 
 /// One section of version 4, read from the front of `rest` when `present`.
