@@ -33,7 +33,7 @@ mod allocator {
     ///
     /// Transparent huge pages are off for the process: with them the kernel
     /// hands out (and zeroes) 2 MiB where a heap page of 4 KiB was touched,
-    /// which at 1,000,000 users cost about 30 bytes of RSS per user and made
+    /// which at 1,000,000 users cost about 25 bytes of RSS per user and made
     /// a restart slower (docs/performance.md). `MIMALLOC_ALLOW_THP` set in
     /// the environment leaves them as the system has them.
     pub fn tune() {
