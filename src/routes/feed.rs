@@ -67,9 +67,6 @@ impl AsRef<[u8]> for Frame {
     }
 }
 
-/// A write gathers what is ready up to about this many bytes.
-const CHUNK: usize = 64 * 1024;
-
 /// The reconnection delay a browser's EventSource waits, ms.
 const RETRY_MS: u64 = 1000;
 
@@ -124,17 +121,15 @@ fn render(out: Out) -> web::Bytes {
 pub async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Asked { filter, subscription, after } = asked(&req, &state).await?;
     let source = Source::open(state, filter, subscription, after).await?;
-    // What arrived together goes out in one write (a shard's changes come
-    // in batches): fewer writes and packets per subscriber.
+    // Each item is its own chunk, the shared rendering itself: actix-web
+    // copies what is ready into the connection's buffer (up to 32 KiB) and
+    // writes it at once, so what arrived together still goes out in one write.
     let stream = futures_util::stream::unfold(source, |mut source| async move {
-        let first = render(source.next().await?);
-        let mut chunk: Option<web::BytesMut> = None;
-        while chunk.as_ref().map_or(first.len(), |c| c.len()) < CHUNK {
-            let Some(out) = source.ready() else { break };
-            chunk.get_or_insert_with(|| web::BytesMut::from(&first[..])).extend_from_slice(&render(out));
-        }
-        let bytes = chunk.map_or(first, web::BytesMut::freeze);
-        Some((Ok::<_, actix_web::Error>(bytes), source))
+        let out = match source.ready() {
+            Some(out) => out,
+            None => source.next().await?,
+        };
+        Some((Ok::<_, actix_web::Error>(render(out)), source))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
     }
     let c = cli.common.clone();
     if let Command::Probe { addr, prefix } = &cli.command {
+        loadtest::cpus::shortest_slice();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let summary = runtime.block_on(loadtest::overload::probe(addr, prefix, c.users, c.duration, c.rate));
         println!("{}", serde_json::to_string(&summary)?);
