@@ -10,7 +10,6 @@
 //! XREAD BLOCK holds its connection, so snapshots and dead letters go through
 //! a second one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +51,8 @@ pub struct StreamReader {
     shards: Vec<(u32, Addr<ShardActor>)>,
     settings: ReaderSettings,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
+    /// Set on `StopReading`: the loop ends, a read blocked in Redis at once.
+    stop: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
     stopped_tx: Option<watch::Sender<bool>>,
 }
@@ -60,7 +60,8 @@ pub struct StreamReader {
 impl StreamReader {
     pub fn new(shards: Vec<(u32, Addr<ShardActor>)>, settings: ReaderSettings, shared: Arc<Shared>) -> Self {
         let (tx, rx) = watch::channel(false);
-        StreamReader { shards, settings, shared, stop: Arc::default(), stopped: rx, stopped_tx: Some(tx) }
+        let stop = watch::Sender::new(false);
+        StreamReader { shards, settings, shared, stop, stopped: rx, stopped_tx: Some(tx) }
     }
 }
 
@@ -68,7 +69,7 @@ impl Handler<StopReading> for StreamReader {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: StopReading, _: &mut Context<Self>) -> Self::Result {
-        self.stop.store(true, Ordering::Release);
+        self.stop.send_replace(true);
         let mut stopped = self.stopped.clone();
         Box::pin(async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -84,7 +85,7 @@ impl Actor for StreamReader {
             shards: self.shards.clone(),
             settings: self.settings.clone(),
             shared: Arc::clone(&self.shared),
-            stop: Arc::clone(&self.stop),
+            stop: self.stop.subscribe(),
         };
         let stopped = self.stopped_tx.take();
         ctx.spawn(
@@ -103,7 +104,7 @@ struct ReadLoop {
     shards: Vec<(u32, Addr<ShardActor>)>,
     settings: ReaderSettings,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
 }
 
 impl ReadLoop {
@@ -115,7 +116,7 @@ impl ReadLoop {
         // Before the first connection the service logs one "redis unreachable"
         // line itself; the readers stay quiet until they have connected once.
         let mut connected_once = false;
-        while !self.stop.load(Ordering::Acquire) {
+        while !*self.stop.borrow() {
             let result = async {
                 let mut read_conn = self.connect(self.settings.block + Duration::from_secs(5)).await?;
                 let mut write_conn = self.connect(Duration::from_secs(10)).await?;
@@ -165,7 +166,7 @@ impl ReadLoop {
     ) -> Result<(), ReadError> {
         let mut probed = Instant::now();
         let mut idle = IdleBackoff::default();
-        while !self.stop.load(Ordering::Acquire) {
+        while !*self.stop.borrow() {
             if !self.shared.lease_valid() {
                 // Not renewed in time: another instance may take the shards over.
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -271,7 +272,15 @@ impl ReadLoop {
         let mut batches: Vec<(usize, Vec<Entry<Payload>>)> = Vec::new();
         let keys = self.shards.iter().map(|(s, _)| self.shared.keys.events(*s));
         let (batch, block) = (self.settings.batch, self.settings.block);
-        for (key, entries) in wire::read_streams(conn, &self.settings.redis, keys, cursors, batch, block, idle).await? {
+        // A stop ends a read blocked in Redis at once: what it would have
+        // returned stays in the streams, after the cursors the flush records.
+        let mut stop = self.stop.clone();
+        let read = wire::read_streams(conn, &self.settings.redis, keys, cursors, batch, block, idle);
+        let read = tokio::select! {
+            read = read => read?,
+            _ = stop.wait_for(|s| *s) => return Err(ReadError::Stopped),
+        };
+        for (key, entries) in read {
             let Some(i) = self.shards.iter().position(|(s, _)| self.shared.keys.events(*s).as_bytes() == key) else {
                 continue;
             };

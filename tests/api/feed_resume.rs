@@ -196,14 +196,16 @@ fn an_id_past_what_is_kept_gets_a_reset_and_an_unreadable_one_is_400() {
 }
 
 #[test]
-fn a_graceful_shutdown_ends_every_stream_at_once_with_a_last_event() {
+fn a_graceful_shutdown_ends_every_stream_and_blocked_read_at_once_with_a_last_event() {
     let redis = TestRedis::start();
-    let mut app = TestApp::spawn(&redis);
+    // Stream readers block in Redis far longer than the stop may take.
+    let mut app = TestApp::spawn_with(&redis, &[("RESTRICTD_READER__BLOCK", "60s")]);
     let mut subscribers: Vec<Subscriber> = (0..200).map(|_| Subscriber::open(&app.addr, "")).collect();
     let started = Instant::now();
     assert_eq!(app.terminate(), Some(0));
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "a graceful stop does not wait on feed streams: {took:?}");
+    assert!(took < Duration::from_secs(5), "a graceful stop waits on neither feed streams nor blocked reads: {took:?}");
+    assert!(app.log().contains("every owned shard flushed"), "{}", app.log());
     for s in &mut subscribers {
         let (kind, data) = s.next().expect("a last event");
         assert_eq!(kind, "shutdown", "{data}");
