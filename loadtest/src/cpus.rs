@@ -100,7 +100,7 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// Asks the kernel for the shortest scheduler slice (0.1 ms, Linux 6.6 and
+/// Asks the kernel for the shortest scheduler slice (0.1 ms, Linux 6.12 and
 /// later) for the calling thread: woken, it preempts a thread with a longer
 /// slice instead of waiting out that thread's turn. The checks' prober runs
 /// so, as a client on another machine would not wait for the service's (or
