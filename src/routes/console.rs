@@ -57,10 +57,11 @@ pub async fn rule_page(path: web::Path<String>) -> Result<HttpResponse, ApiError
 }
 
 /// `/rules/versions/{version}`: the page, for a version number (else 400).
+/// A number past any version gets the page too, which says it was not
+/// published (as `GET /v1/rules/versions/{n}` answers 404).
 pub async fn version_page(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let digits = !path.is_empty() && path.bytes().all(|b| b.is_ascii_digit());
-    match path.parse::<u64>() {
-        Ok(n) if digits && n >= 1 => Ok(page().await),
+    match super::whole_number(&path) {
+        Some(n) if n >= 1 => Ok(page().await),
         _ => Err(ApiError::bad_request(format!("{:?} is not a version number", path.as_str()))),
     }
 }

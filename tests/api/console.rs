@@ -322,3 +322,17 @@ fn the_timeseries_counts_events_and_decisions_per_minute() {
     assert_eq!(app.get("/v1/timeseries?rule=nope").status, 404);
     assert_eq!(app.get("/v1/timeseries?bogus=1").status, 400);
 }
+
+/// A version's page takes any whole number from 1, even one past every
+/// version that can exist (its script then says it was not published, as
+/// the API's 404 does); anything else is 400.
+#[test]
+fn a_version_page_takes_any_whole_number_from_one() {
+    let redis = TestRedis::start();
+    let app = TestApp::spawn(&redis);
+    let huge = "18642623969272844288"; // past u64::MAX
+    for (version, status) in [("1", 200), (huge, 200), ("0", 400), ("1x", 400), ("-1", 400)] {
+        assert_eq!(app.get(&format!("/rules/versions/{version}")).status, status, "{version}");
+    }
+    assert_eq!(app.get(&format!("/v1/rules/versions/{huge}")).status, 404);
+}
