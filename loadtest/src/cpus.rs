@@ -62,6 +62,16 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// How many CPUs a server program [`command`] starts may run on: the
+/// servers' after [`split`], else this process's. A server with one worker
+/// per core (restrictd's default) has this many.
+pub fn server_count() -> io::Result<usize> {
+    match SERVER_CPUS.get() {
+        Some(cpus) => Ok(cpus.len()),
+        None => allowed().map(|a| a.len()),
+    }
+}
+
 /// The CPUs this process may run on.
 pub fn allowed() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data, zero is an empty set; the size passed is its size.

@@ -20,6 +20,13 @@ use std::time::Duration;
 use engine::{Plan, Summary};
 use scenarios::{Checks, Events, Mixed, Model, Population, Rng};
 
+/// Whether this process is the `loadtest` binary, which can start helper
+/// processes of itself (`probe`, `serve-ceiling`); a library caller (the test
+/// suite) runs them on threads instead.
+pub fn is_loadtest_binary() -> bool {
+    std::env::current_exe().is_ok_and(|exe| exe.file_stem().is_some_and(|n| n == "loadtest"))
+}
+
 /// The value of one series (name and labels exactly as exported) in a
 /// Prometheus exposition; `None` when it is not there.
 pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {

@@ -57,6 +57,40 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Sampled users whose features matched the model of acknowledged events.
     pub verified_users: usize,
+    /// The trivial handler from 100 and from 1,000 connections, in the same run.
+    pub trivial: Trivial,
+}
+
+/// The trivial handler (`serve-ceiling`, a process of its own on the servers'
+/// CPUs) answering from 100 and from 1,000 connections, closed loop: what the
+/// kernel and actix-web themselves lose to ten times the connections on the
+/// same cores, beside the service's rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trivial {
+    pub per_second_100: f64,
+    pub per_second_1000: f64,
+    /// 1,000 connections over 100.
+    pub ratio: f64,
+}
+
+/// Measures [`Trivial`]: `duration` from each connection count. From a
+/// library caller that is not the `loadtest` binary (the test suite), the
+/// handler runs on a thread of the caller.
+async fn trivial(pop: &Population, duration: Duration) -> anyhow::Result<Trivial> {
+    let workers = crate::cpus::server_count()?;
+    let (addr, _server) = if crate::is_loadtest_binary() {
+        let p = crate::ceiling::Process::start(workers)?;
+        (p.addr.clone(), Some(p))
+    } else {
+        (crate::ceiling::serve(workers)?, None)
+    };
+    let mut rate = [0.0; 2];
+    for (r, connections) in rate.iter_mut().zip([100, 1000]) {
+        let p = plan(&addr, &format!("trivial {connections}"), connections, duration);
+        *r = engine::run(&p, |i| Checks { pop: pop.clone(), rng: Rng::new(31 + i as u64) }).await.units_per_second;
+    }
+    let [per_second_100, per_second_1000] = rate;
+    Ok(Trivial { per_second_100, per_second_1000, ratio: per_second_1000 / per_second_100 })
 }
 
 fn events(pop: &Population, model: &Arc<Model>, seed: u64) -> Events {
@@ -148,9 +182,8 @@ pub(crate) enum Prober {
 
 impl Prober {
     pub(crate) fn start(addr: &str, pop: &Population, duration: Duration) -> anyhow::Result<Prober> {
-        let exe = std::env::current_exe()?;
-        if exe.file_stem().is_some_and(|n| n == "loadtest") {
-            let child = std::process::Command::new(exe)
+        if crate::is_loadtest_binary() {
+            let child = std::process::Command::new(std::env::current_exe()?)
                 .args(["probe", addr, "--prefix", &pop.prefix, "--users", &pop.users.to_string()])
                 .args(["--duration", &format!("{}ms", duration.as_millis())])
                 .stdout(std::process::Stdio::piped())
@@ -208,7 +241,8 @@ pub async fn overload(
         rows.push(r);
     }
     let verified_users = verify(addr, &pop, &model).await?;
-    Ok(Report { capacity, unloaded_checks: Some(unloaded), rows, verified_users })
+    let trivial = trivial(&pop, duration).await?;
+    Ok(Report { capacity, unloaded_checks: Some(unloaded), rows, verified_users, trivial })
 }
 
 /// The `producers` scenario.
@@ -225,7 +259,8 @@ pub async fn producers(addr: &str, users: u64, duration: Duration) -> anyhow::Re
         r.goodput_ratio = r.accepted_per_second / base;
     }
     let verified_users = verify(addr, &pop, &model).await?;
-    Ok(Report { capacity: base, unloaded_checks: None, rows, verified_users })
+    let trivial = trivial(&pop, duration).await?;
+    Ok(Report { capacity: base, unloaded_checks: None, rows, verified_users, trivial })
 }
 
 /// The ingest token of the flooding producer in `fairness`.
@@ -347,5 +382,10 @@ pub fn print(report: &Report) {
     println!(
         "latencies in µs; ratio: accepted over {}",
         if report.unloaded_checks.is_some() { "capacity" } else { "the 100-producer row" }
+    );
+    let t = &report.trivial;
+    println!(
+        "the trivial handler on the same CPUs: {:.0}/s from 1,000 connections, {:.0}/s from 100: ratio {:.2}",
+        t.per_second_1000, t.per_second_100, t.ratio
     );
 }

@@ -59,4 +59,7 @@ fn overload_and_a_thousand_producers_lose_nothing_acknowledged() {
     }
     assert!(overload.rows.iter().all(|r| r.checks.as_ref().is_some_and(|c| c.errors == 0)), "{overload:?}");
     assert!(overload.verified_users > 0 && producers.verified_users > 0);
+    for trivial in [&overload.trivial, &producers.trivial] {
+        assert!(trivial.per_second_100 > 0.0 && trivial.per_second_1000 > 0.0, "{trivial:?}");
+    }
 }
