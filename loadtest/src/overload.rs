@@ -12,7 +12,9 @@
 //! `producers`: 10, 100 and 1,000 closed-loop producers that honour
 //! `Retry-After`, and 1,000 that do not.
 //!
-//! The correctness check runs after the rows in both.
+//! The correctness check runs after the rows in both; then the trivial
+//! handler answers from 100 and from 1,000 connections, for what ten times
+//! the connections cost the platform itself ([`Trivial`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -94,14 +94,16 @@ pub(crate) enum Command {
     Ramp,
     /// The service's closed-loop capacity (single events, 100 producers), then
     /// 1x, 2x and 4x that offered open-loop from --producers connections, with
-    /// checks at 1,000/s alongside and /ready watched. Fails if an accepted
-    /// event is lost.
+    /// checks at 1,000/s alongside and /ready watched; then the trivial
+    /// handler from 100 and 1,000 connections. Fails if an accepted event is
+    /// lost.
     Overload {
         #[arg(long, default_value_t = 1000)]
         producers: usize,
     },
     /// 10, 100 and 1,000 closed-loop producers that honour Retry-After, and
-    /// 1,000 that do not. Fails if an accepted event is lost.
+    /// 1,000 that do not; then the trivial handler from 100 and 1,000
+    /// connections. Fails if an accepted event is lost.
     Producers,
     /// One producer flooding from --producers connections (closed loop,
     /// ignoring Retry-After) beside ten producers at 100 events/s each, each
