@@ -35,6 +35,17 @@ pub fn serve(workers: usize) -> anyhow::Result<String> {
 }
 
 /// The handler in a child process (`<this executable> serve-ceiling`); killed on drop.
+/// Starts the trivial handler with `workers` workers: on a thread of this
+/// process when `in_process`, else in a process of its own. Its address, and
+/// the process (stopped when dropped) to keep while it is used.
+pub fn start(workers: usize, in_process: bool) -> anyhow::Result<(String, Option<Process>)> {
+    if in_process {
+        return Ok((serve(workers)?, None));
+    }
+    let p = Process::start(workers)?;
+    Ok((p.addr.clone(), Some(p)))
+}
+
 pub struct Process {
     child: Child,
     pub addr: String,

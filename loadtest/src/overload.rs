@@ -80,12 +80,7 @@ pub struct Trivial {
 /// handler runs on a thread of the caller.
 async fn trivial(pop: &Population, duration: Duration) -> anyhow::Result<Trivial> {
     let workers = crate::cpus::server_count()?;
-    let (addr, _server) = if crate::is_loadtest_binary() {
-        let p = crate::ceiling::Process::start(workers)?;
-        (p.addr.clone(), Some(p))
-    } else {
-        (crate::ceiling::serve(workers)?, None)
-    };
+    let (addr, _server) = crate::ceiling::start(workers, !crate::is_loadtest_binary())?;
     let mut rate = [0.0; 2];
     for (r, connections) in rate.iter_mut().zip([100, 1000]) {
         let p = plan(&addr, &format!("trivial {connections}"), connections, duration);

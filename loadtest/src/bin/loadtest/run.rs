@@ -154,11 +154,6 @@ async fn ramp(addr: &str, c: &Common, pop: &Population, model: &Arc<Model>) -> V
 
 /// The trivial handler's checks: in this process, or in one of its own.
 async fn ceiling(c: &Common, pop: &Population, workers: usize, in_process: bool) -> anyhow::Result<Vec<Summary>> {
-    let (addr, _process) = if in_process {
-        (loadtest::ceiling::serve(workers)?, None)
-    } else {
-        let p = loadtest::ceiling::Process::start(workers)?;
-        (p.addr.clone(), Some(p))
-    };
+    let (addr, _process) = loadtest::ceiling::start(workers, in_process)?;
     Ok(vec![engine::run(&plan(&addr, c, "ceiling"), |i| Checks { pop: pop.clone(), rng: Rng::new(i as u64) }).await])
 }
