@@ -34,7 +34,6 @@ pub fn serve(workers: usize) -> anyhow::Result<String> {
     Ok(addr)
 }
 
-/// The handler in a child process (`<this executable> serve-ceiling`); killed on drop.
 /// Starts the trivial handler with `workers` workers: on a thread of this
 /// process when `in_process`, else in a process of its own. Its address, and
 /// the process (stopped when dropped) to keep while it is used.
@@ -46,6 +45,7 @@ pub fn start(workers: usize, in_process: bool) -> anyhow::Result<(String, Option
     Ok((p.addr.clone(), Some(p)))
 }
 
+/// The handler in a child process (`<this executable> serve-ceiling`); killed on drop.
 pub struct Process {
     child: Child,
     pub addr: String,
