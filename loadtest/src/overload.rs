@@ -213,13 +213,18 @@ async fn verify(addr: &str, pop: &Population, model: &Model) -> anyhow::Result<u
     Ok(model.sample_size())
 }
 
-/// The `overload` scenario; `connections` producers in the open-loop rows (1,000).
+/// The multiples of capacity offered, in order, unless told otherwise.
+pub const OFFERED: [f64; 3] = [1.0, 2.0, 4.0];
+
+/// The `overload` scenario; `connections` producers in the open-loop rows
+/// (1,000), one row per multiple of capacity in `offered` ([`OFFERED`]).
 /// `addrs`: where events go, and where checks go (the checks listener).
 pub async fn overload(
     addrs: (&str, &str),
     users: u64,
     duration: Duration,
     connections: usize,
+    offered: &[f64],
 ) -> anyhow::Result<Report> {
     let (addr, checks_addr) = addrs;
     let (pop, model) = (Population::new(users, "ov", false), Model::new(97));
@@ -227,7 +232,7 @@ pub async fn overload(
     eprintln!("overload: capacity {capacity:.0} events/s (closed loop, 100 producers)");
     let unloaded = Prober::start(checks_addr, &pop, duration.min(Duration::from_secs(5)))?.finish()?;
     let mut rows = Vec::new();
-    for times in [1.0, 2.0, 4.0] {
+    for &times in offered {
         let p = Plan {
             rate: Some(times * capacity),
             skip_when_busy: true,

@@ -47,7 +47,15 @@ fn overload_and_a_thousand_producers_lose_nothing_acknowledged() {
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let step = Duration::from_millis(700);
-    let overload = runtime.block_on(loadtest::overload::overload((&app.addr, &app.addr), 100_000, step, 300)).unwrap();
+    let overload = runtime
+        .block_on(loadtest::overload::overload(
+            (&app.addr, &app.addr),
+            100_000,
+            step,
+            300,
+            &loadtest::overload::OFFERED,
+        ))
+        .unwrap();
     let producers = runtime.block_on(loadtest::overload::producers(&app.addr, 100_000, step)).unwrap();
     assert!(overload.capacity > 0.0 && overload.unloaded_checks.is_some(), "{overload:?}");
     assert_eq!((overload.rows.len(), producers.rows.len()), (3, 4));

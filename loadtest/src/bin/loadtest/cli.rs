@@ -93,13 +93,17 @@ pub(crate) enum Command {
     /// Mixed load at 10, 100 and 1000 concurrent clients (closed loop), a third of the duration each.
     Ramp,
     /// The service's closed-loop capacity (single events, 100 producers), then
-    /// 1x, 2x and 4x that offered open-loop from --producers connections, with
+    /// 1x, 2x and 4x that (or --offered) open-loop from --producers connections, with
     /// checks at 1,000/s alongside and /ready watched; then the trivial
     /// handler from 100 and 1,000 connections. Fails if an accepted event is
     /// lost.
     Overload {
         #[arg(long, default_value_t = 1000)]
         producers: usize,
+        /// The multiples of capacity offered, one row each, in this order
+        /// (e.g. 1,1,1: whether the first flood after start differs).
+        #[arg(long, value_delimiter = ',', default_values_t = loadtest::overload::OFFERED)]
+        offered: Vec<f64>,
     },
     /// 10, 100 and 1,000 closed-loop producers that honour Retry-After, and
     /// 1,000 that do not; then the trivial handler from 100 and 1,000

@@ -12,13 +12,14 @@ pub(crate) fn many_producers(
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<(String, serde_json::Value)> {
     Ok(match command {
-        Command::Overload { producers } => {
+        Command::Overload { producers, offered } => {
             let t = target(c)?;
             let r = runtime.block_on(loadtest::overload::overload(
                 (&t.addr, &t.checks_addr),
                 c.users,
                 c.duration,
                 producers,
+                &offered,
             ))?;
             loadtest::overload::print(&r);
             ("overload".into(), json!(r))

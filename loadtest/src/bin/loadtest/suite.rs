@@ -90,6 +90,7 @@ pub(crate) fn suite(
                 base.users,
                 base.duration,
                 1000,
+                &loadtest::overload::OFFERED,
             ))?
         }
     };
