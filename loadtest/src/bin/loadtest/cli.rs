@@ -93,16 +93,16 @@ pub(crate) enum Command {
     /// Mixed load at 10, 100 and 1000 concurrent clients (closed loop), a third of the duration each.
     Ramp,
     /// The service's closed-loop capacity (single events, 100 producers), then
-    /// 1x, 2x and 4x that (or --offered) open-loop from --producers connections, with
-    /// checks at 1,000/s alongside and /ready watched; then the trivial
-    /// handler from 100 and 1,000 connections. Fails if an accepted event is
-    /// lost.
+    /// 1x, 2x and 4x that (or the multiples given with --offered) offered
+    /// open-loop from --producers connections, with checks at 1,000/s
+    /// alongside and /ready watched; then the trivial handler from 100 and
+    /// 1,000 connections. Fails if an accepted event is lost.
     Overload {
         #[arg(long, default_value_t = 1000)]
         producers: usize,
         /// The multiples of capacity offered, one row each, in this order
         /// (e.g. 1,1,1: whether the first flood after start differs).
-        #[arg(long, value_delimiter = ',', default_values_t = loadtest::overload::OFFERED)]
+        #[arg(long, value_delimiter = ',', default_values_t = loadtest::overload::OFFERED, value_parser = multiple)]
         offered: Vec<f64>,
     },
     /// 10, 100 and 1,000 closed-loop producers that honour Retry-After, and
@@ -205,4 +205,41 @@ pub(crate) enum Command {
         #[arg(long)]
         single: bool,
     },
+}
+
+/// A multiple of capacity for `--offered`: a positive number.
+fn multiple(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("{s:?} is not a positive multiple of capacity (e.g. 0.5, 1, 4)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn offered(args: &[&str]) -> Result<Vec<f64>, String> {
+        let cli = Cli::try_parse_from(["loadtest", "overload"].iter().chain(args)).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Overload { offered, .. } => Ok(offered),
+            _ => unreachable!("parsed as overload"),
+        }
+    }
+
+    #[test]
+    fn offered_defaults_to_one_two_four_and_keeps_the_order_given() {
+        assert_eq!(offered(&[]).unwrap(), vec![1.0, 2.0, 4.0]);
+        assert_eq!(offered(&["--offered", "1,1,0.5"]).unwrap(), vec![1.0, 1.0, 0.5]);
+    }
+
+    #[test]
+    fn offered_refuses_what_is_not_a_positive_multiple() {
+        for bad in ["0", "-1", "inf", "NaN", "x", "1,,2"] {
+            let err = offered(&[&format!("--offered={bad}")]).unwrap_err();
+            assert!(err.contains("positive multiple"), "{bad}: {err}");
+        }
+    }
 }
